@@ -1,0 +1,276 @@
+"""The pluggable driver interface: what a miniport provides, and how ``module:Class`` is loaded.
+
+A driver is a class whose methods mirror the DDIs dxgkrnl calls (table below and in
+docs/INTERPRETING.md). Each DDI method returns an NTSTATUS integer and changes its
+argument block as the WDK describes. The class also names two companions the
+harness needs to judge it:
+
+* ``COMMAND_ENCODER`` -- how user mode expresses an abstract program
+  (:mod:`wddm_conformance.program`) in this driver's command-buffer format, and the
+  private data that asks for an allocation of a given size;
+* ``GPU_MODEL`` -- how this driver's DMA buffers execute (memory, aperture, faults).
+
+Either may be a class or a ``"module:Class"`` string; the reference driver's are
+the defaults.
+
+============================  ==============================================================
+method                        WDK DDI
+============================  ==============================================================
+start_device                  DxgkDdiStartDevice
+query_segments                DxgkDdiQueryAdapterInfo (DXGKQAITYPE_QUERYSEGMENT)
+query_driver_caps             DxgkDdiQueryAdapterInfo (DXGKQAITYPE_DRIVERCAPS)
+create_device                 DxgkDdiCreateDevice
+destroy_device                DxgkDdiDestroyDevice
+create_context                DxgkDdiCreateContext
+destroy_context               DxgkDdiDestroyContext
+create_allocation             DxgkDdiCreateAllocation
+destroy_allocation            DxgkDdiDestroyAllocation
+open_allocation               DxgkDdiOpenAllocation
+close_allocation              DxgkDdiCloseAllocation
+render                        DxgkDdiRender
+patch                         DxgkDdiPatch
+submit_command                DxgkDdiSubmitCommand
+build_paging_buffer           DxgkDdiBuildPagingBuffer
+============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .ddi import (
+    D3DDDI_PATCHLOCATIONLIST,
+    DXGK_DRIVERCAPS,
+    DXGK_SEGMENTDESCRIPTOR,
+    DXGK_START_INFO,
+    DXGKARG_BUILDPAGINGBUFFER,
+    DXGKARG_CLOSEALLOCATION,
+    DXGKARG_CREATEALLOCATION,
+    DXGKARG_CREATECONTEXT,
+    DXGKARG_CREATEDEVICE,
+    DXGKARG_DESTROYALLOCATION,
+    DXGKARG_OPENALLOCATION,
+    DXGKARG_PATCH,
+    DXGKARG_RENDER,
+    DXGKARG_SUBMITCOMMAND,
+)
+from .errors import DriverLoadError
+from .program import Op
+from .sysmem import SystemMemory
+
+#: Method name -> WDK DDI name. The single source for the table above, messages and docs.
+DDI_METHODS: dict[str, str] = {
+    "start_device": "DxgkDdiStartDevice",
+    "query_segments": "DxgkDdiQueryAdapterInfo(QUERYSEGMENT)",
+    "query_driver_caps": "DxgkDdiQueryAdapterInfo(DRIVERCAPS)",
+    "create_device": "DxgkDdiCreateDevice",
+    "destroy_device": "DxgkDdiDestroyDevice",
+    "create_context": "DxgkDdiCreateContext",
+    "destroy_context": "DxgkDdiDestroyContext",
+    "create_allocation": "DxgkDdiCreateAllocation",
+    "destroy_allocation": "DxgkDdiDestroyAllocation",
+    "open_allocation": "DxgkDdiOpenAllocation",
+    "close_allocation": "DxgkDdiCloseAllocation",
+    "render": "DxgkDdiRender",
+    "patch": "DxgkDdiPatch",
+    "submit_command": "DxgkDdiSubmitCommand",
+    "build_paging_buffer": "DxgkDdiBuildPagingBuffer",
+}
+
+#: Short names usable as ``--driver=NAME`` (wptrunner-style product registry).
+REGISTRY: dict[str, str] = {
+    "reference": "reference_driver:ReferenceMiniport",
+}
+
+DEFAULT_COMMAND_ENCODER = "reference_driver.encoder:CommandEncoder"
+DEFAULT_GPU_MODEL = "reference_driver.gpu:EmulatedGpu"
+
+
+@runtime_checkable
+class Miniport(Protocol):
+    """What a display miniport implements. Every DDI returns an NTSTATUS integer."""
+
+    def start_device(self, info: DXGK_START_INFO) -> int: ...
+    def query_segments(self) -> list[DXGK_SEGMENTDESCRIPTOR]: ...
+    def query_driver_caps(self) -> DXGK_DRIVERCAPS: ...
+    def create_device(self, args: DXGKARG_CREATEDEVICE) -> int: ...
+    def destroy_device(self, hDevice: int) -> int: ...
+    def create_context(self, args: DXGKARG_CREATECONTEXT) -> int: ...
+    def destroy_context(self, hContext: int) -> int: ...
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int: ...
+    def destroy_allocation(self, args: DXGKARG_DESTROYALLOCATION) -> int: ...
+    def open_allocation(self, hDevice: int, args: DXGKARG_OPENALLOCATION) -> int: ...
+    def close_allocation(self, hDevice: int, args: DXGKARG_CLOSEALLOCATION) -> int: ...
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int: ...
+    def patch(self, args: DXGKARG_PATCH) -> int: ...
+    def submit_command(self, args: DXGKARG_SUBMITCOMMAND) -> int: ...
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int: ...
+
+
+# --------------------------------------------------------------------------- companions
+
+
+@dataclass(frozen=True)
+class EncodedProgram:
+    """A program in a driver's user-mode format: the command buffer and the UMD's patch list."""
+
+    command: bytes
+    patch_locations: list[D3DDDI_PATCHLOCATIONLIST] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AllocationRequest:
+    """What user mode asks for when it creates an allocation (turned into private data by the encoder)."""
+
+    size: int
+    cpu_visible: bool = False
+    swizzled: bool = False
+    #: Allow placement in the aperture segment (system memory mapped through the GPU page table).
+    aperture: bool = True
+    #: Only the aperture segment (to exercise map/unmap deterministically).
+    aperture_only: bool = False
+    history_buffer: bool = False
+    alternate_va: bool = False
+
+
+class CommandEncoder(Protocol):
+    """The user-mode side of a driver: its command-buffer format and allocation private data."""
+
+    def allocation_private_data(self, request: AllocationRequest) -> bytes: ...
+    def encode(self, program: Sequence[Op]) -> EncodedProgram: ...
+    def privileged_command(self) -> bytes: ...
+    def illegal_command(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class GpuFault:
+    """Why the GPU stopped: ``kind`` is page-fault, illegal-instruction or privileged-instruction."""
+
+    kind: str
+    dma_offset: int
+    address: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"GPU {self.kind} at DMA +{self.dma_offset}: {self.message}"
+
+
+@dataclass
+class GpuExecution:
+    """What one DMA range did on the GPU: fences signalled, fault, and the physical access log.
+
+    ``reads`` and ``writes`` are ``(physical_address, length)`` of the memory finally
+    reached: a segment address, or the system page behind an aperture page.
+    """
+
+    fences: list[int] = field(default_factory=list)
+    fault: GpuFault | None = None
+    reads: list[tuple[int, int]] = field(default_factory=list)
+    writes: list[tuple[int, int]] = field(default_factory=list)
+    instructions: int = 0
+    bindings: dict[int, int] = field(default_factory=dict)
+
+
+class GpuModel(Protocol):
+    """The hardware a driver's DMA buffers run on. Deterministic: no threads, no clock."""
+
+    def execute(self, dma: bytes | bytearray | memoryview, *, privileged: bool) -> GpuExecution: ...
+    def read(self, address: int, length: int) -> bytes: ...
+    def write(self, address: int, data: bytes | bytearray | memoryview) -> None: ...
+    def read_linear(self, address: int, length: int) -> bytes: ...
+    def write_linear(self, address: int, data: bytes | bytearray | memoryview) -> None: ...
+    def translate(self, address: int) -> int | None: ...
+    def swizzle(self, linear: bytes | bytearray | memoryview) -> bytes: ...
+    def unswizzle(self, tiled: bytes | bytearray | memoryview) -> bytes: ...
+    def disassemble(
+        self, dma: bytes | bytearray | memoryview, start: int = 0, end: int | None = None, mark: int | None = None
+    ) -> str: ...
+    def instruction_boundaries(self, dma: bytes | bytearray | memoryview) -> list[int]: ...
+
+
+class GpuModelFactory(Protocol):
+    def __call__(self, sysmem: SystemMemory, info: DXGK_START_INFO) -> GpuModel: ...
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """A loaded driver class with its companions, ready to instantiate per kernel."""
+
+    spec: str
+    cls: type[Any]
+    encoder_cls: type[Any]
+    gpu_cls: type[Any]
+
+    def instantiate(self) -> Miniport:
+        """Construct the driver; a constructor that raises is a one-line DriverLoadError."""
+        try:
+            return self.cls()  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise DriverLoadError(
+                f"invalid --driver {self.spec!r}: constructing {self.cls.__qualname__}() raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def encoder(self) -> CommandEncoder:
+        return self.encoder_cls()  # type: ignore[no-any-return]
+
+    def gpu(self, sysmem: SystemMemory, info: DXGK_START_INFO) -> GpuModel:
+        return self.gpu_cls(sysmem, info)  # type: ignore[no-any-return]
+
+
+def _import_object(spec: str, what: str, where: str) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise DriverLoadError(f"invalid {what} {spec!r} from {where}: expected 'module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise DriverLoadError(
+            f"invalid {what} {spec!r} from {where}: cannot import module {module_name!r} "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise DriverLoadError(
+                f"invalid {what} {spec!r} from {where}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not isinstance(obj, type):
+        raise DriverLoadError(f"invalid {what} {spec!r} from {where}: {attr!r} is not a class")
+    return obj
+
+
+def _companion(cls: type[Any], attribute: str, default: str, spec: str) -> type[Any]:
+    value = getattr(cls, attribute, default)
+    if isinstance(value, type):
+        return value
+    if isinstance(value, str):
+        return _import_object(value, f"{attribute}", f"{spec}.{attribute}")  # type: ignore[no-any-return]
+    raise DriverLoadError(f"invalid {attribute} of driver {spec!r}: expected a class or 'module:Class', got {value!r}")
+
+
+def load_driver(spec: str, where: str = "--driver") -> DriverSpec:
+    """Resolve ``module:Class`` (or a registry name) into a :class:`DriverSpec`.
+
+    Every failure is a :class:`DriverLoadError` whose message is one line naming the
+    culprit: no colon, no module, no class, not a class, missing DDI methods.
+    """
+    resolved = REGISTRY.get(spec, spec)
+    cls = _import_object(resolved, "--driver" if where == "--driver" else "driver", where)
+    missing = [f"{m} ({ddi})" for m, ddi in DDI_METHODS.items() if not callable(getattr(cls, m, None))]
+    if missing:
+        raise DriverLoadError(
+            f"invalid --driver {spec!r} from {where}: {cls.__qualname__} is not a display miniport, "
+            f"missing DDI method(s): {', '.join(missing)}"
+        )
+    encoder_cls = _companion(cls, "COMMAND_ENCODER", DEFAULT_COMMAND_ENCODER, spec)
+    gpu_cls = _companion(cls, "GPU_MODEL", DEFAULT_GPU_MODEL, spec)
+    return DriverSpec(spec, cls, encoder_cls, gpu_cls)

@@ -1,0 +1,124 @@
+"""Calling the driver: exceptions become bug checks, hangs become TDRs, junk is named.
+
+Every DDI call goes through :meth:`DdiCaller.call`. It keeps a short trace of the
+calls (the "DDI call sequence" of a failure report) and turns what escapes the
+driver into the outcome a real system would have:
+
+* :class:`~wddm_conformance.errors.DdiTimeout` -> :class:`~wddm_conformance.errors.Tdr` (0x116, ALL-BOUNDED);
+* an unhandled user-mode access fault -> 0x1E with STATUS_ACCESS_VIOLATION (REN-USERFAULT);
+* a write past a kernel buffer's guard zone -> 0x1E (the buffer's cursor rule);
+* any other exception -> 0x1E (ALL-NORAISE);
+* :class:`~wddm_conformance.errors.HarnessError` passes through: it is the harness's fault.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from ..driver import DDI_METHODS, Miniport
+from ..errors import (
+    KMODE_EXCEPTION_NOT_HANDLED,
+    STATUS_ACCESS_VIOLATION,
+    VIDEO_TDR_FAILURE,
+    BugCheck,
+    DdiTimeout,
+    DriverViolation,
+    HarnessError,
+    Tdr,
+)
+from ..memory import KernelAccessViolation, MemoryViolation, Region, UserAccessFault
+from ..status import status_name
+from ..watchdog import Invoker
+
+#: Which rule a write outside a kernel buffer's window breaks, per DDI.
+CURSOR_RULE = {
+    "render": "REN-CURSORS",
+    "build_paging_buffer": "PGB-CURSOR",
+    "patch": "PAT-RANGE",
+}
+
+
+class DdiCaller:
+    """Invokes driver DDIs through an invoker and records the call sequence."""
+
+    def __init__(self, driver: Miniport, invoker: Invoker, trace_length: int = 32) -> None:
+        self.driver = driver
+        self.invoker = invoker
+        self.trace: deque[str] = deque(maxlen=trace_length)
+        self.calls = 0
+
+    def call(self, method: str, *args: Any) -> Any:
+        ddi = DDI_METHODS[method]
+        fn = getattr(self.driver, method)
+        self.calls += 1
+        try:
+            result = self.invoker(ddi, fn, args)
+        except DdiTimeout as exc:
+            self.trace.append(f"{ddi} -> did not return")
+            raise Tdr(
+                VIDEO_TDR_FAILURE, (0, 0, 0, 0), "ALL-BOUNDED", ddi, f"did not return within {exc.seconds:g} s"
+            ) from None
+        except HarnessError:
+            raise
+        except UserAccessFault as exc:
+            self.trace.append(f"{ddi} -> unhandled user-mode access fault")
+            raise BugCheck(
+                KMODE_EXCEPTION_NOT_HANDLED,
+                (STATUS_ACCESS_VIOLATION, 0, exc.offset, 0),
+                "REN-USERFAULT",
+                ddi,
+                f"the user-mode access fault escaped the DDI instead of being caught (__try/__except): {exc}",
+            ) from exc
+        except KernelAccessViolation as exc:
+            self.trace.append(f"{ddi} -> kernel access violation")
+            raise BugCheck(
+                KMODE_EXCEPTION_NOT_HANDLED,
+                (STATUS_ACCESS_VIOLATION, 0, 0, 0),
+                CURSOR_RULE.get(method, "ALL-NORAISE"),
+                ddi,
+                f"memory corruption: {exc}",
+            ) from exc
+        except Exception as exc:
+            self.trace.append(f"{ddi} -> raised {type(exc).__name__}")
+            raise BugCheck(
+                KMODE_EXCEPTION_NOT_HANDLED,
+                (0, 0, 0, 0),
+                "ALL-NORAISE",
+                ddi,
+                f"an exception escaped the DDI: {type(exc).__name__}: {exc}",
+            ) from exc
+        self.trace.append(f"{ddi} -> {status_name(result) if isinstance(result, int) else type(result).__name__}")
+        return result
+
+    def sequence(self) -> str:
+        """The last DDI calls, oldest first."""
+        return "\n".join(f"  {i + 1}. {line}" for i, line in enumerate(self.trace))
+
+
+def memory_violations(
+    ddi: str, checks: Iterable[tuple[Region, str]], context: str = ""
+) -> None:
+    """Raise a DriverViolation for the first rule broken in any region, naming ``requirement``."""
+    for region, requirement in checks:
+        if region.violations:
+            first: MemoryViolation = region.violations[0]
+            more = f" (+{len(region.violations) - 1} more)" if len(region.violations) > 1 else ""
+            raise DriverViolation(
+                requirement,
+                ddi,
+                f"{first}{more}{context}",
+                {"violations": [str(v) for v in region.violations]},
+            )
+
+
+def require_status(ddi: str, status: object, allowed: frozenset[int], requirement: str) -> int:
+    """Return ``status`` if it is an allowed NTSTATUS, else raise a DriverViolation naming it."""
+    if isinstance(status, int) and not isinstance(status, bool) and status in allowed:
+        return status
+    raise DriverViolation(
+        requirement,
+        ddi,
+        f"returned {status_name(status)}; allowed: {', '.join(sorted(status_name(s) for s in allowed))}",
+    )

@@ -1,0 +1,294 @@
+"""The simulated dxgkrnl: one adapter, its driver, its GPU, and the objects user mode creates.
+
+>>> k = Kernel("reference")
+>>> dev = k.create_device(); ctx = k.create_context(dev)
+>>> a, b = k.create_allocations(dev, [AllocationRequest(4096), AllocationRequest(4096)])
+>>> k.cpu_write(b, 0, b"hello")
+>>> r = k.run_program(ctx, [None, a, b], [Copy(AllocRef(1), AllocRef(2), 5)])
+>>> k.cpu_read(a, 0, 5)
+b'hello'
+
+Deterministic: the same driver, mode, config (seed) and calls give the same events.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ..ddi import (
+    DXGK_ALLOCATIONINFO,
+    DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_DRIVERCAPS,
+    DXGK_OPENALLOCATIONINFO,
+    DXGK_SEGMENTDESCRIPTOR,
+    DXGK_START_INFO,
+    DXGKARG_CLOSEALLOCATION,
+    DXGKARG_CREATEALLOCATION,
+    DXGKARG_CREATECONTEXT,
+    DXGKARG_CREATEDEVICE,
+    DXGKARG_DESTROYALLOCATION,
+    DXGKARG_OPENALLOCATION,
+    PAGE_SIZE,
+)
+from ..driver import AllocationRequest, DriverSpec, load_driver
+from ..errors import DriverLoadError, DriverViolation, HarnessError
+from ..memory import KernelBuffer
+from ..program import Op, apply, referenced_indices, written_indices
+from ..status import CREATE_ALLOCATION_STATUSES, STATUS_SUCCESS, status_name
+from ..sysmem import SystemMemory
+from ..watchdog import Invoker, WatchdogInvoker
+from .ddicall import DdiCaller, memory_violations, require_status
+from .modes import KernelConfig, KernelMode
+from .objects import Allocation, Context, Device
+from .scheduler import AllocationUse, RenderResult, Scheduler
+from .vidmm import VidMm
+
+#: Bytes the dummy page holds, so reads through an unmapped aperture range are recognisable.
+DUMMY_PATTERN = b"DUMMYPG!"
+CREATE = "DxgkDdiCreateAllocation"
+
+
+class Kernel:
+    """A deterministic model of dxgkrnl's memory manager and scheduler driving one miniport."""
+
+    def __init__(
+        self,
+        driver: DriverSpec | str = "reference",
+        mode: KernelMode | str = KernelMode(),
+        config: KernelConfig = KernelConfig(),
+        invoker: Invoker | None = None,
+    ) -> None:
+        self.spec = load_driver(driver) if isinstance(driver, str) else driver
+        self.mode = KernelMode.parse(mode) if isinstance(mode, str) else mode
+        self.config = config.for_mode(self.mode)
+        self.rng = random.Random(self.config.seed)
+        self.driver = self.spec.instantiate()
+        self.encoder = self.spec.encoder()
+        self.caller = DdiCaller(self.driver, invoker or WatchdogInvoker(self.config.ddi_timeout))
+        self.sysmem = SystemMemory()
+        info = DXGK_START_INFO(self.config.memory_segment_size, self.config.aperture_segment_size)
+        self.gpu = self.spec.gpu(self.sysmem, info)
+        status = self.caller.call("start_device", info)
+        if status != STATUS_SUCCESS:
+            raise DriverLoadError(f"driver {self.spec.spec!r}: DxgkDdiStartDevice returned {status_name(status)}")
+        self.segments = self._query_segments()
+        caps = self.caller.call("query_driver_caps")
+        if not isinstance(caps, DXGK_DRIVERCAPS):
+            raise DriverLoadError(f"driver {self.spec.spec!r}: query_driver_caps returned {caps!r}, not DXGK_DRIVERCAPS")
+        self.caps = caps
+        dummy = self.sysmem.allocate(1)[0]
+        self.dummy_page_address = dummy * PAGE_SIZE
+        self.sysmem.write(self.dummy_page_address, DUMMY_PATTERN * (PAGE_SIZE // len(DUMMY_PATTERN)))
+        #: Aperture page addresses the kernel has unmapped to the dummy page.
+        self.dummy_mapped: set[int] = set()
+        self.vidmm = VidMm(self)
+        self.scheduler = Scheduler(self)
+        self.devices: list[Device] = []
+        self.allocations: dict[int, Allocation] = {}
+        self._next_allocation = 1
+
+    def _query_segments(self) -> dict[int, DXGK_SEGMENTDESCRIPTOR]:
+        segments = self.caller.call("query_segments")
+        if not isinstance(segments, list) or not segments or not all(
+            isinstance(s, DXGK_SEGMENTDESCRIPTOR) and s.Size > 0 for s in segments
+        ):
+            raise DriverLoadError(
+                f"driver {self.spec.spec!r}: query_segments returned {segments!r}, not a non-empty list of "
+                f"DXGK_SEGMENTDESCRIPTOR"
+            )
+        return {i + 1: s for i, s in enumerate(segments)}
+
+    # ------------------------------------------------------------------ devices and contexts
+
+    def create_device(self) -> Device:
+        args = DXGKARG_CREATEDEVICE()
+        require_status("DxgkDdiCreateDevice", self.caller.call("create_device", args), frozenset({STATUS_SUCCESS}), "ALL-NORAISE")
+        device = Device(args.hDevice)
+        self.devices.append(device)
+        return device
+
+    def create_context(self, device: Device) -> Context:
+        if not self.caps.SupportsContexts:
+            context = Context(device.hDevice, device)  # REN-CONTEXT: the device handle stands in
+        else:
+            args = DXGKARG_CREATECONTEXT(hDevice=device.hDevice)
+            status = self.caller.call("create_context", args)
+            require_status("DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT")
+            context = Context(args.hContext, device)
+        device.contexts.append(context)
+        return context
+
+    def destroy_device(self, device: Device) -> None:
+        """Destroy a device: its contexts, its opened allocation handles, then the device itself."""
+        if self.caps.SupportsContexts:
+            for context in device.contexts:
+                if context.state == "active":
+                    self.caller.call("destroy_context", context.hContext)
+                    context.transition("destroy")
+        handles = [a.opened.pop(id(device)) for a in self.allocations.values() if id(device) in a.opened]
+        if handles:
+            self.caller.call("close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(len(handles), handles))
+        self.caller.call("destroy_device", device.hDevice)
+        device.transition("destroy")
+
+    def lose_device(self, device: Device, reason: str) -> None:
+        """Put ``device`` in the lost state: the kernel refuses its further submissions (REN-DEVICELOST)."""
+        device.transition("lose")
+        device.lost_reason = reason
+
+    # ------------------------------------------------------------------ allocations
+
+    def create_allocations(
+        self,
+        device: Device,
+        requests: Sequence[AllocationRequest | bytes],
+        *,
+        resource: int | None = None,
+        allow_failure: bool = False,
+    ) -> list[Allocation]:
+        """DxgkDdiCreateAllocation for a batch; requests are encoded by the driver's command encoder.
+
+        ``resource`` None creates plain allocations; 0 starts a new resource; a handle adds to it.
+        Raw ``bytes`` are passed as private data untouched (for malformed-data tests). With
+        ``allow_failure`` a failing status returns an empty list instead of raising.
+        """
+        datas = [r if isinstance(r, bytes) else self.encoder.allocation_private_data(r) for r in requests]
+        buffers = [KernelBuffer("pPrivateDriverData", len(d), writable=False, initial=d) for d in datas]
+        infos = [DXGK_ALLOCATIONINFO(pPrivateDriverData=b.ptr(), PrivateDriverDataSize=b.size) for b in buffers]
+        args = DXGKARG_CREATEALLOCATION(
+            NumAllocations=len(infos), pAllocationInfo=infos,
+            hResource=resource or 0,
+            Flags=DXGK_CREATEALLOCATIONFLAGS.Resource if resource is not None else DXGK_CREATEALLOCATIONFLAGS(0),
+        )
+        status = require_status(CREATE, self.caller.call("create_allocation", args), CREATE_ALLOCATION_STATUSES, "ALC-STATUS")
+        memory_violations(CREATE, [(b, "ALL-READONLY") for b in buffers])
+        if status != STATUS_SUCCESS:
+            if allow_failure:
+                return []
+            raise DriverViolation("ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}")
+        self._judge_allocation_info(args)
+        out: list[Allocation] = []
+        for info in infos:
+            a = Allocation(self._next_allocation, info.hAllocation, info, device, resource=args.hResource if resource is not None else 0)
+            self._next_allocation += 1
+            self.allocations[a.id] = a
+            self.open_for(device, a)
+            out.append(a)
+        return out
+
+    def _judge_allocation_info(self, args: DXGKARG_CREATEALLOCATION) -> None:
+        handles = [info.hAllocation for info in args.pAllocationInfo]
+        live = {a.hAllocation for a in self.allocations.values()}
+        for i, info in enumerate(args.pAllocationInfo):
+            where = f"allocation {i} of {len(handles)}"
+            if not isinstance(info.hAllocation, int) or info.hAllocation == 0:
+                raise DriverViolation("ALC-HANDLE", CREATE, f"{where}: hAllocation is {info.hAllocation!r}, not a non-NULL handle")
+            if handles.count(info.hAllocation) > 1 or info.hAllocation in live:
+                raise DriverViolation("ALC-HANDLE", CREATE, f"{where}: hAllocation 0x{info.hAllocation:X} is not distinct")
+            if info.Size <= 0:
+                raise DriverViolation("ALC-INFO", CREATE, f"{where}: Size is {info.Size}")
+            if info.Alignment < 0 or info.Alignment & (info.Alignment - 1):
+                raise DriverViolation("ALC-INFO", CREATE, f"{where}: Alignment {info.Alignment} is not a power of two or 0")
+            known = sum(1 << s for s in self.segments)
+            for name in ("SupportedReadSegmentSet", "SupportedWriteSegmentSet", "EvictionSegmentSet"):
+                value = getattr(info, name)
+                if value & ~known:
+                    raise DriverViolation("ALC-INFO", CREATE, f"{where}: {name} 0x{value:X} names segments the adapter does not have (0x{known:X})")
+            supported = info.SupportedReadSegmentSet | info.SupportedWriteSegmentSet
+            if not supported:
+                raise DriverViolation("ALC-INFO", CREATE, f"{where}: no supported segment")
+            for sid in info.PreferredSegment:
+                if not supported >> sid & 1:
+                    raise DriverViolation("ALC-INFO", CREATE, f"{where}: preferred segment {sid} is not in the supported sets")
+            biggest = max(self.segments[s].Size for s in self.segments if supported >> s & 1)
+            if info.Size > biggest:
+                raise DriverViolation("ALC-INFO", CREATE, f"{where}: Size {info.Size} exceeds every supported segment")
+
+    def open_for(self, device: Device, a: Allocation) -> int:
+        """The device-specific handle of ``a`` on ``device`` (DxgkDdiOpenAllocation on first use)."""
+        handle = a.opened.get(id(device))
+        if handle is not None:
+            return handle
+        info = DXGK_OPENALLOCATIONINFO(hAllocation=a.hAllocation)
+        status = self.caller.call("open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info]))
+        require_status("DxgkDdiOpenAllocation", status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
+        if not info.hDeviceSpecificAllocation:
+            raise DriverViolation("ALC-ADAPTER", "DxgkDdiOpenAllocation", f"returned a NULL device-specific handle for {a}")
+        a.opened[id(device)] = info.hDeviceSpecificAllocation
+        return info.hDeviceSpecificAllocation
+
+    def destroy_allocation(self, a: Allocation) -> None:
+        """Release memory (unmapping aperture pages first), close handles, then DxgkDdiDestroyAllocation."""
+        self.vidmm.release(a)
+        for device in self.devices:
+            handle = a.opened.pop(id(device), None)
+            if handle is not None and device.state != "destroyed":
+                self.caller.call("close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle]))
+        self.caller.call("destroy_allocation", DXGKARG_DESTROYALLOCATION(1, [a.hAllocation]))
+        a.transition("destroy")
+        del self.allocations[a.id]
+
+    # ------------------------------------------------------------------ memory operations
+
+    def make_resident(self, a: Allocation, segment_id: int | None = None) -> None:
+        self.vidmm.make_resident(a, segment_id=segment_id)
+
+    def evict(self, a: Allocation) -> None:
+        self.vidmm.evict(a)
+
+    def relocate(self, a: Allocation) -> None:
+        self.vidmm.relocate(a)
+
+    def discard(self, a: Allocation) -> None:
+        self.vidmm.discard(a)
+
+    def lock_alternate_va(self, a: Allocation) -> None:
+        """A pfnLockCb with UseAlternateVA: evictions of ``a`` now go through SPECIAL_LOCK_TRANSFER."""
+        if not self.caps.SupportsAlternateVA:
+            raise HarnessError("the driver does not support UseAlternateVA; it is never asked for SPECIAL_LOCK_TRANSFER")
+        if a.alternate_va is None:
+            a.alternate_va = self.sysmem.allocate_mdl(a.size)
+
+    def cpu_read(self, a: Allocation, offset: int = 0, length: int | None = None) -> bytes:
+        return self.vidmm.cpu_read(a, offset, a.size - offset if length is None else length)
+
+    def cpu_write(self, a: Allocation, offset: int, data: bytes) -> None:
+        self.vidmm.cpu_write(a, offset, data)
+
+    def is_dummy_mapped(self, address: int) -> bool:
+        return address - address % PAGE_SIZE in self.dummy_mapped
+
+    # ------------------------------------------------------------------ submissions
+
+    def render(
+        self,
+        context: Context,
+        command: bytes,
+        allocation_list: Sequence[Allocation | AllocationUse | None],
+        **kwargs: object,
+    ) -> RenderResult:
+        """Submit a raw command buffer. Plain allocations in the list are read-only uses."""
+        uses = [u if isinstance(u, AllocationUse) else AllocationUse(u) for u in allocation_list]
+        return self.scheduler.render(context, command, uses, **kwargs)  # type: ignore[arg-type]
+
+    def run_program(
+        self, context: Context, allocation_list: Sequence[Allocation | None], program: Sequence[Op], **kwargs: object
+    ) -> RenderResult:
+        """Encode ``program`` with the driver's encoder and submit it; WriteOperation set where it writes."""
+        writes = written_indices(program)
+        uses = [AllocationUse(a, i in writes) for i, a in enumerate(allocation_list)]
+        encoded = self.encoder.encode(program)
+        kwargs.setdefault("patch_list_in", encoded.patch_locations)
+        return self.scheduler.render(context, encoded.command, uses, **kwargs)  # type: ignore[arg-type]
+
+    def expected_after(
+        self, allocation_list: Sequence[Allocation | None], program: Sequence[Op]
+    ) -> dict[int, bytes]:
+        """The reference model: what the program should leave in each referenced allocation."""
+        memory = {
+            i: bytearray(self.cpu_read(a)) for i, a in enumerate(allocation_list)
+            if a is not None and i in referenced_indices(program)
+        }
+        apply(program, memory)
+        return {i: bytes(m) for i, m in memory.items()}

@@ -1,0 +1,102 @@
+"""Kernel modes (the HLK scheduler-stress variants) and buffer sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class KernelMode:
+    """How the simulated dxgkrnl stresses the driver. Modes combine freely.
+
+    * ``always_repatch`` -- "WDDM Scheduler Stress (AlwaysRepatch)": Patch every submission.
+    * ``no_prepatching`` -- "WDDM Scheduler Stress (No PrePatching)": SegmentId is always 0 in Render.
+    * ``forced_eviction`` -- "WDDM Eviction": evict every allocation between Render and submission.
+    * ``forced_relocation`` -- move every allocation to a new address between Render and submission.
+    * ``tiny_buffers`` -- tiny DMA, patch-list and paging buffers, and split transfers (multipass).
+    * ``split_submissions`` -- submit each DMA buffer in two ranges, patching each range separately.
+    """
+
+    always_repatch: bool = False
+    no_prepatching: bool = False
+    forced_eviction: bool = False
+    forced_relocation: bool = False
+    tiny_buffers: bool = False
+    split_submissions: bool = False
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "always-repatch": "always_repatch",
+        "no-prepatching": "no_prepatching",
+        "forced-eviction": "forced_eviction",
+        "forced-relocation": "forced_relocation",
+        "tiny-buffers": "tiny_buffers",
+        "split-submissions": "split_submissions",
+    }
+
+    @classmethod
+    def parse(cls, text: str) -> KernelMode:
+        """``"default"`` or a comma-separated list of mode names; ValueError names the unknown one."""
+        mode = cls()
+        for raw in text.split(","):
+            name = raw.strip()
+            if name in ("", "default"):
+                continue
+            if name == "all":
+                mode = cls(**{f.name: True for f in fields(cls)})
+                continue
+            attr = cls.NAMES.get(name)
+            if attr is None:
+                known = ", ".join(["default", "all", *cls.NAMES])
+                raise ValueError(f"unknown kernel mode {name!r} (known: {known})")
+            mode = replace(mode, **{attr: True})
+        return mode
+
+    def __str__(self) -> str:
+        names = [name for name, attr in self.NAMES.items() if getattr(self, attr)]
+        return ",".join(names) or "default"
+
+
+#: Every mode the end-to-end workload runs under: the default, each stress alone, and all together.
+ALL_MODES: tuple[KernelMode, ...] = (
+    KernelMode(),
+    *(KernelMode(**{attr: True}) for attr in KernelMode.NAMES.values()),
+    KernelMode.parse("all"),
+)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Sizes and limits of the simulated adapter and kernel; deterministic given ``seed``."""
+
+    memory_segment_size: int = 16 << 20
+    aperture_segment_size: int = 4 << 20
+    dma_buffer_size: int = 64 << 10
+    patch_list_entries: int = 4096
+    paging_buffer_size: int = 64 << 10
+    #: Transfers longer than this are split into sub-transfers (None: never).
+    subtransfer_size: int | None = None
+    #: Seconds a DDI call may take before the watchdog declares a TDR (TdrDdiDelay is 5 s).
+    ddi_timeout: float = 5.0
+    #: Cap on BuildPagingBuffer calls for one operation (livelock guard of last resort).
+    max_paging_passes: int = 1 << 16
+    #: Cap on Render calls for one command buffer.
+    max_render_passes: int = 1 << 20
+    #: Compare content after every paging operation (PGB-TRANSFER, PGB-UNSWIZZLE, PGB-FILL).
+    verify_paging: bool = True
+    #: Check every GPU access of a render submission against its allocation list (ALL-ISOLATION).
+    check_isolation: bool = True
+    seed: int = 0
+
+    TINY: ClassVar[dict[str, int]] = {
+        "dma_buffer_size": 64,
+        "patch_list_entries": 4,
+        "paging_buffer_size": 64,
+        "subtransfer_size": 16 << 10,
+    }
+
+    def for_mode(self, mode: KernelMode) -> KernelConfig:
+        """This config with the tiny sizes applied when the mode asks for them."""
+        if not mode.tiny_buffers:
+            return self
+        return replace(self, **self.TINY)  # type: ignore[arg-type]

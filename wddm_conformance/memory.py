@@ -1,0 +1,276 @@
+"""Simulated memory the driver reads and writes through DDI pointers.
+
+A DDI hands the driver pointers (``pCommand``, ``pDmaBuffer``, ``pPatchLocationListOut``...).
+Here a pointer is a :class:`Ptr`: a :class:`Region` plus a byte offset, which the
+driver advances exactly as C code advances a pointer (``args.pDmaBuffer += n``).
+
+Regions record every rule the driver breaks while it touches them, at the moment
+it happens, so a failure names the buffer and the offset:
+
+* :class:`KernelBuffer` -- kernel-owned memory. Writable buffers have a writable
+  window (``[0, DmaSize)`` for a DMA buffer) followed by a guard zone; a write
+  outside the window lands in the guard and is recorded. Read-only buffers (the
+  allocation list given to Render, the patch list given to Patch) record writes.
+  Reads outside an optional read window are recorded too (PAT-RANGE).
+* :class:`UserBuffer` -- user-mode memory (``pCommand``, ``pPatchLocationListIn``).
+  The harness can make a read fault at a chosen offset (the driver must catch
+  :class:`UserAccessFault`, its ``__try/__except``), logs every read so bytes
+  fetched twice can be found (double fetch), and can change bytes right after the
+  first read that covers them (TOCTOU). A read past the end is recorded and faults,
+  as if the next page were unmapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import HarnessError
+
+GUARD_BYTES: Final = 256
+GUARD_FILL: Final = 0xCD
+
+
+class UserAccessFault(Exception):
+    """An access fault while reading user-mode memory.
+
+    This is what ``__try/__except(EXCEPTION_EXECUTE_HANDLER)`` catches in a C driver:
+    a driver must catch it and return an error status (REN-USERFAULT). Letting it
+    escape the DDI is the KMODE_EXCEPTION_NOT_HANDLED bug check.
+    """
+
+    def __init__(self, region: str, offset: int, length: int, reason: str) -> None:
+        super().__init__(f"access fault reading {length} byte(s) of user buffer {region} at +{offset}: {reason}")
+        self.region = region
+        self.offset = offset
+        self.length = length
+
+
+class KernelAccessViolation(Exception):
+    """The driver touched kernel memory outside any buffer it was given (past the guard zone)."""
+
+
+@dataclass(frozen=True)
+class MemoryViolation:
+    """One rule broken while touching a region: what, where, how much."""
+
+    kind: str  # "write-outside-window" | "write-readonly" | "read-outside-window" | "read-past-end"
+    region: str
+    offset: int
+    length: int
+
+    def __str__(self) -> str:
+        return f"{self.kind} in {self.region} at +{self.offset} ({self.length} byte(s))"
+
+
+class Region:
+    """A named span of simulated memory. Subclasses decide what each access means."""
+
+    __slots__ = ("data", "name", "violations")
+
+    def __init__(self, name: str, data: bytearray) -> None:
+        self.name = name
+        self.data = data
+        self.violations: list[MemoryViolation] = []
+
+    def read(self, offset: int, length: int) -> bytes:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def ptr(self, offset: int = 0, stride: int = 1) -> Ptr:
+        """A pointer to byte ``offset`` in this region, to elements of ``stride`` bytes."""
+        return Ptr(self, offset, stride)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {len(self.data)} bytes>"
+
+
+class KernelBuffer(Region):
+    """Kernel-owned memory with a writable window and a guard zone after it.
+
+    ``size`` is the usable size (DmaSize, PatchLocationListOutSize * 24, ...). The
+    backing store is ``size + GUARD_BYTES``, filled with ``GUARD_FILL`` past ``size``,
+    so an overflow lands somewhere the harness can see instead of in another buffer.
+    """
+
+    __slots__ = ("read_hi", "read_lo", "size", "write_hi", "write_lo", "writable")
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        *,
+        writable: bool = True,
+        initial: bytes | bytearray | None = None,
+    ) -> None:
+        if size < 0:
+            raise HarnessError(f"kernel buffer {name}: negative size {size}")
+        data = bytearray(size + GUARD_BYTES)
+        if initial is not None:
+            if len(initial) > size:
+                raise HarnessError(f"kernel buffer {name}: initial content larger than {size} bytes")
+            data[: len(initial)] = initial
+        data[size:] = bytes([GUARD_FILL]) * GUARD_BYTES
+        super().__init__(name, data)
+        self.size = size
+        self.writable = writable
+        self.write_lo = 0
+        self.write_hi = size
+        self.read_lo = 0
+        self.read_hi = size + GUARD_BYTES
+
+    def set_write_window(self, lo: int, hi: int) -> None:
+        """Restrict where the driver may write (e.g. the submission range during Patch)."""
+        self.write_lo, self.write_hi = lo, hi
+
+    def set_read_window(self, lo: int, hi: int) -> None:
+        """Restrict where the driver may read (e.g. the patch-list submission range during Patch)."""
+        self.read_lo, self.read_hi = lo, hi
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        if offset < 0 or length < 0 or end > len(self.data):
+            self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
+            raise KernelAccessViolation(
+                f"read of {length} byte(s) at +{offset} outside kernel buffer {self.name} ({self.size} bytes)"
+            )
+        if offset < self.read_lo or end > self.read_hi:
+            self.violations.append(MemoryViolation("read-outside-window", self.name, offset, length))
+        return bytes(self.data[offset:end])
+
+    def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
+        length = len(payload)
+        end = offset + length
+        if not self.writable:
+            self.violations.append(MemoryViolation("write-readonly", self.name, offset, length))
+        elif offset < self.write_lo or end > self.write_hi:
+            self.violations.append(MemoryViolation("write-outside-window", self.name, offset, length))
+        if offset < 0 or end > len(self.data):
+            raise KernelAccessViolation(
+                f"write of {length} byte(s) at +{offset} past the end of kernel buffer {self.name} "
+                f"({self.size} bytes + {GUARD_BYTES} guard)"
+            )
+        self.data[offset:end] = payload
+
+    def guard_intact(self) -> bool:
+        """True while nothing has been written into the guard zone."""
+        return self.data[self.size :] == bytes([GUARD_FILL]) * GUARD_BYTES
+
+    def content(self, lo: int = 0, hi: int | None = None) -> bytes:
+        """Harness-side view of the usable bytes (no access checks)."""
+        return bytes(self.data[lo : self.size if hi is None else hi])
+
+
+class UserBuffer(Region):
+    """User-mode memory the harness controls: fault injection, read log, TOCTOU.
+
+    * ``fault_at``: any read touching a byte at or past this offset faults.
+    * ``toctou``: ``(offset, new_bytes)``; right after the first read that covers
+      ``offset`` returns, the bytes there change, as if another user thread raced
+      the driver between validating and using them.
+    * ``reads``: every ``(offset, length)`` read, in order.
+    """
+
+    __slots__ = ("_toctou", "fault_at", "reads", "size", "toctou_fired")
+
+    def __init__(
+        self,
+        name: str,
+        content: bytes | bytearray,
+        *,
+        fault_at: int | None = None,
+        toctou: tuple[int, bytes] | None = None,
+    ) -> None:
+        super().__init__(name, bytearray(content))
+        self.size = len(content)
+        self.fault_at = fault_at
+        self._toctou = toctou
+        self.toctou_fired = False
+        self.reads: list[tuple[int, int]] = []
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        if offset < 0 or length < 0 or end > self.size:
+            self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
+            raise UserAccessFault(self.name, offset, length, f"outside the {self.size}-byte buffer")
+        if self.fault_at is not None and end > self.fault_at and length > 0:
+            raise UserAccessFault(self.name, offset, length, f"page not present at +{self.fault_at}")
+        self.reads.append((offset, length))
+        out = bytes(self.data[offset:end])
+        t = self._toctou
+        if t is not None and not self.toctou_fired and offset <= t[0] < end:
+            self.toctou_fired = True
+            self.data[t[0] : t[0] + len(t[1])] = t[1]
+        return out
+
+    def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
+        self.violations.append(MemoryViolation("write-readonly", self.name, offset, len(payload)))
+        if 0 <= offset and offset + len(payload) <= self.size:
+            self.data[offset : offset + len(payload)] = payload
+
+    def double_fetched(self) -> list[tuple[int, int]]:
+        """Byte ranges ``[lo, hi)`` that were read more than once, merged and sorted."""
+        events: list[tuple[int, int]] = []
+        for off, n in self.reads:
+            if n > 0:
+                events.append((off, 1))
+                events.append((off + n, -1))
+        events.sort(key=lambda e: (e[0], e[1]))
+        out: list[tuple[int, int]] = []
+        depth = 0
+        start = 0
+        for pos, delta in events:
+            before = depth
+            depth += delta
+            if before < 2 <= depth:
+                start = pos
+            elif before >= 2 > depth and pos > start:
+                if out and out[-1][1] == start:
+                    out[-1] = (out[-1][0], pos)
+                else:
+                    out.append((start, pos))
+        return out
+
+
+class Ptr:
+    """A typed pointer into a region: what a DDI field such as ``pDmaBuffer`` holds.
+
+    Pointer arithmetic works as in C: ``p + n`` advances ``n`` elements of ``stride``
+    bytes (1 for ``pDmaBuffer``, 24 for ``pPatchLocationListOut``), and ``p - q``
+    counts elements. ``offset`` and the ``at`` of reads and writes are in bytes. Reads
+    and writes go through the region, which enforces and records the rules.
+    """
+
+    __slots__ = ("offset", "region", "stride")
+
+    def __init__(self, region: Region, offset: int = 0, stride: int = 1) -> None:
+        self.region = region
+        self.offset = offset
+        self.stride = stride
+
+    def __add__(self, n: int) -> Ptr:
+        return Ptr(self.region, self.offset + n * self.stride, self.stride)
+
+    def __sub__(self, other: Ptr) -> int:
+        if other.region is not self.region:
+            raise HarnessError(f"subtracting pointers into different buffers ({self.region.name}, {other.region.name})")
+        return (self.offset - other.offset) // self.stride
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ptr) and other.region is self.region and other.offset == self.offset
+
+    def __hash__(self) -> int:
+        return hash((id(self.region), self.offset))
+
+    def read(self, length: int, at: int = 0) -> bytes:
+        """Read ``length`` bytes at ``self + at``."""
+        return self.region.read(self.offset + at, length)
+
+    def write(self, payload: bytes | bytearray | memoryview, at: int = 0) -> None:
+        """Write ``payload`` at ``self + at``."""
+        self.region.write(self.offset + at, payload)
+
+    def __repr__(self) -> str:
+        return f"Ptr({self.region.name}+{self.offset})"

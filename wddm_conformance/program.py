@@ -1,0 +1,131 @@
+"""Abstract GPU programs: what a user-mode command buffer means, independent of any driver.
+
+A program is a list of operations over allocation-list entries. A driver's command
+encoder turns it into that driver's command-buffer format; :func:`apply` is the
+reference model of its effect. An oracle runs the program through the driver, the
+kernel and the GPU model, and compares memory with :func:`apply` (REN-TRANSLATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AllocRef:
+    """Byte ``offset`` inside allocation-list entry ``index``."""
+
+    index: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Copy ``size`` bytes from ``src`` to ``dst`` (memmove semantics)."""
+
+    dst: AllocRef
+    src: AllocRef
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """Fill ``size`` bytes at ``dst`` with the little-endian 32-bit ``pattern``, repeated and truncated."""
+
+    dst: AllocRef
+    size: int
+    pattern: int
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Write the 32-bit ``value`` (little endian) at ``dst``."""
+
+    dst: AllocRef
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Xor:
+    """Compute ``dst[i] ^= src[i]`` over ``size`` bytes: reads both, writes ``dst``."""
+
+    dst: AllocRef
+    src: AllocRef
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Bind ``slot`` to an allocation address without touching memory; ``ref`` None unbinds (NULL element)."""
+
+    slot: int
+    ref: AllocRef | None
+
+
+Op = Copy | Fill | Write | Xor | Bind
+
+
+def fill_bytes(size: int, pattern: int) -> bytes:
+    """The bytes a Fill of ``size`` with ``pattern`` produces."""
+    unit = (pattern & 0xFFFFFFFF).to_bytes(4, "little")
+    return (unit * (size // 4 + 1))[:size]
+
+
+def written_indices(program: Iterable[Op]) -> set[int]:
+    """Allocation-list indices a program writes (those need WriteOperation set)."""
+    out: set[int] = set()
+    for op in program:
+        if isinstance(op, Copy | Fill | Write | Xor):
+            out.add(op.dst.index)
+    return out
+
+
+def referenced_indices(program: Iterable[Op]) -> set[int]:
+    """Allocation-list indices a program reads, writes or binds."""
+    out: set[int] = set()
+    for op in program:
+        if isinstance(op, Copy | Xor):
+            out.update((op.dst.index, op.src.index))
+        elif isinstance(op, Fill | Write):
+            out.add(op.dst.index)
+        elif op.ref is not None:
+            out.add(op.ref.index)
+    return out
+
+
+def apply(program: Iterable[Op], memory: MutableMapping[int, bytearray]) -> dict[int, int]:
+    """Apply ``program`` to ``memory`` (allocation index -> content); return the final bindings."""
+    bindings: dict[int, int] = {}
+    for op in program:
+        if isinstance(op, Copy):
+            data = bytes(memory[op.src.index][op.src.offset : op.src.offset + op.size])
+            memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = data
+        elif isinstance(op, Fill):
+            memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = fill_bytes(op.size, op.pattern)
+        elif isinstance(op, Write):
+            memory[op.dst.index][op.dst.offset : op.dst.offset + 4] = (op.value & 0xFFFFFFFF).to_bytes(4, "little")
+        elif isinstance(op, Xor):
+            src = bytes(memory[op.src.index][op.src.offset : op.src.offset + op.size])
+            dst = memory[op.dst.index]
+            cur = bytes(dst[op.dst.offset : op.dst.offset + op.size])
+            mixed = int.from_bytes(cur, "little") ^ int.from_bytes(src, "little")
+            dst[op.dst.offset : op.dst.offset + op.size] = mixed.to_bytes(op.size, "little")
+        else:
+            bindings[op.slot] = -1 if op.ref is None else op.ref.index
+    return bindings
+
+
+def check_bounds(program: Iterable[Op], sizes: Mapping[int, int]) -> None:
+    """Raise ValueError if an operation reaches outside an allocation (programs for valid tests)."""
+    for op in program:
+        spans: list[tuple[AllocRef, int]] = []
+        if isinstance(op, Copy | Xor):
+            spans = [(op.dst, op.size), (op.src, op.size)]
+        elif isinstance(op, Fill):
+            spans = [(op.dst, op.size)]
+        elif isinstance(op, Write):
+            spans = [(op.dst, 4)]
+        for ref, size in spans:
+            if ref.index not in sizes or ref.offset + size > sizes[ref.index]:
+                raise ValueError(f"{op} reaches outside allocation-list entry {ref.index}")
