@@ -256,6 +256,11 @@ class Kernel:
     def cpu_write(self, a: Allocation, offset: int, data: bytes) -> None:
         self.vidmm.cpu_write(a, offset, data)
 
+    def gpu_view(self, a: Allocation) -> bytes:
+        """Allocation bytes as GPU commands address them (the tiled layout for a swizzled allocation)."""
+        linear = self.cpu_read(a)
+        return self.gpu.swizzle(linear) if a.swizzled else linear
+
     def is_dummy_mapped(self, address: int) -> bool:
         return address - address % PAGE_SIZE in self.dummy_mapped
 
@@ -285,9 +290,9 @@ class Kernel:
     def expected_after(
         self, allocation_list: Sequence[Allocation | None], program: Sequence[Op]
     ) -> dict[int, bytes]:
-        """The reference model: what the program should leave in each referenced allocation."""
+        """The reference model: what the program should leave in each referenced allocation (GPU view)."""
         memory = {
-            i: bytearray(self.cpu_read(a)) for i, a in enumerate(allocation_list)
+            i: bytearray(self.gpu_view(a)) for i, a in enumerate(allocation_list)
             if a is not None and i in referenced_indices(program)
         }
         apply(program, memory)
