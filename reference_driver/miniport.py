@@ -313,9 +313,9 @@ class ReferenceMiniport:
                 raise _Reject(STATUS_INVALID_HANDLE)
             if offset + size > allocation.size:
                 raise _Reject(STATUS_INVALID_PARAMETER)
-            if write and not entry.WriteOperation:
+            if write and not self._may_write(entry):
                 raise _Reject(STATUS_INVALID_PARAMETER)
-            return entry.PhysicalAddress + offset if entry.SegmentId else 0
+            return self._prepatch(entry, offset)
 
         try:
             while consumed < remaining:
@@ -377,6 +377,16 @@ class ReferenceMiniport:
         if take <= 0:
             return staged
         return staged + args.pCommand.read(take, start)
+
+    @staticmethod
+    def _may_write(entry: DXGK_ALLOCATIONLIST) -> bool:
+        """REN-ALLOCINDEX: only allocations marked WriteOperation may be written."""
+        return entry.WriteOperation
+
+    @staticmethod
+    def _prepatch(entry: DXGK_ALLOCATIONLIST, offset: int) -> int:
+        """REN-PREPATCH: the segment address when SegmentId != 0; 0 (never trusted) when paged out."""
+        return entry.PhysicalAddress + offset if entry.SegmentId else 0
 
     def _allocation_of(self, device_handle: int) -> _Allocation | None:
         handle = self.opened.get(device_handle)

@@ -28,6 +28,7 @@ BUGCHECK_NAMES = {
 
 # First parameters with a documented meaning.
 SCHEDULER_INVALID_FENCE_ID = 0x1
+SCHEDULER_SUBMIT_FAILED = 0x2
 SCHEDULER_PATCH_FAILED = 0x3
 SCHEDULER_PAGING_COMMAND_FAILED = 0x5
 VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS = 0xB
@@ -90,7 +91,8 @@ class BugCheck(DriverFailure):
         message: str,
     ) -> None:
         self.data = BugCheckData(code, parameters)
-        super().__init__(requirement, ddi, f"{self.data} [{requirement}] {ddi}: {message}")
+        rule = f" [{requirement}]" if requirement else ""
+        super().__init__(requirement, ddi, f"{self.data}{rule} {ddi}: {message}")
 
     @property
     def code(self) -> int:

@@ -173,7 +173,7 @@ class UserBuffer(Region):
     * ``reads``: every ``(offset, length)`` read, in order.
     """
 
-    __slots__ = ("_toctou", "fault_at", "reads", "size", "toctou_fired")
+    __slots__ = ("_toctou", "epochs", "fault_at", "reads", "size", "toctou_fired")
 
     def __init__(
         self,
@@ -189,6 +189,12 @@ class UserBuffer(Region):
         self._toctou = toctou
         self.toctou_fired = False
         self.reads: list[tuple[int, int]] = []
+        #: Index into ``reads`` where each DDI call began (a double fetch is two reads in one call).
+        self.epochs: list[int] = [0]
+
+    def new_epoch(self) -> None:
+        """Mark the start of another DDI call: reads before it are not paired with reads after it."""
+        self.epochs.append(len(self.reads))
 
     def read(self, offset: int, length: int) -> bytes:
         end = offset + length
@@ -211,27 +217,37 @@ class UserBuffer(Region):
             self.data[offset : offset + len(payload)] = payload
 
     def double_fetched(self) -> list[tuple[int, int]]:
-        """Byte ranges ``[lo, hi)`` that were read more than once, merged and sorted."""
-        events: list[tuple[int, int]] = []
-        for off, n in self.reads:
-            if n > 0:
-                events.append((off, 1))
-                events.append((off + n, -1))
-        events.sort(key=lambda e: (e[0], e[1]))
+        """Byte ranges ``[lo, hi)`` read more than once within one DDI call, merged and sorted."""
         out: list[tuple[int, int]] = []
-        depth = 0
-        start = 0
-        for pos, delta in events:
-            before = depth
-            depth += delta
-            if before < 2 <= depth:
-                start = pos
-            elif before >= 2 > depth and pos > start:
-                if out and out[-1][1] == start:
-                    out[-1] = (out[-1][0], pos)
-                else:
-                    out.append((start, pos))
+        bounds = [*self.epochs, len(self.reads)]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            out.extend(_doubled(self.reads[lo:hi]))
+        out.sort()
         return out
+
+
+def _doubled(reads: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges covered by two or more of ``reads``, merged and sorted."""
+    events: list[tuple[int, int]] = []
+    for off, n in reads:
+        if n > 0:
+            events.append((off, 1))
+            events.append((off + n, -1))
+    events.sort()
+    out: list[tuple[int, int]] = []
+    depth = 0
+    start = 0
+    for pos, delta in events:
+        before = depth
+        depth += delta
+        if before < 2 <= depth:
+            start = pos
+        elif before >= 2 > depth and pos > start:
+            if out and out[-1][1] == start:
+                out[-1] = (out[-1][0], pos)
+            else:
+                out.append((start, pos))
+    return out
 
 
 class Ptr:

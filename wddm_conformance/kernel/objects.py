@@ -93,6 +93,8 @@ class Allocation(KernelObject):
     segment_id: int = 0
     offset: int = 0
     address: int = 0
+    #: The last segment address it had: what Render sees in PhysicalAddress while it is paged out.
+    last_address: int = 0
     backing: MDL | None = None
     #: Alternate CPU virtual address set up by a UseAlternateVA lock (SPECIAL_LOCK_TRANSFER target).
     alternate_va: MDL | None = None

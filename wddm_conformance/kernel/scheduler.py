@@ -35,6 +35,7 @@ from ..errors import (
     SCHEDULER_INVALID_FENCE_ID,
     SCHEDULER_PAGING_COMMAND_FAILED,
     SCHEDULER_PATCH_FAILED,
+    SCHEDULER_SUBMIT_FAILED,
     VIDEO_SCHEDULER_INTERNAL_ERROR,
     BugCheck,
     DriverViolation,
@@ -130,8 +131,8 @@ class Scheduler:
             handle = self.k.open_for(context.device, a)
             if a.state == "resident" and not hide:
                 out.append(DXGK_ALLOCATIONLIST(handle, use.write, a.segment_id, a.address))
-            else:
-                out.append(DXGK_ALLOCATIONLIST(handle, use.write, 0, 0))
+            else:  # paged out: SegmentId 0, PhysicalAddress the last known address (not to be trusted)
+                out.append(DXGK_ALLOCATIONLIST(handle, use.write, 0, a.last_address))
         return out
 
     def render(
@@ -179,6 +180,9 @@ class Scheduler:
                 pPatchLocationListOut=plo.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE), PatchLocationListOutSize=cfg.patch_list_entries,
             )
             result.render_calls += 1
+            cmd.new_epoch()
+            if plin is not None:
+                plin.new_epoch()
             status = k.caller.call("render", context.hContext, args)
             if not isinstance(status, int) or isinstance(status, bool) or status not in RENDER_STATUSES:
                 raise DriverViolation("REN-STATUS", RENDER, f"returned {status_name(status)}, which DxgkDdiRender may not return")
@@ -263,12 +267,18 @@ class Scheduler:
             for a in allocations:
                 k.vidmm.relocate(a, pinned)
         view = self._entries(context, uses, for_render=False)
-        moved = any(
-            (r.SegmentId, r.PhysicalAddress) != (n.SegmentId, n.PhysicalAddress) or r.SegmentId == 0
-            for r, n in zip(part.render_view, view, strict=True)
-            if n.hDeviceSpecificAllocation
-        )
-        need_patch = k.mode.always_repatch or moved
+        sizes = [u.allocation.size if u.allocation is not None else 0 for u in uses]
+        stale: list[Range] = []
+        moved = False
+        for r, n, size in zip(part.render_view, view, sizes, strict=True):
+            if not n.hDeviceSpecificAllocation:
+                continue
+            if r.SegmentId == 0 or (r.SegmentId, r.PhysicalAddress) != (n.SegmentId, n.PhysicalAddress):
+                moved = True
+                if r.SegmentId and not self.k.segments[r.SegmentId].is_aperture:
+                    stale.append((r.PhysicalAddress, size))
+        # A DMA buffer split across submissions is patched range by range (PAT-RANGE).
+        need_patch = k.mode.always_repatch or k.mode.split_submissions or moved
         ranges = [(0, part.written, 0, len(part.patches))]
         if k.mode.split_submissions:
             ranges = self._split(part) or ranges
@@ -282,7 +292,7 @@ class Scheduler:
             self._call_submit(context.hContext, part.dma.size, start, end, part.private, fence, DXGK_PATCHFLAGS(0))
             execution = k.gpu.execute(dma, privileged=False)
             out.append(Submission(fence, dma, start, end, need_patch, part.patches[p_start : p_start + p_len], execution))
-            self._judge_execution(context, uses, dma, fence, need_patch, execution)
+            self._judge_execution(context, uses, dma, fence, need_patch, execution, stale)
         return out
 
     def _split(self, part: _Part) -> list[tuple[int, int, int, int]] | None:
@@ -348,8 +358,9 @@ class Scheduler:
         )
         status = self.k.caller.call("submit_command", args)
         if status != STATUS_SUCCESS or not isinstance(status, int) or isinstance(status, bool):
+            # Not a catalogue rule (no seed page for SubmitCommand): the requirement is left empty.
             raise BugCheck(
-                VIDEO_SCHEDULER_INTERNAL_ERROR, (0x2, *SCHEDULER_DATA), "ALL-NORAISE", SUBMIT,
+                VIDEO_SCHEDULER_INTERNAL_ERROR, (SCHEDULER_SUBMIT_FAILED, *SCHEDULER_DATA), "", SUBMIT,
                 f"returned {status_name(status)}; DxgkDdiSubmitCommand must not fail",
             )
 
@@ -365,12 +376,23 @@ class Scheduler:
         self.completed_fence = fence
 
     def _judge_execution(
-        self, context: Context, uses: Sequence[AllocationUse], dma: bytes, fence: int, patched: bool, execution: GpuExecution
+        self, context: Context, uses: Sequence[AllocationUse], dma: bytes, fence: int, patched: bool,
+        execution: GpuExecution, stale: list[Range],
     ) -> None:
         k = self.k
+
+        def blame(address: int | None, length: int = 1) -> str:
+            # Without a Patch call the DMA bytes are Render's pre-patch alone: a wrong address is REN-PREPATCH.
+            # After Patch, an address where an allocation was before it moved is a reference Patch never saw.
+            if not patched:
+                return "REN-PREPATCH"
+            if address is not None and _inside(address, length, stale):
+                return "REN-FULLPATCH"
+            return "ALL-ISOLATION"
+
         if execution.fault is not None:
             fault = execution.fault
-            rule = "PGB-UNMAP" if fault.address is not None and k.is_dummy_mapped(fault.address) else "ALL-ISOLATION"
+            rule = "PGB-UNMAP" if fault.address is not None and k.is_dummy_mapped(fault.address) else blame(fault.address)
             k.lose_device(context.device, str(fault))
             raise DriverViolation(
                 rule, RENDER,
@@ -396,7 +418,7 @@ class Scheduler:
         ):
             for address, length in accesses:
                 if not _inside(address, length, ranges):
-                    rule_here = rule if _inside(address, length, allowed_merged) else "ALL-ISOLATION"
+                    rule_here = rule if _inside(address, length, allowed_merged) else blame(address, length)
                     raise DriverViolation(
                         rule_here, RENDER,
                         f"the GPU {kind} {length} byte(s) at 0x{address:X}, outside the "

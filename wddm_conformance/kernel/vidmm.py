@@ -258,6 +258,7 @@ class VidMm:
                 self.k.sysmem.free(backing.pfns)
             a.backing = None
         a.segment_id, a.offset, a.address = sid, offset, address
+        a.last_address = address
         a.transition("page_in")
         self.resident[a.id] = a
 
@@ -320,7 +321,7 @@ class VidMm:
                 DXGK_TRANSFERFLAGS(0),
             )
         self.heaps[sid].release(old_offset)
-        a.offset, a.address = offset, address
+        a.offset, a.address, a.last_address = offset, address, address
         a.transition("relocate")
 
     def release(self, a: Allocation) -> None:

@@ -1,0 +1,446 @@
+"""Deliberately broken drivers: each breaks exactly one rule of REQUIREMENTS.md.
+
+Every mutant is the reference miniport with one behaviour changed, so a check that
+catches it is known to catch that rule and nothing else. ``BREAKS`` names the
+requirement each one breaks.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from reference_driver import isa
+from reference_driver import miniport as ref
+from reference_driver.miniport import ReferenceMiniport
+from wddm_conformance.ddi import (
+    D3DDDI_PATCHLOCATIONLIST,
+    DXGK_ALLOCATIONLIST,
+    DXGK_BUILDPAGINGBUFFER_OPERATION,
+    DXGK_BUILDPAGINGBUFFER_TRANSFER,
+    DXGK_TRANSFERFLAGS,
+    DXGKARG_BUILDPAGINGBUFFER,
+    DXGKARG_CREATEALLOCATION,
+    DXGKARG_PATCH,
+    DXGKARG_RENDER,
+    DXGKARG_SUBMITCOMMAND,
+)
+from wddm_conformance.status import (
+    STATUS_GRAPHICS_ALLOCATION_BUSY,
+    STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
+    STATUS_INVALID_PARAMETER,
+    STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS,
+)
+
+OP = DXGK_BUILDPAGINGBUFFER_OPERATION
+
+
+class NoPrePatch(ReferenceMiniport):
+    """Ignores SegmentId: never pre-patches, so a skipped Patch leaves NULL addresses."""
+
+    @staticmethod
+    def _prepatch(entry: DXGK_ALLOCATIONLIST, offset: int) -> int:
+        return 0
+
+
+class TrustsPagedOut(ReferenceMiniport):
+    """Trusts PhysicalAddress when SegmentId is 0 and leaves such references out of the patch list."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        paged_out = {
+            i for i in range(args.AllocationListSize)
+            if DXGK_ALLOCATIONLIST.read(args.pAllocationList, i).SegmentId == 0
+        }
+        start = args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        count = args.pPatchLocationListOut - start
+        kept = [e for e in (D3DDDI_PATCHLOCATIONLIST.read(start, i) for i in range(count))
+                if e.AllocationIndex not in paged_out]
+        start.region.data[start.offset : start.offset + count * 24] = bytes(count * 24)
+        for i, e in enumerate(kept):
+            e.write(start, i)
+        args.pPatchLocationListOut = start + len(kept)
+        return status
+
+    @staticmethod
+    def _prepatch(entry: DXGK_ALLOCATIONLIST, offset: int) -> int:
+        return entry.PhysicalAddress + offset
+
+
+class DropsPatchEntry(ReferenceMiniport):
+    """Pre-patches correctly but leaves the source of every COPY out of the patch list."""
+
+    @staticmethod
+    def _translate(opcode, fields, reference, entries):  # type: ignore[no-untyped-def]
+        emitted, refs = ReferenceMiniport._translate(opcode, fields, reference, entries)
+        if opcode == 0x01:
+            refs = refs[:1]
+        return emitted, refs
+
+
+class OverflowsDmaBuffer(ReferenceMiniport):
+    """Forgets to reserve room for its trailing fence: writes past DmaSize when the buffer fills."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        args.DmaSize += ref._FENCE.size
+        try:
+            return super().render(hContext, args)
+        finally:
+            args.DmaSize -= ref._FENCE.size
+
+
+class LetsUserFaultEscape(ReferenceMiniport):
+    """No __try/__except around user-mode reads."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        args.pCommand.read(args.CommandLength)  # faults escape from here
+        return super().render(hContext, args)
+
+
+class DoubleFetch(ReferenceMiniport):
+    """Validates the command buffer, then translates a second read of it (TOCTOU window)."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        first = args.pCommand.read(args.CommandLength)
+        del first  # "validated"
+        return super().render(hContext, args)
+
+
+class WritesAllocationList(ReferenceMiniport):
+    """Scribbles on the kernel-owned allocation list."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        if args.AllocationListSize:
+            args.pAllocationList.write(b"\0" * 8)
+        return super().render(hContext, args)
+
+
+class BadRenderStatus(ReferenceMiniport):
+    """Returns a status Render may not return."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        super().render(hContext, args)
+        return STATUS_NOT_SUPPORTED
+
+
+class RaisesInRender(ReferenceMiniport):
+    """Lets a Python exception escape the DDI."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        raise ZeroDivisionError("oops")
+
+
+class HangsInRender(ReferenceMiniport):
+    """Never returns from Render."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        while True:
+            pass
+
+
+class SplitLivelock(ReferenceMiniport):
+    """Answers INSUFFICIENT_DMA_BUFFER without doing anything."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        return STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
+
+
+class BadPatchIndex(ReferenceMiniport):
+    """Emits a patch location whose AllocationIndex is past AllocationListSize."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        start = args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        if args.pPatchLocationListOut - start > 0:
+            start.write(struct.pack("<I", args.AllocationListSize + 7))
+        return status
+
+
+class IgnoresWriteOperation(ReferenceMiniport):
+    """Lets commands write allocations that are not marked WriteOperation."""
+
+    @staticmethod
+    def _may_write(entry: DXGK_ALLOCATIONLIST) -> bool:
+        return True
+
+
+class PatchFails(ReferenceMiniport):
+    """DxgkDdiPatch returns an error: bug check 0x119 with parameter 1 = 3."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        return STATUS_INVALID_PARAMETER
+
+
+class PatchIgnoresSubmissionStart(ReferenceMiniport):
+    """Walks the patch list from entry 0 instead of PatchLocationListSubmissionStart."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        args.PatchLocationListSubmissionLength += args.PatchLocationListSubmissionStart
+        args.PatchLocationListSubmissionStart = 0
+        return super().patch(args)
+
+
+class PatchWritesOutsideRange(ReferenceMiniport):
+    """Patches every entry, also those outside the submission range."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        start, end = args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset
+        args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset = 0, args.DmaBufferSize
+        try:
+            return super().patch(args)
+        finally:
+            args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset = start, end
+
+
+class WrongFence(ReferenceMiniport):
+    """Writes a fence ID that was never submitted."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        args.SubmissionFenceId += 1000
+        try:
+            return super().patch(args)
+        finally:
+            args.SubmissionFenceId -= 1000
+
+
+class StaleFence(ReferenceMiniport):
+    """Writes the previous fence ID into the trailing fence."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        args.SubmissionFenceId -= 1
+        try:
+            return super().patch(args)
+        finally:
+            args.SubmissionFenceId += 1
+
+
+class GrowsPagingBuffer(ReferenceMiniport):
+    """Appends a NOP to paging buffers in Patch (changes their size)."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        if args.pPatchLocationList is None:
+            args.pDmaBuffer.write(isa.encode("NOP"), args.DmaBufferSubmissionEndOffset)
+        return super().patch(args)
+
+
+class SubmitFails(ReferenceMiniport):
+    """DxgkDdiSubmitCommand fails."""
+
+    def submit_command(self, args: DXGKARG_SUBMITCOMMAND) -> int:
+        return STATUS_INVALID_PARAMETER
+
+
+class BadPagingStatus(ReferenceMiniport):
+    """BuildPagingBuffer returns a status it may not return."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        return STATUS_INVALID_PARAMETER
+
+
+class PagingOverflow(ReferenceMiniport):
+    """Writes past DmaSize in its paging buffers."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        args.DmaSize += 64
+        try:
+            return super().build_paging_buffer(args)
+        finally:
+            args.DmaSize -= 64
+
+
+class PagingFaults(ReferenceMiniport):
+    """Fills at GPU address 0 instead of the destination: the paging buffer faults on the GPU."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_FILL:
+            args.Fill.Destination.SegmentAddress = 0
+        return super().build_paging_buffer(args)
+
+
+class MultipassRestarts(ReferenceMiniport):
+    """Ignores MultipassOffset: every call restarts the transfer from the beginning."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        args.MultipassOffset = 0
+        return super().build_paging_buffer(args)
+
+
+class MultipassNoProgress(ReferenceMiniport):
+    """Answers INSUFFICIENT_DMA_BUFFER on an empty paging buffer without writing anything."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_TRANSFER:
+            return STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
+        return super().build_paging_buffer(args)
+
+
+class MultipassRepeats(ReferenceMiniport):
+    """Resumes one chunk too early: the partial buffers copy a chunk twice."""
+
+    def _build_transfer(self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER) -> int:
+        if args.MultipassOffset:
+            args.MultipassOffset = max(0, args.MultipassOffset - 4096)
+            t.Flags &= ~DXGK_TRANSFERFLAGS.TransferStart
+        return super()._build_transfer(args, t)
+
+
+class FillsTooLittle(ReferenceMiniport):
+    """Fills one byte short."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_FILL and args.MultipassOffset == 0:
+            args.Fill.FillSize -= 1
+        return super().build_paging_buffer(args)
+
+
+class BusyWhenIdle(ReferenceMiniport):
+    """Answers ALLOCATION_BUSY even when AllocationIsIdle is set."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_TRANSFER and args.Transfer.hAllocation:
+            return STATUS_GRAPHICS_ALLOCATION_BUSY
+        return super().build_paging_buffer(args)
+
+
+class BusyOnFill(ReferenceMiniport):
+    """Answers ALLOCATION_BUSY for a fill, which has no idle retry."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_FILL:
+            return STATUS_GRAPHICS_ALLOCATION_BUSY
+        return super().build_paging_buffer(args)
+
+
+class UnmapToNothing(ReferenceMiniport):
+    """Unmaps aperture pages by clearing them instead of pointing them at the dummy page."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_UNMAP_APERTURE_SEGMENT:
+            u = args.UnmapApertureSegment
+            out = b"".join(isa.encode("PTE", u.OffsetInPages + i, 0, 0) for i in range(u.NumberOfPages))
+            args.pDmaBuffer.write(out)
+            args.pDmaBuffer += len(out)
+            return STATUS_SUCCESS
+        return super().build_paging_buffer(args)
+
+
+class UnmapLeavesOldPage(ReferenceMiniport):
+    """Treats unmap as a no-op: the aperture keeps reaching the old system pages."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_UNMAP_APERTURE_SEGMENT:
+            return STATUS_SUCCESS
+        return super().build_paging_buffer(args)
+
+
+class MapsWrongPage(ReferenceMiniport):
+    """Maps every aperture page to the MDL's first page."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_MAP_APERTURE_SEGMENT and args.MapApertureSegment.pMdl:
+            m = args.MapApertureSegment
+            m.pMdl = type(m.pMdl)((m.pMdl.pfns[0],) * len(m.pMdl.pfns), m.pMdl.ByteCount)
+        return super().build_paging_buffer(args)
+
+
+class NeverUnswizzles(ReferenceMiniport):
+    """Copies swizzled allocations to system memory as they are (ignores Unswizzle)."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_TRANSFER:
+            args.Transfer.Flags &= ~DXGK_TRANSFERFLAGS.Unswizzle
+        return super().build_paging_buffer(args)
+
+
+class SwizzlesWithoutHandle(ReferenceMiniport):
+    """Swizzles even when hAllocation is NULL."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_TRANSFER and not args.Transfer.hAllocation:
+            args.Transfer.hAllocation = 1
+        return super().build_paging_buffer(args)
+
+
+class ReadsWrongPhysical(ReferenceMiniport):
+    """Read-physical reads 8 bytes further than asked."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_READ_PHYSICAL:
+            args.ReadPhysical.PhysicalAddress += 8
+        return super().build_paging_buffer(args)
+
+
+class DuplicateHandles(ReferenceMiniport):
+    """Returns the same hAllocation for every allocation of a batch."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        for info in args.pAllocationInfo:
+            info.hAllocation = args.pAllocationInfo[0].hAllocation
+        return status
+
+
+class OddAlignment(ReferenceMiniport):
+    """Reports an Alignment that is not a power of two."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        for info in args.pAllocationInfo:
+            info.Alignment = 3000
+        return status
+
+
+class CreateAllocationBadStatus(ReferenceMiniport):
+    """Returns a status CreateAllocation may not return."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        return STATUS_NOT_SUPPORTED
+
+
+class RejectsValidPrivateData(ReferenceMiniport):
+    """Rejects well-formed private data."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        return STATUS_INVALID_PARAMETER
+
+
+BREAKS: dict[type[ReferenceMiniport], str] = {
+    NoPrePatch: "REN-PREPATCH",
+    TrustsPagedOut: "REN-PAGEDOUT",
+    DropsPatchEntry: "REN-FULLPATCH",
+    OverflowsDmaBuffer: "REN-CURSORS",
+    LetsUserFaultEscape: "REN-USERFAULT",
+    DoubleFetch: "REN-COPYFIRST",
+    WritesAllocationList: "ALL-READONLY",
+    BadRenderStatus: "REN-STATUS",
+    RaisesInRender: "ALL-NORAISE",
+    HangsInRender: "ALL-BOUNDED",
+    SplitLivelock: "REN-SPLIT",
+    BadPatchIndex: "REN-PATCHOUT",
+    IgnoresWriteOperation: "REN-ALLOCINDEX",
+    PatchFails: "PAT-BUGCHECK",
+    PatchIgnoresSubmissionStart: "PAT-RANGE",
+    PatchWritesOutsideRange: "PAT-RANGE",
+    WrongFence: "PAT-FENCE",
+    StaleFence: "PAT-FENCE",
+    GrowsPagingBuffer: "PAT-PAGING",
+    BadPagingStatus: "PGB-STATUS",
+    PagingOverflow: "PGB-CURSOR",
+    PagingFaults: "PGB-FILL",
+    MultipassRestarts: "PGB-MULTIPASS",
+    MultipassNoProgress: "PGB-MULTIPASS",
+    MultipassRepeats: "PGB-MULTIPASS",
+    FillsTooLittle: "PGB-FILL",
+    BusyWhenIdle: "PGB-BUSY",
+    BusyOnFill: "PGB-BUSY",
+    UnmapToNothing: "PGB-UNMAP",
+    UnmapLeavesOldPage: "PGB-UNMAP",
+    MapsWrongPage: "PGB-MAP",
+    NeverUnswizzles: "PGB-UNSWIZZLE",
+    SwizzlesWithoutHandle: "PGB-NOSWIZZLE",
+    ReadsWrongPhysical: "PGB-PHYS",
+    DuplicateHandles: "ALC-HANDLE",
+    OddAlignment: "ALC-INFO",
+    CreateAllocationBadStatus: "ALC-STATUS",
+    RejectsValidPrivateData: "ALC-PRIVDATA",
+}
