@@ -225,14 +225,15 @@ class DriverSpec:
 
 
 def _import_object(spec: str, what: str, where: str) -> Any:
+    where = "" if where == "--driver" else f" from {where}"
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise DriverLoadError(f"invalid {what} {spec!r} from {where}: expected 'module:Class'")
+        raise DriverLoadError(f"invalid {what} {spec!r}{where}: expected 'module:Class'")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise DriverLoadError(
-            f"invalid {what} {spec!r} from {where}: cannot import module {module_name!r} "
+            f"invalid {what} {spec!r}{where}: cannot import module {module_name!r} "
             f"({type(exc).__name__}: {exc})"
         ) from exc
     obj: Any = module
@@ -241,10 +242,10 @@ def _import_object(spec: str, what: str, where: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise DriverLoadError(
-                f"invalid {what} {spec!r} from {where}: module {module_name!r} has no attribute {attr!r}"
+                f"invalid {what} {spec!r}{where}: module {module_name!r} has no attribute {attr!r}"
             ) from None
     if not isinstance(obj, type):
-        raise DriverLoadError(f"invalid {what} {spec!r} from {where}: {attr!r} is not a class")
+        raise DriverLoadError(f"invalid {what} {spec!r}{where}: {attr!r} is not a class")
     return obj
 
 
@@ -264,11 +265,12 @@ def load_driver(spec: str, where: str = "--driver") -> DriverSpec:
     culprit: no colon, no module, no class, not a class, missing DDI methods.
     """
     resolved = REGISTRY.get(spec, spec)
-    cls = _import_object(resolved, "--driver" if where == "--driver" else "driver", where)
+    cls = _import_object(resolved, "--driver", where)
     missing = [f"{m} ({ddi})" for m, ddi in DDI_METHODS.items() if not callable(getattr(cls, m, None))]
     if missing:
         raise DriverLoadError(
-            f"invalid --driver {spec!r} from {where}: {cls.__qualname__} is not a display miniport, "
+            f"invalid --driver {spec!r}{'' if where == '--driver' else f' from {where}'}: "
+            f"{cls.__qualname__} is not a display miniport, "
             f"missing DDI method(s): {', '.join(missing)}"
         )
     encoder_cls = _companion(cls, "COMMAND_ENCODER", DEFAULT_COMMAND_ENCODER, spec)

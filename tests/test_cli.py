@@ -1,0 +1,57 @@
+"""The ``wddm-conformance`` command: results, exit codes, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from wddm_conformance.cli import main
+
+
+def test_check_passes_the_reference_driver(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--mode", "default", "--mode", "tiny-buffers"]) == 0
+    out = capsys.readouterr().out
+    assert "driver=reference seed=0" in out
+    assert "2 passed, 0 failed" in out
+
+
+def test_check_names_the_broken_requirement_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--driver", "tests.mutants:UnmapToNothing", "--mode", "default"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "[PGB-UNMAP]" in out
+
+
+def test_check_reports_a_crash_as_crash(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--driver", "tests.mutants:PatchFails", "--mode", "always-repatch"]) == 1
+    assert "CRASH" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [
+        (["check", "--driver", "nocolon"], "expected 'module:Class'"),
+        (["check", "--driver", "no_such_module_xyz:Driver"], "cannot import module 'no_such_module_xyz'"),
+        (["check", "--driver", "reference_driver:Nope"], "has no attribute 'Nope'"),
+        (["check", "--driver", "wddm_conformance.ddi:MDL"], "missing DDI method(s): start_device"),
+        (["check", "--mode", "warp-speed"], "unknown kernel mode 'warp-speed'"),
+    ],
+)
+def test_bad_input_is_one_line_usage_error_without_traceback(argv: list[str], culprit: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "wddm_conformance", *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert culprit in proc.stderr
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1
+
+
+def test_disasm_marks_the_offset(tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    from reference_driver import isa
+
+    dump = tmp_path / "dma.bin"  # type: ignore[operator]
+    dump.write_bytes(isa.encode("NOP") + isa.encode("COPY", 0x100000000, 0x100001000, 16) + isa.encode("FENCE", 3))
+    assert main(["disasm", str(dump), "--mark", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "=> +0x0004  COPY" in out and "FENCE" in out

@@ -1,0 +1,93 @@
+"""``wddm-conformance``: run the end-to-end check on a driver, and small tools.
+
+* ``wddm-conformance check --driver=module:Class`` runs the mixed end-to-end workload
+  (create, render, evict, relocate, repatch, map/unmap, discard, special lock, shared
+  allocations) in every kernel mode and compares GPU memory with what the commands
+  meant. Exit status 0 when every mode passes, 1 otherwise, 2 for bad usage.
+* ``wddm-conformance disasm FILE`` disassembles a DMA buffer dump with the driver's GPU model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import CONTRACT_VERSION, __version__
+from .ddi import DXGK_START_INFO
+from .driver import load_driver
+from .errors import DriverLoadError
+from .kernel import ALL_MODES, KernelConfig, KernelMode
+from .results import Status, classify
+from .sysmem import SystemMemory
+from .workload import run_workload
+
+
+def _mode(text: str) -> KernelMode:
+    try:
+        return KernelMode.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wddm-conformance", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (contract {CONTRACT_VERSION})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="run the end-to-end workload in every kernel mode")
+    check.add_argument("--driver", default="reference", help="module:Class of the miniport (default: reference)")
+    check.add_argument(
+        "--mode", type=_mode, action="append",
+        help="kernel mode (comma-separated stresses, 'default' or 'all'); repeatable; default: every mode",
+    )
+    check.add_argument("--seed", type=int, default=0, help="workload and placement seed (default 0)")
+    check.add_argument("--ddi-timeout", type=float, default=5.0, help="seconds before a DDI call is a TDR (default 5)")
+    disasm = sub.add_parser("disasm", help="disassemble a DMA buffer dump")
+    disasm.add_argument("file", help="binary file, or '-' for standard input")
+    disasm.add_argument("--driver", default="reference", help="driver whose GPU model decodes the buffer")
+    disasm.add_argument("--mark", type=lambda s: int(s, 0), help="byte offset to mark with =>")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    spec = load_driver(args.driver)
+    modes: list[KernelMode] = args.mode or list(ALL_MODES)
+    print(f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}) driver={args.driver} seed={args.seed}")
+    failures = 0
+    for mode in modes:
+        error: BaseException | None = None
+        try:
+            report = run_workload(spec, mode, args.seed, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout))
+            detail = f"{len(report.steps)} steps, {report.submissions} submissions, {report.ddi_calls} DDI calls"
+        except Exception as exc:
+            error = exc
+        outcome = classify(error)
+        if outcome.status is not Status.PASS:
+            failures += 1
+            detail = outcome.message
+        print(f"{outcome.status.value:<14} mode={mode}: {detail}")
+    print(f"{len(modes) - failures} passed, {failures} failed")
+    return 0 if failures == 0 else 1
+
+
+def _disasm(args: argparse.Namespace) -> int:
+    spec = load_driver(args.driver)
+    data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
+    gpu = spec.gpu(SystemMemory(), DXGK_START_INFO(1 << 20, 1 << 16))
+    print(gpu.disassemble(data, mark=args.mark))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _check(args) if args.command == "check" else _disasm(args)
+    except DriverLoadError as exc:
+        parser.exit(2, f"wddm-conformance: error: {exc}\n")
+    except OSError as exc:
+        parser.exit(2, f"wddm-conformance: error: {exc}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
