@@ -48,10 +48,14 @@ class CommandEncoder:
                 ref(op.dst.index, op.dst.offset, 4)
                 ref(op.src.index, op.src.offset, 12)
                 code = f.U_COPY if isinstance(op, Copy) else f.U_XOR
-                out += f.pack_command(code, op.dst.index, op.dst.offset, op.src.index, op.src.offset, op.size)
+                out += f.pack_command(
+                    code, op.dst.index, op.dst.offset, op.src.index, op.src.offset, op.size
+                )
             elif isinstance(op, Fill):
                 ref(op.dst.index, op.dst.offset, 4)
-                out += f.pack_command(f.U_FILL, op.dst.index, op.dst.offset, op.size, op.pattern & 0xFFFFFFFF)
+                out += f.pack_command(
+                    f.U_FILL, op.dst.index, op.dst.offset, op.size, op.pattern & 0xFFFFFFFF
+                )
             elif isinstance(op, Write):
                 ref(op.dst.index, op.dst.offset, 4)
                 out += f.pack_command(f.U_WRITE, op.dst.index, op.dst.offset, op.value & 0xFFFFFFFF)

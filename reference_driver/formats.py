@@ -56,10 +56,14 @@ U_VERSION: Final = 0x7F
 
 COMMANDS: Final[tuple[UserCommand, ...]] = (
     UserCommand(U_NOP, "NOP", "<BBH", ()),
-    UserCommand(U_COPY, "COPY", "<BBHIIIII", ("dst_index", "dst_offset", "src_index", "src_offset", "size")),
+    UserCommand(
+        U_COPY, "COPY", "<BBHIIIII", ("dst_index", "dst_offset", "src_index", "src_offset", "size")
+    ),
     UserCommand(U_FILL, "FILL", "<BBHIIII", ("dst_index", "dst_offset", "size", "pattern")),
     UserCommand(U_WRITE, "WRITE", "<BBHIII", ("dst_index", "dst_offset", "value")),
-    UserCommand(U_XOR, "XOR", "<BBHIIIII", ("dst_index", "dst_offset", "src_index", "src_offset", "size")),
+    UserCommand(
+        U_XOR, "XOR", "<BBHIIIII", ("dst_index", "dst_offset", "src_index", "src_offset", "size")
+    ),
     UserCommand(U_BIND, "BIND", "<BBHIII", ("slot", "index", "offset")),
     UserCommand(U_SETREG, "SETREG", "<BBHII", ("reg", "value"), privileged=True),
     UserCommand(U_SETPTE, "SETPTE", "<BBHIIQ", ("page", "flags", "pfn"), privileged=True),
@@ -96,6 +100,8 @@ DMA_PRIVATE_MAGIC: Final = 0x414D4452  # 'RDMA'
 NO_FENCE: Final = 0xFFFFFFFF
 
 
-def pack_allocation_data(size: int, flags: AllocationDataFlags, version: int = ALLOCATION_VERSION) -> bytes:
+def pack_allocation_data(
+    size: int, flags: AllocationDataFlags, version: int = ALLOCATION_VERSION
+) -> bytes:
     """Private data asking the reference driver for an allocation."""
     return ALLOCATION_DATA.pack(ALLOCATION_MAGIC, version, int(flags), size, 0, 0)

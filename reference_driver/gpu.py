@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from wddm_conformance.ddi import PAGE_SIZE, DXGK_START_INFO
+from wddm_conformance.ddi import DXGK_START_INFO, PAGE_SIZE
 from wddm_conformance.driver import GpuExecution, GpuFault
 from wddm_conformance.sysmem import SystemMemory
 
@@ -64,9 +64,9 @@ class EmulatedGpu:
         self.pte_pfn = [0] * self.ap_pages
         self.pte_flags = [0] * self.ap_pages
         self.registers = [0] * NUM_REGISTERS
-        self._dispatch: list[tuple[isa.Instruction, Callable[[tuple[int, ...], GpuExecution], None]] | None] = [
-            None
-        ] * 256
+        self._dispatch: list[
+            tuple[isa.Instruction, Callable[[tuple[int, ...], GpuExecution], None]] | None
+        ] = [None] * 256
         for ins in isa.TABLE:
             self._dispatch[ins.opcode] = (ins, getattr(self, ins.handler))
 
@@ -84,7 +84,9 @@ class EmulatedGpu:
             if self.ap_base <= pos < self.ap_base + self.ap_size:
                 page, off = divmod(pos - self.ap_base, PAGE_SIZE)
                 if not self.pte_flags[page] & isa.PTE_VALID:
-                    raise _Fault("page-fault", pos, f"aperture page {page} (0x{pos:X}) is not mapped")
+                    raise _Fault(
+                        "page-fault", pos, f"aperture page {page} (0x{pos:X}) is not mapped"
+                    )
                 pfn = self.pte_pfn[page]
             elif pos < self.sysmem.limit:
                 pfn, off = divmod(pos, PAGE_SIZE)
@@ -94,10 +96,16 @@ class EmulatedGpu:
                 pos += n
                 continue
             else:
-                raise _Fault("page-fault", pos, f"0x{pos:X} is outside every segment and system memory")
+                raise _Fault(
+                    "page-fault", pos, f"0x{pos:X} is outside every segment and system memory"
+                )
             backing = self.sysmem.page(pfn)
             if backing is None:
-                raise _Fault("page-fault", pos, f"0x{pos:X} reaches page frame 0x{pfn:X}, which is not present")
+                raise _Fault(
+                    "page-fault",
+                    pos,
+                    f"0x{pos:X} reaches page frame 0x{pfn:X}, which is not present",
+                )
             n = min(end - pos, PAGE_SIZE - off)
             out.append((backing, off, n, pfn * PAGE_SIZE + off))
             pos += n
@@ -133,23 +141,33 @@ class EmulatedGpu:
         while pc < end:
             entry = dispatch[buf[pc]]
             if entry is None:
-                result.fault = GpuFault("illegal-instruction", pc, None, f"unknown opcode 0x{buf[pc]:02X}")
+                result.fault = GpuFault(
+                    "illegal-instruction", pc, None, f"unknown opcode 0x{buf[pc]:02X}"
+                )
                 break
             ins, handler = entry
             if pc + ins.size > end:
                 result.fault = GpuFault(
-                    "illegal-instruction", pc, None, f"{ins.mnemonic} cut off: {end - pc} of {ins.size} bytes"
+                    "illegal-instruction",
+                    pc,
+                    None,
+                    f"{ins.mnemonic} cut off: {end - pc} of {ins.size} bytes",
                 )
                 break
             if ins.privileged and not privileged:
                 result.fault = GpuFault(
-                    "privileged-instruction", pc, None, f"{ins.mnemonic} in a non-privileged DMA buffer"
+                    "privileged-instruction",
+                    pc,
+                    None,
+                    f"{ins.mnemonic} in a non-privileged DMA buffer",
                 )
                 break
             try:
                 handler(ins.struct.unpack_from(buf, pc), result)
             except _Fault as fault:
-                result.fault = GpuFault(fault.kind, pc, fault.address, f"{ins.mnemonic}: {fault.message}")
+                result.fault = GpuFault(
+                    fault.kind, pc, fault.address, f"{ins.mnemonic}: {fault.message}"
+                )
                 break
             pc += ins.size
             result.instructions += 1
@@ -209,7 +227,11 @@ class EmulatedGpu:
     def _op_pte(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, page, flags, pfn = ops
         if page >= self.ap_pages:
-            raise _Fault("page-fault", None, f"page-table entry {page} past the {self.ap_pages}-page aperture")
+            raise _Fault(
+                "page-fault",
+                None,
+                f"page-table entry {page} past the {self.ap_pages}-page aperture",
+            )
         self.pte_pfn[page] = pfn
         self.pte_flags[page] = flags
 
@@ -261,7 +283,11 @@ class EmulatedGpu:
         return isa.unswizzle(tiled)
 
     def disassemble(
-        self, dma: bytes | bytearray | memoryview, start: int = 0, end: int | None = None, mark: int | None = None
+        self,
+        dma: bytes | bytearray | memoryview,
+        start: int = 0,
+        end: int | None = None,
+        mark: int | None = None,
     ) -> str:
         return isa.disassemble(dma, start, end, mark)
 

@@ -54,45 +54,103 @@ SWIZZLE_ORDER: Final = (1, 2, 3, 0)
 TABLE: Final[tuple[Instruction, ...]] = (
     Instruction(0x00, "NOP", "<B3x", (), {}, "_op_nop", "Do nothing (padding)."),
     Instruction(
-        0x01, "COPY", "<B3xQQI", ("dst", "src", "size"), {"dst": 4, "src": 12}, "_op_copy",
+        0x01,
+        "COPY",
+        "<B3xQQI",
+        ("dst", "src", "size"),
+        {"dst": 4, "src": 12},
+        "_op_copy",
         "Copy `size` bytes from `src` to `dst` (memmove semantics).",
     ),
     Instruction(
-        0x02, "FILL", "<B3xQII", ("dst", "size", "pattern"), {"dst": 4}, "_op_fill",
+        0x02,
+        "FILL",
+        "<B3xQII",
+        ("dst", "size", "pattern"),
+        {"dst": 4},
+        "_op_fill",
         "Fill `size` bytes at `dst` with the 32-bit little-endian `pattern`, repeated and truncated.",
     ),
     Instruction(
-        0x03, "WRITE", "<BB2xQQ", ("width", "dst", "value"), {"dst": 4}, "_op_write",
+        0x03,
+        "WRITE",
+        "<BB2xQQ",
+        ("width", "dst", "value"),
+        {"dst": 4},
+        "_op_write",
         "Write the low `width` (1-8) bytes of `value` at `dst`.",
     ),
     Instruction(
-        0x04, "READ", "<BB2xQ", ("width", "src"), {"src": 4}, "_op_read",
+        0x04,
+        "READ",
+        "<BB2xQ",
+        ("width", "src"),
+        {"src": 4},
+        "_op_read",
         "Read `width` (1-8) bytes at `src` and discard them (a coherency read).",
     ),
     Instruction(
-        0x05, "XOR", "<B3xQQI", ("dst", "src", "size"), {"dst": 4, "src": 12}, "_op_xor",
+        0x05,
+        "XOR",
+        "<B3xQQI",
+        ("dst", "src", "size"),
+        {"dst": 4, "src": 12},
+        "_op_xor",
         "Compute `dst[i] ^= src[i]` for `size` bytes: reads both ranges, writes `dst`.",
     ),
     Instruction(
-        0x06, "BIND", "<B3xIQ", ("slot", "addr"), {"addr": 8}, "_op_bind",
+        0x06,
+        "BIND",
+        "<B3xIQ",
+        ("slot", "addr"),
+        {"addr": 8},
+        "_op_bind",
         "Set binding-table `slot` to `addr`; never dereferences it (0 unbinds).",
     ),
-    Instruction(0x07, "FENCE", "<B3xQ", ("fence",), {}, "_op_fence", "Signal fence `fence` to the scheduler."),
     Instruction(
-        0x08, "SWZCOPY", "<B3xQQI", ("dst", "src", "size"), {"dst": 4, "src": 12}, "_op_swzcopy",
+        0x07,
+        "FENCE",
+        "<B3xQ",
+        ("fence",),
+        {},
+        "_op_fence",
+        "Signal fence `fence` to the scheduler.",
+    ),
+    Instruction(
+        0x08,
+        "SWZCOPY",
+        "<B3xQQI",
+        ("dst", "src", "size"),
+        {"dst": 4, "src": 12},
+        "_op_swzcopy",
         "Copy `size` bytes from linear `src` to swizzled `dst` (see the swizzled layout).",
     ),
     Instruction(
-        0x09, "UNSWZCOPY", "<B3xQQI", ("dst", "src", "size"), {"dst": 4, "src": 12}, "_op_unswzcopy",
+        0x09,
+        "UNSWZCOPY",
+        "<B3xQQI",
+        ("dst", "src", "size"),
+        {"dst": 4, "src": 12},
+        "_op_unswzcopy",
         "Copy `size` bytes from swizzled `src` to linear `dst`.",
     ),
     Instruction(
-        0x80, "PTE", "<B3xIIQ", ("page", "flags", "pfn"), {}, "_op_pte",
+        0x80,
+        "PTE",
+        "<B3xIIQ",
+        ("page", "flags", "pfn"),
+        {},
+        "_op_pte",
         "Privileged. Set aperture page-table entry `page` to page frame `pfn` with `flags` "
         "(bit 0 valid, bit 1 cache coherent); an entry without the valid bit faults on access.",
     ),
     Instruction(
-        0x81, "REG", "<B3xII", ("reg", "value"), {}, "_op_reg",
+        0x81,
+        "REG",
+        "<B3xII",
+        ("reg", "value"),
+        {},
+        "_op_reg",
         "Privileged. Write `value` to GPU register `reg` (0-15).",
     ),
 )
@@ -107,11 +165,15 @@ def encode(mnemonic: str, *operands: int) -> bytes:
     """Encode one instruction, operands in table order."""
     ins = BY_MNEMONIC[mnemonic]
     if len(operands) != len(ins.operands):
-        raise ValueError(f"{mnemonic} takes {len(ins.operands)} operand(s) {ins.operands}, got {len(operands)}")
+        raise ValueError(
+            f"{mnemonic} takes {len(ins.operands)} operand(s) {ins.operands}, got {len(operands)}"
+        )
     return ins.struct.pack(ins.opcode, *operands)
 
 
-def decode(buf: bytes | bytearray | memoryview, offset: int) -> tuple[Instruction, tuple[int, ...]] | None:
+def decode(
+    buf: bytes | bytearray | memoryview, offset: int
+) -> tuple[Instruction, tuple[int, ...]] | None:
     """Decode the instruction at ``offset``; None if the opcode is unknown or the instruction is cut off."""
     if offset >= len(buf):
         return None
@@ -125,7 +187,11 @@ def format_instruction(ins: Instruction, operands: tuple[int, ...]) -> str:
     """``COPY dst=0x100000000 src=0x100001000 size=4096``."""
     parts = []
     for name, value in zip(ins.operands, operands, strict=True):
-        shown = f"0x{value:X}" if name in ins.address_offsets or name in ("pfn", "pattern", "value") else str(value)
+        shown = (
+            f"0x{value:X}"
+            if name in ins.address_offsets or name in ("pfn", "pattern", "value")
+            else str(value)
+        )
         parts.append(f"{name}={shown}")
     return f"{ins.mnemonic:<9} {' '.join(parts)}".rstrip()
 
@@ -152,36 +218,29 @@ def disassemble(
 ) -> str:
     """Disassemble ``buf[start:end]``; with ``mark``, show ``context`` instructions around it, marked ``=>``."""
     stop = len(buf) if end is None else min(end, len(buf))
-    lines: list[tuple[int, str]] = []
+    lines: list[tuple[int, int, str]] = []  # (offset, width, text)
     pc = start
     while pc < stop:
         decoded = decode(buf[:stop], pc)
         if decoded is None:
             raw = bytes(buf[pc : min(stop, pc + 8)])
-            lines.append((pc, f".bytes    {raw.hex(' ')}  ; not an instruction"))
+            lines.append((pc, len(raw), f".bytes    {raw.hex(' ')}  ; not an instruction"))
             pc += len(raw)
             continue
         ins, operands = decoded
         priv = "  ; privileged" if ins.privileged else ""
-        lines.append((pc, format_instruction(ins, operands) + priv))
+        lines.append((pc, ins.size, format_instruction(ins, operands) + priv))
         pc += ins.size
-    if mark is not None:
-        at = next((i for i, (off, _) in enumerate(lines) if off >= mark), len(lines) - 1)
-        if at > 0 and lines[at][0] > mark:
-            at -= 1
-        lo, hi = max(0, at - context), min(len(lines), at + context + 1)
-        shown = lines[lo:hi]
-    else:
-        shown = lines
+    shown = lines
+    if mark is not None and lines:
+        at = next((i for i, (off, width, _) in enumerate(lines) if off <= mark < off + width), None)
+        if at is None:
+            at = len(lines) - 1 if mark >= lines[-1][0] else 0
+        shown = lines[max(0, at - context) : at + context + 1]
     return "\n".join(
-        f"{'=>' if mark is not None and off <= mark < off + _len_at(buf, off) else '  '} +0x{off:04X}  {text}"
-        for off, text in shown
+        f"{'=>' if mark is not None and off <= mark < off + width else '  '} +0x{off:04X}  {text}"
+        for off, width, text in shown
     )
-
-
-def _len_at(buf: bytes | bytearray | memoryview, off: int) -> int:
-    ins = BY_OPCODE.get(buf[off]) if off < len(buf) else None
-    return ins.size if ins is not None else 1
 
 
 def swizzle(linear: bytes | bytearray | memoryview) -> bytes:
@@ -208,8 +267,10 @@ def unswizzle(tiled: bytes | bytearray | memoryview) -> bytes:
 
 def markdown_table() -> str:
     """The instruction table as Markdown, for docs/isa.md."""
-    rows = ["| opcode | mnemonic | bytes | operands (layout) | privileged | patchable address at | meaning |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| opcode | mnemonic | bytes | operands (layout) | privileged | patchable address at | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for ins in TABLE:
         addrs = ", ".join(f"`{k}` +{v}" for k, v in ins.address_offsets.items()) or "-"
         rows.append(

@@ -130,7 +130,9 @@ class ReferenceMiniport:
 
     def query_segments(self) -> list[DXGK_SEGMENTDESCRIPTOR]:
         return [
-            DXGK_SEGMENTDESCRIPTOR(MEMORY_SEGMENT_BASE, self.memory_segment_size, DXGK_SEGMENTFLAGS.CpuVisible),
+            DXGK_SEGMENTDESCRIPTOR(
+                MEMORY_SEGMENT_BASE, self.memory_segment_size, DXGK_SEGMENTFLAGS.CpuVisible
+            ),
             DXGK_SEGMENTDESCRIPTOR(
                 APERTURE_SEGMENT_BASE,
                 self.aperture_segment_size,
@@ -211,11 +213,16 @@ class ReferenceMiniport:
             for info in args.pAllocationInfo:
                 if info.pPrivateDriverData is None:
                     raise _Reject(STATUS_INVALID_PARAMETER)
-                size, flags = self._parse_allocation_data(info.pPrivateDriverData.read(info.PrivateDriverDataSize))
+                size, flags = self._parse_allocation_data(
+                    info.pPrivateDriverData.read(info.PrivateDriverDataSize)
+                )
                 mem, ap = 1 << MEMORY_SEGMENT_ID, 1 << APERTURE_SEGMENT_ID
                 if flags & fmt.AllocationDataFlags.ApertureOnly:
                     segments, preferred = ap, [APERTURE_SEGMENT_ID]
-                elif flags & fmt.AllocationDataFlags.Aperture and not flags & fmt.AllocationDataFlags.Swizzled:
+                elif (
+                    flags & fmt.AllocationDataFlags.Aperture
+                    and not flags & fmt.AllocationDataFlags.Swizzled
+                ):
                     segments, preferred = mem | ap, [MEMORY_SEGMENT_ID, APERTURE_SEGMENT_ID]
                 else:
                     segments, preferred = mem, [MEMORY_SEGMENT_ID]
@@ -291,7 +298,10 @@ class ReferenceMiniport:
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
         if hContext not in self.contexts:
             return STATUS_INVALID_HANDLE
-        entries = [DXGK_ALLOCATIONLIST.read(args.pAllocationList, i) for i in range(args.AllocationListSize)]
+        entries = [
+            DXGK_ALLOCATIONLIST.read(args.pAllocationList, i)
+            for i in range(args.AllocationListSize)
+        ]
         dma = bytearray()
         patches: list[bytes] = []
         room = args.DmaSize - _FENCE.size  # every DMA buffer ends with the fence Patch fills in
@@ -345,7 +355,9 @@ class ReferenceMiniport:
                 base = len(dma)
                 for index, alloc_offset, at in refs:
                     pos = base + at
-                    patches.append(D3DDDI_PATCHLOCATIONLIST(index, 0, 0, alloc_offset, pos, pos).pack())
+                    patches.append(
+                        D3DDDI_PATCHLOCATIONLIST(index, 0, 0, alloc_offset, pos, pos).pack()
+                    )
                 dma += emitted
                 room -= len(emitted)
                 patch_room -= len(refs)
@@ -363,14 +375,21 @@ class ReferenceMiniport:
         if patches:
             args.pPatchLocationListOut.write(b"".join(patches))
             args.pPatchLocationListOut += len(patches)
-        if args.pDmaBufferPrivateData is not None and args.DmaBufferPrivateDataSize >= fmt.DMA_PRIVATE_DATA.size:
-            args.pDmaBufferPrivateData.write(fmt.DMA_PRIVATE_DATA.pack(fmt.DMA_PRIVATE_MAGIC, fence_offset))
+        if (
+            args.pDmaBufferPrivateData is not None
+            and args.DmaBufferPrivateDataSize >= fmt.DMA_PRIVATE_DATA.size
+        ):
+            args.pDmaBufferPrivateData.write(
+                fmt.DMA_PRIVATE_DATA.pack(fmt.DMA_PRIVATE_MAGIC, fence_offset)
+            )
         if status != STATUS_SUCCESS:
             args.pCommand += consumed
         return status
 
     @staticmethod
-    def _stage(args: DXGKARG_RENDER, consumed: int, staged: bytes, remaining: int, need: int = 0) -> bytes:
+    def _stage(
+        args: DXGKARG_RENDER, consumed: int, staged: bytes, remaining: int, need: int = 0
+    ) -> bytes:
         """Copy the next user bytes into kernel memory, each byte once (REN-COPYFIRST)."""
         start = consumed + len(staged)
         take = min(remaining - start, max(STAGING_CHUNK, need - len(staged)))
@@ -394,7 +413,10 @@ class ReferenceMiniport:
 
     @staticmethod
     def _translate(
-        opcode: int, fields: tuple[int, ...], reference: _ReferenceFn, entries: list[DXGK_ALLOCATIONLIST]
+        opcode: int,
+        fields: tuple[int, ...],
+        reference: _ReferenceFn,
+        entries: list[DXGK_ALLOCATIONLIST],
     ) -> tuple[bytes, list[tuple[int, int, int]]]:
         """GPU bytes for one validated user command, and its references (index, offset, byte in the bytes)."""
         if opcode in (fmt.U_COPY, fmt.U_XOR):
@@ -402,7 +424,10 @@ class ReferenceMiniport:
             dst = reference(dst_i, dst_o, size, True)
             src = reference(src_i, src_o, size, False)
             ins = _COPY if opcode == fmt.U_COPY else _XOR
-            return ins.struct.pack(ins.opcode, dst, src, size), [(dst_i, dst_o, 4), (src_i, src_o, 12)]
+            return ins.struct.pack(ins.opcode, dst, src, size), [
+                (dst_i, dst_o, 4),
+                (src_i, src_o, 12),
+            ]
         if opcode == fmt.U_FILL:
             dst_i, dst_o, size, pattern = fields
             dst = reference(dst_i, dst_o, size, True)
@@ -414,7 +439,9 @@ class ReferenceMiniport:
         if opcode == fmt.U_BIND:
             slot, index, offset = fields
             if index < len(entries) and entries[index].hDeviceSpecificAllocation == 0:
-                return _BIND.struct.pack(_BIND.opcode, slot, 0), [(index, 0, 8)]  # the NULL element unbinds
+                return _BIND.struct.pack(_BIND.opcode, slot, 0), [
+                    (index, 0, 8)
+                ]  # the NULL element unbinds
             addr = reference(index, offset, 0, False)
             return _BIND.struct.pack(_BIND.opcode, slot, addr), [(index, offset, 8)]
         if opcode == fmt.U_VERSION:
@@ -435,18 +462,31 @@ class ReferenceMiniport:
             )
             addresses: dict[int, int] = {}
             for i in range(length):
-                index, _, _, alloc_offset, patch_offset, _ = D3DDDI_PATCHLOCATIONLIST.STRUCT.unpack_from(raw, i * 24)
+                index, _, _, alloc_offset, patch_offset, _ = (
+                    D3DDDI_PATCHLOCATIONLIST.STRUCT.unpack_from(raw, i * 24)
+                )
                 if index >= args.AllocationListSize or not start <= patch_offset <= end - 8:
                     continue
                 base = addresses.get(index)
                 if base is None and args.pAllocationList is not None:
                     entry = DXGK_ALLOCATIONLIST.read(args.pAllocationList, index)
-                    base = addresses[index] = entry.PhysicalAddress if entry.hDeviceSpecificAllocation else -1
+                    base = addresses[index] = (
+                        entry.PhysicalAddress if entry.hDeviceSpecificAllocation else -1
+                    )
                 address = 0 if base is None or base < 0 else base + alloc_offset
                 args.pDmaBuffer.write(_U64.pack(address), patch_offset)
-        if args.pDmaBufferPrivateData is not None and args.DmaBufferPrivateDataSize >= fmt.DMA_PRIVATE_DATA.size:
-            magic, fence_offset = fmt.DMA_PRIVATE_DATA.unpack(args.pDmaBufferPrivateData.read(fmt.DMA_PRIVATE_DATA.size))
-            if magic == fmt.DMA_PRIVATE_MAGIC and start <= fence_offset and fence_offset + _FENCE.size <= end:
+        if (
+            args.pDmaBufferPrivateData is not None
+            and args.DmaBufferPrivateDataSize >= fmt.DMA_PRIVATE_DATA.size
+        ):
+            magic, fence_offset = fmt.DMA_PRIVATE_DATA.unpack(
+                args.pDmaBufferPrivateData.read(fmt.DMA_PRIVATE_DATA.size)
+            )
+            if (
+                magic == fmt.DMA_PRIVATE_MAGIC
+                and start <= fence_offset
+                and fence_offset + _FENCE.size <= end
+            ):
                 args.pDmaBuffer.write(_U64.pack(args.SubmissionFenceId), fence_offset + 4)
         return STATUS_SUCCESS
 
@@ -460,15 +500,24 @@ class ReferenceMiniport:
         op = args.Operation
         ops = DXGK_BUILDPAGINGBUFFER_OPERATION
         if op in (ops.DXGK_OPERATION_TRANSFER, ops.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER):
-            transfer = args.Transfer if op == ops.DXGK_OPERATION_TRANSFER else args.SpecialLockTransfer
-            if self._busy(args, transfer.hAllocation, bool(transfer.Flags & DXGK_TRANSFERFLAGS.AllocationIsIdle)):
+            transfer = (
+                args.Transfer if op == ops.DXGK_OPERATION_TRANSFER else args.SpecialLockTransfer
+            )
+            if self._busy(
+                args,
+                transfer.hAllocation,
+                bool(transfer.Flags & DXGK_TRANSFERFLAGS.AllocationIsIdle),
+            ):
                 return STATUS_GRAPHICS_ALLOCATION_BUSY
             return self._build_transfer(args, transfer)
         if op == ops.DXGK_OPERATION_FILL:
             fill = args.Fill
             base = fill.Destination.SegmentAddress
             return self._emit_chunks(
-                args, fill.FillSize, PAGING_CHUNK, _FILL.size,
+                args,
+                fill.FillSize,
+                PAGING_CHUNK,
+                _FILL.size,
                 lambda done, n: _FILL.struct.pack(_FILL.opcode, base + done, n, fill.FillPattern),
             )
         if op == ops.DXGK_OPERATION_DISCARD_CONTENT:
@@ -478,7 +527,9 @@ class ReferenceMiniport:
                 return STATUS_GRAPHICS_ALLOCATION_BUSY
             return STATUS_SUCCESS
         if op in (ops.DXGK_OPERATION_READ_PHYSICAL, ops.DXGK_OPERATION_WRITE_PHYSICAL):
-            phys = args.ReadPhysical if op == ops.DXGK_OPERATION_READ_PHYSICAL else args.WritePhysical
+            phys = (
+                args.ReadPhysical if op == ops.DXGK_OPERATION_READ_PHYSICAL else args.WritePhysical
+            )
             width = min(max(phys.Size, 1), 8)
             if op == ops.DXGK_OPERATION_READ_PHYSICAL:
                 ins = isa.encode("READ", width, phys.PhysicalAddress)
@@ -494,7 +545,10 @@ class ReferenceMiniport:
                 isa.PTE_CACHE_COHERENT if amap.Flags & DXGK_MAPAPERTUREFLAGS.CacheCoherent else 0
             )
             return self._emit_chunks(
-                args, amap.NumberOfPages, 1, _PTE.size,
+                args,
+                amap.NumberOfPages,
+                1,
+                _PTE.size,
                 lambda done, n: _PTE.struct.pack(
                     _PTE.opcode, amap.OffsetInPages + done, flags, mdl.pfns[amap.MdlOffset + done]
                 ),
@@ -503,8 +557,13 @@ class ReferenceMiniport:
             unmap = args.UnmapApertureSegment
             dummy = unmap.DummyPage // PAGE_SIZE
             return self._emit_chunks(
-                args, unmap.NumberOfPages, 1, _PTE.size,
-                lambda done, n: _PTE.struct.pack(_PTE.opcode, unmap.OffsetInPages + done, isa.PTE_VALID, dummy),
+                args,
+                unmap.NumberOfPages,
+                1,
+                _PTE.size,
+                lambda done, n: _PTE.struct.pack(
+                    _PTE.opcode, unmap.OffsetInPages + done, isa.PTE_VALID, dummy
+                ),
             )
         return STATUS_SUCCESS
 
@@ -536,7 +595,9 @@ class ReferenceMiniport:
         args.MultipassOffset = done
         return STATUS_SUCCESS if done >= total else STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
 
-    def _build_transfer(self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER) -> int:
+    def _build_transfer(
+        self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER
+    ) -> int:
         swizzle = bool(t.hAllocation) and bool(t.Flags & DXGK_TRANSFERFLAGS.Swizzle)
         unswizzle = bool(t.hAllocation) and bool(t.Flags & DXGK_TRANSFERFLAGS.Unswizzle)
         ins = isa.BY_MNEMONIC["SWZCOPY" if swizzle else "UNSWZCOPY" if unswizzle else "COPY"]
@@ -548,7 +609,9 @@ class ReferenceMiniport:
         if starts:
             if room < _REG.size + ins.size:
                 return STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
-            out += _REG.struct.pack(_REG.opcode, REG_TRANSFER_IN_PROGRESS, t.hAllocation & 0xFFFFFFFF)
+            out += _REG.struct.pack(
+                _REG.opcode, REG_TRANSFER_IN_PROGRESS, t.hAllocation & 0xFFFFFFFF
+            )
             room -= _REG.size
         done = args.MultipassOffset
         while done < t.TransferSize and room >= ins.size:
@@ -557,7 +620,9 @@ class ReferenceMiniport:
             for loc in (t.Source, t.Destination):
                 if loc.SegmentId == 0:
                     n = min(n, PAGE_SIZE - pos % PAGE_SIZE)
-            out += ins.struct.pack(ins.opcode, _location(t.Destination, pos), _location(t.Source, pos), n)
+            out += ins.struct.pack(
+                ins.opcode, _location(t.Destination, pos), _location(t.Source, pos), n
+            )
             room -= ins.size
             done += n
         if done >= t.TransferSize and ends:
@@ -581,5 +646,3 @@ class BusyReferenceMiniport(ReferenceMiniport):
     """The reference driver with the optional ALLOCATION_BUSY behaviour on (exercises the kernel's retry)."""
 
     REPORT_BUSY = True
-
-

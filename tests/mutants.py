@@ -48,14 +48,18 @@ class TrustsPagedOut(ReferenceMiniport):
 
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
         paged_out = {
-            i for i in range(args.AllocationListSize)
+            i
+            for i in range(args.AllocationListSize)
             if DXGK_ALLOCATIONLIST.read(args.pAllocationList, i).SegmentId == 0
         }
         start = args.pPatchLocationListOut
         status = super().render(hContext, args)
         count = args.pPatchLocationListOut - start
-        kept = [e for e in (D3DDDI_PATCHLOCATIONLIST.read(start, i) for i in range(count))
-                if e.AllocationIndex not in paged_out]
+        kept = [
+            e
+            for e in (D3DDDI_PATCHLOCATIONLIST.read(start, i) for i in range(count))
+            if e.AllocationIndex not in paged_out
+        ]
         start.region.data[start.offset : start.offset + count * 24] = bytes(count * 24)
         for i, e in enumerate(kept):
             e.write(start, i)
@@ -185,7 +189,10 @@ class PatchWritesOutsideRange(ReferenceMiniport):
 
     def patch(self, args: DXGKARG_PATCH) -> int:
         start, end = args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset
-        args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset = 0, args.DmaBufferSize
+        args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset = (
+            0,
+            args.DmaBufferSize,
+        )
         try:
             return super().patch(args)
         finally:
@@ -277,7 +284,9 @@ class MultipassNoProgress(ReferenceMiniport):
 class MultipassRepeats(ReferenceMiniport):
     """Resumes one chunk too early: the partial buffers copy a chunk twice."""
 
-    def _build_transfer(self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER) -> int:
+    def _build_transfer(
+        self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER
+    ) -> int:
         if args.MultipassOffset:
             args.MultipassOffset = max(0, args.MultipassOffset - 4096)
             t.Flags &= ~DXGK_TRANSFERFLAGS.TransferStart
@@ -317,7 +326,9 @@ class UnmapToNothing(ReferenceMiniport):
     def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
         if args.Operation == OP.DXGK_OPERATION_UNMAP_APERTURE_SEGMENT:
             u = args.UnmapApertureSegment
-            out = b"".join(isa.encode("PTE", u.OffsetInPages + i, 0, 0) for i in range(u.NumberOfPages))
+            out = b"".join(
+                isa.encode("PTE", u.OffsetInPages + i, 0, 0) for i in range(u.NumberOfPages)
+            )
             args.pDmaBuffer.write(out)
             args.pDmaBuffer += len(out)
             return STATUS_SUCCESS
@@ -337,7 +348,10 @@ class MapsWrongPage(ReferenceMiniport):
     """Maps every aperture page to the MDL's first page."""
 
     def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
-        if args.Operation == OP.DXGK_OPERATION_MAP_APERTURE_SEGMENT and args.MapApertureSegment.pMdl:
+        if (
+            args.Operation == OP.DXGK_OPERATION_MAP_APERTURE_SEGMENT
+            and args.MapApertureSegment.pMdl
+        ):
             m = args.MapApertureSegment
             m.pMdl = type(m.pMdl)((m.pMdl.pfns[0],) * len(m.pMdl.pfns), m.pMdl.ByteCount)
         return super().build_paging_buffer(args)

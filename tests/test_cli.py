@@ -32,14 +32,22 @@ def test_check_reports_a_crash_as_crash(capsys: pytest.CaptureFixture[str]) -> N
     ("argv", "culprit"),
     [
         (["check", "--driver", "nocolon"], "expected 'module:Class'"),
-        (["check", "--driver", "no_such_module_xyz:Driver"], "cannot import module 'no_such_module_xyz'"),
+        (
+            ["check", "--driver", "no_such_module_xyz:Driver"],
+            "cannot import module 'no_such_module_xyz'",
+        ),
         (["check", "--driver", "reference_driver:Nope"], "has no attribute 'Nope'"),
         (["check", "--driver", "wddm_conformance.ddi:MDL"], "missing DDI method(s): start_device"),
         (["check", "--mode", "warp-speed"], "unknown kernel mode 'warp-speed'"),
     ],
 )
 def test_bad_input_is_one_line_usage_error_without_traceback(argv: list[str], culprit: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "wddm_conformance", *argv], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wddm_conformance", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert culprit in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -47,11 +55,17 @@ def test_bad_input_is_one_line_usage_error_without_traceback(argv: list[str], cu
     assert len(error_lines) == 1
 
 
-def test_disasm_marks_the_offset(tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+def test_disasm_marks_the_offset(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     from reference_driver import isa
 
     dump = tmp_path / "dma.bin"  # type: ignore[operator]
-    dump.write_bytes(isa.encode("NOP") + isa.encode("COPY", 0x100000000, 0x100001000, 16) + isa.encode("FENCE", 3))
+    dump.write_bytes(
+        isa.encode("NOP")
+        + isa.encode("COPY", 0x100000000, 0x100001000, 16)
+        + isa.encode("FENCE", 3)
+    )
     assert main(["disasm", str(dump), "--mark", "4"]) == 0
     out = capsys.readouterr().out
     assert "=> +0x0004  COPY" in out and "FENCE" in out

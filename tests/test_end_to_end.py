@@ -43,5 +43,8 @@ def test_mixed_workload_catches_headline_mutants(mutant: type, mode: str) -> Non
     with pytest.raises(DriverViolation) as caught:
         run_workload(f"tests.mutants:{mutant.__name__}", mode)
     assert caught.value.requirement == mutants.BREAKS[mutant] or caught.value.requirement in (
-        "ALL-ISOLATION", "REN-FULLPATCH", "REN-PREPATCH", "REN-TRANSLATE",
+        "ALL-ISOLATION",
+        "REN-FULLPATCH",
+        "REN-PREPATCH",
+        "REN-TRANSLATE",
     )

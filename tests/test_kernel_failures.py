@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from tests import mutants as m
-from wddm_conformance.ddi import DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS, PAGE_SIZE
+from wddm_conformance.ddi import DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
 from wddm_conformance.driver import AllocationRequest, load_driver
 from wddm_conformance.errors import BugCheck, DriverViolation, Tdr
 from wddm_conformance.kernel import ALL_MODES, AllocationUse, Kernel, KernelConfig, KernelMode
@@ -80,7 +80,9 @@ def render_with_user_fault(k: Kernel) -> None:
 def render_into_read_only(k: Kernel) -> None:
     ctx, a, b = _pair(k, aperture=False)
     encoded = k.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64)])
-    result = k.render(ctx, encoded.command, [None, AllocationUse(a, False), AllocationUse(b, False)])  # type: ignore[arg-type]
+    result = k.render(
+        ctx, encoded.command, [None, AllocationUse(a, False), AllocationUse(b, False)]
+    )  # type: ignore[arg-type]
     assert result.status == STATUS_INVALID_PARAMETER
 
 
@@ -120,7 +122,10 @@ def raw_transfer_without_handle(k: Kernel) -> None:
     mdl = k.sysmem.allocate_mdl(8192)
     k.sysmem.write_mdl(mdl, 0, random.Random(4).randbytes(8192))
     k.vidmm.transfer(
-        0, 8192, DXGK_TRANSFER_LOCATION(0, 0, mdl), DXGK_TRANSFER_LOCATION(a.segment_id, a.address),
+        0,
+        8192,
+        DXGK_TRANSFER_LOCATION(0, 0, mdl),
+        DXGK_TRANSFER_LOCATION(a.segment_id, a.address),
         DXGK_TRANSFERFLAGS.Swizzle,
     )
 
@@ -132,7 +137,9 @@ def read_physical(k: Kernel) -> None:
 
 def create_batch(k: Kernel) -> None:
     dev = k.create_device()
-    k.create_allocations(dev, [AllocationRequest(4096), AllocationRequest(8192), AllocationRequest(100)])
+    k.create_allocations(
+        dev, [AllocationRequest(4096), AllocationRequest(8192), AllocationRequest(100)]
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -159,7 +166,9 @@ def _kernel(driver: type, mode: str, **config: object) -> Kernel:
 
 @pytest.mark.parametrize("mode", ALL_MODES, ids=str)
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_reference_driver_passes_every_scenario_in_every_mode(scenario: str, mode: KernelMode) -> None:
+def test_reference_driver_passes_every_scenario_in_every_mode(
+    scenario: str, mode: KernelMode
+) -> None:
     SCENARIOS[scenario](Kernel("reference", mode, FAST))
 
 
@@ -205,7 +214,9 @@ VIOLATIONS = [
     VIOLATIONS,
     ids=[f"{c[0].__name__}-{c[1]}-{c[2]}" for c in VIOLATIONS],
 )
-def test_kernel_reports_the_broken_rule(mutant: type, mode: str, scenario: str, requirement: str) -> None:
+def test_kernel_reports_the_broken_rule(
+    mutant: type, mode: str, scenario: str, requirement: str
+) -> None:
     with pytest.raises(DriverViolation) as caught:
         SCENARIOS[scenario](_kernel(mutant, mode))
     assert caught.value.requirement == requirement, str(caught.value)
@@ -230,7 +241,9 @@ BUGCHECKS = [
     BUGCHECKS,
     ids=[f"{c[0].__name__}-{c[1]}-{c[2]}" for c in BUGCHECKS],
 )
-def test_kernel_bug_checks_like_windows(mutant: type, mode: str, scenario: str, code: int, p1: int, requirement: str) -> None:
+def test_kernel_bug_checks_like_windows(
+    mutant: type, mode: str, scenario: str, code: int, p1: int, requirement: str
+) -> None:
     with pytest.raises(BugCheck) as caught:
         SCENARIOS[scenario](_kernel(mutant, mode))
     assert (caught.value.code, caught.value.parameters[0]) == (code, p1), str(caught.value)
@@ -277,9 +290,16 @@ def test_failure_message_shows_the_dma_stream_near_the_fault() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "patched"),
-    [("default", False), ("forced-relocation", True), ("always-repatch", True), ("no-prepatching", True)],
+    [
+        ("default", False),
+        ("forced-relocation", True),
+        ("always-repatch", True),
+        ("no-prepatching", True),
+    ],
 )
-def test_patch_is_skipped_only_for_a_pre_patched_buffer_nothing_moved_under(mode: str, patched: bool) -> None:
+def test_patch_is_skipped_only_for_a_pre_patched_buffer_nothing_moved_under(
+    mode: str, patched: bool
+) -> None:
     k = Kernel("reference", mode, FAST)
     ctx, a, b = _pair(k)
     result = k.run_program(ctx, [None, a, b], _program())  # type: ignore[arg-type]

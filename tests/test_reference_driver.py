@@ -8,7 +8,11 @@ import pytest
 
 from reference_driver import formats as f
 from reference_driver import isa
-from wddm_conformance.ddi import DXGK_ALLOCATIONINFOFLAGS, DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
+from wddm_conformance.ddi import (
+    DXGK_ALLOCATIONINFOFLAGS,
+    DXGK_TRANSFER_LOCATION,
+    DXGK_TRANSFERFLAGS,
+)
 from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.kernel import AllocationUse, Kernel, KernelConfig
 from wddm_conformance.oracles import expect_memory, expect_single_fetch
@@ -61,15 +65,32 @@ COPY = f.pack_command(f.U_COPY, 1, 0, 2, 0, 64)
         (f.pack_command(f.U_FILL, 1, 0, 8193, 0), STATUS_INVALID_PARAMETER),
         (f.pack_command(f.U_VERSION, 2), STATUS_GRAPHICS_DRIVER_MISMATCH),
     ],
-    ids=["valid", "empty", "pte", "reg", "unknown-opcode", "truncated", "trailing-byte",
-         "overlong-length", "index-past-list", "null-allocation-target", "out-of-bounds-dst",
-         "offset-overflow", "fill-past-end", "umd-version"],
+    ids=[
+        "valid",
+        "empty",
+        "pte",
+        "reg",
+        "unknown-opcode",
+        "truncated",
+        "trailing-byte",
+        "overlong-length",
+        "index-past-list",
+        "null-allocation-target",
+        "out-of-bounds-dst",
+        "offset-overflow",
+        "fill-past-end",
+        "umd-version",
+    ],
 )
-def test_render_status_for(setup: tuple[Kernel, object, list[object]], command: bytes, status: int) -> None:
+def test_render_status_for(
+    setup: tuple[Kernel, object, list[object]], command: bytes, status: int
+) -> None:
     assert _render(setup, command) == status
 
 
-def test_render_rejects_a_write_to_an_allocation_without_write_operation(setup: tuple[Kernel, object, list[object]]) -> None:
+def test_render_rejects_a_write_to_an_allocation_without_write_operation(
+    setup: tuple[Kernel, object, list[object]],
+) -> None:
     k, ctx, uses = setup
     read_only = [None, AllocationUse(uses[1].allocation, False), uses[2]]  # type: ignore[attr-defined]
     assert k.render(ctx, COPY, read_only).status == STATUS_INVALID_PARAMETER  # type: ignore[arg-type]
@@ -82,14 +103,18 @@ def test_user_fault_anywhere_in_the_command_buffer_becomes_invalid_parameter(
     assert _render(setup, COPY + COPY, fault_at=fault_at) == STATUS_INVALID_PARAMETER
 
 
-def test_user_fault_in_the_input_patch_list_is_harmless_because_it_is_rebuilt(setup: tuple[Kernel, object, list[object]]) -> None:
+def test_user_fault_in_the_input_patch_list_is_harmless_because_it_is_rebuilt(
+    setup: tuple[Kernel, object, list[object]],
+) -> None:
     k, ctx, _ = setup
     a, b = (u.allocation for u in setup[2][1:])  # type: ignore[union-attr]
     result = k.run_program(ctx, [None, a, b], [Copy(AllocRef(1), AllocRef(2), 8)], patch_fault_at=0)  # type: ignore[arg-type]
     assert result.status == STATUS_SUCCESS
 
 
-def test_a_lying_input_patch_list_does_not_corrupt_the_output(setup: tuple[Kernel, object, list[object]]) -> None:
+def test_a_lying_input_patch_list_does_not_corrupt_the_output(
+    setup: tuple[Kernel, object, list[object]],
+) -> None:
     k, ctx, _ = setup
     a, b = (u.allocation for u in setup[2][1:])  # type: ignore[union-attr]
     alist = [None, a, b]
@@ -103,7 +128,9 @@ def test_a_lying_input_patch_list_does_not_corrupt_the_output(setup: tuple[Kerne
     expect_memory(k, alist, want, "lying patch list")  # type: ignore[arg-type]
 
 
-def test_toctou_on_the_command_buffer_cannot_smuggle_a_privileged_command(setup: tuple[Kernel, object, list[object]]) -> None:
+def test_toctou_on_the_command_buffer_cannot_smuggle_a_privileged_command(
+    setup: tuple[Kernel, object, list[object]],
+) -> None:
     # Right after the driver reads the first command, the user thread turns the second into a PTE write.
     pte = f.pack_command(f.U_SETPTE, 0, 1, 0x100)
     command = COPY + f.pack_command(f.U_NOP) * 5
@@ -117,7 +144,9 @@ def test_toctou_on_the_command_buffer_cannot_smuggle_a_privileged_command(setup:
         assert not any(op & isa.PRIVILEGED_BIT for op in emitted), k.gpu.disassemble(submission.dma)
 
 
-def test_every_user_byte_is_read_once_per_render_call(setup: tuple[Kernel, object, list[object]]) -> None:
+def test_every_user_byte_is_read_once_per_render_call(
+    setup: tuple[Kernel, object, list[object]],
+) -> None:
     k, ctx, uses = setup
     result = k.render(ctx, COPY * 400, uses)  # type: ignore[arg-type]
     assert result.ok
@@ -131,14 +160,30 @@ def test_every_user_byte_is_read_once_per_render_call(setup: tuple[Kernel, objec
         (f.pack_allocation_data(4096, f.AllocationDataFlags(0)), STATUS_SUCCESS),
         (f.pack_allocation_data(4096, f.AllocationDataFlags(0))[:20], STATUS_INVALID_PARAMETER),
         (f.pack_allocation_data(4096, f.AllocationDataFlags(0)) + b"\0", STATUS_INVALID_PARAMETER),
-        (b"XXXX" + f.pack_allocation_data(4096, f.AllocationDataFlags(0))[4:], STATUS_INVALID_PARAMETER),
+        (
+            b"XXXX" + f.pack_allocation_data(4096, f.AllocationDataFlags(0))[4:],
+            STATUS_INVALID_PARAMETER,
+        ),
         (f.pack_allocation_data(0, f.AllocationDataFlags(0)), STATUS_INVALID_PARAMETER),
         (f.pack_allocation_data(4096, f.AllocationDataFlags(0x8000)), STATUS_INVALID_PARAMETER),
         (f.pack_allocation_data(1 << 40, f.AllocationDataFlags(0)), STATUS_INVALID_PARAMETER),
-        (f.pack_allocation_data(4096, f.AllocationDataFlags(0), version=2), STATUS_GRAPHICS_DRIVER_MISMATCH),
+        (
+            f.pack_allocation_data(4096, f.AllocationDataFlags(0), version=2),
+            STATUS_GRAPHICS_DRIVER_MISMATCH,
+        ),
         (b"", STATUS_INVALID_PARAMETER),
     ],
-    ids=["valid", "short", "oversized", "magic", "zero-size", "unknown-flag", "too-large", "version", "empty"],
+    ids=[
+        "valid",
+        "short",
+        "oversized",
+        "magic",
+        "zero-size",
+        "unknown-flag",
+        "too-large",
+        "version",
+        "empty",
+    ],
 )
 def test_create_allocation_private_data(data: bytes, status: int) -> None:
     k = Kernel("reference")
@@ -208,5 +253,11 @@ def test_transfer_with_null_handle_copies_bytes_as_they_are() -> None:
     mdl = k.sysmem.allocate_mdl(8192)
     data = bytes(range(256)) * 32
     k.sysmem.write_mdl(mdl, 0, data)
-    k.vidmm.transfer(0, 8192, DXGK_TRANSFER_LOCATION(0, 0, mdl), DXGK_TRANSFER_LOCATION(1, a.address), DXGK_TRANSFERFLAGS.Swizzle)
+    k.vidmm.transfer(
+        0,
+        8192,
+        DXGK_TRANSFER_LOCATION(0, 0, mdl),
+        DXGK_TRANSFER_LOCATION(1, a.address),
+        DXGK_TRANSFERFLAGS.Swizzle,
+    )
     assert k.gpu.read(a.address, 8192) == data

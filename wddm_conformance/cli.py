@@ -32,19 +32,36 @@ def _mode(text: str) -> KernelMode:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wddm-conformance", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (contract {CONTRACT_VERSION})")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__} (contract {CONTRACT_VERSION})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="run the end-to-end workload in every kernel mode")
-    check.add_argument("--driver", default="reference", help="module:Class of the miniport (default: reference)")
     check.add_argument(
-        "--mode", type=_mode, action="append",
+        "--driver", default="reference", help="module:Class of the miniport (default: reference)"
+    )
+    check.add_argument(
+        "--mode",
+        type=_mode,
+        action="append",
         help="kernel mode (comma-separated stresses, 'default' or 'all'); repeatable; default: every mode",
     )
-    check.add_argument("--seed", type=int, default=0, help="workload and placement seed (default 0)")
-    check.add_argument("--ddi-timeout", type=float, default=5.0, help="seconds before a DDI call is a TDR (default 5)")
+    check.add_argument(
+        "--seed", type=int, default=0, help="workload and placement seed (default 0)"
+    )
+    check.add_argument(
+        "--ddi-timeout",
+        type=float,
+        default=5.0,
+        help="seconds before a DDI call is a TDR (default 5)",
+    )
     disasm = sub.add_parser("disasm", help="disassemble a DMA buffer dump")
     disasm.add_argument("file", help="binary file, or '-' for standard input")
-    disasm.add_argument("--driver", default="reference", help="driver whose GPU model decodes the buffer")
+    disasm.add_argument(
+        "--driver", default="reference", help="driver whose GPU model decodes the buffer"
+    )
     disasm.add_argument("--mark", type=lambda s: int(s, 0), help="byte offset to mark with =>")
     return parser
 
@@ -52,12 +69,16 @@ def _parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> int:
     spec = load_driver(args.driver)
     modes: list[KernelMode] = args.mode or list(ALL_MODES)
-    print(f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}) driver={args.driver} seed={args.seed}")
+    print(
+        f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}) driver={args.driver} seed={args.seed}"
+    )
     failures = 0
     for mode in modes:
         error: BaseException | None = None
         try:
-            report = run_workload(spec, mode, args.seed, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout))
+            report = run_workload(
+                spec, mode, args.seed, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout)
+            )
             detail = f"{len(report.steps)} steps, {report.submissions} submissions, {report.ddi_calls} DDI calls"
         except Exception as exc:
             error = exc

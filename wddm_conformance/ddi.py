@@ -95,8 +95,12 @@ class D3DDDI_PATCHLOCATIONLIST:
         )
 
     @classmethod
-    def unpack(cls, raw: bytes | bytearray | memoryview, offset: int = 0) -> D3DDDI_PATCHLOCATIONLIST:
-        index, value, driver_id, alloc_off, patch_off, split_off = cls.STRUCT.unpack_from(raw, offset)
+    def unpack(
+        cls, raw: bytes | bytearray | memoryview, offset: int = 0
+    ) -> D3DDDI_PATCHLOCATIONLIST:
+        index, value, driver_id, alloc_off, patch_off, split_off = cls.STRUCT.unpack_from(
+            raw, offset
+        )
         return cls(index, value & 0xFFFFFF, driver_id, alloc_off, patch_off, split_off)
 
     @classmethod
@@ -114,9 +118,14 @@ def pack_patch_list(entries: list[D3DDDI_PATCHLOCATIONLIST]) -> bytes:
     return b"".join(e.pack() for e in entries)
 
 
-def unpack_patch_list(raw: bytes | bytearray | memoryview, count: int) -> list[D3DDDI_PATCHLOCATIONLIST]:
+def unpack_patch_list(
+    raw: bytes | bytearray | memoryview, count: int
+) -> list[D3DDDI_PATCHLOCATIONLIST]:
     """Unpack ``count`` patch locations from raw bytes."""
-    return [D3DDDI_PATCHLOCATIONLIST.unpack(raw, i * D3DDDI_PATCHLOCATIONLIST.SIZE) for i in range(count)]
+    return [
+        D3DDDI_PATCHLOCATIONLIST.unpack(raw, i * D3DDDI_PATCHLOCATIONLIST.SIZE)
+        for i in range(count)
+    ]
 
 
 # --------------------------------------------------------------------------- adapter
@@ -538,13 +547,19 @@ class DXGKARG_BUILDPAGINGBUFFER:
     pDmaBufferPrivateData: Ptr | None
     DmaBufferPrivateDataSize: int
     Operation: DXGK_BUILDPAGINGBUFFER_OPERATION
-    Transfer: DXGK_BUILDPAGINGBUFFER_TRANSFER = field(default_factory=DXGK_BUILDPAGINGBUFFER_TRANSFER)
+    Transfer: DXGK_BUILDPAGINGBUFFER_TRANSFER = field(
+        default_factory=DXGK_BUILDPAGINGBUFFER_TRANSFER
+    )
     Fill: DXGK_BUILDPAGINGBUFFER_FILL = field(default_factory=DXGK_BUILDPAGINGBUFFER_FILL)
     DiscardContent: DXGK_BUILDPAGINGBUFFER_DISCARDCONTENT = field(
         default_factory=DXGK_BUILDPAGINGBUFFER_DISCARDCONTENT
     )
-    ReadPhysical: DXGK_BUILDPAGINGBUFFER_PHYSICAL = field(default_factory=DXGK_BUILDPAGINGBUFFER_PHYSICAL)
-    WritePhysical: DXGK_BUILDPAGINGBUFFER_PHYSICAL = field(default_factory=DXGK_BUILDPAGINGBUFFER_PHYSICAL)
+    ReadPhysical: DXGK_BUILDPAGINGBUFFER_PHYSICAL = field(
+        default_factory=DXGK_BUILDPAGINGBUFFER_PHYSICAL
+    )
+    WritePhysical: DXGK_BUILDPAGINGBUFFER_PHYSICAL = field(
+        default_factory=DXGK_BUILDPAGINGBUFFER_PHYSICAL
+    )
     MapApertureSegment: DXGK_BUILDPAGINGBUFFER_MAPAPERTURESEGMENT = field(
         default_factory=DXGK_BUILDPAGINGBUFFER_MAPAPERTURESEGMENT
     )

@@ -186,7 +186,11 @@ class GpuModel(Protocol):
     def swizzle(self, linear: bytes | bytearray | memoryview) -> bytes: ...
     def unswizzle(self, tiled: bytes | bytearray | memoryview) -> bytes: ...
     def disassemble(
-        self, dma: bytes | bytearray | memoryview, start: int = 0, end: int | None = None, mark: int | None = None
+        self,
+        dma: bytes | bytearray | memoryview,
+        start: int = 0,
+        end: int | None = None,
+        mark: int | None = None,
     ) -> str: ...
     def instruction_boundaries(self, dma: bytes | bytearray | memoryview) -> list[int]: ...
 
@@ -213,8 +217,7 @@ class DriverSpec:
             return self.cls()  # type: ignore[no-any-return]
         except Exception as exc:
             raise DriverLoadError(
-                f"invalid --driver {self.spec!r}: constructing {self.cls.__qualname__}() raised "
-                f"{type(exc).__name__}: {exc}"
+                f"invalid --driver {self.spec!r}: constructing {self.cls.__qualname__}() raised {_one_line(exc)}"
             ) from exc
 
     def encoder(self) -> CommandEncoder:
@@ -222,6 +225,12 @@ class DriverSpec:
 
     def gpu(self, sysmem: SystemMemory, info: DXGK_START_INFO) -> GpuModel:
         return self.gpu_cls(sysmem, info)  # type: ignore[no-any-return]
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as ``Type: message`` on one line (load errors must be one line)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _import_object(spec: str, what: str, where: str) -> Any:
@@ -233,8 +242,7 @@ def _import_object(spec: str, what: str, where: str) -> Any:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise DriverLoadError(
-            f"invalid {what} {spec!r}{where}: cannot import module {module_name!r} "
-            f"({type(exc).__name__}: {exc})"
+            f"invalid {what} {spec!r}{where}: cannot import module {module_name!r} ({_one_line(exc)})"
         ) from exc
     obj: Any = module
     for part in attr.split("."):
@@ -255,7 +263,9 @@ def _companion(cls: type[Any], attribute: str, default: str, spec: str) -> type[
         return value
     if isinstance(value, str):
         return _import_object(value, f"{attribute}", f"{spec}.{attribute}")  # type: ignore[no-any-return]
-    raise DriverLoadError(f"invalid {attribute} of driver {spec!r}: expected a class or 'module:Class', got {value!r}")
+    raise DriverLoadError(
+        f"invalid {attribute} of driver {spec!r}: expected a class or 'module:Class', got {value!r}"
+    )
 
 
 def load_driver(spec: str, where: str = "--driver") -> DriverSpec:
@@ -266,7 +276,9 @@ def load_driver(spec: str, where: str = "--driver") -> DriverSpec:
     """
     resolved = REGISTRY.get(spec, spec)
     cls = _import_object(resolved, "--driver", where)
-    missing = [f"{m} ({ddi})" for m, ddi in DDI_METHODS.items() if not callable(getattr(cls, m, None))]
+    missing = [
+        f"{m} ({ddi})" for m, ddi in DDI_METHODS.items() if not callable(getattr(cls, m, None))
+    ]
     if missing:
         raise DriverLoadError(
             f"invalid --driver {spec!r}{'' if where == '--driver' else f' from {where}'}: "

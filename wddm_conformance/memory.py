@@ -23,6 +23,7 @@ it happens, so a failure names the buffer and the offset:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final
 
 from .errors import HarnessError
@@ -40,7 +41,9 @@ class UserAccessFault(Exception):
     """
 
     def __init__(self, region: str, offset: int, length: int, reason: str) -> None:
-        super().__init__(f"access fault reading {length} byte(s) of user buffer {region} at +{offset}: {reason}")
+        super().__init__(
+            f"access fault reading {length} byte(s) of user buffer {region} at +{offset}: {reason}"
+        )
         self.region = region
         self.offset = offset
         self.length = length
@@ -95,7 +98,7 @@ class KernelBuffer(Region):
     so an overflow lands somewhere the harness can see instead of in another buffer.
     """
 
-    __slots__ = ("read_hi", "read_lo", "size", "write_hi", "write_lo", "writable")
+    __slots__ = ("read_hi", "read_lo", "size", "writable", "write_hi", "write_lo")
 
     def __init__(
         self,
@@ -110,7 +113,9 @@ class KernelBuffer(Region):
         data = bytearray(size + GUARD_BYTES)
         if initial is not None:
             if len(initial) > size:
-                raise HarnessError(f"kernel buffer {name}: initial content larger than {size} bytes")
+                raise HarnessError(
+                    f"kernel buffer {name}: initial content larger than {size} bytes"
+                )
             data[: len(initial)] = initial
         data[size:] = bytes([GUARD_FILL]) * GUARD_BYTES
         super().__init__(name, data)
@@ -137,7 +142,9 @@ class KernelBuffer(Region):
                 f"read of {length} byte(s) at +{offset} outside kernel buffer {self.name} ({self.size} bytes)"
             )
         if offset < self.read_lo or end > self.read_hi:
-            self.violations.append(MemoryViolation("read-outside-window", self.name, offset, length))
+            self.violations.append(
+                MemoryViolation("read-outside-window", self.name, offset, length)
+            )
         return bytes(self.data[offset:end])
 
     def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
@@ -146,7 +153,9 @@ class KernelBuffer(Region):
         if not self.writable:
             self.violations.append(MemoryViolation("write-readonly", self.name, offset, length))
         elif offset < self.write_lo or end > self.write_hi:
-            self.violations.append(MemoryViolation("write-outside-window", self.name, offset, length))
+            self.violations.append(
+                MemoryViolation("write-outside-window", self.name, offset, length)
+            )
         if offset < 0 or end > len(self.data):
             raise KernelAccessViolation(
                 f"write of {length} byte(s) at +{offset} past the end of kernel buffer {self.name} "
@@ -202,7 +211,9 @@ class UserBuffer(Region):
             self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
             raise UserAccessFault(self.name, offset, length, f"outside the {self.size}-byte buffer")
         if self.fault_at is not None and end > self.fault_at and length > 0:
-            raise UserAccessFault(self.name, offset, length, f"page not present at +{self.fault_at}")
+            raise UserAccessFault(
+                self.name, offset, length, f"page not present at +{self.fault_at}"
+            )
         self.reads.append((offset, length))
         out = bytes(self.data[offset:end])
         t = self._toctou
@@ -213,14 +224,14 @@ class UserBuffer(Region):
 
     def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
         self.violations.append(MemoryViolation("write-readonly", self.name, offset, len(payload)))
-        if 0 <= offset and offset + len(payload) <= self.size:
+        if offset >= 0 and offset + len(payload) <= self.size:
             self.data[offset : offset + len(payload)] = payload
 
     def double_fetched(self) -> list[tuple[int, int]]:
         """Byte ranges ``[lo, hi)`` read more than once within one DDI call, merged and sorted."""
         out: list[tuple[int, int]] = []
         bounds = [*self.epochs, len(self.reads)]
-        for lo, hi in zip(bounds, bounds[1:], strict=False):
+        for lo, hi in pairwise(bounds):
             out.extend(_doubled(self.reads[lo:hi]))
         out.sort()
         return out
@@ -271,11 +282,15 @@ class Ptr:
 
     def __sub__(self, other: Ptr) -> int:
         if other.region is not self.region:
-            raise HarnessError(f"subtracting pointers into different buffers ({self.region.name}, {other.region.name})")
+            raise HarnessError(
+                f"subtracting pointers into different buffers ({self.region.name}, {other.region.name})"
+            )
         return (self.offset - other.offset) // self.stride
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ptr) and other.region is self.region and other.offset == self.offset
+        return (
+            isinstance(other, Ptr) and other.region is self.region and other.offset == self.offset
+        )
 
     def __hash__(self) -> int:
         return hash((id(self.region), self.offset))

@@ -14,7 +14,10 @@ from .kernel import Allocation, Kernel, RenderResult
 
 
 def expect_memory(
-    kernel: Kernel, allocation_list: Sequence[Allocation | None], expected: Mapping[int, bytes], what: str
+    kernel: Kernel,
+    allocation_list: Sequence[Allocation | None],
+    expected: Mapping[int, bytes],
+    what: str,
 ) -> None:
     """REN-TRANSLATE: every allocation holds what the program meant (GPU view)."""
     for index, want in expected.items():
@@ -25,7 +28,8 @@ def expect_memory(
         if got != want:
             first = next(i for i in range(len(want)) if got[i] != want[i])
             raise DriverViolation(
-                "REN-TRANSLATE", "DxgkDdiRender",
+                "REN-TRANSLATE",
+                "DxgkDdiRender",
                 f"{what}: allocation-list entry {index} ({a}) differs from the reference model at byte {first} "
                 f"(got 0x{got[first]:02X}, want 0x{want[first]:02X})",
             )
@@ -39,7 +43,8 @@ def expect_single_fetch(result: RenderResult) -> None:
     if doubled:
         lo, hi = doubled[0]
         raise DriverViolation(
-            "REN-COPYFIRST", "DxgkDdiRender",
+            "REN-COPYFIRST",
+            "DxgkDdiRender",
             f"read command-buffer bytes [{lo}, {hi}) more than once: copy user memory once, then validate the copy",
             {"double_fetched": doubled},
         )

@@ -102,9 +102,13 @@ def apply(program: Iterable[Op], memory: MutableMapping[int, bytearray]) -> dict
             data = bytes(memory[op.src.index][op.src.offset : op.src.offset + op.size])
             memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = data
         elif isinstance(op, Fill):
-            memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = fill_bytes(op.size, op.pattern)
+            memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = fill_bytes(
+                op.size, op.pattern
+            )
         elif isinstance(op, Write):
-            memory[op.dst.index][op.dst.offset : op.dst.offset + 4] = (op.value & 0xFFFFFFFF).to_bytes(4, "little")
+            memory[op.dst.index][op.dst.offset : op.dst.offset + 4] = (
+                op.value & 0xFFFFFFFF
+            ).to_bytes(4, "little")
         elif isinstance(op, Xor):
             src = bytes(memory[op.src.index][op.src.offset : op.src.offset + op.size])
             dst = memory[op.dst.index]
@@ -127,5 +131,5 @@ def check_bounds(program: Iterable[Op], sizes: Mapping[int, int]) -> None:
         elif isinstance(op, Write):
             spans = [(op.dst, 4)]
         for ref, size in spans:
-            if ref.index not in sizes or ref.offset + size > sizes[ref.index]:
+            if ref.index not in sizes or ref.offset < 0 or size < 0 or ref.offset + size > sizes[ref.index]:
                 raise ValueError(f"{op} reaches outside allocation-list entry {ref.index}")

@@ -7,12 +7,12 @@ A harness fault is never reported as a driver failure: anything that is not a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .errors import BugCheck, DriverFailure, DriverLoadError, Tdr
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Result of one check, as wptrunner and deqp-runner separate them."""
 
     PASS = "PASS"

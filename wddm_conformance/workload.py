@@ -55,7 +55,8 @@ class Workload:
             if got != want:
                 first = next(i for i in range(len(want)) if got[i] != want[i])
                 raise DriverViolation(
-                    "REN-TRANSLATE", "end-to-end workload",
+                    "REN-TRANSLATE",
+                    "end-to-end workload",
                     f"after step {step!r} in mode {self.k.mode}: {a} differs from what the commands meant "
                     f"at byte {first} (got 0x{got[first]:02X}, want 0x{want[first]:02X})",
                 )
@@ -64,7 +65,11 @@ class Workload:
         """Run a program and apply it to the shadow copies."""
         result = self.k.run_program(context, alist, program)  # type: ignore[arg-type]
         if not result.ok:
-            raise DriverViolation("REN-TRANSLATE", "DxgkDdiRender", f"a valid program was not executed: status 0x{result.status:08X} {result.refused}")
+            raise DriverViolation(
+                "REN-TRANSLATE",
+                "DxgkDdiRender",
+                f"a valid program was not executed: status 0x{result.status:08X} {result.refused}",
+            )
         self.report.submissions += len(result.submissions)
         memory = {i: self.shadow[a.id] for i, a in enumerate(alist) if a is not None}
         apply(program, memory)
@@ -87,7 +92,9 @@ class Workload:
             elif kind == "fill":
                 program.append(Fill(AllocRef(dst, d_off), n, rng.getrandbits(32)))
             elif kind == "write":
-                program.append(Write(AllocRef(dst, rng.randint(0, sizes[dst] - 4)), rng.getrandbits(32)))
+                program.append(
+                    Write(AllocRef(dst, rng.randint(0, sizes[dst] - 4)), rng.getrandbits(32))
+                )
             elif kind == "bind":
                 program.append(Bind(rng.randint(0, 7), AllocRef(dst, d_off)))
             else:
@@ -110,15 +117,31 @@ class Workload:
         self.submit(ctx, alist, self.random_program(alist, 40))
         self.check("render mixed program", everything)
 
+        def evict_all() -> None:
+            for a in everything:
+                if a.state == "resident":
+                    k.evict(a)
+
+        def relocate_all() -> None:
+            for a in everything:
+                k.relocate(a)
+
+        def special_lock_eviction() -> None:
+            k.lock_alternate_va(locked)
+            k.evict(locked)
+
+        def render(entries: list[Allocation | None], count: int) -> Callable[[], None]:
+            return lambda: self.submit(ctx, entries, self.random_program(entries, count))
+
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("evict all", lambda: [k.evict(a) for a in everything if a.state == "resident"] and None),
-            ("render while paged out", lambda: self.submit(ctx, alist, self.random_program(alist, 30))),
-            ("relocate all", lambda: [k.relocate(a) for a in everything] and None),
-            ("render after relocation", lambda: self.submit(ctx, alist, self.random_program(alist, 30))),
+            ("evict all", evict_all),
+            ("render while paged out", render(alist, 30)),
+            ("relocate all", relocate_all),
+            ("render after relocation", render(alist, 30)),
             ("unmap aperture allocation", lambda: k.evict(aperture)),
-            ("map it back by rendering", lambda: self.submit(ctx, [None, aperture, vram], self.random_program([None, aperture, vram], 10))),
-            ("special-lock eviction", lambda: (k.lock_alternate_va(locked), k.evict(locked)) and None),
-            ("page back from alternate VA", lambda: self.submit(ctx, [None, locked, big], self.random_program([None, locked, big], 10))),
+            ("map it back by rendering", render([None, aperture, vram], 10)),
+            ("special-lock eviction", special_lock_eviction),
+            ("page back from alternate VA", render([None, locked, big], 10)),
             ("swizzled eviction", lambda: k.evict(swizzled)),
             ("swizzled page-in", lambda: k.make_resident(swizzled)),
         ]
@@ -148,7 +171,7 @@ class Workload:
 
 def run_workload(
     driver: DriverSpec | str = "reference",
-    mode: KernelMode | str = KernelMode(),
+    mode: KernelMode | str = "default",
     seed: int = 0,
     config: KernelConfig | None = None,
 ) -> WorkloadReport:

@@ -58,7 +58,11 @@ class DdiCaller:
         except DdiTimeout as exc:
             self.trace.append(f"{ddi} -> did not return")
             raise Tdr(
-                VIDEO_TDR_FAILURE, (0, 0, 0, 0), "ALL-BOUNDED", ddi, f"did not return within {exc.seconds:g} s"
+                VIDEO_TDR_FAILURE,
+                (0, 0, 0, 0),
+                "ALL-BOUNDED",
+                ddi,
+                f"did not return within {exc.seconds:g} s",
             ) from None
         except HarnessError:
             raise
@@ -89,7 +93,9 @@ class DdiCaller:
                 ddi,
                 f"an exception escaped the DDI: {type(exc).__name__}: {exc}",
             ) from exc
-        self.trace.append(f"{ddi} -> {status_name(result) if isinstance(result, int) else type(result).__name__}")
+        self.trace.append(
+            f"{ddi} -> {status_name(result) if isinstance(result, int) else type(result).__name__}"
+        )
         return result
 
     def sequence(self) -> str:
@@ -97,9 +103,7 @@ class DdiCaller:
         return "\n".join(f"  {i + 1}. {line}" for i, line in enumerate(self.trace))
 
 
-def memory_violations(
-    ddi: str, checks: Iterable[tuple[Region, str]], context: str = ""
-) -> None:
+def memory_violations(ddi: str, checks: Iterable[tuple[Region, str]], context: str = "") -> None:
     """Raise a DriverViolation for the first rule broken in any region, naming ``requirement``."""
     for region, requirement in checks:
         if region.violations:

@@ -71,15 +71,21 @@ class Kernel:
         self.gpu = self.spec.gpu(self.sysmem, info)
         status = self.caller.call("start_device", info)
         if status != STATUS_SUCCESS:
-            raise DriverLoadError(f"driver {self.spec.spec!r}: DxgkDdiStartDevice returned {status_name(status)}")
+            raise DriverLoadError(
+                f"driver {self.spec.spec!r}: DxgkDdiStartDevice returned {status_name(status)}"
+            )
         self.segments = self._query_segments()
         caps = self.caller.call("query_driver_caps")
         if not isinstance(caps, DXGK_DRIVERCAPS):
-            raise DriverLoadError(f"driver {self.spec.spec!r}: query_driver_caps returned {caps!r}, not DXGK_DRIVERCAPS")
+            raise DriverLoadError(
+                f"driver {self.spec.spec!r}: query_driver_caps returned {caps!r}, not DXGK_DRIVERCAPS"
+            )
         self.caps = caps
         dummy = self.sysmem.allocate(1)[0]
         self.dummy_page_address = dummy * PAGE_SIZE
-        self.sysmem.write(self.dummy_page_address, DUMMY_PATTERN * (PAGE_SIZE // len(DUMMY_PATTERN)))
+        self.sysmem.write(
+            self.dummy_page_address, DUMMY_PATTERN * (PAGE_SIZE // len(DUMMY_PATTERN))
+        )
         #: Aperture page addresses the kernel has unmapped to the dummy page.
         self.dummy_mapped: set[int] = set()
         self.vidmm = VidMm(self)
@@ -90,8 +96,10 @@ class Kernel:
 
     def _query_segments(self) -> dict[int, DXGK_SEGMENTDESCRIPTOR]:
         segments = self.caller.call("query_segments")
-        if not isinstance(segments, list) or not segments or not all(
-            isinstance(s, DXGK_SEGMENTDESCRIPTOR) and s.Size > 0 for s in segments
+        if (
+            not isinstance(segments, list)
+            or not segments
+            or not all(isinstance(s, DXGK_SEGMENTDESCRIPTOR) and s.Size > 0 for s in segments)
         ):
             raise DriverLoadError(
                 f"driver {self.spec.spec!r}: query_segments returned {segments!r}, not a non-empty list of "
@@ -103,7 +111,12 @@ class Kernel:
 
     def create_device(self) -> Device:
         args = DXGKARG_CREATEDEVICE()
-        require_status("DxgkDdiCreateDevice", self.caller.call("create_device", args), frozenset({STATUS_SUCCESS}), "ALL-NORAISE")
+        require_status(
+            "DxgkDdiCreateDevice",
+            self.caller.call("create_device", args),
+            frozenset({STATUS_SUCCESS}),
+            "ALL-NORAISE",
+        )
         device = Device(args.hDevice)
         self.devices.append(device)
         return device
@@ -114,7 +127,9 @@ class Kernel:
         else:
             args = DXGKARG_CREATECONTEXT(hDevice=device.hDevice)
             status = self.caller.call("create_context", args)
-            require_status("DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT")
+            require_status(
+                "DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT"
+            )
             context = Context(args.hContext, device)
         device.contexts.append(context)
         return context
@@ -126,9 +141,13 @@ class Kernel:
                 if context.state == "active":
                     self.caller.call("destroy_context", context.hContext)
                     context.transition("destroy")
-        handles = [a.opened.pop(id(device)) for a in self.allocations.values() if id(device) in a.opened]
+        handles = [
+            a.opened.pop(id(device)) for a in self.allocations.values() if id(device) in a.opened
+        ]
         if handles:
-            self.caller.call("close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(len(handles), handles))
+            self.caller.call(
+                "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(len(handles), handles)
+            )
         self.caller.call("destroy_device", device.hDevice)
         device.transition("destroy")
 
@@ -153,24 +172,47 @@ class Kernel:
         Raw ``bytes`` are passed as private data untouched (for malformed-data tests). With
         ``allow_failure`` a failing status returns an empty list instead of raising.
         """
-        datas = [r if isinstance(r, bytes) else self.encoder.allocation_private_data(r) for r in requests]
-        buffers = [KernelBuffer("pPrivateDriverData", len(d), writable=False, initial=d) for d in datas]
-        infos = [DXGK_ALLOCATIONINFO(pPrivateDriverData=b.ptr(), PrivateDriverDataSize=b.size) for b in buffers]
+        datas = [
+            r if isinstance(r, bytes) else self.encoder.allocation_private_data(r) for r in requests
+        ]
+        buffers = [
+            KernelBuffer("pPrivateDriverData", len(d), writable=False, initial=d) for d in datas
+        ]
+        infos = [
+            DXGK_ALLOCATIONINFO(pPrivateDriverData=b.ptr(), PrivateDriverDataSize=b.size)
+            for b in buffers
+        ]
         args = DXGKARG_CREATEALLOCATION(
-            NumAllocations=len(infos), pAllocationInfo=infos,
+            NumAllocations=len(infos),
+            pAllocationInfo=infos,
             hResource=resource or 0,
-            Flags=DXGK_CREATEALLOCATIONFLAGS.Resource if resource is not None else DXGK_CREATEALLOCATIONFLAGS(0),
+            Flags=DXGK_CREATEALLOCATIONFLAGS.Resource
+            if resource is not None
+            else DXGK_CREATEALLOCATIONFLAGS(0),
         )
-        status = require_status(CREATE, self.caller.call("create_allocation", args), CREATE_ALLOCATION_STATUSES, "ALC-STATUS")
+        status = require_status(
+            CREATE,
+            self.caller.call("create_allocation", args),
+            CREATE_ALLOCATION_STATUSES,
+            "ALC-STATUS",
+        )
         memory_violations(CREATE, [(b, "ALL-READONLY") for b in buffers])
         if status != STATUS_SUCCESS:
             if allow_failure:
                 return []
-            raise DriverViolation("ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}")
+            raise DriverViolation(
+                "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
+            )
         self._judge_allocation_info(args)
         out: list[Allocation] = []
         for info in infos:
-            a = Allocation(self._next_allocation, info.hAllocation, info, device, resource=args.hResource if resource is not None else 0)
+            a = Allocation(
+                self._next_allocation,
+                info.hAllocation,
+                info,
+                device,
+                resource=args.hResource if resource is not None else 0,
+            )
             self._next_allocation += 1
             self.allocations[a.id] = a
             self.open_for(device, a)
@@ -183,27 +225,53 @@ class Kernel:
         for i, info in enumerate(args.pAllocationInfo):
             where = f"allocation {i} of {len(handles)}"
             if not isinstance(info.hAllocation, int) or info.hAllocation == 0:
-                raise DriverViolation("ALC-HANDLE", CREATE, f"{where}: hAllocation is {info.hAllocation!r}, not a non-NULL handle")
+                raise DriverViolation(
+                    "ALC-HANDLE",
+                    CREATE,
+                    f"{where}: hAllocation is {info.hAllocation!r}, not a non-NULL handle",
+                )
             if handles.count(info.hAllocation) > 1 or info.hAllocation in live:
-                raise DriverViolation("ALC-HANDLE", CREATE, f"{where}: hAllocation 0x{info.hAllocation:X} is not distinct")
+                raise DriverViolation(
+                    "ALC-HANDLE",
+                    CREATE,
+                    f"{where}: hAllocation 0x{info.hAllocation:X} is not distinct",
+                )
             if info.Size <= 0:
                 raise DriverViolation("ALC-INFO", CREATE, f"{where}: Size is {info.Size}")
             if info.Alignment < 0 or info.Alignment & (info.Alignment - 1):
-                raise DriverViolation("ALC-INFO", CREATE, f"{where}: Alignment {info.Alignment} is not a power of two or 0")
+                raise DriverViolation(
+                    "ALC-INFO",
+                    CREATE,
+                    f"{where}: Alignment {info.Alignment} is not a power of two or 0",
+                )
             known = sum(1 << s for s in self.segments)
-            for name in ("SupportedReadSegmentSet", "SupportedWriteSegmentSet", "EvictionSegmentSet"):
+            for name in (
+                "SupportedReadSegmentSet",
+                "SupportedWriteSegmentSet",
+                "EvictionSegmentSet",
+            ):
                 value = getattr(info, name)
                 if value & ~known:
-                    raise DriverViolation("ALC-INFO", CREATE, f"{where}: {name} 0x{value:X} names segments the adapter does not have (0x{known:X})")
+                    raise DriverViolation(
+                        "ALC-INFO",
+                        CREATE,
+                        f"{where}: {name} 0x{value:X} names segments the adapter does not have (0x{known:X})",
+                    )
             supported = info.SupportedReadSegmentSet | info.SupportedWriteSegmentSet
             if not supported:
                 raise DriverViolation("ALC-INFO", CREATE, f"{where}: no supported segment")
             for sid in info.PreferredSegment:
                 if not supported >> sid & 1:
-                    raise DriverViolation("ALC-INFO", CREATE, f"{where}: preferred segment {sid} is not in the supported sets")
+                    raise DriverViolation(
+                        "ALC-INFO",
+                        CREATE,
+                        f"{where}: preferred segment {sid} is not in the supported sets",
+                    )
             biggest = max(self.segments[s].Size for s in self.segments if supported >> s & 1)
             if info.Size > biggest:
-                raise DriverViolation("ALC-INFO", CREATE, f"{where}: Size {info.Size} exceeds every supported segment")
+                raise DriverViolation(
+                    "ALC-INFO", CREATE, f"{where}: Size {info.Size} exceeds every supported segment"
+                )
 
     def open_for(self, device: Device, a: Allocation) -> int:
         """The device-specific handle of ``a`` on ``device`` (DxgkDdiOpenAllocation on first use)."""
@@ -211,10 +279,16 @@ class Kernel:
         if handle is not None:
             return handle
         info = DXGK_OPENALLOCATIONINFO(hAllocation=a.hAllocation)
-        status = self.caller.call("open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info]))
+        status = self.caller.call(
+            "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info])
+        )
         require_status("DxgkDdiOpenAllocation", status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
         if not info.hDeviceSpecificAllocation:
-            raise DriverViolation("ALC-ADAPTER", "DxgkDdiOpenAllocation", f"returned a NULL device-specific handle for {a}")
+            raise DriverViolation(
+                "ALC-ADAPTER",
+                "DxgkDdiOpenAllocation",
+                f"returned a NULL device-specific handle for {a}",
+            )
         a.opened[id(device)] = info.hDeviceSpecificAllocation
         return info.hDeviceSpecificAllocation
 
@@ -224,7 +298,9 @@ class Kernel:
         for device in self.devices:
             handle = a.opened.pop(id(device), None)
             if handle is not None and device.state != "destroyed":
-                self.caller.call("close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle]))
+                self.caller.call(
+                    "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle])
+                )
         self.caller.call("destroy_allocation", DXGKARG_DESTROYALLOCATION(1, [a.hAllocation]))
         a.transition("destroy")
         del self.allocations[a.id]
@@ -246,7 +322,9 @@ class Kernel:
     def lock_alternate_va(self, a: Allocation) -> None:
         """A pfnLockCb with UseAlternateVA: evictions of ``a`` now go through SPECIAL_LOCK_TRANSFER."""
         if not self.caps.SupportsAlternateVA:
-            raise HarnessError("the driver does not support UseAlternateVA; it is never asked for SPECIAL_LOCK_TRANSFER")
+            raise HarnessError(
+                "the driver does not support UseAlternateVA; it is never asked for SPECIAL_LOCK_TRANSFER"
+            )
         if a.alternate_va is None:
             a.alternate_va = self.sysmem.allocate_mdl(a.size)
 
@@ -278,7 +356,11 @@ class Kernel:
         return self.scheduler.render(context, command, uses, **kwargs)  # type: ignore[arg-type]
 
     def run_program(
-        self, context: Context, allocation_list: Sequence[Allocation | None], program: Sequence[Op], **kwargs: object
+        self,
+        context: Context,
+        allocation_list: Sequence[Allocation | None],
+        program: Sequence[Op],
+        **kwargs: object,
     ) -> RenderResult:
         """Encode ``program`` with the driver's encoder and submit it; WriteOperation set where it writes."""
         writes = written_indices(program)
@@ -292,7 +374,8 @@ class Kernel:
     ) -> dict[int, bytes]:
         """The reference model: what the program should leave in each referenced allocation (GPU view)."""
         memory = {
-            i: bytearray(self.gpu_view(a)) for i, a in enumerate(allocation_list)
+            i: bytearray(self.gpu_view(a))
+            for i, a in enumerate(allocation_list)
             if a is not None and i in referenced_indices(program)
         }
         apply(program, memory)

@@ -113,5 +113,9 @@ class Allocation(KernelObject):
         return self.info.SupportedReadSegmentSet & self.info.SupportedWriteSegmentSet
 
     def __str__(self) -> str:
-        where = f"segment {self.segment_id} +0x{self.offset:X}" if self.state == "resident" else self.state
+        where = (
+            f"segment {self.segment_id} +0x{self.offset:X}"
+            if self.state == "resident"
+            else self.state
+        )
         return f"allocation #{self.id} (0x{self.hAllocation:X}, {self.size} bytes, {where})"

@@ -120,7 +120,9 @@ class Scheduler:
 
     # ------------------------------------------------------------------ render
 
-    def _entries(self, context: Context, uses: Sequence[AllocationUse], for_render: bool) -> list[DXGK_ALLOCATIONLIST]:
+    def _entries(
+        self, context: Context, uses: Sequence[AllocationUse], for_render: bool
+    ) -> list[DXGK_ALLOCATIONLIST]:
         out: list[DXGK_ALLOCATIONLIST] = []
         hide = for_render and self.k.mode.no_prepatching
         for use in uses:
@@ -151,7 +153,10 @@ class Scheduler:
         context.require("active")
         device = context.device
         if device.state == "lost":
-            return RenderResult(STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE, refused=f"{device} is lost: {device.lost_reason}")
+            return RenderResult(
+                STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
+                refused=f"{device} is lost: {device.lost_reason}",
+            )
         device.require("active")
         cmd = UserBuffer("pCommand", command, fault_at=fault_at, toctou=toctou)
         plin: UserBuffer | None = None
@@ -163,39 +168,69 @@ class Scheduler:
         consumed = 0
         while True:
             if result.render_calls >= cfg.max_render_passes:
-                raise DriverViolation("REN-SPLIT", RENDER, f"still unfinished after {result.render_calls} calls")
+                raise DriverViolation(
+                    "REN-SPLIT", RENDER, f"still unfinished after {result.render_calls} calls"
+                )
             view = self._entries(context, uses, for_render=True)
-            alist = KernelBuffer("pAllocationList", len(view) * DXGK_ALLOCATIONLIST.SIZE, writable=False,
-                                 initial=b"".join(e.pack() for e in view))
+            alist = KernelBuffer(
+                "pAllocationList",
+                len(view) * DXGK_ALLOCATIONLIST.SIZE,
+                writable=False,
+                initial=b"".join(e.pack() for e in view),
+            )
             dma = KernelBuffer("DMA buffer", cfg.dma_buffer_size)
             private = KernelBuffer("DMA buffer private data", k.caps.DmaBufferPrivateDataSize)
-            plo = KernelBuffer("pPatchLocationListOut", cfg.patch_list_entries * D3DDDI_PATCHLOCATIONLIST.SIZE)
+            plo = KernelBuffer(
+                "pPatchLocationListOut", cfg.patch_list_entries * D3DDDI_PATCHLOCATIONLIST.SIZE
+            )
             args = DXGKARG_RENDER(
-                pCommand=cmd.ptr(consumed), CommandLength=len(command) - consumed,
-                pDmaBuffer=dma.ptr(), DmaSize=cfg.dma_buffer_size,
-                pDmaBufferPrivateData=private.ptr(), DmaBufferPrivateDataSize=private.size,
-                pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE), AllocationListSize=len(view),
-                pPatchLocationListIn=plin.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE) if plin is not None else None,
+                pCommand=cmd.ptr(consumed),
+                CommandLength=len(command) - consumed,
+                pDmaBuffer=dma.ptr(),
+                DmaSize=cfg.dma_buffer_size,
+                pDmaBufferPrivateData=private.ptr(),
+                DmaBufferPrivateDataSize=private.size,
+                pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE),
+                AllocationListSize=len(view),
+                pPatchLocationListIn=plin.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE)
+                if plin is not None
+                else None,
                 PatchLocationListInSize=len(patch_list_in) if patch_list_in is not None else 0,
-                pPatchLocationListOut=plo.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE), PatchLocationListOutSize=cfg.patch_list_entries,
+                pPatchLocationListOut=plo.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
+                PatchLocationListOutSize=cfg.patch_list_entries,
             )
             result.render_calls += 1
             cmd.new_epoch()
             if plin is not None:
                 plin.new_epoch()
             status = k.caller.call("render", context.hContext, args)
-            if not isinstance(status, int) or isinstance(status, bool) or status not in RENDER_STATUSES:
-                raise DriverViolation("REN-STATUS", RENDER, f"returned {status_name(status)}, which DxgkDdiRender may not return")
-            part, consumed_now = self._judge_render(args, status, cmd, plin, alist, dma, private, plo, consumed, view)
+            if (
+                not isinstance(status, int)
+                or isinstance(status, bool)
+                or status not in RENDER_STATUSES
+            ):
+                raise DriverViolation(
+                    "REN-STATUS",
+                    RENDER,
+                    f"returned {status_name(status)}, which DxgkDdiRender may not return",
+                )
+            part, consumed_now = self._judge_render(
+                args, status, cmd, plin, alist, dma, private, plo, consumed, view
+            )
             result.status = status
             if status == STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE:
                 k.lose_device(device, "DxgkDdiRender returned GRAPHICS_GPU_EXCEPTION_ON_DEVICE")
                 return result
             if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
                 return result
-            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER and part.written == 0 and consumed_now == consumed:
+            if (
+                status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
+                and part.written == 0
+                and consumed_now == consumed
+            ):
                 raise DriverViolation(
-                    "REN-SPLIT", RENDER,
+                    "REN-SPLIT",
+                    RENDER,
                     f"returned INSUFFICIENT_DMA_BUFFER on an empty {cfg.dma_buffer_size}-byte DMA buffer without "
                     f"consuming or writing anything: a command that cannot fit must be an error, not a livelock",
                 )
@@ -206,52 +241,103 @@ class Scheduler:
                 return result
 
     def _judge_render(
-        self, args: DXGKARG_RENDER, status: int, cmd: UserBuffer, plin: UserBuffer | None,
-        alist: KernelBuffer, dma: KernelBuffer, private: KernelBuffer, plo: KernelBuffer,
-        consumed: int, view: list[DXGK_ALLOCATIONLIST],
+        self,
+        args: DXGKARG_RENDER,
+        status: int,
+        cmd: UserBuffer,
+        plin: UserBuffer | None,
+        alist: KernelBuffer,
+        dma: KernelBuffer,
+        private: KernelBuffer,
+        plo: KernelBuffer,
+        consumed: int,
+        view: list[DXGK_ALLOCATIONLIST],
     ) -> tuple[_Part, int]:
-        checks = [(alist, "ALL-READONLY"), (cmd, "ALL-READONLY"), (dma, "REN-CURSORS"), (plo, "REN-CURSORS"), (private, "REN-CURSORS")]
+        checks = [
+            (alist, "ALL-READONLY"),
+            (cmd, "ALL-READONLY"),
+            (dma, "REN-CURSORS"),
+            (plo, "REN-CURSORS"),
+            (private, "REN-CURSORS"),
+        ]
         if plin is not None:
             checks.append((plin, "ALL-READONLY"))
         overread = [v for v in cmd.violations if v.kind == "read-past-end"]
         if overread:
             raise DriverViolation("REN-UNDERRUN", RENDER, f"read past CommandLength: {overread[0]}")
         memory_violations(RENDER, checks)
-        if args.DmaSize != self.k.config.dma_buffer_size or args.PatchLocationListOutSize != self.k.config.patch_list_entries:
-            raise DriverViolation("ALL-READONLY", RENDER, "changed the [in] fields DmaSize or PatchLocationListOutSize")
+        if (
+            args.DmaSize != self.k.config.dma_buffer_size
+            or args.PatchLocationListOutSize != self.k.config.patch_list_entries
+        ):
+            raise DriverViolation(
+                "ALL-READONLY",
+                RENDER,
+                "changed the [in] fields DmaSize or PatchLocationListOutSize",
+            )
         if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
             return _Part(dma, 0, private, [], view), consumed
         written = _cursor(args.pDmaBuffer, dma, dma.size, "pDmaBuffer")
         entries = _cursor(args.pPatchLocationListOut, plo, plo.size, "pPatchLocationListOut")
         if entries % D3DDDI_PATCHLOCATIONLIST.SIZE:
-            raise DriverViolation("REN-CURSORS", RENDER, f"pPatchLocationListOut advanced by {entries} bytes, not whole entries")
+            raise DriverViolation(
+                "REN-CURSORS",
+                RENDER,
+                f"pPatchLocationListOut advanced by {entries} bytes, not whole entries",
+            )
         count = entries // D3DDDI_PATCHLOCATIONLIST.SIZE
         if dma.data.count(0, written, dma.size) != dma.size - written:
-            raise DriverViolation("REN-CURSORS", RENDER, f"wrote DMA bytes past pDmaBuffer (+{written})")
+            raise DriverViolation(
+                "REN-CURSORS", RENDER, f"wrote DMA bytes past pDmaBuffer (+{written})"
+            )
         if plo.data.count(0, entries, plo.size) != plo.size - entries:
-            raise DriverViolation("REN-CURSORS", RENDER, f"wrote patch locations past pPatchLocationListOut (entry {count})")
+            raise DriverViolation(
+                "REN-CURSORS",
+                RENDER,
+                f"wrote patch locations past pPatchLocationListOut (entry {count})",
+            )
         if args.pCommand.region is not cmd:
-            raise DriverViolation("REN-SPLIT", RENDER, f"pCommand left pointing into {args.pCommand.region.name}")
+            raise DriverViolation(
+                "REN-SPLIT", RENDER, f"pCommand left pointing into {args.pCommand.region.name}"
+            )
         consumed_now = consumed if status == STATUS_SUCCESS else args.pCommand.offset
         if status == STATUS_SUCCESS:
             consumed_now = len(cmd.data)
         elif not consumed <= consumed_now <= len(cmd.data):
-            raise DriverViolation("REN-SPLIT", RENDER, f"pCommand moved to +{args.pCommand.offset}, outside [+{consumed}, +{len(cmd.data)}]")
+            raise DriverViolation(
+                "REN-SPLIT",
+                RENDER,
+                f"pCommand moved to +{args.pCommand.offset}, outside [+{consumed}, +{len(cmd.data)}]",
+            )
         patches = [D3DDDI_PATCHLOCATIONLIST.unpack(plo.data, i * 24) for i in range(count)]
         last_split = -1
         for i, p in enumerate(patches):
             if p.AllocationIndex >= len(view):
-                raise DriverViolation("REN-PATCHOUT", RENDER, f"patch location {i} names allocation index {p.AllocationIndex}, but AllocationListSize is {len(view)}")
+                raise DriverViolation(
+                    "REN-PATCHOUT",
+                    RENDER,
+                    f"patch location {i} names allocation index {p.AllocationIndex}, but AllocationListSize is {len(view)}",
+                )
             if p.PatchOffset >= written:
-                raise DriverViolation("REN-PATCHOUT", RENDER, f"patch location {i} has PatchOffset {p.PatchOffset}, outside the {written} bytes written")
+                raise DriverViolation(
+                    "REN-PATCHOUT",
+                    RENDER,
+                    f"patch location {i} has PatchOffset {p.PatchOffset}, outside the {written} bytes written",
+                )
             if p.SplitOffset <= last_split:
-                raise DriverViolation("REN-PATCHOUT", RENDER, f"patch location {i}: SplitOffset {p.SplitOffset} is not above the previous {last_split}")
+                raise DriverViolation(
+                    "REN-PATCHOUT",
+                    RENDER,
+                    f"patch location {i}: SplitOffset {p.SplitOffset} is not above the previous {last_split}",
+                )
             last_split = p.SplitOffset
         return _Part(dma, written, private, patches, view), consumed_now
 
     # ------------------------------------------------------------------ submit
 
-    def _submit_part(self, context: Context, uses: Sequence[AllocationUse], part: _Part) -> list[Submission]:
+    def _submit_part(
+        self, context: Context, uses: Sequence[AllocationUse], part: _Part
+    ) -> list[Submission]:
         k = self.k
         allocations = [u.allocation for u in uses if u.allocation is not None]
         pinned = frozenset(a.id for a in allocations)
@@ -273,7 +359,10 @@ class Scheduler:
         for r, n, size in zip(part.render_view, view, sizes, strict=True):
             if not n.hDeviceSpecificAllocation:
                 continue
-            if r.SegmentId == 0 or (r.SegmentId, r.PhysicalAddress) != (n.SegmentId, n.PhysicalAddress):
+            if r.SegmentId == 0 or (r.SegmentId, r.PhysicalAddress) != (
+                n.SegmentId,
+                n.PhysicalAddress,
+            ):
                 moved = True
                 if r.SegmentId and not self.k.segments[r.SegmentId].is_aperture:
                     stale.append((r.PhysicalAddress, size))
@@ -289,15 +378,31 @@ class Scheduler:
             if need_patch:
                 self._patch(context, part, view, start, end, p_start, p_len, fence)
             dma = bytes(part.dma.data[start:end])
-            self._call_submit(context.hContext, part.dma.size, start, end, part.private, fence, DXGK_PATCHFLAGS(0))
+            self._call_submit(
+                context.hContext, part.dma.size, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
+            )
             execution = k.gpu.execute(dma, privileged=False)
-            out.append(Submission(fence, dma, start, end, need_patch, part.patches[p_start : p_start + p_len], execution))
+            out.append(
+                Submission(
+                    fence,
+                    dma,
+                    start,
+                    end,
+                    need_patch,
+                    part.patches[p_start : p_start + p_len],
+                    execution,
+                )
+            )
             self._judge_execution(context, uses, dma, fence, need_patch, execution, stale)
         return out
 
     def _split(self, part: _Part) -> list[tuple[int, int, int, int]] | None:
         """Two ranges split at an instruction boundary near the middle, with their patch sub-lists."""
-        boundaries = [b for b in self.k.gpu.instruction_boundaries(part.dma.data[: part.written]) if 0 < b < part.written]
+        boundaries = [
+            b
+            for b in self.k.gpu.instruction_boundaries(part.dma.data[: part.written])
+            if 0 < b < part.written
+        ]
         if not boundaries:
             return None
         cut = boundaries[len(boundaries) // 2]
@@ -307,60 +412,117 @@ class Scheduler:
         return [(0, cut, 0, before), (cut, part.written, before, len(part.patches) - before)]
 
     def _patch(
-        self, context: Context, part: _Part, view: list[DXGK_ALLOCATIONLIST],
-        start: int, end: int, p_start: int, p_len: int, fence: int,
+        self,
+        context: Context,
+        part: _Part,
+        view: list[DXGK_ALLOCATIONLIST],
+        start: int,
+        end: int,
+        p_start: int,
+        p_len: int,
+        fence: int,
     ) -> None:
         k = self.k
-        alist = KernelBuffer("pAllocationList (Patch)", len(view) * DXGK_ALLOCATIONLIST.SIZE, writable=False,
-                             initial=b"".join(e.pack() for e in view))
-        plist = KernelBuffer("pPatchLocationList (Patch)", len(part.patches) * 24, writable=False,
-                             initial=b"".join(p.pack() for p in part.patches))
+        alist = KernelBuffer(
+            "pAllocationList (Patch)",
+            len(view) * DXGK_ALLOCATIONLIST.SIZE,
+            writable=False,
+            initial=b"".join(e.pack() for e in view),
+        )
+        plist = KernelBuffer(
+            "pPatchLocationList (Patch)",
+            len(part.patches) * 24,
+            writable=False,
+            initial=b"".join(p.pack() for p in part.patches),
+        )
         plist.set_read_window(p_start * 24, (p_start + p_len) * 24)
         part.dma.set_write_window(start, end)
         part.dma.violations.clear()
         part.private.violations.clear()
         args = DXGKARG_PATCH(
-            hContext=context.hContext, DmaBufferSegmentId=0, DmaBufferPhysicalAddress=0,
-            pDmaBuffer=part.dma.ptr(), DmaBufferSize=part.written,
-            DmaBufferSubmissionStartOffset=start, DmaBufferSubmissionEndOffset=end,
-            pDmaBufferPrivateData=part.private.ptr(), DmaBufferPrivateDataSize=part.private.size,
-            DmaBufferPrivateDataSubmissionStartOffset=0, DmaBufferPrivateDataSubmissionEndOffset=part.private.size,
-            pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE), AllocationListSize=len(view),
-            pPatchLocationList=plist.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE), PatchLocationListSize=len(part.patches),
-            PatchLocationListSubmissionStart=p_start, PatchLocationListSubmissionLength=p_len,
+            hContext=context.hContext,
+            DmaBufferSegmentId=0,
+            DmaBufferPhysicalAddress=0,
+            pDmaBuffer=part.dma.ptr(),
+            DmaBufferSize=part.written,
+            DmaBufferSubmissionStartOffset=start,
+            DmaBufferSubmissionEndOffset=end,
+            pDmaBufferPrivateData=part.private.ptr(),
+            DmaBufferPrivateDataSize=part.private.size,
+            DmaBufferPrivateDataSubmissionStartOffset=0,
+            DmaBufferPrivateDataSubmissionEndOffset=part.private.size,
+            pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE),
+            AllocationListSize=len(view),
+            pPatchLocationList=plist.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
+            PatchLocationListSize=len(part.patches),
+            PatchLocationListSubmissionStart=p_start,
+            PatchLocationListSubmissionLength=p_len,
             SubmissionFenceId=fence,
         )
         status = k.caller.call("patch", args)
-        self._require_patch_success(status, f"range [{start}, {end}) of a {part.written}-byte DMA buffer")
-        memory_violations(PATCH, [(part.dma, "PAT-RANGE"), (plist, "PAT-RANGE"), (alist, "ALL-READONLY")])
+        self._require_patch_success(
+            status, f"range [{start}, {end}) of a {part.written}-byte DMA buffer"
+        )
+        memory_violations(
+            PATCH, [(part.dma, "PAT-RANGE"), (plist, "PAT-RANGE"), (alist, "ALL-READONLY")]
+        )
         if part.private.violations:
-            raise DriverViolation("ALL-READONLY", PATCH, f"wrote the DMA buffer private data: {part.private.violations[0]}")
-        if (args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset, args.DmaBufferSize) != (start, end, part.written):
-            raise DriverViolation("PAT-INPLACE", PATCH, "changed the submission offsets or the DMA buffer size")
+            raise DriverViolation(
+                "ALL-READONLY",
+                PATCH,
+                f"wrote the DMA buffer private data: {part.private.violations[0]}",
+            )
+        if (
+            args.DmaBufferSubmissionStartOffset,
+            args.DmaBufferSubmissionEndOffset,
+            args.DmaBufferSize,
+        ) != (start, end, part.written):
+            raise DriverViolation(
+                "PAT-INPLACE", PATCH, "changed the submission offsets or the DMA buffer size"
+            )
         part.dma.set_write_window(0, part.dma.size)
 
     def _require_patch_success(self, status: object, what: str) -> None:
         if status == STATUS_SUCCESS and isinstance(status, int) and not isinstance(status, bool):
             return
         raise BugCheck(
-            VIDEO_SCHEDULER_INTERNAL_ERROR, (SCHEDULER_PATCH_FAILED, *SCHEDULER_DATA), "PAT-BUGCHECK", PATCH,
+            VIDEO_SCHEDULER_INTERNAL_ERROR,
+            (SCHEDULER_PATCH_FAILED, *SCHEDULER_DATA),
+            "PAT-BUGCHECK",
+            PATCH,
             f"returned {status_name(status)} for {what}; any failure of DxgkDdiPatch bug-checks the system",
         )
 
     def _call_submit(
-        self, hContext: int, size: int, start: int, end: int, private: KernelBuffer, fence: int, flags: DXGK_PATCHFLAGS
+        self,
+        hContext: int,
+        size: int,
+        start: int,
+        end: int,
+        private: KernelBuffer,
+        fence: int,
+        flags: DXGK_PATCHFLAGS,
     ) -> None:
         args = DXGKARG_SUBMITCOMMAND(
-            hContext=hContext, DmaBufferSegmentId=0, DmaBufferPhysicalAddress=0, DmaBufferSize=size,
-            DmaBufferSubmissionStartOffset=start, DmaBufferSubmissionEndOffset=end,
-            pDmaBufferPrivateData=private.ptr(), DmaBufferPrivateDataSize=private.size,
-            SubmissionFenceId=fence, Flags=flags,
+            hContext=hContext,
+            DmaBufferSegmentId=0,
+            DmaBufferPhysicalAddress=0,
+            DmaBufferSize=size,
+            DmaBufferSubmissionStartOffset=start,
+            DmaBufferSubmissionEndOffset=end,
+            pDmaBufferPrivateData=private.ptr(),
+            DmaBufferPrivateDataSize=private.size,
+            SubmissionFenceId=fence,
+            Flags=flags,
         )
         status = self.k.caller.call("submit_command", args)
         if status != STATUS_SUCCESS or not isinstance(status, int) or isinstance(status, bool):
             # Not a catalogue rule (no seed page for SubmitCommand): the requirement is left empty.
             raise BugCheck(
-                VIDEO_SCHEDULER_INTERNAL_ERROR, (SCHEDULER_SUBMIT_FAILED, *SCHEDULER_DATA), "", SUBMIT,
+                VIDEO_SCHEDULER_INTERNAL_ERROR,
+                (SCHEDULER_SUBMIT_FAILED, *SCHEDULER_DATA),
+                "",
+                SUBMIT,
                 f"returned {status_name(status)}; DxgkDdiSubmitCommand must not fail",
             )
 
@@ -368,16 +530,29 @@ class Scheduler:
         for value in fences:
             if value > self.fence:
                 raise BugCheck(
-                    VIDEO_SCHEDULER_INTERNAL_ERROR, (SCHEDULER_INVALID_FENCE_ID, *SCHEDULER_DATA), "PAT-FENCE", ddi,
+                    VIDEO_SCHEDULER_INTERNAL_ERROR,
+                    (SCHEDULER_INVALID_FENCE_ID, *SCHEDULER_DATA),
+                    "PAT-FENCE",
+                    ddi,
                     f"the GPU signalled fence {value}, which was never submitted (the newest is {self.fence})",
                 )
             if patched and value != fence:
-                raise DriverViolation("PAT-FENCE", PATCH, f"the GPU signalled fence {value}, but SubmissionFenceId was {fence}")
+                raise DriverViolation(
+                    "PAT-FENCE",
+                    PATCH,
+                    f"the GPU signalled fence {value}, but SubmissionFenceId was {fence}",
+                )
         self.completed_fence = fence
 
     def _judge_execution(
-        self, context: Context, uses: Sequence[AllocationUse], dma: bytes, fence: int, patched: bool,
-        execution: GpuExecution, stale: list[Range],
+        self,
+        context: Context,
+        uses: Sequence[AllocationUse],
+        dma: bytes,
+        fence: int,
+        patched: bool,
+        execution: GpuExecution,
+        stale: list[Range],
     ) -> None:
         k = self.k
 
@@ -392,10 +567,15 @@ class Scheduler:
 
         if execution.fault is not None:
             fault = execution.fault
-            rule = "PGB-UNMAP" if fault.address is not None and k.is_dummy_mapped(fault.address) else blame(fault.address)
+            rule = (
+                "PGB-UNMAP"
+                if fault.address is not None and k.is_dummy_mapped(fault.address)
+                else blame(fault.address)
+            )
             k.lose_device(context.device, str(fault))
             raise DriverViolation(
-                rule, RENDER,
+                rule,
+                RENDER,
                 f"the DMA buffer it built faulted on the GPU: {fault}\n{k.gpu.disassemble(dma, mark=fault.dma_offset)}",
                 {"fault": str(fault)},
             )
@@ -418,16 +598,21 @@ class Scheduler:
         ):
             for address, length in accesses:
                 if not _inside(address, length, ranges):
-                    rule_here = rule if _inside(address, length, allowed_merged) else blame(address, length)
+                    rule_here = (
+                        rule if _inside(address, length, allowed_merged) else blame(address, length)
+                    )
                     raise DriverViolation(
-                        rule_here, RENDER,
+                        rule_here,
+                        RENDER,
                         f"the GPU {kind} {length} byte(s) at 0x{address:X}, outside the "
                         f"{'writable ' if kind == 'write' else ''}allocations of this submission\n{k.gpu.disassemble(dma)}",
                     )
 
     # ------------------------------------------------------------------ paging submissions
 
-    def submit_paging(self, buffer: KernelBuffer, written: int, private: KernelBuffer, rule: str, operation: str) -> GpuExecution:
+    def submit_paging(
+        self, buffer: KernelBuffer, written: int, private: KernelBuffer, rule: str, operation: str
+    ) -> GpuExecution:
         """Patch (no patch list, size unchanged), submit and execute one paging buffer."""
         k = self.k
         self.fence += 1
@@ -436,26 +621,49 @@ class Scheduler:
         buffer.set_write_window(0, written)
         buffer.violations.clear()
         args = DXGKARG_PATCH(
-            hContext=0, DmaBufferSegmentId=0, DmaBufferPhysicalAddress=0,
-            pDmaBuffer=buffer.ptr(), DmaBufferSize=written,
-            DmaBufferSubmissionStartOffset=0, DmaBufferSubmissionEndOffset=written,
-            pDmaBufferPrivateData=private.ptr(), DmaBufferPrivateDataSize=private.size,
-            DmaBufferPrivateDataSubmissionStartOffset=0, DmaBufferPrivateDataSubmissionEndOffset=private.size,
-            pAllocationList=None, AllocationListSize=0, pPatchLocationList=None, PatchLocationListSize=0,
-            PatchLocationListSubmissionStart=0, PatchLocationListSubmissionLength=0,
-            SubmissionFenceId=fence, Flags=DXGK_PATCHFLAGS.Paging,
+            hContext=0,
+            DmaBufferSegmentId=0,
+            DmaBufferPhysicalAddress=0,
+            pDmaBuffer=buffer.ptr(),
+            DmaBufferSize=written,
+            DmaBufferSubmissionStartOffset=0,
+            DmaBufferSubmissionEndOffset=written,
+            pDmaBufferPrivateData=private.ptr(),
+            DmaBufferPrivateDataSize=private.size,
+            DmaBufferPrivateDataSubmissionStartOffset=0,
+            DmaBufferPrivateDataSubmissionEndOffset=private.size,
+            pAllocationList=None,
+            AllocationListSize=0,
+            pPatchLocationList=None,
+            PatchLocationListSize=0,
+            PatchLocationListSubmissionStart=0,
+            PatchLocationListSubmissionLength=0,
+            SubmissionFenceId=fence,
+            Flags=DXGK_PATCHFLAGS.Paging,
         )
         status = k.caller.call("patch", args)
         self._require_patch_success(status, f"a {written}-byte paging buffer ({operation})")
-        memory_violations(PATCH, [(buffer, "PAT-PAGING")], f" while patching a paging buffer ({operation})")
-        if args.DmaBufferSize != written or args.DmaBufferSubmissionEndOffset != written or buffer.data[written:] != before[written:]:
-            raise DriverViolation("PAT-PAGING", PATCH, f"changed the size of a {written}-byte paging buffer ({operation})")
+        memory_violations(
+            PATCH, [(buffer, "PAT-PAGING")], f" while patching a paging buffer ({operation})"
+        )
+        if (
+            args.DmaBufferSize != written
+            or args.DmaBufferSubmissionEndOffset != written
+            or buffer.data[written:] != before[written:]
+        ):
+            raise DriverViolation(
+                "PAT-PAGING",
+                PATCH,
+                f"changed the size of a {written}-byte paging buffer ({operation})",
+            )
         dma = bytes(buffer.data[:written])
         self._call_submit(0, written, 0, written, private, fence, DXGK_PATCHFLAGS.Paging)
         execution = k.gpu.execute(dma, privileged=True)
         if execution.fault is not None:
             raise BugCheck(
-                VIDEO_SCHEDULER_INTERNAL_ERROR, (SCHEDULER_PAGING_COMMAND_FAILED, *SCHEDULER_DATA), rule,
+                VIDEO_SCHEDULER_INTERNAL_ERROR,
+                (SCHEDULER_PAGING_COMMAND_FAILED, *SCHEDULER_DATA),
+                rule,
                 "DxgkDdiBuildPagingBuffer",
                 f"the paging buffer for {operation} faulted on the GPU: {execution.fault}\n"
                 f"{k.gpu.disassemble(dma, mark=execution.fault.dma_offset)}",
@@ -468,12 +676,11 @@ def _cursor(ptr: object, region: KernelBuffer, size: int, name: str) -> int:
     from ..memory import Ptr
 
     if not isinstance(ptr, Ptr) or ptr.region is not region or not 0 <= ptr.offset <= size:
-        raise DriverViolation("REN-CURSORS", RENDER, f"{name} left at {ptr!r}, outside its {size}-byte buffer")
+        raise DriverViolation(
+            "REN-CURSORS", RENDER, f"{name} left at {ptr!r}, outside its {size}-byte buffer"
+        )
     return ptr.offset
 
 
 def _inside(address: int, length: int, ranges: list[Range]) -> bool:
-    for start, n in ranges:
-        if start <= address and address + length <= start + n:
-            return True
-    return False
+    return any(start <= address and address + length <= start + n for start, n in ranges)

@@ -35,8 +35,6 @@ from ..ddi import (
     DXGK_BUILDPAGINGBUFFER_OPERATION as OP,
 )
 from ..ddi import (
-    MDL,
-    PAGE_SIZE,
     DXGK_DISCARDCONTENTFLAGS,
     DXGK_FILL_DESTINATION,
     DXGK_MAPAPERTUREFLAGS,
@@ -44,6 +42,8 @@ from ..ddi import (
     DXGK_TRANSFER_LOCATION,
     DXGK_TRANSFERFLAGS,
     DXGKARG_BUILDPAGINGBUFFER,
+    MDL,
+    PAGE_SIZE,
 )
 from ..driver import GpuExecution
 from ..errors import (
@@ -204,17 +204,21 @@ class VidMm:
     ) -> int | None:
         """Find (evicting others if needed) an offset for ``a`` in ``segment_id``; None if impossible."""
         heap = self.heaps[segment_id]
-        size = -(-a.size // PAGE_SIZE) * PAGE_SIZE if self.segment(segment_id).is_aperture else a.size
+        size = (
+            -(-a.size // PAGE_SIZE) * PAGE_SIZE if self.segment(segment_id).is_aperture else a.size
+        )
         alignment = self._alignment(a, segment_id)
         while True:
             fits = [
-                off for off in heap.fits(size, alignment)
+                off
+                for off in heap.fits(size, alignment)
                 if avoid is None or off + size <= avoid[0] or off >= avoid[0] + avoid[1]
             ]
             if fits:
                 return fits[self.k.rng.randrange(len(fits))]
             victims = [
-                v for v in self.resident.values()
+                v
+                for v in self.resident.values()
                 if v.segment_id == segment_id and v.id not in pinned and v is not a
             ]
             if not victims:
@@ -224,7 +228,10 @@ class VidMm:
     # ------------------------------------------------------------------ residency
 
     def make_resident(
-        self, a: Allocation, pinned: frozenset[int] = frozenset(), segment_id: int | None = None,
+        self,
+        a: Allocation,
+        pinned: frozenset[int] = frozenset(),
+        segment_id: int | None = None,
         avoid: Range | None = None,
     ) -> None:
         """Page ``a`` in (first placement, or back from system memory)."""
@@ -270,7 +277,11 @@ class VidMm:
             self.unmap_aperture(a, a.segment_id, a.offset // PAGE_SIZE, -(-a.size // PAGE_SIZE))
         else:
             special = a.alternate_va is not None and self.k.caps.SupportsAlternateVA
-            mdl = a.alternate_va if special and a.alternate_va is not None else self.k.sysmem.allocate_mdl(a.size)
+            mdl = (
+                a.alternate_va
+                if special and a.alternate_va is not None
+                else self.k.sysmem.allocate_mdl(a.size)
+            )
             src = DXGK_TRANSFER_LOCATION(a.segment_id, a.address)
             dst = DXGK_TRANSFER_LOCATION(0, 0, mdl)
             flags = DXGK_TRANSFERFLAGS.Unswizzle if a.swizzled else DXGK_TRANSFERFLAGS(0)
@@ -290,7 +301,9 @@ class VidMm:
         self.run(
             OP.DXGK_OPERATION_DISCARD_CONTENT,
             lambda args: _set_discard(args, a),
-            idle_flag=lambda args: _set_flag(args.DiscardContent, DXGK_DISCARDCONTENTFLAGS.AllocationIsIdle),
+            idle_flag=lambda args: _set_flag(
+                args.DiscardContent, DXGK_DISCARDCONTENTFLAGS.AllocationIsIdle
+            ),
         )
         self.heaps[a.segment_id].release(a.offset)
         del self.resident[a.id]
@@ -317,7 +330,10 @@ class VidMm:
             self.map_aperture(a, sid, offset // PAGE_SIZE, backing)
         else:
             self.transfer(
-                a.hAllocation, a.size, DXGK_TRANSFER_LOCATION(sid, old_address), DXGK_TRANSFER_LOCATION(sid, address),
+                a.hAllocation,
+                a.size,
+                DXGK_TRANSFER_LOCATION(sid, old_address),
+                DXGK_TRANSFER_LOCATION(sid, address),
                 DXGK_TRANSFERFLAGS(0),
             )
         self.heaps[sid].release(old_offset)
@@ -393,7 +409,9 @@ class VidMm:
         """TRANSFER (or SPECIAL_LOCK_TRANSFER) of ``size`` bytes, split into sub-transfers if configured."""
         expected = self._read_location(src, 0, size) if self.k.config.verify_paging else b""
         step = self.k.config.subtransfer_size or size or 1
-        operation = OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER if special else OP.DXGK_OPERATION_TRANSFER
+        operation = (
+            OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER if special else OP.DXGK_OPERATION_TRANSFER
+        )
         runs: list[PagingRun] = []
         offset = 0
         while offset < size or (size == 0 and not runs):
@@ -404,13 +422,20 @@ class VidMm:
             if offset + n >= size:
                 sub_flags |= DXGK_TRANSFERFLAGS.TransferEnd
 
-            def configure(args: DXGKARG_BUILDPAGINGBUFFER, off: int = offset, n: int = n, f: DXGK_TRANSFERFLAGS = sub_flags) -> None:
+            def configure(
+                args: DXGKARG_BUILDPAGINGBUFFER,
+                off: int = offset,
+                n: int = n,
+                f: DXGK_TRANSFERFLAGS = sub_flags,
+            ) -> None:
                 member = args.SpecialLockTransfer if special else args.Transfer
                 member.hAllocation = hAllocation
                 member.TransferOffset = off
                 member.TransferSize = n
                 member.Source = DXGK_TRANSFER_LOCATION(src.SegmentId, src.SegmentAddress, src.pMdl)
-                member.Destination = DXGK_TRANSFER_LOCATION(dst.SegmentId, dst.SegmentAddress, dst.pMdl)
+                member.Destination = DXGK_TRANSFER_LOCATION(
+                    dst.SegmentId, dst.SegmentAddress, dst.pMdl
+                )
                 member.Flags = f
                 member.MdlOffset = off // PAGE_SIZE
 
@@ -446,7 +471,9 @@ class VidMm:
                 f"want 0x{want[first]:02X})",
             )
 
-    def fill(self, hAllocation: int, segment_id: int, address: int, size: int, pattern: int) -> None:
+    def fill(
+        self, hAllocation: int, segment_id: int, address: int, size: int, pattern: int
+    ) -> None:
         """FILL ``size`` bytes at ``address`` of a memory segment with ``pattern``."""
         if self.segment(segment_id).is_aperture:
             raise HarnessError("the memory manager never fills an aperture segment (PGB-FILL)")
@@ -462,7 +489,11 @@ class VidMm:
             return
         self._exactly_once([run], [(address, size)], "PGB-FILL", "fill destination")
         if self.k.gpu.read(address, size) != fill_bytes(size, pattern):
-            raise DriverViolation("PGB-FILL", DDI, f"fill of {size} bytes at 0x{address:X} with 0x{pattern:08X} left wrong content")
+            raise DriverViolation(
+                "PGB-FILL",
+                DDI,
+                f"fill of {size} bytes at 0x{address:X} with 0x{pattern:08X} left wrong content",
+            )
 
     def physical(self, write: bool, segment_id: int, address: int, size: int) -> PagingRun:
         """READ_PHYSICAL or WRITE_PHYSICAL of 1-8 bytes at a physical address."""
@@ -479,12 +510,16 @@ class VidMm:
         target = self.k.gpu.translate(address)
         if self.k.config.verify_paging and (target, size) not in accesses:
             raise DriverViolation(
-                "PGB-PHYS", DDI, f"{operation.name} of {size} byte(s) at 0x{address:X} did not "
+                "PGB-PHYS",
+                DDI,
+                f"{operation.name} of {size} byte(s) at 0x{address:X} did not "
                 f"{'write' if write else 'read'} exactly there (GPU accesses: {accesses[:4]})",
             )
         return run
 
-    def map_aperture(self, a: Allocation | None, segment_id: int, first_page: int, mdl: MDL, mdl_offset: int = 0) -> None:
+    def map_aperture(
+        self, a: Allocation | None, segment_id: int, first_page: int, mdl: MDL, mdl_offset: int = 0
+    ) -> None:
         """MAP_APERTURE_SEGMENT: map the MDL's pages at ``first_page`` of an aperture segment."""
         pages = len(mdl.pfns) - mdl_offset
         desc = self.segment(segment_id)
@@ -510,11 +545,15 @@ class VidMm:
             got = self.k.gpu.translate(at)
             if got != want:
                 raise DriverViolation(
-                    "PGB-MAP", DDI, f"after mapping {pages} page(s) at aperture page {first_page}, page "
+                    "PGB-MAP",
+                    DDI,
+                    f"after mapping {pages} page(s) at aperture page {first_page}, page "
                     f"{first_page + i} reaches {_phys(got)} instead of the MDL page 0x{want:X}",
                 )
 
-    def unmap_aperture(self, a: Allocation | None, segment_id: int, first_page: int, pages: int) -> None:
+    def unmap_aperture(
+        self, a: Allocation | None, segment_id: int, first_page: int, pages: int
+    ) -> None:
         """UNMAP_APERTURE_SEGMENT: point every page of the range at the dummy page."""
         desc = self.segment(segment_id)
         dummy = self.k.dummy_page_address
@@ -523,7 +562,12 @@ class VidMm:
             m = args.UnmapApertureSegment
             m.hDevice = a.creator.hDevice if a is not None else 0
             m.hAllocation = a.hAllocation if a is not None else 0
-            m.SegmentId, m.OffsetInPages, m.NumberOfPages, m.DummyPage = segment_id, first_page, pages, dummy
+            m.SegmentId, m.OffsetInPages, m.NumberOfPages, m.DummyPage = (
+                segment_id,
+                first_page,
+                pages,
+                dummy,
+            )
 
         run = self.run(OP.DXGK_OPERATION_UNMAP_APERTURE_SEGMENT, configure)
         for i in range(pages):
@@ -536,7 +580,9 @@ class VidMm:
             got = self.k.gpu.translate(at)
             if got != dummy:
                 raise DriverViolation(
-                    "PGB-UNMAP", DDI, f"after unmapping {pages} page(s) at aperture page {first_page}, page "
+                    "PGB-UNMAP",
+                    DDI,
+                    f"after unmapping {pages} page(s) at aperture page {first_page}, page "
                     f"{first_page + i} reaches {_phys(got)} instead of the dummy page 0x{dummy:X}",
                 )
 
@@ -560,19 +606,30 @@ class VidMm:
         while True:
             calls += 1
             if calls > k.config.max_paging_passes:
-                raise DriverViolation("PGB-MULTIPASS", DDI, f"{operation.name} still unfinished after {calls - 1} calls")
+                raise DriverViolation(
+                    "PGB-MULTIPASS",
+                    DDI,
+                    f"{operation.name} still unfinished after {calls - 1} calls",
+                )
             buffer = KernelBuffer("paging buffer", size)
             private = KernelBuffer("paging buffer private data", k.caps.DmaBufferPrivateDataSize)
             args = DXGKARG_BUILDPAGINGBUFFER(
-                pDmaBuffer=buffer.ptr(), DmaSize=size, pDmaBufferPrivateData=private.ptr(),
-                DmaBufferPrivateDataSize=private.size, Operation=operation,
+                pDmaBuffer=buffer.ptr(),
+                DmaSize=size,
+                pDmaBufferPrivateData=private.ptr(),
+                DmaBufferPrivateDataSize=private.size,
+                Operation=operation,
             )
             configure(args)
             args.MultipassOffset = multipass
             if idle and idle_flag is not None:
                 idle_flag(args)
             status = k.caller.call("build_paging_buffer", args)
-            if not isinstance(status, int) or isinstance(status, bool) or status not in BUILD_PAGING_BUFFER_STATUSES:
+            if (
+                not isinstance(status, int)
+                or isinstance(status, bool)
+                or status not in BUILD_PAGING_BUFFER_STATUSES
+            ):
                 raw = status if isinstance(status, int) else 0
                 raise BugCheck(
                     VIDEO_MEMORY_MANAGEMENT_INTERNAL,
@@ -584,34 +641,54 @@ class VidMm:
                 )
             cursor = args.pDmaBuffer
             if cursor.region is not buffer or not 0 <= cursor.offset <= size:
-                raise DriverViolation("PGB-CURSOR", DDI, f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer")
+                raise DriverViolation(
+                    "PGB-CURSOR",
+                    DDI,
+                    f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer",
+                )
             memory_violations(DDI, [(buffer, "PGB-CURSOR")], f" during {operation.name}")
             written = cursor.offset
             if buffer.data.count(0, written, size) != size - written:
-                raise DriverViolation("PGB-CURSOR", DDI, f"{operation.name}: bytes written past pDmaBuffer (+{written})")
+                raise DriverViolation(
+                    "PGB-CURSOR",
+                    DDI,
+                    f"{operation.name}: bytes written past pDmaBuffer (+{written})",
+                )
             if status == STATUS_GRAPHICS_ALLOCATION_BUSY:
                 if idle_flag is None:
-                    raise DriverViolation("PGB-BUSY", DDI, f"{operation.name} answered ALLOCATION_BUSY, which this operation has no AllocationIsIdle retry for")
+                    raise DriverViolation(
+                        "PGB-BUSY",
+                        DDI,
+                        f"{operation.name} answered ALLOCATION_BUSY, which this operation has no AllocationIsIdle retry for",
+                    )
                 if idle:
-                    raise DriverViolation("PGB-BUSY", DDI, f"{operation.name} answered ALLOCATION_BUSY although AllocationIsIdle was set")
+                    raise DriverViolation(
+                        "PGB-BUSY",
+                        DDI,
+                        f"{operation.name} answered ALLOCATION_BUSY although AllocationIsIdle was set",
+                    )
                 idle = True
                 multipass = args.MultipassOffset
                 continue  # the GPU is synchronous here: it is idle once this call returns
             if written:
-                executions.append(k.scheduler.submit_paging(buffer, written, private, rule, operation.name))
+                executions.append(
+                    k.scheduler.submit_paging(buffer, written, private, rule, operation.name)
+                )
             if status == STATUS_SUCCESS:
                 return PagingRun(executions, calls)
             assert status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
             if written == 0:
                 raise DriverViolation(
-                    "PGB-MULTIPASS", DDI,
+                    "PGB-MULTIPASS",
+                    DDI,
                     f"{operation.name} returned INSUFFICIENT_DMA_BUFFER on an empty {size}-byte paging buffer "
                     f"without writing anything (MultipassOffset {args.MultipassOffset}): no progress",
                 )
             state = (args.MultipassOffset, bytes(buffer.data[:written]))
             if state in seen:
                 raise DriverViolation(
-                    "PGB-MULTIPASS", DDI,
+                    "PGB-MULTIPASS",
+                    DDI,
                     f"{operation.name} livelocks: call {calls} built the same partial buffer with the same "
                     f"MultipassOffset ({args.MultipassOffset}) as an earlier call, so it never finishes",
                 )
@@ -646,27 +723,35 @@ class VidMm:
             return self.k.sysmem.read_mdl(loc.pMdl, offset, size)
         return self.k.gpu.read(loc.SegmentAddress + offset, size)
 
-    def _exactly_once(self, runs: list[PagingRun], expected: list[Range], rule: str, what: str) -> None:
+    def _exactly_once(
+        self, runs: list[PagingRun], expected: list[Range], rule: str, what: str
+    ) -> None:
         writes = [w for run in runs for w in run.writes]
         merged, overlap = coverage(writes)
         want, _ = coverage(expected)
         if overlap:
             raise DriverViolation(
-                "PGB-MULTIPASS", DDI,
+                "PGB-MULTIPASS",
+                DDI,
                 f"the partial paging buffers wrote some bytes of the {what} more than once "
                 f"({sum(n for _, n in writes)} bytes written for {sum(n for _, n in want)})",
             )
         if merged != want:
             missing = sum(n for _, n in want) - sum(n for _, n in merged)
             raise DriverViolation(
-                rule, DDI,
+                rule,
+                DDI,
                 f"the paging buffers did not write exactly the {what}: wrote {merged[:4]}, expected {want[:4]}"
                 + (f" ({missing} bytes short)" if missing > 0 else ""),
             )
 
     def _no_writes(self, run: PagingRun, rule: str, what: str) -> None:
         if run.writes:
-            raise DriverViolation(rule, DDI, f"{what} wrote memory at {run.writes[:4]}; it should only program the page table")
+            raise DriverViolation(
+                rule,
+                DDI,
+                f"{what} wrote memory at {run.writes[:4]}; it should only program the page table",
+            )
 
 
 def _set_discard(args: DXGKARG_BUILDPAGINGBUFFER, a: Allocation) -> None:
@@ -675,7 +760,7 @@ def _set_discard(args: DXGKARG_BUILDPAGINGBUFFER, a: Allocation) -> None:
 
 
 def _set_flag(member: object, flag: int) -> None:
-    setattr(member, "Flags", member.Flags | flag)  # type: ignore[attr-defined]
+    member.Flags = member.Flags | flag  # type: ignore[attr-defined]
 
 
 def _describe(loc: DXGK_TRANSFER_LOCATION) -> str:
