@@ -1,0 +1,25 @@
+"""The documents say what the code does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from docs.gen_isa import render
+from wddm_conformance import CONTRACT_VERSION
+from wddm_conformance.driver import DDI_METHODS
+from wddm_conformance.kernel import KernelMode
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def test_isa_page_is_generated_from_the_instruction_table() -> None:
+    assert (DOCS / "isa.md").read_text() == render(), "run: python docs/gen_isa.py"
+
+
+def test_interpreting_lists_every_ddi_method_and_mode_and_its_version() -> None:
+    text = (DOCS / "INTERPRETING.md").read_text()
+    assert f"Contract version {CONTRACT_VERSION}" in text
+    for method in DDI_METHODS:
+        assert f"`{method}(" in text, method
+    for mode in KernelMode.NAMES:
+        assert f"`{mode}`" in text, mode
