@@ -17,8 +17,9 @@ round) so drift hits them alike, and the median is quoted.
    A bare Python parse loop over the same command buffer is the calibration.
 
 Usage: ``python bench/run.py [--repeat N] [--json PATH] [--quick] [--seed S]``.
-Exit status 0 whether or not targets are met (a miss prints MISS); 2 if a benchmark
-produced a wrong result (the numbers would be meaningless); 1 on any other crash.
+Exit status 0 whether or not targets are met (a miss prints MISS); 3 if a benchmark
+produced a wrong result (the numbers would be meaningless); 2 on bad arguments
+(argparse); 1 on any other crash.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ MAX_OP_BYTES = 64
 
 
 class BenchError(Exception):
-    """A benchmark produced a wrong result, so its timings mean nothing."""
+    """A benchmark produced a wrong result, so its timings mean nothing (exit status 3)."""
 
 
 # --------------------------------------------------------------------------- timing
@@ -133,9 +134,9 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> di
 
 def _fmt_s(seconds: float) -> str:
     """Seconds in a readable unit."""
-    if seconds < 1e-3:
+    if abs(seconds) < 1e-3:
         return f"{seconds * 1e6:.1f} us"
-    if seconds < 1.0:
+    if abs(seconds) < 1.0:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.3f} s"
 
@@ -524,7 +525,7 @@ def report_gpu(rows: list[GpuCopyRow], repeat: int) -> tuple[str, dict[str, Any]
             f"{r.size / r.gpu.median / (1 << 30):.2f}",
             _fmt_s(r.baseline.median),
             f"{r.size / r.baseline.median / (1 << 30):.2f}",
-            f"{r.ratio:.3f}",
+            f"{r.ratio:.4g}",
             f">= {GPU_RATIO_TARGET}",
             _verdict(r.ratio >= GPU_RATIO_TARGET),
             f"{r.gpu.spread:.0%}/{r.baseline.spread:.0%}",
@@ -626,7 +627,7 @@ def targets(gpu: list[GpuCopyRow], rep: RenderReport) -> tuple[str, list[dict[st
     rows = [
         [
             t["name"],
-            "-" if t["measured"] is None else f"{t['measured']:.3f}",
+            "-" if t["measured"] is None else f"{t['measured']:.4g}",
             t["target"],
             _verdict(t["pass"]),
         ]
@@ -671,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render = bench_render(render_sizes, repeat, args.seed)
     except BenchError as exc:
         print(f"benchmark produced a wrong result: {exc}", file=sys.stderr)
-        return 2
+        return 3
     elapsed = time.perf_counter() - started
 
     gpu_text, gpu_json = report_gpu(gpu_rows, repeat)

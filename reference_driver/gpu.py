@@ -18,7 +18,8 @@ The command processor is a pure state machine: ``execute`` takes a DMA range and
 returns what happened (:class:`~wddm_conformance.driver.GpuExecution`): fences,
 the first fault (execution stops there) and the physical access log. The GPU
 never silently reaches the wrong memory: every access is resolved to segment bytes
-or a present system page, or it faults. Copies move memoryview slices, page by page
+or a present system page, or it faults. A copy within video memory is one memoryview
+move; copies through the aperture or system memory go page by page
 only where the aperture or system memory makes the range discontiguous.
 """
 
@@ -58,8 +59,8 @@ class EmulatedGpu:
         self.mem_base = MEMORY_SEGMENT_BASE
         self.mem_size = info.MemorySegmentSize
         self.ap_base = APERTURE_SEGMENT_BASE
-        self.ap_size = info.ApertureSegmentSize
         self.ap_pages = info.ApertureSegmentSize // PAGE_SIZE
+        self.ap_size = self.ap_pages * PAGE_SIZE  # whole pages only: a partial page does not exist
         #: Aperture page table: page frame per aperture page, and its flags (0 = not valid).
         self.pte_pfn = [0] * self.ap_pages
         self.pte_flags = [0] * self.ap_pages
@@ -111,16 +112,18 @@ class EmulatedGpu:
             pos += n
         return out
 
-    def _load(self, address: int, length: int, log: list[tuple[int, int]]) -> bytes:
+    def _load(self, address: int, length: int, log: list[tuple[int, int]]) -> bytes | bytearray:
         chunks = self._chunks(address, length)
         for _, _, n, phys in chunks:
             log.append((phys, n))
         if len(chunks) == 1:
             backing, off, n, _ = chunks[0]
-            return bytes(memoryview(backing)[off : off + n])
+            return backing[off : off + n]
         return b"".join(bytes(memoryview(b)[o : o + n]) for b, o, n, _ in chunks)
 
-    def _store(self, address: int, data: bytes | memoryview, log: list[tuple[int, int]]) -> None:
+    def _store(
+        self, address: int, data: bytes | bytearray | memoryview, log: list[tuple[int, int]]
+    ) -> None:
         chunks = self._chunks(address, len(data))
         view = memoryview(data)
         pos = 0
@@ -178,8 +181,16 @@ class EmulatedGpu:
 
     def _op_copy(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, dst, src, size = ops
-        if size:
-            self._store(dst, self._load(src, size, r.reads), r.writes)
+        if not size:
+            return
+        mb, top = self.mem_base, self.mem_base + self.mem_size
+        if mb <= src and src + size <= top and mb <= dst and dst + size <= top:
+            # Both ends in video memory: one memmove, no temporary (overlap-safe).
+            r.reads.append((src, size))
+            r.writes.append((dst, size))
+            self.vram_view[dst - mb : dst - mb + size] = self.vram_view[src - mb : src - mb + size]
+            return
+        self._store(dst, self._load(src, size, r.reads), r.writes)
 
     def _op_fill(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, dst, size, pattern = ops
@@ -246,7 +257,7 @@ class EmulatedGpu:
     def read(self, address: int, length: int) -> bytes:
         """Debug read by GPU physical address (no access log); faults raise ValueError."""
         try:
-            return self._load(address, length, [])
+            return bytes(self._load(address, length, []))
         except _Fault as fault:
             raise ValueError(fault.message) from None
 

@@ -327,13 +327,15 @@ class ReferenceMiniport:
                 raise _Reject(STATUS_INVALID_PARAMETER)
             return self._prepatch(entry, offset)
 
+        at = 0  # parse position in staged
+        pack_patch = D3DDDI_PATCHLOCATIONLIST.STRUCT.pack
         try:
             while consumed < remaining:
-                if len(staged) < fmt.HEADER.size:
-                    staged = self._stage(args, consumed, staged, remaining)
+                if len(staged) - at < fmt.HEADER.size:
+                    staged, at = self._stage(args, consumed, staged[at:], remaining), 0
                     if len(staged) < fmt.HEADER.size:
                         raise _Reject(STATUS_INVALID_USER_BUFFER)
-                opcode, _, length = fmt.HEADER.unpack_from(staged)
+                opcode, _, length = fmt.HEADER.unpack_from(staged, at)
                 command = fmt.BY_OPCODE.get(opcode)
                 if command is None:
                     raise _Reject(STATUS_ILLEGAL_INSTRUCTION)
@@ -341,11 +343,11 @@ class ReferenceMiniport:
                     raise _Reject(STATUS_PRIVILEGED_INSTRUCTION)
                 if length != command.size:
                     raise _Reject(STATUS_INVALID_USER_BUFFER)
-                if len(staged) < length:
-                    staged = self._stage(args, consumed, staged, remaining, length)
+                if len(staged) - at < length:
+                    staged, at = self._stage(args, consumed, staged[at:], remaining, length), 0
                     if len(staged) < length:
                         raise _Reject(STATUS_INVALID_USER_BUFFER)
-                fields = command.struct.unpack_from(staged)[3:]
+                fields = command.struct.unpack_from(staged, at)[3:]
                 emitted, refs = self._translate(opcode, fields, reference, entries)
                 if len(emitted) > room or len(refs) > patch_room:
                     if not dma and not patches:
@@ -353,15 +355,13 @@ class ReferenceMiniport:
                     status = STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
                     break
                 base = len(dma)
-                for index, alloc_offset, at in refs:
-                    pos = base + at
-                    patches.append(
-                        D3DDDI_PATCHLOCATIONLIST(index, 0, 0, alloc_offset, pos, pos).pack()
-                    )
+                for index, alloc_offset, offset in refs:
+                    pos = base + offset
+                    patches.append(pack_patch(index, 0, 0, alloc_offset, pos, pos))
                 dma += emitted
                 room -= len(emitted)
                 patch_room -= len(refs)
-                staged = staged[length:]
+                at += length
                 consumed += length
         except _Reject as reject:
             return reject.status
@@ -460,11 +460,17 @@ class ReferenceMiniport:
                 length * D3DDDI_PATCHLOCATIONLIST.SIZE,
                 args.PatchLocationListSubmissionStart * D3DDDI_PATCHLOCATIONLIST.SIZE,
             )
+            # Patch a copy of the submission range, then write it back in one piece.
+            window = bytearray(args.pDmaBuffer.read(end - start, start))
             addresses: dict[int, int] = {}
-            for i in range(length):
-                index, _, _, alloc_offset, patch_offset, _ = (
-                    D3DDDI_PATCHLOCATIONLIST.STRUCT.unpack_from(raw, i * 24)
-                )
+            for (
+                index,
+                _,
+                _,
+                alloc_offset,
+                patch_offset,
+                _,
+            ) in D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(raw):
                 if index >= args.AllocationListSize or not start <= patch_offset <= end - 8:
                     continue
                 base = addresses.get(index)
@@ -474,7 +480,9 @@ class ReferenceMiniport:
                         entry.PhysicalAddress if entry.hDeviceSpecificAllocation else -1
                     )
                 address = 0 if base is None or base < 0 else base + alloc_offset
-                args.pDmaBuffer.write(_U64.pack(address), patch_offset)
+                _U64.pack_into(window, patch_offset - start, address)
+            if raw:
+                args.pDmaBuffer.write(window, start)
         if (
             args.pDmaBufferPrivateData is not None
             and args.DmaBufferPrivateDataSize >= fmt.DMA_PRIVATE_DATA.size

@@ -24,6 +24,7 @@ from wddm_conformance.ddi import (
     DXGKARG_RENDER,
     DXGKARG_SUBMITCOMMAND,
 )
+from wddm_conformance.memory import UNWRITTEN
 from wddm_conformance.status import (
     STATUS_GRAPHICS_ALLOCATION_BUSY,
     STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
@@ -60,7 +61,9 @@ class TrustsPagedOut(ReferenceMiniport):
             for e in (D3DDDI_PATCHLOCATIONLIST.read(start, i) for i in range(count))
             if e.AllocationIndex not in paged_out
         ]
-        start.region.data[start.offset : start.offset + count * 24] = bytes(count * 24)
+        start.region.data[start.offset : start.offset + count * 24] = bytes([UNWRITTEN]) * (
+            count * 24
+        )
         for i, e in enumerate(kept):
             e.write(start, i)
         args.pPatchLocationListOut = start + len(kept)

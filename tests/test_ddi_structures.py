@@ -37,7 +37,9 @@ def test_allocation_list_element_is_24_bytes() -> None:
 
 
 @given(handle=U64, write=st.booleans(), segment=st.integers(0, 31), address=U64)
-def test_allocation_list_pack_unpack_round_trip(handle: int, write: bool, segment: int, address: int) -> None:
+def test_allocation_list_pack_unpack_round_trip(
+    handle: int, write: bool, segment: int, address: int
+) -> None:
     entry = DXGK_ALLOCATIONLIST(handle, write, segment, address)
     raw = entry.pack()
     assert DXGK_ALLOCATIONLIST.unpack(raw) == entry
@@ -142,7 +144,9 @@ def test_patch_location_write_and_read_element_through_ptr() -> None:
 def test_patch_location_write_past_list_end_is_recorded() -> None:
     buf = KernelBuffer("patch-out", 48)
     D3DDDI_PATCHLOCATIONLIST(1).write(buf.ptr(), 2)
-    assert [(v.kind, v.offset, v.length) for v in buf.violations] == [("write-outside-window", 48, 24)]
+    assert [(v.kind, v.offset, v.length) for v in buf.violations] == [
+        ("write-outside-window", 48, 24)
+    ]
 
 
 @given(
@@ -199,7 +203,7 @@ def test_allocation_info_flag_values() -> None:
 
 def test_build_paging_buffer_operation_numbers() -> None:
     op = DXGK_BUILDPAGINGBUFFER_OPERATION
-    assert [
+    assert list(range(8)) == [
         op.DXGK_OPERATION_TRANSFER,
         op.DXGK_OPERATION_FILL,
         op.DXGK_OPERATION_DISCARD_CONTENT,
@@ -208,7 +212,7 @@ def test_build_paging_buffer_operation_numbers() -> None:
         op.DXGK_OPERATION_MAP_APERTURE_SEGMENT,
         op.DXGK_OPERATION_UNMAP_APERTURE_SEGMENT,
         op.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER,
-    ] == list(range(8))
+    ]
     assert len(op) == 8
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reference_driver import isa
 from reference_driver.gpu import APERTURE_SEGMENT_BASE, MEMORY_SEGMENT_BASE, EmulatedGpu
-from wddm_conformance.ddi import PAGE_SIZE, DXGK_START_INFO
+from wddm_conformance.ddi import DXGK_START_INFO, PAGE_SIZE
 from wddm_conformance.driver import GpuExecution
 from wddm_conformance.sysmem import SystemMemory
 
@@ -44,7 +44,9 @@ def sysmem() -> SystemMemory:
 
 @pytest.fixture
 def gpu(sysmem: SystemMemory) -> EmulatedGpu:
-    return EmulatedGpu(sysmem, DXGK_START_INFO(MemorySegmentSize=MEM_SIZE, ApertureSegmentSize=AP_SIZE))
+    return EmulatedGpu(
+        sysmem, DXGK_START_INFO(MemorySegmentSize=MEM_SIZE, ApertureSegmentSize=AP_SIZE)
+    )
 
 
 def run(gpu: EmulatedGpu, *instructions: bytes, privileged: bool = False) -> GpuExecution:
@@ -77,12 +79,17 @@ def test_address_offsets_point_at_8_byte_operands() -> None:
             ops = [0] * len(ins.operands)
             ops[ins.operands.index(name)] = 0x1122334455667788
             raw = isa.encode(ins.mnemonic, *ops)
-            assert int.from_bytes(raw[at : at + 8], "little") == 0x1122334455667788, (ins.mnemonic, name)
+            assert int.from_bytes(raw[at : at + 8], "little") == 0x1122334455667788, (
+                ins.mnemonic,
+                name,
+            )
 
 
 @pytest.mark.parametrize("ins", isa.TABLE, ids=lambda i: i.mnemonic)
 @given(data=st.data())
-def test_encode_decode_round_trip_every_instruction(ins: isa.Instruction, data: st.DataObject) -> None:
+def test_encode_decode_round_trip_every_instruction(
+    ins: isa.Instruction, data: st.DataObject
+) -> None:
     ops = data.draw(_operands(ins))
     prefix = data.draw(st.integers(0, 8))
     raw = isa.encode(ins.mnemonic, *ops)
@@ -166,22 +173,44 @@ def test_disassemble_respects_start_and_end() -> None:
     assert "fence=1" in lines[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: isa.disassemble marks with the opcode size at a line's start (_len_at), not the width of a "
-    "'.bytes' line, so a mark inside undecodable bytes is marked on zero or two lines",
-)
 @pytest.mark.parametrize(
     ("buf", "mark"),
     [
-        (b"\xff" * 8, 3),  # not marked at all
-        (isa.encode("COPY", 1, 2, 3)[:10], 9),  # marked twice
+        (b"\xff" * 8, 3),  # inside a run of unknown bytes
+        (isa.encode("COPY", 1, 2, 3)[:10], 9),  # inside the second .bytes line of a cut-off COPY
     ],
-    ids=["unknown-bytes-unmarked", "truncated-copy-marked-twice"],
+    ids=["inside-unknown-bytes", "inside-truncated-copy"],
 )
 def test_disassemble_marks_exactly_one_line_for_mark_inside_bytes(buf: bytes, mark: int) -> None:
+    # Regression: marks used the opcode size at a line's start, not the width of a ".bytes" line.
     lines = isa.disassemble(buf, mark=mark).splitlines()
-    assert sum(line.startswith("=>") for line in lines) == 1
+    marked = [line for line in lines if line.startswith("=>")]
+    assert len(marked) == 1
+    assert ".bytes" in marked[0]
+
+
+_INSTRUCTION_OR_JUNK = st.one_of(
+    st.sampled_from(isa.TABLE).flatmap(
+        lambda ins: _operands(ins).map(lambda ops: isa.encode(ins.mnemonic, *ops))
+    ),
+    st.binary(min_size=1, max_size=5),
+)
+
+
+@given(st.lists(_INSTRUCTION_OR_JUNK, min_size=1, max_size=10), st.data())
+def test_disassemble_marks_exactly_the_line_covering_any_mark(
+    parts: list[bytes], data: st.DataObject
+) -> None:
+    buf = b"".join(parts)
+    mark = data.draw(st.integers(0, len(buf) - 1))
+    lines = isa.disassemble(buf, mark=mark).splitlines()
+    marked = [line for line in lines if line.startswith("=>")]
+    assert len(marked) == 1
+    offsets = [int(line[3:].split()[0], 16) for line in lines]
+    start = offsets[lines.index(marked[0])]
+    assert start <= mark
+    later = [off for off in offsets if off > start]
+    assert not later or mark < min(later)
 
 
 # --------------------------------------------------------------------------- swizzle
@@ -490,9 +519,17 @@ def test_gpu_copy_into_partially_mapped_aperture_range_faults_at_unmapped_page(
     assert ex.fault.address == AP + PAGE_SIZE
 
 
-def test_gpu_reaches_allocated_system_page_by_physical_address(gpu: EmulatedGpu, sysmem: SystemMemory) -> None:
+def test_gpu_reaches_allocated_system_page_by_physical_address(
+    gpu: EmulatedGpu, sysmem: SystemMemory
+) -> None:
     (pfn,) = sysmem.allocate(1)
     ex = run(gpu, enc("WRITE", 4, pfn * PAGE_SIZE + 8, 0xDEADBEEF))
     assert ex.fault is None
     assert sysmem.read(pfn * PAGE_SIZE + 8, 4) == (0xDEADBEEF).to_bytes(4, "little")
     assert ex.writes == [(pfn * PAGE_SIZE + 8, 4)]
+
+
+def test_aperture_of_partial_page_size_faults_past_the_last_whole_page() -> None:
+    gpu = EmulatedGpu(SystemMemory(), DXGK_START_INFO(1 << 20, 4096 + 100))
+    result = gpu.execute(isa.encode("READ", 1, APERTURE_SEGMENT_BASE + 4096 + 10), privileged=False)
+    assert result.fault is not None and result.fault.kind == "page-fault"

@@ -146,12 +146,10 @@ def test_class_missing_ddi_methods_lists_each_with_wdk_name() -> None:
     assert "submit_command" not in message
 
 
-def test_class_missing_ddi_methods_from_module_on_sys_path(tmp_module: Callable[[str], str]) -> None:
-    name = tmp_module(
-        "class Driver:\n"
-        "    def start_device(self, info):\n"
-        "        return 0\n"
-    )
+def test_class_missing_ddi_methods_from_module_on_sys_path(
+    tmp_module: Callable[[str], str],
+) -> None:
+    name = tmp_module("class Driver:\n    def start_device(self, info):\n        return 0\n")
     message = load_error(f"{name}:Driver")
     assert "missing DDI method(s)" in message
     for method, ddi in DDI_METHODS.items():
@@ -227,13 +225,20 @@ def test_driver_spec_instantiate_directly() -> None:
         spec.instantiate()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DriverSpec.instantiate interpolates the exception text verbatim, so a constructor "
-    "error with a newline gives a multi-line DriverLoadError (docstring promises one line)",
-)
 def test_instantiate_error_is_one_line_even_for_multi_line_exception() -> None:
+    # Regression: the exception text was interpolated verbatim, newlines included.
     spec = load_driver(f"{HERE}:MultiLineConstructorError")
     with pytest.raises(DriverLoadError) as info:
         spec.instantiate()
-    assert "\n" not in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "RuntimeError: first line second line" in message
+
+
+def test_import_error_is_one_line_even_for_multi_line_exception(
+    tmp_module: Callable[[str], str],
+) -> None:
+    # Regression: the import exception text was interpolated verbatim, newlines included.
+    name = tmp_module("raise ImportError('DLL load failed\\nIMPORTANT: read this advice')\n")
+    message = load_error(f"{name}:Driver")
+    assert "ImportError: DLL load failed IMPORTANT: read this advice" in message

@@ -13,7 +13,6 @@ from wddm_conformance.memory import (
     KernelAccessViolation,
     KernelBuffer,
     MemoryViolation,
-    Ptr,
     UserAccessFault,
     UserBuffer,
 )
@@ -49,7 +48,9 @@ def test_kernel_buffer_write_past_guard_raises_access_violation_and_is_recorded(
     buf = KernelBuffer("dma", 64)
     with pytest.raises(KernelAccessViolation, match="dma"):
         buf.write(64 + GUARD_BYTES - 4, b"12345678")
-    assert buf.violations == [MemoryViolation("write-outside-window", "dma", 64 + GUARD_BYTES - 4, 8)]
+    assert buf.violations == [
+        MemoryViolation("write-outside-window", "dma", 64 + GUARD_BYTES - 4, 8)
+    ]
     # Nothing was written: the guard is still intact.
     assert buf.guard_intact()
 
@@ -242,6 +243,35 @@ def test_double_fetched_matches_per_byte_count(reads: list[tuple[int, int]]) -> 
             else:
                 expected.append((b, b + 1))
     assert buf.double_fetched() == expected
+
+
+def test_double_fetched_does_not_pair_reads_of_different_ddi_calls() -> None:
+    buf = UserBuffer("cmd", bytes(64))
+    buf.read(0, 16)
+    buf.new_epoch()  # another DDI call (e.g. Render resumed after INSUFFICIENT_DMA_BUFFER)
+    buf.read(0, 16)
+    assert buf.double_fetched() == []
+
+
+def test_double_fetched_reports_overlaps_within_each_epoch_sorted() -> None:
+    buf = UserBuffer("cmd", bytes(64))
+    buf.read(32, 8)
+    buf.read(36, 8)  # call 1: [36, 40) twice
+    buf.new_epoch()
+    buf.read(32, 8)  # call 2: only one read of [32, 40) ...
+    buf.read(0, 4)
+    buf.read(2, 4)  # ... and [2, 4) twice
+    assert buf.double_fetched() == [(2, 4), (36, 40)]
+
+
+def test_double_fetched_with_empty_epochs() -> None:
+    buf = UserBuffer("cmd", bytes(16))
+    buf.new_epoch()
+    buf.new_epoch()
+    buf.read(0, 4)
+    buf.read(0, 4)
+    buf.new_epoch()
+    assert buf.double_fetched() == [(0, 4)]
 
 
 def test_toctou_fires_once_right_after_first_read_covering_offset() -> None:

@@ -108,7 +108,9 @@ def test_apply_xor_matches_bytewise_xor(a: bytes, b: bytes) -> None:
 def test_apply_bind_returns_final_bindings_and_minus_one_for_null() -> None:
     m = mem(a0=bytes(4), a1=bytes(4))
     before = {i: bytes(v) for i, v in m.items()}
-    bindings = apply([Bind(0, AllocRef(1, 2)), Bind(1, None), Bind(2, AllocRef(0)), Bind(2, None)], m)
+    bindings = apply(
+        [Bind(0, AllocRef(1, 2)), Bind(1, None), Bind(2, AllocRef(0)), Bind(2, None)], m
+    )
     assert bindings == {0: 1, 1: -1, 2: -1}
     assert {i: bytes(v) for i, v in m.items()} == before
 
@@ -119,7 +121,10 @@ def test_apply_without_bind_returns_empty_bindings() -> None:
 
 def test_apply_ops_run_in_order() -> None:
     m = mem(a0=bytes(4), a1=bytes(4))
-    apply([Write(AllocRef(0), 0x11111111), Copy(AllocRef(1), AllocRef(0), 4), Write(AllocRef(0), 0)], m)
+    apply(
+        [Write(AllocRef(0), 0x11111111), Copy(AllocRef(1), AllocRef(0), 4), Write(AllocRef(0), 0)],
+        m,
+    )
     assert m[0] == bytes(4)
     assert m[1] == b"\x11" * 4
 
@@ -146,7 +151,11 @@ def test_referenced_indices_include_sources_and_binds_but_not_null() -> None:
 
 def test_check_bounds_accepts_program_within_allocations() -> None:
     check_bounds(
-        [Copy(AllocRef(0, 4), AllocRef(1, 0), 12), Write(AllocRef(1, 12), 0), Fill(AllocRef(0), 16, 1)],
+        [
+            Copy(AllocRef(0, 4), AllocRef(1, 0), 12),
+            Write(AllocRef(1, 12), 0),
+            Fill(AllocRef(0), 16, 1),
+        ],
         {0: 16, 1: 16},
     )
 
@@ -168,14 +177,19 @@ def test_check_bounds_rejects_out_of_range(op: Op) -> None:
         check_bounds([op], {0: 16, 1: 16})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: program.check_bounds only checks ref.offset + size > allocation size, so a negative "
-    "offset passes (and apply() then grows the allocation's bytearray)",
+@pytest.mark.parametrize(
+    "op",
+    [
+        Write(AllocRef(0, -4), 1),
+        Copy(AllocRef(0), AllocRef(0, -8), 4),
+        Fill(AllocRef(0, 4), -1, 0),
+    ],
+    ids=["negative-write-offset", "negative-src-offset", "negative-size"],
 )
-def test_check_bounds_rejects_negative_offset() -> None:
+def test_check_bounds_rejects_negative_offset_or_size(op: Op) -> None:
+    # Regression: only offset + size > allocation size was checked, and apply() then grows the bytearray.
     with pytest.raises(ValueError, match="outside allocation-list entry"):
-        check_bounds([Write(AllocRef(0, -4), 1)], {0: 16})
+        check_bounds([op], {0: 16})
 
 
 # --------------------------------------------------------------------------- reference formats and encoder
@@ -214,7 +228,15 @@ SAMPLE: list[Op] = [
 def test_encoder_emits_version_then_one_command_per_op() -> None:
     encoded = CommandEncoder().encode(SAMPLE)
     cmds = _split_commands(encoded.command)
-    assert [op for op, _ in cmds] == [f.U_VERSION, f.U_COPY, f.U_FILL, f.U_WRITE, f.U_XOR, f.U_BIND, f.U_BIND]
+    assert [op for op, _ in cmds] == [
+        f.U_VERSION,
+        f.U_COPY,
+        f.U_FILL,
+        f.U_WRITE,
+        f.U_XOR,
+        f.U_BIND,
+        f.U_BIND,
+    ]
     assert f.BY_OPCODE[f.U_VERSION].struct.unpack(cmds[0][1])[3] == f.INTERFACE_VERSION
 
 
@@ -237,7 +259,9 @@ def test_encoder_patch_offsets_point_at_allocation_operands() -> None:
         assert p.SplitOffset == p.PatchOffset
         assert p.SlotId == 0 and p.DriverId == 0
     expected_refs = [(1, 16), (2, 32), (2, 8), (3, 4), (1, 0), (3, 100), (2, 12), (0, 0)]
-    assert [(p.AllocationIndex, p.AllocationOffset) for p in encoded.patch_locations] == expected_refs
+    assert [
+        (p.AllocationIndex, p.AllocationOffset) for p in encoded.patch_locations
+    ] == expected_refs
     offsets = [p.PatchOffset for p in encoded.patch_locations]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
 
@@ -245,7 +269,9 @@ def test_encoder_patch_offsets_point_at_allocation_operands() -> None:
 def test_encoder_first_patch_offset_is_after_version_header() -> None:
     encoded = CommandEncoder().encode([Write(AllocRef(1, 0), 0)])
     version = f.BY_OPCODE[f.U_VERSION].size
-    assert encoded.patch_locations == [D3DDDI_PATCHLOCATIONLIST(1, 0, 0, 0, version + 4, version + 4)]
+    assert encoded.patch_locations == [
+        D3DDDI_PATCHLOCATIONLIST(1, 0, 0, 0, version + 4, version + 4)
+    ]
 
 
 def test_encoder_empty_program_is_just_version() -> None:
@@ -281,7 +307,13 @@ def test_allocation_private_data_packs_magic_version_flags_size() -> None:
             f.AllocationDataFlags.HistoryBuffer | f.AllocationDataFlags.AlternateVA,
         ),
     ],
-    ids=["vram-only", "aperture-default", "swizzled-not-aperture", "aperture-only", "history-altva"],
+    ids=[
+        "vram-only",
+        "aperture-default",
+        "swizzled-not-aperture",
+        "aperture-only",
+        "history-altva",
+    ],
 )
 def test_allocation_private_data_flags(request_: AllocationRequest, flags: int) -> None:
     raw = CommandEncoder().allocation_private_data(request_)
@@ -302,3 +334,9 @@ def test_encoder_privileged_and_illegal_commands() -> None:
     illegal = enc.illegal_command()
     assert illegal[0] not in f.BY_OPCODE
     assert f.HEADER.unpack(illegal)[2] == len(illegal)
+
+
+def test_check_bounds_rejects_a_bind_to_a_missing_entry() -> None:
+    check_bounds([Bind(0, None), Bind(1, AllocRef(1, 0))], {1: 16})
+    with pytest.raises(ValueError):
+        check_bounds([Bind(0, AllocRef(5, 0))], {1: 16})

@@ -67,18 +67,18 @@ def test_driver_mismatch_is_separated_from_success_by_set_membership_not_nt_succ
 
 
 def test_allowed_status_sets_contents() -> None:
-    assert PATCH_STATUSES == {s.STATUS_SUCCESS}
-    assert BUILD_PAGING_BUFFER_STATUSES == {
+    assert {s.STATUS_SUCCESS} == PATCH_STATUSES
+    assert {
         s.STATUS_SUCCESS,
         s.STATUS_GRAPHICS_ALLOCATION_BUSY,
         s.STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
-    }
-    assert CREATE_ALLOCATION_STATUSES == {
+    } == BUILD_PAGING_BUFFER_STATUSES
+    assert {
         s.STATUS_SUCCESS,
         s.STATUS_INVALID_PARAMETER,
         s.STATUS_NO_MEMORY,
         s.STATUS_GRAPHICS_DRIVER_MISMATCH,
-    }
+    } == CREATE_ALLOCATION_STATUSES
     assert s.STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER in RENDER_STATUSES
     assert s.STATUS_GRAPHICS_ALLOCATION_BUSY not in RENDER_STATUSES
     assert s.STATUS_NOT_SUPPORTED not in RENDER_STATUSES

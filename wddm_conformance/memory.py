@@ -30,6 +30,9 @@ from .errors import HarnessError
 
 GUARD_BYTES: Final = 256
 GUARD_FILL: Final = 0xCD
+#: What an output buffer (DMA, patch list, paging buffer) holds before the driver writes it:
+#: not zero, so even a zero written past the driver's cursor is seen.
+UNWRITTEN: Final = 0xCB
 
 
 class UserAccessFault(Exception):
@@ -107,10 +110,15 @@ class KernelBuffer(Region):
         *,
         writable: bool = True,
         initial: bytes | bytearray | None = None,
+        fill: int = 0,
     ) -> None:
         if size < 0:
             raise HarnessError(f"kernel buffer {name}: negative size {size}")
-        data = bytearray(size + GUARD_BYTES)
+        data = (
+            bytearray(size + GUARD_BYTES)
+            if fill == 0
+            else bytearray(bytes([fill])) * (size + GUARD_BYTES)
+        )
         if initial is not None:
             if len(initial) > size:
                 raise HarnessError(

@@ -130,6 +130,13 @@ def check_bounds(program: Iterable[Op], sizes: Mapping[int, int]) -> None:
             spans = [(op.dst, op.size)]
         elif isinstance(op, Write):
             spans = [(op.dst, 4)]
+        elif op.ref is not None:
+            spans = [(op.ref, 0)]
         for ref, size in spans:
-            if ref.index not in sizes or ref.offset < 0 or size < 0 or ref.offset + size > sizes[ref.index]:
+            if (
+                ref.index not in sizes
+                or ref.offset < 0
+                or size < 0
+                or ref.offset + size > sizes[ref.index]
+            ):
                 raise ValueError(f"{op} reaches outside allocation-list entry {ref.index}")

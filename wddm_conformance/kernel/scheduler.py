@@ -40,7 +40,7 @@ from ..errors import (
     BugCheck,
     DriverViolation,
 )
-from ..memory import KernelBuffer, UserBuffer
+from ..memory import UNWRITTEN, KernelBuffer, UserBuffer
 from ..status import (
     RENDER_STATUSES,
     STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
@@ -79,8 +79,16 @@ class Submission:
     start: int
     end: int
     patched: bool
-    patch_locations: list[D3DDDI_PATCHLOCATIONLIST]
+    patch_list: bytes
     execution: GpuExecution
+
+    @property
+    def patch_locations(self) -> list[D3DDDI_PATCHLOCATIONLIST]:
+        """The patch locations of this range, decoded."""
+        return [
+            D3DDDI_PATCHLOCATIONLIST.unpack(self.patch_list, i)
+            for i in range(0, len(self.patch_list), 24)
+        ]
 
 
 @dataclass
@@ -106,8 +114,12 @@ class _Part:
     dma: KernelBuffer
     written: int
     private: KernelBuffer
-    patches: list[D3DDDI_PATCHLOCATIONLIST]
+    patches: bytes  # the driver's output patch list, packed
     render_view: list[DXGK_ALLOCATIONLIST]
+
+    @property
+    def count(self) -> int:
+        return len(self.patches) // D3DDDI_PATCHLOCATIONLIST.SIZE
 
 
 class Scheduler:
@@ -178,10 +190,12 @@ class Scheduler:
                 writable=False,
                 initial=b"".join(e.pack() for e in view),
             )
-            dma = KernelBuffer("DMA buffer", cfg.dma_buffer_size)
+            dma = KernelBuffer("DMA buffer", cfg.dma_buffer_size, fill=UNWRITTEN)
             private = KernelBuffer("DMA buffer private data", k.caps.DmaBufferPrivateDataSize)
             plo = KernelBuffer(
-                "pPatchLocationListOut", cfg.patch_list_entries * D3DDDI_PATCHLOCATIONLIST.SIZE
+                "pPatchLocationListOut",
+                cfg.patch_list_entries * D3DDDI_PATCHLOCATIONLIST.SIZE,
+                fill=UNWRITTEN,
             )
             args = DXGKARG_RENDER(
                 pCommand=cmd.ptr(consumed),
@@ -276,7 +290,7 @@ class Scheduler:
                 "changed the [in] fields DmaSize or PatchLocationListOutSize",
             )
         if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
-            return _Part(dma, 0, private, [], view), consumed
+            return _Part(dma, 0, private, b"", view), consumed
         written = _cursor(args.pDmaBuffer, dma, dma.size, "pDmaBuffer")
         entries = _cursor(args.pPatchLocationListOut, plo, plo.size, "pPatchLocationListOut")
         if entries % D3DDDI_PATCHLOCATIONLIST.SIZE:
@@ -286,11 +300,11 @@ class Scheduler:
                 f"pPatchLocationListOut advanced by {entries} bytes, not whole entries",
             )
         count = entries // D3DDDI_PATCHLOCATIONLIST.SIZE
-        if dma.data.count(0, written, dma.size) != dma.size - written:
+        if dma.data.count(UNWRITTEN, written, dma.size) != dma.size - written:
             raise DriverViolation(
                 "REN-CURSORS", RENDER, f"wrote DMA bytes past pDmaBuffer (+{written})"
             )
-        if plo.data.count(0, entries, plo.size) != plo.size - entries:
+        if plo.data.count(UNWRITTEN, entries, plo.size) != plo.size - entries:
             raise DriverViolation(
                 "REN-CURSORS",
                 RENDER,
@@ -309,28 +323,31 @@ class Scheduler:
                 RENDER,
                 f"pCommand moved to +{args.pCommand.offset}, outside [+{consumed}, +{len(cmd.data)}]",
             )
-        patches = [D3DDDI_PATCHLOCATIONLIST.unpack(plo.data, i * 24) for i in range(count)]
+        patches = bytes(plo.data[:entries])
         last_split = -1
-        for i, p in enumerate(patches):
-            if p.AllocationIndex >= len(view):
+        size = len(view)
+        for i, (index, _, _, _, patch_offset, split_offset) in enumerate(
+            D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(patches)
+        ):
+            if index >= size:
                 raise DriverViolation(
                     "REN-PATCHOUT",
                     RENDER,
-                    f"patch location {i} names allocation index {p.AllocationIndex}, but AllocationListSize is {len(view)}",
+                    f"patch location {i} names allocation index {index}, but AllocationListSize is {size}",
                 )
-            if p.PatchOffset >= written:
+            if patch_offset >= written:
                 raise DriverViolation(
                     "REN-PATCHOUT",
                     RENDER,
-                    f"patch location {i} has PatchOffset {p.PatchOffset}, outside the {written} bytes written",
+                    f"patch location {i} has PatchOffset {patch_offset}, outside the {written} bytes written",
                 )
-            if p.SplitOffset <= last_split:
+            if split_offset <= last_split:
                 raise DriverViolation(
                     "REN-PATCHOUT",
                     RENDER,
-                    f"patch location {i}: SplitOffset {p.SplitOffset} is not above the previous {last_split}",
+                    f"patch location {i}: SplitOffset {split_offset} is not above the previous {last_split}",
                 )
-            last_split = p.SplitOffset
+            last_split = split_offset
         return _Part(dma, written, private, patches, view), consumed_now
 
     # ------------------------------------------------------------------ submit
@@ -368,7 +385,7 @@ class Scheduler:
                     stale.append((r.PhysicalAddress, size))
         # A DMA buffer split across submissions is patched range by range (PAT-RANGE).
         need_patch = k.mode.always_repatch or k.mode.split_submissions or moved
-        ranges = [(0, part.written, 0, len(part.patches))]
+        ranges = [(0, part.written, 0, part.count)]
         if k.mode.split_submissions:
             ranges = self._split(part) or ranges
         out: list[Submission] = []
@@ -389,7 +406,7 @@ class Scheduler:
                     start,
                     end,
                     need_patch,
-                    part.patches[p_start : p_start + p_len],
+                    part.patches[p_start * 24 : (p_start + p_len) * 24],
                     execution,
                 )
             )
@@ -406,10 +423,11 @@ class Scheduler:
         if not boundaries:
             return None
         cut = boundaries[len(boundaries) // 2]
-        before = sum(1 for p in part.patches if p.PatchOffset < cut)
-        if any(p.PatchOffset >= cut for p in part.patches[:before]):
+        offsets = [e[4] for e in D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(part.patches)]
+        before = sum(1 for o in offsets if o < cut)
+        if any(o >= cut for o in offsets[:before]):
             return None  # patch list not ordered by offset: cannot split it into two contiguous sub-lists
-        return [(0, cut, 0, before), (cut, part.written, before, len(part.patches) - before)]
+        return [(0, cut, 0, before), (cut, part.written, before, part.count - before)]
 
     def _patch(
         self,
@@ -431,9 +449,9 @@ class Scheduler:
         )
         plist = KernelBuffer(
             "pPatchLocationList (Patch)",
-            len(part.patches) * 24,
+            len(part.patches),
             writable=False,
-            initial=b"".join(p.pack() for p in part.patches),
+            initial=part.patches,
         )
         plist.set_read_window(p_start * 24, (p_start + p_len) * 24)
         part.dma.set_write_window(start, end)
@@ -454,7 +472,7 @@ class Scheduler:
             pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE),
             AllocationListSize=len(view),
             pPatchLocationList=plist.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
-            PatchLocationListSize=len(part.patches),
+            PatchLocationListSize=part.count,
             PatchLocationListSubmissionStart=p_start,
             PatchLocationListSubmissionLength=p_len,
             SubmissionFenceId=fence,
@@ -680,6 +698,20 @@ def _cursor(ptr: object, region: KernelBuffer, size: int, name: str) -> int:
             "REN-CURSORS", RENDER, f"{name} left at {ptr!r}, outside its {size}-byte buffer"
         )
     return ptr.offset
+
+
+def _first_outside(accesses: list[Range], ranges: list[Range]) -> Range | None:
+    """The first access not inside one of ``ranges`` (a plain loop: this runs per GPU access)."""
+    spans = [(start, start + n) for start, n in ranges]
+    for access in accesses:
+        address, length = access
+        end = address + length
+        for start, stop in spans:
+            if start <= address and end <= stop:
+                break
+        else:
+            return access
+    return None
 
 
 def _inside(address: int, length: int, ranges: list[Range]) -> bool:

@@ -53,7 +53,7 @@ from ..errors import (
     DriverViolation,
     HarnessError,
 )
-from ..memory import KernelBuffer
+from ..memory import UNWRITTEN, KernelBuffer
 from ..program import fill_bytes
 from ..status import (
     BUILD_PAGING_BUFFER_STATUSES,
@@ -611,7 +611,7 @@ class VidMm:
                     DDI,
                     f"{operation.name} still unfinished after {calls - 1} calls",
                 )
-            buffer = KernelBuffer("paging buffer", size)
+            buffer = KernelBuffer("paging buffer", size, fill=UNWRITTEN)
             private = KernelBuffer("paging buffer private data", k.caps.DmaBufferPrivateDataSize)
             args = DXGKARG_BUILDPAGINGBUFFER(
                 pDmaBuffer=buffer.ptr(),
@@ -648,7 +648,7 @@ class VidMm:
                 )
             memory_violations(DDI, [(buffer, "PGB-CURSOR")], f" during {operation.name}")
             written = cursor.offset
-            if buffer.data.count(0, written, size) != size - written:
+            if buffer.data.count(UNWRITTEN, written, size) != size - written:
                 raise DriverViolation(
                     "PGB-CURSOR",
                     DDI,
