@@ -461,3 +461,34 @@ BREAKS: dict[type[ReferenceMiniport], str] = {
     CreateAllocationBadStatus: "ALC-STATUS",
     RejectsValidPrivateData: "ALC-PRIVDATA",
 }
+
+
+class PatchNotIdempotent(ReferenceMiniport):
+    """Adds to the addresses already in the buffer instead of overwriting them (breaks on a second Patch)."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        self.patch_calls = getattr(self, "patch_calls", 0) + 1
+        if self.patch_calls % 2 == 0 and args.pPatchLocationList is not None:
+            args.pDmaBuffer.write(b"\x01", args.DmaBufferSubmissionStartOffset + 4)
+            return STATUS_SUCCESS
+        return super().patch(args)
+
+
+class NullAllocationToGarbage(ReferenceMiniport):
+    """Patches the NULL allocation to a non-zero address instead of a harmless one."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        status = super().patch(args)
+        if args.pPatchLocationList is not None and args.pAllocationList is not None:
+            for i in range(args.PatchLocationListSubmissionLength):
+                entry = D3DDDI_PATCHLOCATIONLIST.read(
+                    args.pPatchLocationList, args.PatchLocationListSubmissionStart + i
+                )
+                handle = DXGK_ALLOCATIONLIST.read(args.pAllocationList, entry.AllocationIndex)
+                if handle.hDeviceSpecificAllocation == 0:
+                    args.pDmaBuffer.write(struct.pack("<Q", 0xDEAD0000), entry.PatchOffset)
+        return status
+
+
+BREAKS[PatchNotIdempotent] = "PAT-REPATCH"
+BREAKS[NullAllocationToGarbage] = "REN-NULLALLOC"

@@ -186,6 +186,8 @@ VIOLATIONS = [
     (m.BadPatchIndex, "default", "render_program", "REN-PATCHOUT"),
     (m.IgnoresWriteOperation, "default", "render_into_read_only", "REN-ALLOCINDEX"),
     (m.PatchIgnoresSubmissionStart, "split-submissions", "render_program", "PAT-RANGE"),
+    (m.PatchNotIdempotent, "always-repatch", "render_program", "PAT-REPATCH"),
+    (m.NullAllocationToGarbage, "always-repatch", "render_program", "REN-NULLALLOC"),
     (m.PatchWritesOutsideRange, "split-submissions", "render_program", "PAT-RANGE"),
     (m.StaleFence, "always-repatch", "render_program", "PAT-FENCE"),
     (m.GrowsPagingBuffer, "default", "evict_round_trip", "PAT-PAGING"),

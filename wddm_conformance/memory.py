@@ -22,6 +22,7 @@ it happens, so a failure names the buffer and the offset:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Final
@@ -69,7 +70,7 @@ class MemoryViolation:
         return f"{self.kind} in {self.region} at +{self.offset} ({self.length} byte(s))"
 
 
-class Region:
+class Region(ABC):
     """A named span of simulated memory. Subclasses decide what each access means."""
 
     __slots__ = ("data", "name", "violations")
@@ -79,11 +80,13 @@ class Region:
         self.data = data
         self.violations: list[MemoryViolation] = []
 
+    @abstractmethod
     def read(self, offset: int, length: int) -> bytes:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Read ``length`` bytes at ``offset``, applying this region's rules."""
 
+    @abstractmethod
     def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Write ``payload`` at ``offset``, applying this region's rules."""
 
     def ptr(self, offset: int = 0, stride: int = 1) -> Ptr:
         """A pointer to byte ``offset`` in this region, to elements of ``stride`` bytes."""

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from .errors import DriverViolation
 from .kernel import Allocation, Kernel, RenderResult
+from .program import describe_difference
 
 
 def expect_memory(
@@ -26,12 +27,11 @@ def expect_memory(
             continue
         got = kernel.gpu_view(a)
         if got != want:
-            first = next(i for i in range(len(want)) if got[i] != want[i])
             raise DriverViolation(
                 "REN-TRANSLATE",
                 "DxgkDdiRender",
-                f"{what}: allocation-list entry {index} ({a}) differs from the reference model at byte {first} "
-                f"(got 0x{got[first]:02X}, want 0x{want[first]:02X})",
+                f"{what}: allocation-list entry {index} ({a}) differs from the reference model "
+                f"{describe_difference(got, want)}",
             )
 
 

@@ -120,6 +120,14 @@ def apply(program: Iterable[Op], memory: MutableMapping[int, bytearray]) -> dict
     return bindings
 
 
+def describe_difference(got: bytes, want: bytes) -> str:
+    """Where two byte strings first differ, for failure messages (``at byte 12 (got 0x00, want 0xFF)``)."""
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
+        if g != w:
+            return f"at byte {i} (got 0x{g:02X}, want 0x{w:02X})"
+    return f"in length ({len(got)} bytes, want {len(want)})"
+
+
 def check_bounds(program: Iterable[Op], sizes: Mapping[int, int]) -> None:
     """Raise ValueError if an operation reaches outside an allocation (programs for valid tests)."""
     for op in program:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .driver import AllocationRequest, DriverSpec
 from .errors import DriverViolation
 from .kernel import Allocation, Kernel, KernelConfig, KernelMode
-from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, apply
+from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, apply, describe_difference
 
 
 @dataclass
@@ -53,12 +53,11 @@ class Workload:
             got = self.k.gpu_view(a)
             want = bytes(self.shadow[a.id])
             if got != want:
-                first = next(i for i in range(len(want)) if got[i] != want[i])
                 raise DriverViolation(
                     "REN-TRANSLATE",
                     "end-to-end workload",
                     f"after step {step!r} in mode {self.k.mode}: {a} differs from what the commands meant "
-                    f"at byte {first} (got 0x{got[first]:02X}, want 0x{want[first]:02X})",
+                    f"{describe_difference(got, want)}",
                 )
 
     def submit(self, context: object, alist: list[Allocation | None], program: list[Op]) -> None:

@@ -41,6 +41,7 @@ from ..errors import (
     DriverViolation,
 )
 from ..memory import UNWRITTEN, KernelBuffer, UserBuffer
+from ..program import describe_difference
 from ..status import (
     RENDER_STATUSES,
     STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
@@ -394,6 +395,17 @@ class Scheduler:
             fence = self.fence
             if need_patch:
                 self._patch(context, part, view, start, end, p_start, p_len, fence)
+                if k.mode.always_repatch:
+                    # Preemption: the same range is patched again with the same addresses.
+                    once = bytes(part.dma.data[start:end])
+                    self._patch(context, part, view, start, end, p_start, p_len, fence)
+                    if part.dma.data[start:end] != once:
+                        raise DriverViolation(
+                            "PAT-REPATCH",
+                            PATCH,
+                            f"patching range [{start}, {end}) a second time with the same addresses changed it "
+                            f"{describe_difference(bytes(part.dma.data[start:end]), once)}",
+                        )
             dma = bytes(part.dma.data[start:end])
             self._call_submit(
                 context.hContext, part.dma.size, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
@@ -610,6 +622,21 @@ class Scheduler:
                     writable += spans
         allowed_merged, _ = coverage(allowed)
         writable_merged, _ = coverage(writable)
+        # Bindings hold segment addresses (aperture addresses included), not the pages behind them.
+        bindable = [
+            (u.allocation.address, u.allocation.size)
+            for u in uses
+            if u.allocation is not None and u.allocation.state == "resident"
+        ]
+        for slot, address in execution.bindings.items():
+            if address and not _inside(address, 0, bindable):  # an end-of-allocation bind is legal
+                rule = blame(address)
+                raise DriverViolation(
+                    "REN-NULLALLOC" if rule == "ALL-ISOLATION" else rule,
+                    RENDER,
+                    f"binding slot {slot} holds 0x{address:X}, neither 0 (the NULL allocation) nor an address "
+                    f"inside the allocations of this submission\n{k.gpu.disassemble(dma)}",
+                )
         for kind, accesses, ranges, rule in (
             ("read", execution.reads, allowed_merged, "ALL-ISOLATION"),
             ("write", execution.writes, writable_merged, "REN-ALLOCINDEX"),

@@ -54,7 +54,7 @@ from ..errors import (
     HarnessError,
 )
 from ..memory import UNWRITTEN, KernelBuffer
-from ..program import fill_bytes
+from ..program import describe_difference, fill_bytes
 from ..status import (
     BUILD_PAGING_BUFFER_STATUSES,
     STATUS_GRAPHICS_ALLOCATION_BUSY,
@@ -462,13 +462,11 @@ class VidMm:
         else:
             want = expected
         if got != want:
-            first = next(i for i in range(size) if got[i] != want[i])
             raise DriverViolation(
                 rule,
                 DDI,
                 f"transfer of {size} bytes ({_describe(src)} -> {_describe(dst)}, flags {flags!r}) "
-                f"left wrong content: first difference at byte {first} (got 0x{got[first]:02X}, "
-                f"want 0x{want[first]:02X})",
+                f"left wrong content {describe_difference(got, want)}",
             )
 
     def fill(
