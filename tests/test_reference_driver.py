@@ -208,6 +208,7 @@ def test_failed_batch_leaves_no_half_made_allocations() -> None:
 
 
 def test_resource_handle_is_returned_and_reused() -> None:
+    """ALC-RESOURCE: a resource handle comes back and later calls for the resource receive it."""
     k = Kernel("reference")
     dev = k.create_device()
     (a,) = k.create_allocations(dev, [AllocationRequest(4096)], resource=0)
@@ -217,6 +218,7 @@ def test_resource_handle_is_returned_and_reused() -> None:
 
 
 def test_history_buffer_flag_is_accepted_and_reported() -> None:
+    """ALC-HISTORY: HistoryBuffer allocations are accepted and the flag is reported."""
     k = Kernel("reference")
     (a,) = k.create_allocations(k.create_device(), [AllocationRequest(4096, history_buffer=True)])
     assert a.info.Flags & DXGK_ALLOCATIONINFOFLAGS.HistoryBuffer
@@ -261,3 +263,25 @@ def test_transfer_with_null_handle_copies_bytes_as_they_are() -> None:
         DXGK_TRANSFERFLAGS.Swizzle,
     )
     assert k.gpu.read(a.address, 8192) == data
+
+
+def test_every_paging_buffer_is_patched_without_a_patch_list_and_keeps_its_size() -> None:
+    """PGB-PATCHED: the kernel calls Patch on each paging buffer with Flags.Paging and no patch list."""
+    from wddm_conformance.ddi import DXGK_PATCHFLAGS
+
+    k = Kernel("reference", "tiny-buffers")
+    (a,) = k.create_allocations(k.create_device(), [AllocationRequest(32 << 10, aperture=False)])
+    seen: list[tuple[int, object, int]] = []
+    original = k.driver.patch
+
+    def spy(args):  # type: ignore[no-untyped-def]
+        seen.append((int(args.Flags), args.pPatchLocationList, args.DmaBufferSubmissionEndOffset))
+        return original(args)
+
+    k.driver.patch = spy  # type: ignore[method-assign]
+    k.make_resident(a)
+    k.evict(a)
+    assert len(seen) > 4
+    assert all(
+        flags & DXGK_PATCHFLAGS.Paging and plist is None and end > 0 for flags, plist, end in seen
+    )
