@@ -492,3 +492,14 @@ class NullAllocationToGarbage(ReferenceMiniport):
 
 BREAKS[PatchNotIdempotent] = "PAT-REPATCH"
 BREAKS[NullAllocationToGarbage] = "REN-NULLALLOC"
+
+
+class WritesFarPastDmaBuffer(ReferenceMiniport):
+    """Writes a kilobyte past the end of its DMA buffer: memory corruption beyond the guard zone."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        args.pDmaBuffer.write(b"\xff" * 8, args.DmaSize + 1024)
+        return super().render(hContext, args)
+
+
+BREAKS[WritesFarPastDmaBuffer] = "REN-CURSORS"

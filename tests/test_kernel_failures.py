@@ -235,6 +235,7 @@ BUGCHECKS = [
     (m.BadPagingStatus, "default", "evict_round_trip", 0x10E, 0xB, "PGB-STATUS"),
     (m.RaisesInRender, "default", "render_program", 0x1E, 0x0, "ALL-NORAISE"),
     (m.LetsUserFaultEscape, "default", "render_with_user_fault", 0x1E, 0xC0000005, "REN-USERFAULT"),
+    (m.WritesFarPastDmaBuffer, "default", "render_program", 0x1E, 0xC0000005, "REN-CURSORS"),
 ]
 
 
