@@ -56,6 +56,11 @@ class UserAccessFault(Exception):
 class KernelAccessViolation(Exception):
     """The driver touched kernel memory outside any buffer it was given (past the guard zone)."""
 
+    def __init__(self, message: str, *, offset: int, write: bool) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.write = write
+
 
 @dataclass(frozen=True)
 class MemoryViolation:
@@ -135,7 +140,7 @@ class KernelBuffer(Region):
         self.write_lo = 0
         self.write_hi = size
         self.read_lo = 0
-        self.read_hi = size + GUARD_BYTES
+        self.read_hi = size
 
     def set_write_window(self, lo: int, hi: int) -> None:
         """Restrict where the driver may write (e.g. the submission range during Patch)."""
@@ -150,7 +155,9 @@ class KernelBuffer(Region):
         if offset < 0 or length < 0 or end > len(self.data):
             self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
             raise KernelAccessViolation(
-                f"read of {length} byte(s) at +{offset} outside kernel buffer {self.name} ({self.size} bytes)"
+                f"read of {length} byte(s) at +{offset} outside kernel buffer {self.name} ({self.size} bytes)",
+                offset=offset,
+                write=False,
             )
         if offset < self.read_lo or end > self.read_hi:
             self.violations.append(
@@ -170,7 +177,9 @@ class KernelBuffer(Region):
         if offset < 0 or end > len(self.data):
             raise KernelAccessViolation(
                 f"write of {length} byte(s) at +{offset} past the end of kernel buffer {self.name} "
-                f"({self.size} bytes + {GUARD_BYTES} guard)"
+                f"({self.size} bytes + {GUARD_BYTES} guard)",
+                offset=offset,
+                write=True,
             )
         self.data[offset:end] = payload
 
@@ -292,8 +301,8 @@ class Ptr:
         return Ptr(self.region, self.offset + n * self.stride, self.stride)
 
     def __sub__(self, other: Ptr) -> int:
-        if other.region is not self.region:
-            raise HarnessError(
+        if other.region is not self.region:  # the driver's mistake, so not a HarnessError
+            raise ValueError(
                 f"subtracting pointers into different buffers ({self.region.name}, {other.region.name})"
             )
         return (self.offset - other.offset) // self.stride

@@ -40,14 +40,21 @@ class WatchdogInvoker:
         if not self._usable or threading.current_thread() is not threading.main_thread():
             return fn(*args)
         seconds = self.seconds
+        fired = False
 
         def expired(signum: int, frame: FrameType | None) -> None:
+            nonlocal fired
+            fired = True
             raise DdiTimeout(seconds, ddi)
 
         previous = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        # Re-armed every `seconds`: a driver that swallows one DdiTimeout gets another.
+        signal.setitimer(signal.ITIMER_REAL, seconds, seconds)
         try:
-            return fn(*args)
+            result = fn(*args)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+        if fired:  # the driver caught the timeout and returned late: still a TDR
+            raise DdiTimeout(seconds, ddi)
+        return result

@@ -70,7 +70,7 @@ class DdiCaller:
             self.trace.append(f"{ddi} -> unhandled user-mode access fault")
             raise BugCheck(
                 KMODE_EXCEPTION_NOT_HANDLED,
-                (STATUS_ACCESS_VIOLATION, 0, exc.offset, 0),
+                (STATUS_ACCESS_VIOLATION, 0, 0, exc.offset),  # parameter 3: 0 = read
                 "REN-USERFAULT",
                 ddi,
                 f"the user-mode access fault escaped the DDI instead of being caught (__try/__except): {exc}",
@@ -79,12 +79,14 @@ class DdiCaller:
             self.trace.append(f"{ddi} -> kernel access violation")
             raise BugCheck(
                 KMODE_EXCEPTION_NOT_HANDLED,
-                (STATUS_ACCESS_VIOLATION, 0, 0, 0),
-                CURSOR_RULE.get(method, "ALL-NORAISE"),
+                (STATUS_ACCESS_VIOLATION, 0, 1 if exc.write else 0, exc.offset),
+                CURSOR_RULE.get(method, "ALL-NORAISE") if exc.write else "ALL-NORAISE",
                 ddi,
                 f"memory corruption: {exc}",
             ) from exc
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit, GeneratorExit...: a driver must not raise anything
             self.trace.append(f"{ddi} -> raised {type(exc).__name__}")
             raise BugCheck(
                 KMODE_EXCEPTION_NOT_HANDLED,
@@ -103,11 +105,21 @@ class DdiCaller:
         return "\n".join(f"  {i + 1}. {line}" for i, line in enumerate(self.trace))
 
 
+#: Rules fixed by the kind of memory violation, whatever the buffer.
+KIND_RULE = {"write-readonly": "ALL-READONLY", "read-past-end": "REN-UNDERRUN"}
+
+
 def memory_violations(ddi: str, checks: Iterable[tuple[Region, str]], context: str = "") -> None:
-    """Raise a DriverViolation for the first rule broken in any region, naming ``requirement``."""
-    for region, requirement in checks:
+    """Raise a DriverViolation for the first rule broken in any region.
+
+    A write to a read-only input is ALL-READONLY and a read past the end of a user
+    buffer is REN-UNDERRUN; anything else outside a buffer's window breaks the rule
+    given for that buffer.
+    """
+    for region, buffer_rule in checks:
         if region.violations:
             first: MemoryViolation = region.violations[0]
+            requirement = KIND_RULE.get(first.kind, buffer_rule)
             more = f" (+{len(region.violations) - 1} more)" if len(region.violations) > 1 else ""
             raise DriverViolation(
                 requirement,

@@ -40,7 +40,7 @@ from ..errors import (
     BugCheck,
     DriverViolation,
 )
-from ..memory import UNWRITTEN, KernelBuffer, UserBuffer
+from ..memory import UNWRITTEN, KernelBuffer, Ptr, UserBuffer
 from ..program import describe_difference
 from ..status import (
     RENDER_STATUSES,
@@ -179,6 +179,8 @@ class Scheduler:
         result = RenderResult(STATUS_SUCCESS, command_buffer=cmd, patch_list_in=plin)
         cfg = k.config
         consumed = 0
+        multipass = 0  # [in/out]: the driver's own progress marker, kept across split calls
+        seen: set[tuple[int, int, bytes]] = set()
         while True:
             if result.render_calls >= cfg.max_render_passes:
                 raise DriverViolation(
@@ -213,6 +215,7 @@ class Scheduler:
                 PatchLocationListInSize=len(patch_list_in) if patch_list_in is not None else 0,
                 pPatchLocationListOut=plo.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
                 PatchLocationListOutSize=cfg.patch_list_entries,
+                MultipassOffset=multipass,
             )
             result.render_calls += 1
             cmd.new_epoch()
@@ -249,6 +252,17 @@ class Scheduler:
                     f"returned INSUFFICIENT_DMA_BUFFER on an empty {cfg.dma_buffer_size}-byte DMA buffer without "
                     f"consuming or writing anything: a command that cannot fit must be an error, not a livelock",
                 )
+            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER:
+                state = (consumed_now, _int(args.MultipassOffset), bytes(dma.data[: part.written]))
+                if state in seen:
+                    raise DriverViolation(
+                        "REN-SPLIT",
+                        RENDER,
+                        f"livelock: call {result.render_calls} left pCommand (+{consumed_now}), MultipassOffset "
+                        f"and the DMA bytes exactly as an earlier call did, so it never finishes",
+                    )
+                seen.add(state)
+                multipass = _int(args.MultipassOffset)
             if part.written:
                 result.submissions.extend(self._submit_part(context, uses, part))
             consumed = consumed_now
@@ -269,17 +283,14 @@ class Scheduler:
         view: list[DXGK_ALLOCATIONLIST],
     ) -> tuple[_Part, int]:
         checks = [
+            (cmd, "REN-UNDERRUN"),
             (alist, "ALL-READONLY"),
-            (cmd, "ALL-READONLY"),
             (dma, "REN-CURSORS"),
             (plo, "REN-CURSORS"),
             (private, "REN-CURSORS"),
         ]
         if plin is not None:
-            checks.append((plin, "ALL-READONLY"))
-        overread = [v for v in cmd.violations if v.kind == "read-past-end"]
-        if overread:
-            raise DriverViolation("REN-UNDERRUN", RENDER, f"read past CommandLength: {overread[0]}")
+            checks.append((plin, "REN-UNDERRUN"))
         memory_violations(RENDER, checks)
         if (
             args.DmaSize != self.k.config.dma_buffer_size
@@ -311,9 +322,9 @@ class Scheduler:
                 RENDER,
                 f"wrote patch locations past pPatchLocationListOut (entry {count})",
             )
-        if args.pCommand.region is not cmd:
+        if not isinstance(args.pCommand, Ptr) or args.pCommand.region is not cmd:
             raise DriverViolation(
-                "REN-SPLIT", RENDER, f"pCommand left pointing into {args.pCommand.region.name}"
+                "REN-SPLIT", RENDER, f"pCommand left at {args.pCommand!r}, not inside the command buffer"
             )
         consumed_now = consumed if status == STATUS_SUCCESS else args.pCommand.offset
         if status == STATUS_SUCCESS:
@@ -408,7 +419,7 @@ class Scheduler:
                         )
             dma = bytes(part.dma.data[start:end])
             self._call_submit(
-                context.hContext, part.dma.size, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
+                context.hContext, part.written, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
             )
             execution = k.gpu.execute(dma, privileged=False)
             out.append(
@@ -496,11 +507,11 @@ class Scheduler:
         memory_violations(
             PATCH, [(part.dma, "PAT-RANGE"), (plist, "PAT-RANGE"), (alist, "ALL-READONLY")]
         )
-        if part.private.violations:
+        if part.private.violations:  # in-window writes are legal: DXGKARG_PATCH's private data is not const
             raise DriverViolation(
-                "ALL-READONLY",
+                "PAT-RANGE",
                 PATCH,
-                f"wrote the DMA buffer private data: {part.private.violations[0]}",
+                f"wrote past the DMA buffer private data: {part.private.violations[0]}",
             )
         if (
             args.DmaBufferSubmissionStartOffset,
@@ -593,6 +604,8 @@ class Scheduler:
                 return "REN-PREPATCH"
             if address is not None and _inside(address, length, stale):
                 return "REN-FULLPATCH"
+            if address is not None and _inside(address, length, [(k.dummy_page_address, 4096)]):
+                return "REN-FULLPATCH"  # an aperture address from before an unmap survived Patch
             return "ALL-ISOLATION"
 
         if execution.fault is not None:
@@ -612,8 +625,9 @@ class Scheduler:
         self._judge_fences(PATCH, execution.fences, fence, patched)
         if not k.config.check_isolation:
             return
-        allowed: list[Range] = [(k.dummy_page_address, 4096)]
-        writable: list[Range] = [(k.dummy_page_address, 4096)]
+        dummy: Range = (k.dummy_page_address, 4096)
+        allowed: list[Range] = [dummy]  # reads through an unmapped range are harmless (PGB-UNMAP)
+        writable: list[Range] = []  # the dummy page is never a write target
         for use in uses:
             if use.allocation is not None:
                 spans = k.vidmm.physical_ranges(use.allocation)
@@ -628,6 +642,7 @@ class Scheduler:
             for u in uses
             if u.allocation is not None and u.allocation.state == "resident"
         ]
+        bindable.append(dummy)  # a NULL allocation may be bound to the dummy page: harmless
         for slot, address in execution.bindings.items():
             if address and not _inside(address, 0, bindable):  # an end-of-allocation bind is legal
                 rule = blame(address)
@@ -641,17 +656,22 @@ class Scheduler:
             ("read", execution.reads, allowed_merged, "ALL-ISOLATION"),
             ("write", execution.writes, writable_merged, "REN-ALLOCINDEX"),
         ):
-            for address, length in accesses:
-                if not _inside(address, length, ranges):
-                    rule_here = (
-                        rule if _inside(address, length, allowed_merged) else blame(address, length)
-                    )
-                    raise DriverViolation(
-                        rule_here,
-                        RENDER,
-                        f"the GPU {kind} {length} byte(s) at 0x{address:X}, outside the "
-                        f"{'writable ' if kind == 'write' else ''}allocations of this submission\n{k.gpu.disassemble(dma)}",
-                    )
+            outside = _first_outside(accesses, ranges)
+            if outside is None:
+                continue
+            address, length = outside
+            if _inside(address, length, [dummy, *stale]):
+                rule_here = blame(address, length)  # a stale reference reached where something used to be
+            elif _inside(address, length, allowed_merged):
+                rule_here = rule
+            else:
+                rule_here = blame(address, length)
+            raise DriverViolation(
+                rule_here,
+                RENDER,
+                f"the GPU {kind} {length} byte(s) at 0x{address:X}, outside the "
+                f"{'writable ' if kind == 'write' else ''}allocations of this submission\n{k.gpu.disassemble(dma)}",
+            )
 
     # ------------------------------------------------------------------ paging submissions
 
@@ -717,9 +737,12 @@ class Scheduler:
         return execution
 
 
-def _cursor(ptr: object, region: KernelBuffer, size: int, name: str) -> int:
-    from ..memory import Ptr
+def _int(value: object) -> int:
+    """A driver-written integer field, or -1 when the driver left junk there."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
+
+def _cursor(ptr: object, region: KernelBuffer, size: int, name: str) -> int:
     if not isinstance(ptr, Ptr) or ptr.region is not region or not 0 <= ptr.offset <= size:
         raise DriverViolation(
             "REN-CURSORS", RENDER, f"{name} left at {ptr!r}, outside its {size}-byte buffer"
