@@ -195,6 +195,7 @@ class EmulatedGpu:
     def _op_fill(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, dst, size, pattern = ops
         if size:
+            self._chunks(dst, size)  # fault on a bad range before building a huge pattern
             unit = pattern.to_bytes(4, "little")
             self._store(dst, (unit * (size // 4 + 1))[:size], r.writes)
 

@@ -196,12 +196,16 @@ class ReferenceMiniport:
         if flags & ~int(sum(fmt.AllocationDataFlags)) or reserved0 or reserved1 or size == 0:
             raise _Reject(STATUS_INVALID_PARAMETER)
         data_flags = fmt.AllocationDataFlags(flags)
-        limit = (
-            self.aperture_segment_size
-            if data_flags & fmt.AllocationDataFlags.ApertureOnly
-            else max(self.memory_segment_size, self.aperture_segment_size)
+        aperture_ok = data_flags & fmt.AllocationDataFlags.Aperture and not (
+            data_flags & fmt.AllocationDataFlags.Swizzled
         )
-        if size > limit:
+        if data_flags & fmt.AllocationDataFlags.ApertureOnly:
+            limit = self.aperture_segment_size
+        elif aperture_ok:
+            limit = max(self.memory_segment_size, self.aperture_segment_size)
+        else:  # memory-only: must fit the memory segment
+            limit = self.memory_segment_size
+        if -(-size // PAGE_SIZE) * PAGE_SIZE > limit:
             raise _Reject(STATUS_INVALID_PARAMETER)
         return size, data_flags
 

@@ -503,3 +503,57 @@ class WritesFarPastDmaBuffer(ReferenceMiniport):
 
 
 BREAKS[WritesFarPastDmaBuffer] = "REN-CURSORS"
+
+
+class ExitsInRender(ReferenceMiniport):
+    """Calls sys.exit() inside a DDI."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        raise SystemExit(0)
+
+
+class RenderNopLivelock(ReferenceMiniport):
+    """Writes a NOP and asks for more room forever, never consuming the command buffer."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        args.pDmaBuffer.write(isa.encode("NOP"))
+        args.pDmaBuffer += 4
+        return STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
+
+
+class SwallowsTimeout(ReferenceMiniport):
+    """Catches everything, including the watchdog's timeout, and returns late."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        import contextlib
+        import time
+
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(BaseException):  # swallows the watchdog's DdiTimeout too
+                time.sleep(0.01)
+        return super().render(hContext, args)
+
+
+class PagingPrivateOverflow(ReferenceMiniport):
+    """Writes past the paging buffer's private data."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.pDmaBufferPrivateData is not None:
+            args.pDmaBufferPrivateData.write(b"\x01" * 8, args.DmaBufferPrivateDataSize)
+        return super().build_paging_buffer(args)
+
+
+class NoAlternateVA(ReferenceMiniport):
+    """A conforming driver that does not support UseAlternateVA (it is never asked for special lock)."""
+
+    def query_driver_caps(self):  # type: ignore[no-untyped-def]
+        import dataclasses
+
+        return dataclasses.replace(super().query_driver_caps(), SupportsAlternateVA=False)
+
+
+BREAKS[ExitsInRender] = "ALL-NORAISE"
+BREAKS[RenderNopLivelock] = "REN-SPLIT"
+BREAKS[SwallowsTimeout] = "ALL-BOUNDED"
+BREAKS[PagingPrivateOverflow] = "PGB-CURSOR"

@@ -533,3 +533,9 @@ def test_aperture_of_partial_page_size_faults_past_the_last_whole_page() -> None
     gpu = EmulatedGpu(SystemMemory(), DXGK_START_INFO(1 << 20, 4096 + 100))
     result = gpu.execute(isa.encode("READ", 1, APERTURE_SEGMENT_BASE + 4096 + 10), privileged=False)
     assert result.fault is not None and result.fault.kind == "page-fault"
+
+
+def test_huge_fill_to_a_bad_address_faults_without_building_the_pattern() -> None:
+    gpu = EmulatedGpu(SystemMemory(), DXGK_START_INFO(1 << 20, 64 << 10))
+    result = gpu.execute(isa.encode("FILL", 0x7_0000_0000, 0xFFFFFFF0, 0x1234), privileged=False)
+    assert result.fault is not None and result.fault.kind == "page-fault"

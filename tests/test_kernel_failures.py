@@ -183,6 +183,8 @@ VIOLATIONS = [
     (m.WritesAllocationList, "default", "render_program", "ALL-READONLY"),
     (m.BadRenderStatus, "default", "render_program", "REN-STATUS"),
     (m.SplitLivelock, "default", "render_program", "REN-SPLIT"),
+    (m.RenderNopLivelock, "default", "render_program", "REN-SPLIT"),
+    (m.PagingPrivateOverflow, "default", "evict_round_trip", "PGB-CURSOR"),
     (m.BadPatchIndex, "default", "render_program", "REN-PATCHOUT"),
     (m.IgnoresWriteOperation, "default", "render_into_read_only", "REN-ALLOCINDEX"),
     (m.PatchIgnoresSubmissionStart, "split-submissions", "render_program", "PAT-RANGE"),
@@ -234,6 +236,7 @@ BUGCHECKS = [
     (m.PagingFaults, "default", "evict_round_trip", 0x119, 0x5, "PGB-FILL"),
     (m.BadPagingStatus, "default", "evict_round_trip", 0x10E, 0xB, "PGB-STATUS"),
     (m.RaisesInRender, "default", "render_program", 0x1E, 0x0, "ALL-NORAISE"),
+    (m.ExitsInRender, "default", "render_program", 0x1E, 0x0, "ALL-NORAISE"),
     (m.LetsUserFaultEscape, "default", "render_with_user_fault", 0x1E, 0xC0000005, "REN-USERFAULT"),
     (m.WritesFarPastDmaBuffer, "default", "render_program", 0x1E, 0xC0000005, "REN-CURSORS"),
 ]
@@ -349,3 +352,57 @@ def test_same_seed_same_ddi_sequence() -> None:
         return list(k.caller.trace) + [str(a) for a in k.allocations.values()]
 
     assert trace(7) == trace(7)
+
+
+def test_a_driver_that_swallows_the_timeout_is_still_a_tdr() -> None:
+    with pytest.raises(Tdr):
+        render_program(_kernel(m.SwallowsTimeout, "default", ddi_timeout=0.2))
+
+
+def test_driver_without_alternate_va_passes_the_workload_and_is_never_asked_for_special_lock() -> (
+    None
+):
+    from wddm_conformance.workload import run_workload
+
+    ops: list[int] = []
+    spec = load_driver("tests.mutants:NoAlternateVA")
+    original = spec.cls.build_paging_buffer
+
+    def spy(self, args):  # type: ignore[no-untyped-def]
+        ops.append(int(args.Operation))
+        return original(self, args)
+
+    spec.cls.build_paging_buffer = spy
+    try:
+        run_workload(spec, "default")
+    finally:
+        spec.cls.build_paging_buffer = original
+    assert ops and 7 not in ops  # DXGK_OPERATION_SPECIAL_LOCK_TRANSFER
+
+
+def test_render_multipass_offset_is_kept_across_split_calls() -> None:
+    k = Kernel("reference", "tiny-buffers", FAST)
+    seen: list[int] = []
+    original = k.driver.render
+
+    def spy(h, args):  # type: ignore[no-untyped-def]
+        seen.append(args.MultipassOffset)
+        status = original(h, args)
+        args.MultipassOffset = len(seen)  # the driver's own progress marker
+        return status
+
+    k.driver.render = spy  # type: ignore[method-assign]
+    render_program(k, ops=5)
+    assert seen[:4] == [0, 1, 2, 3]
+
+
+def test_forced_eviction_of_an_allocation_larger_than_half_its_segment() -> None:
+    k = Kernel("reference", "forced-eviction", KernelConfig(memory_segment_size=4 << 20))
+    dev = k.create_device()
+    ctx = k.create_context(dev)
+    a, b = k.create_allocations(
+        dev, [AllocationRequest(3 << 20, aperture=False), AllocationRequest(4096)]
+    )
+    k.cpu_write(a, 0, b"x" * 4096)
+    assert k.run_program(ctx, [None, a, b], [Copy(AllocRef(2), AllocRef(1), 4096)]).ok
+    assert k.cpu_read(b, 0, 4) == b"xxxx"

@@ -111,7 +111,9 @@ def test_kernel_buffer_read_outside_read_window_is_recorded_but_returns_bytes() 
 def test_kernel_buffer_read_of_the_guard_zone_is_recorded() -> None:
     buf = KernelBuffer("dma", 8)
     assert buf.read(8, 4) == bytes([GUARD_FILL]) * 4  # it does not fault (as in C) ...
-    assert buf.violations == [MemoryViolation("read-outside-window", "dma", 8, 4)]  # ... but is seen
+    assert buf.violations == [
+        MemoryViolation("read-outside-window", "dma", 8, 4)
+    ]  # ... but is seen
 
 
 def test_kernel_buffer_read_past_backing_is_recorded_and_raises() -> None:

@@ -285,3 +285,30 @@ def test_every_paging_buffer_is_patched_without_a_patch_list_and_keeps_its_size(
     assert all(
         flags & DXGK_PATCHFLAGS.Paging and plist is None and end > 0 for flags, plist, end in seen
     )
+
+
+def test_memory_only_allocation_larger_than_the_memory_segment_is_rejected() -> None:
+    """ALC-INFO: the reference driver never reports a size no supported segment can hold."""
+    k = Kernel(
+        "reference",
+        "default",
+        KernelConfig(memory_segment_size=1 << 20, aperture_segment_size=4 << 20),
+    )
+    dev = k.create_device()
+    big = f.pack_allocation_data(2 << 20, f.AllocationDataFlags(0))
+    assert k.create_allocations(dev, [big], allow_failure=True) == []
+    assert status_from_trace(k) == STATUS_INVALID_PARAMETER
+    (a,) = k.create_allocations(dev, [AllocationRequest(2 << 20)])  # aperture allowed: fits there
+    assert a.size == 2 << 20
+
+
+def test_reference_model_shares_bytes_of_aliased_list_entries() -> None:
+    k = Kernel("reference")
+    dev = k.create_device()
+    ctx = k.create_context(dev)
+    (a,) = k.create_allocations(dev, [AllocationRequest(4096)])
+    k.cpu_write(a, 0, bytes(range(256)) * 16)
+    program = [Copy(AllocRef(1, 0), AllocRef(2, 100), 8), Copy(AllocRef(2, 200), AllocRef(1, 0), 8)]
+    want = k.expected_after([None, a, a], program)
+    assert k.run_program(ctx, [None, a, a], program).ok
+    expect_memory(k, [None, a, a], want, "aliased entries")

@@ -126,7 +126,9 @@ class Workload:
                 k.relocate(a)
 
         def special_lock_eviction() -> None:
-            k.lock_alternate_va(locked)
+            # PGB-SPECIALLOCK: drivers without UseAlternateVA support are never asked.
+            if k.caps.SupportsAlternateVA:
+                k.lock_alternate_va(locked)
             k.evict(locked)
 
         def render(entries: list[Allocation | None], count: int) -> Callable[[], None]:

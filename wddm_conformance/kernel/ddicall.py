@@ -86,7 +86,9 @@ class DdiCaller:
             ) from exc
         except KeyboardInterrupt:
             raise
-        except BaseException as exc:  # SystemExit, GeneratorExit...: a driver must not raise anything
+        except (
+            BaseException
+        ) as exc:  # SystemExit, GeneratorExit...: a driver must not raise anything
             self.trace.append(f"{ddi} -> raised {type(exc).__name__}")
             raise BugCheck(
                 KMODE_EXCEPTION_NOT_HANDLED,

@@ -76,9 +76,13 @@ class Kernel:
             )
         self.segments = self._query_segments()
         caps = self.caller.call("query_driver_caps")
-        if not isinstance(caps, DXGK_DRIVERCAPS):
+        if not isinstance(caps, DXGK_DRIVERCAPS) or not (
+            isinstance(caps.DmaBufferPrivateDataSize, int)
+            and 0 <= caps.DmaBufferPrivateDataSize <= 1 << 20
+        ):
             raise DriverLoadError(
-                f"driver {self.spec.spec!r}: query_driver_caps returned {caps!r}, not DXGK_DRIVERCAPS"
+                f"driver {self.spec.spec!r}: query_driver_caps returned {caps!r}, not a DXGK_DRIVERCAPS "
+                f"with a DmaBufferPrivateDataSize of 0 to 1 MiB"
             )
         self.caps = caps
         dummy = self.sysmem.allocate(1)[0]
@@ -236,42 +240,50 @@ class Kernel:
                     CREATE,
                     f"{where}: hAllocation 0x{info.hAllocation:X} is not distinct",
                 )
-            if info.Size <= 0:
-                raise DriverViolation("ALC-INFO", CREATE, f"{where}: Size is {info.Size}")
-            if info.Alignment < 0 or info.Alignment & (info.Alignment - 1):
-                raise DriverViolation(
-                    "ALC-INFO",
-                    CREATE,
-                    f"{where}: Alignment {info.Alignment} is not a power of two or 0",
+            self._judge_placement(info, where)
+
+    def _judge_placement(self, info: DXGK_ALLOCATIONINFO, where: str) -> None:
+        """ALC-INFO: what the memory manager needs to place the allocation is usable."""
+
+        def bad(message: str) -> DriverViolation:
+            return DriverViolation("ALC-INFO", CREATE, f"{where}: {message}")
+
+        numbers = (
+            "Size",
+            "Alignment",
+            "SupportedReadSegmentSet",
+            "SupportedWriteSegmentSet",
+            "EvictionSegmentSet",
+        )
+        for name in numbers:
+            value = getattr(info, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad(f"{name} is {value!r}, not a non-negative integer")
+        if info.Size <= 0:
+            raise bad(f"Size is {info.Size}")
+        if info.Alignment & (info.Alignment - 1):
+            raise bad(f"Alignment {info.Alignment} is not a power of two or 0")
+        known = sum(1 << s for s in self.segments)
+        for name in numbers[2:]:
+            value = getattr(info, name)
+            if value & ~known:
+                raise bad(
+                    f"{name} 0x{value:X} names segments the adapter does not have (0x{known:X})"
                 )
-            known = sum(1 << s for s in self.segments)
-            for name in (
-                "SupportedReadSegmentSet",
-                "SupportedWriteSegmentSet",
-                "EvictionSegmentSet",
-            ):
-                value = getattr(info, name)
-                if value & ~known:
-                    raise DriverViolation(
-                        "ALC-INFO",
-                        CREATE,
-                        f"{where}: {name} 0x{value:X} names segments the adapter does not have (0x{known:X})",
-                    )
-            supported = info.SupportedReadSegmentSet | info.SupportedWriteSegmentSet
-            if not supported:
-                raise DriverViolation("ALC-INFO", CREATE, f"{where}: no supported segment")
-            for sid in info.PreferredSegment:
-                if not supported >> sid & 1:
-                    raise DriverViolation(
-                        "ALC-INFO",
-                        CREATE,
-                        f"{where}: preferred segment {sid} is not in the supported sets",
-                    )
-            biggest = max(self.segments[s].Size for s in self.segments if supported >> s & 1)
-            if info.Size > biggest:
-                raise DriverViolation(
-                    "ALC-INFO", CREATE, f"{where}: Size {info.Size} exceeds every supported segment"
-                )
+        usable = info.SupportedReadSegmentSet & info.SupportedWriteSegmentSet
+        if not usable:
+            raise bad("no segment is in both SupportedReadSegmentSet and SupportedWriteSegmentSet")
+        preferred = info.PreferredSegment
+        if not isinstance(preferred, list) or len(preferred) > 5:
+            raise bad(f"PreferredSegment is {preferred!r}, not up to five segment IDs")
+        for sid in preferred:
+            if not isinstance(sid, int) or not 0 <= sid < 32:
+                raise bad(f"preferred segment {sid!r} is not a 5-bit SegmentId")
+            if sid and not usable >> sid & 1:  # 0 means "no preference", as in the C structure
+                raise bad(f"preferred segment {sid} is not in the supported sets")
+        fits = [self.segments[s] for s in self.segments if usable >> s & 1]
+        if not any(info.Size <= d.Size and info.Alignment <= d.Size for d in fits):
+            raise bad(f"Size {info.Size} with Alignment {info.Alignment} fits no supported segment")
 
     def open_for(self, device: Device, a: Allocation) -> int:
         """The device-specific handle of ``a`` on ``device`` (DxgkDdiOpenAllocation on first use)."""
@@ -283,11 +295,12 @@ class Kernel:
             "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info])
         )
         require_status("DxgkDdiOpenAllocation", status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
-        if not info.hDeviceSpecificAllocation:
+        handle = info.hDeviceSpecificAllocation
+        if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
             raise DriverViolation(
                 "ALC-ADAPTER",
                 "DxgkDdiOpenAllocation",
-                f"returned a NULL device-specific handle for {a}",
+                f"returned {handle!r} as the device-specific handle for {a}: not a non-NULL 64-bit handle",
             )
         a.opened[id(device)] = info.hDeviceSpecificAllocation
         return info.hDeviceSpecificAllocation
@@ -373,10 +386,12 @@ class Kernel:
         self, allocation_list: Sequence[Allocation | None], program: Sequence[Op]
     ) -> dict[int, bytes]:
         """The reference model: what the program should leave in each referenced allocation (GPU view)."""
+        used = referenced_indices(program)
+        shared: dict[int, bytearray] = {}  # entries naming the same allocation share its bytes
         memory = {
-            i: bytearray(self.gpu_view(a))
+            i: shared.setdefault(a.id, bytearray(self.gpu_view(a)))
             for i, a in enumerate(allocation_list)
-            if a is not None and i in referenced_indices(program)
+            if a is not None and i in used
         }
         apply(program, memory)
         return {i: bytes(m) for i, m in memory.items()}

@@ -324,7 +324,9 @@ class Scheduler:
             )
         if not isinstance(args.pCommand, Ptr) or args.pCommand.region is not cmd:
             raise DriverViolation(
-                "REN-SPLIT", RENDER, f"pCommand left at {args.pCommand!r}, not inside the command buffer"
+                "REN-SPLIT",
+                RENDER,
+                f"pCommand left at {args.pCommand!r}, not inside the command buffer",
             )
         consumed_now = consumed if status == STATUS_SUCCESS else args.pCommand.offset
         if status == STATUS_SUCCESS:
@@ -507,7 +509,9 @@ class Scheduler:
         memory_violations(
             PATCH, [(part.dma, "PAT-RANGE"), (plist, "PAT-RANGE"), (alist, "ALL-READONLY")]
         )
-        if part.private.violations:  # in-window writes are legal: DXGKARG_PATCH's private data is not const
+        if (
+            part.private.violations
+        ):  # in-window writes are legal: DXGKARG_PATCH's private data is not const
             raise DriverViolation(
                 "PAT-RANGE",
                 PATCH,
@@ -661,7 +665,9 @@ class Scheduler:
                 continue
             address, length = outside
             if _inside(address, length, [dummy, *stale]):
-                rule_here = blame(address, length)  # a stale reference reached where something used to be
+                rule_here = blame(
+                    address, length
+                )  # a stale reference reached where something used to be
             elif _inside(address, length, allowed_merged):
                 rule_here = rule
             else:

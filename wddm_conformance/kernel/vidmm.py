@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..ddi import (
-    DXGK_BUILDPAGINGBUFFER_OPERATION as OP,
-)
-from ..ddi import (
+    DXGK_ALLOCATIONINFOFLAGS,
     DXGK_DISCARDCONTENTFLAGS,
     DXGK_FILL_DESTINATION,
     DXGK_MAPAPERTUREFLAGS,
@@ -44,6 +42,9 @@ from ..ddi import (
     DXGKARG_BUILDPAGINGBUFFER,
     MDL,
     PAGE_SIZE,
+)
+from ..ddi import (
+    DXGK_BUILDPAGINGBUFFER_OPERATION as OP,
 )
 from ..driver import GpuExecution
 from ..errors import (
@@ -240,6 +241,8 @@ class VidMm:
         a.require("unplaced", "evicted")
         for sid in [segment_id] if segment_id is not None else self._candidates(a):
             offset = self._place(a, sid, pinned | {a.id}, avoid)
+            if offset is None and avoid is not None:  # no other place: the old one will do
+                offset = self._place(a, sid, pinned | {a.id})
             if offset is not None:
                 break
         else:
@@ -293,7 +296,10 @@ class VidMm:
         a.transition("evict")
 
     def discard(self, a: Allocation) -> None:
-        """Evict ``a`` without keeping its content (DISCARD_CONTENT); it comes back zeroed."""
+        """Evict ``a`` without keeping its content (DISCARD_CONTENT); it comes back zeroed.
+
+        An aperture allocation is simply unmapped (its system pages keep their content).
+        """
         a.require("resident")
         if self.segment(a.segment_id).is_aperture:
             self.evict(a)
@@ -505,8 +511,15 @@ class VidMm:
 
         run = self.run(operation, configure)
         accesses = run.writes if write else run.reads
-        target = self.k.gpu.translate(address)
-        if self.k.config.verify_paging and (target, size) not in accesses:
+        expected: list[Range] = []
+        pos = address
+        while pos < address + size:  # page by page: an aperture range may reach scattered frames
+            step = min(address + size - pos, PAGE_SIZE - pos % PAGE_SIZE)
+            target = self.k.gpu.translate(pos)
+            if target is not None:
+                expected.append((target, step))
+            pos += step
+        if self.k.config.verify_paging and coverage(accesses)[0] != coverage(expected)[0]:
             raise DriverViolation(
                 "PGB-PHYS",
                 DDI,
@@ -521,11 +534,13 @@ class VidMm:
         """MAP_APERTURE_SEGMENT: map the MDL's pages at ``first_page`` of an aperture segment."""
         pages = len(mdl.pfns) - mdl_offset
         desc = self.segment(segment_id)
-        coherent = bool(desc.Flags & desc.Flags.CacheCoherent)
+        # Only cacheable memory in a cache-coherent segment is mapped CacheCoherent (seed 004).
+        cached = a is not None and bool(a.info.Flags & DXGK_ALLOCATIONINFOFLAGS.Cached)
+        coherent = cached and bool(desc.Flags & desc.Flags.CacheCoherent)
 
         def configure(args: DXGKARG_BUILDPAGINGBUFFER) -> None:
             m = args.MapApertureSegment
-            m.hDevice = a.creator.hDevice if a is not None else 0
+            m.hDevice = self._live_device(a)
             m.hAllocation = a.hAllocation if a is not None else 0
             m.SegmentId, m.OffsetInPages, m.NumberOfPages = segment_id, first_page, pages
             m.pMdl, m.MdlOffset = mdl, mdl_offset
@@ -558,7 +573,7 @@ class VidMm:
 
         def configure(args: DXGKARG_BUILDPAGINGBUFFER) -> None:
             m = args.UnmapApertureSegment
-            m.hDevice = a.creator.hDevice if a is not None else 0
+            m.hDevice = self._live_device(a)
             m.hAllocation = a.hAllocation if a is not None else 0
             m.SegmentId, m.OffsetInPages, m.NumberOfPages, m.DummyPage = (
                 segment_id,
@@ -583,6 +598,15 @@ class VidMm:
                     f"after unmapping {pages} page(s) at aperture page {first_page}, page "
                     f"{first_page + i} reaches {_phys(got)} instead of the dummy page 0x{dummy:X}",
                 )
+
+    def _live_device(self, a: Allocation | None) -> int:
+        """A device that still exists and has ``a`` open, for the hDevice of map/unmap; 0 if none."""
+        if a is None:
+            return 0
+        for device in self.k.devices:
+            if device.state != "destroyed" and id(device) in a.opened:
+                return device.hDevice
+        return 0
 
     # ------------------------------------------------------------------ the loop
 
@@ -644,7 +668,9 @@ class VidMm:
                     DDI,
                     f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer",
                 )
-            memory_violations(DDI, [(buffer, "PGB-CURSOR")], f" during {operation.name}")
+            memory_violations(
+                DDI, [(buffer, "PGB-CURSOR"), (private, "PGB-CURSOR")], f" during {operation.name}"
+            )
             written = cursor.offset
             if buffer.data.count(UNWRITTEN, written, size) != size - written:
                 raise DriverViolation(
@@ -728,8 +754,9 @@ class VidMm:
         merged, overlap = coverage(writes)
         want, _ = coverage(expected)
         if overlap:
+            calls = sum(run.calls for run in runs)
             raise DriverViolation(
-                "PGB-MULTIPASS",
+                "PGB-MULTIPASS" if calls > len(runs) else rule,
                 DDI,
                 f"the partial paging buffers wrote some bytes of the {what} more than once "
                 f"({sum(n for _, n in writes)} bytes written for {sum(n for _, n in want)})",
