@@ -54,7 +54,7 @@ from ..errors import (
     DriverViolation,
     HarnessError,
 )
-from ..memory import UNWRITTEN, KernelBuffer
+from ..memory import UNWRITTEN, KernelBuffer, Ptr
 from ..program import describe_difference, fill_bytes
 from ..status import (
     BUILD_PAGING_BUFFER_STATUSES,
@@ -662,7 +662,11 @@ class VidMm:
                     f"INSUFFICIENT_DMA_BUFFER are allowed",
                 )
             cursor = args.pDmaBuffer
-            if cursor.region is not buffer or not 0 <= cursor.offset <= size:
+            if (
+                not isinstance(cursor, Ptr)
+                or cursor.region is not buffer
+                or not 0 <= cursor.offset <= size
+            ):
                 raise DriverViolation(
                     "PGB-CURSOR",
                     DDI,
