@@ -85,6 +85,7 @@ COPY = f.pack_command(f.U_COPY, 1, 0, 2, 0, 64)
 def test_render_status_for(
     setup: tuple[Kernel, object, list[object]], command: bytes, status: int
 ) -> None:
+    """REN-VALIDATE, REN-UNDERRUN: bad commands get the documented status."""
     assert _render(setup, command) == status
 
 
