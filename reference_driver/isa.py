@@ -243,26 +243,26 @@ def disassemble(
     )
 
 
-def swizzle(linear: bytes | bytearray | memoryview) -> bytes:
-    """The swizzled (tiled) form of ``linear``: quads of each full 64-byte block moved per SWIZZLE_ORDER."""
-    src = bytes(linear)
+def _permute_quads(data: bytes | bytearray | memoryview, to_tiled: bool) -> bytes:
+    """Move the 16-byte quads of every full 64-byte block per SWIZZLE_ORDER (or back)."""
+    src = bytes(data)
     out = bytearray(src)
     full = len(src) - len(src) % SWIZZLE_BLOCK
     for q, target in enumerate(SWIZZLE_ORDER):
+        frm, to = (q, target) if to_tiled else (target, q)
         for j in range(16):
-            out[target * 16 + j : full : SWIZZLE_BLOCK] = src[q * 16 + j : full : SWIZZLE_BLOCK]
+            out[to * 16 + j : full : SWIZZLE_BLOCK] = src[frm * 16 + j : full : SWIZZLE_BLOCK]
     return bytes(out)
+
+
+def swizzle(linear: bytes | bytearray | memoryview) -> bytes:
+    """The swizzled (tiled) form of ``linear``: quads of each full 64-byte block moved per SWIZZLE_ORDER."""
+    return _permute_quads(linear, to_tiled=True)
 
 
 def unswizzle(tiled: bytes | bytearray | memoryview) -> bytes:
     """Inverse of :func:`swizzle`: the bytes in the order the CPU sees them through the linear aperture."""
-    src = bytes(tiled)
-    out = bytearray(src)
-    full = len(src) - len(src) % SWIZZLE_BLOCK
-    for q, target in enumerate(SWIZZLE_ORDER):
-        for j in range(16):
-            out[q * 16 + j : full : SWIZZLE_BLOCK] = src[target * 16 + j : full : SWIZZLE_BLOCK]
-    return bytes(out)
+    return _permute_quads(tiled, to_tiled=False)
 
 
 def markdown_table() -> str:
