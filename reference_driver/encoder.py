@@ -33,7 +33,9 @@ class CommandEncoder:
             flags |= f.AllocationDataFlags.HistoryBuffer
         if request.alternate_va:
             flags |= f.AllocationDataFlags.AlternateVA
-        return f.pack_allocation_data(request.size, flags)
+        if request.gdi_rows:
+            flags |= f.AllocationDataFlags.Gdi
+        return f.pack_allocation_data(request.size, flags, rows=request.gdi_rows)
 
     def encode(self, program: Sequence[Op]) -> EncodedProgram:
         out = bytearray(f.pack_command(f.U_VERSION, f.INTERFACE_VERSION))

@@ -88,6 +88,8 @@ class AllocationDataFlags(IntFlag):
     ApertureOnly = 0x8
     HistoryBuffer = 0x10
     AlternateVA = 0x20
+    #: GDI hardware-accelerated surface: Size is one row in bytes, Reserved0 the number of rows.
+    Gdi = 0x40
 
 
 ALLOCATION_DATA: Final = struct.Struct("<IHHQII")
@@ -101,7 +103,11 @@ NO_FENCE: Final = 0xFFFFFFFF
 
 
 def pack_allocation_data(
-    size: int, flags: AllocationDataFlags, version: int = ALLOCATION_VERSION
+    size: int, flags: AllocationDataFlags, version: int = ALLOCATION_VERSION, rows: int = 0
 ) -> bytes:
-    """Private data asking the reference driver for an allocation."""
-    return ALLOCATION_DATA.pack(ALLOCATION_MAGIC, version, int(flags), size, 0, 0)
+    """Private data asking the reference driver for an allocation (``rows`` for a GDI surface)."""
+    return ALLOCATION_DATA.pack(ALLOCATION_MAGIC, version, int(flags), size, rows, 0)
+
+
+#: Row pitch alignment of the reference driver's GDI surfaces.
+GDI_PITCH_ALIGNMENT: Final = 256

@@ -8,6 +8,7 @@ device, so an allocation outlives the device that created it (ALC-ADAPTER).
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,17 +186,32 @@ class ReferenceMiniport:
 
     # ------------------------------------------------------------------ allocations
 
-    def _parse_allocation_data(self, raw: bytes) -> tuple[int, fmt.AllocationDataFlags]:
+    def _parse_allocation_data(self, raw: bytes) -> tuple[int, int, fmt.AllocationDataFlags]:
+        """(Size, PitchAlignedSize or 0, flags) of valid private data; _Reject otherwise."""
         if len(raw) != fmt.ALLOCATION_DATA.size:
             raise _Reject(STATUS_INVALID_PARAMETER)
-        magic, version, flags, size, reserved0, reserved1 = fmt.ALLOCATION_DATA.unpack(raw)
+        magic, version, flags, size, rows, reserved1 = fmt.ALLOCATION_DATA.unpack(raw)
         if magic != fmt.ALLOCATION_MAGIC:
             raise _Reject(STATUS_INVALID_PARAMETER)
         if version != fmt.ALLOCATION_VERSION:
             raise _Reject(STATUS_GRAPHICS_DRIVER_MISMATCH)
-        if flags & ~int(sum(fmt.AllocationDataFlags)) or reserved0 or reserved1 or size == 0:
+        gdi = bool(flags & fmt.AllocationDataFlags.Gdi)
+        if (
+            flags & ~int(sum(fmt.AllocationDataFlags))
+            or reserved1
+            or size == 0
+            or gdi != bool(rows)
+        ):
             raise _Reject(STATUS_INVALID_PARAMETER)
         data_flags = fmt.AllocationDataFlags(flags)
+        pitched = 0
+        if gdi:  # ALC-GDISIZE: the driver sets Size, including the pitch for CPU-visible surfaces
+            align = fmt.GDI_PITCH_ALIGNMENT
+            pitch = (
+                -(-size // align) * align if flags & fmt.AllocationDataFlags.CpuVisible else size
+            )
+            size = pitch * rows
+            pitched = size if flags & fmt.AllocationDataFlags.CpuVisible else 0
         aperture_ok = data_flags & fmt.AllocationDataFlags.Aperture and not (
             data_flags & fmt.AllocationDataFlags.Swizzled
         )
@@ -207,7 +223,7 @@ class ReferenceMiniport:
             limit = self.memory_segment_size
         if -(-size // PAGE_SIZE) * PAGE_SIZE > limit:
             raise _Reject(STATUS_INVALID_PARAMETER)
-        return size, data_flags
+        return size, pitched, data_flags
 
     def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
         if args.NumAllocations == 0 or args.NumAllocations != len(args.pAllocationInfo):
@@ -217,7 +233,7 @@ class ReferenceMiniport:
             for info in args.pAllocationInfo:
                 if info.pPrivateDriverData is None:
                     raise _Reject(STATUS_INVALID_PARAMETER)
-                size, flags = self._parse_allocation_data(
+                size, pitched, flags = self._parse_allocation_data(
                     info.pPrivateDriverData.read(info.PrivateDriverDataSize)
                 )
                 mem, ap = 1 << MEMORY_SEGMENT_ID, 1 << APERTURE_SEGMENT_ID
@@ -241,7 +257,8 @@ class ReferenceMiniport:
                         out_flags |= theirs
                 rounded = -(-size // PAGE_SIZE) * PAGE_SIZE
                 info.Size = rounded
-                info.PitchAlignedSize = rounded if flags & fmt.AllocationDataFlags.CpuVisible else 0
+                cpu_visible = flags & fmt.AllocationDataFlags.CpuVisible
+                info.PitchAlignedSize = (pitched or rounded) if cpu_visible else 0
                 info.Alignment = PAGE_SIZE
                 info.SupportedReadSegmentSet = segments
                 info.SupportedWriteSegmentSet = segments
@@ -343,8 +360,7 @@ class ReferenceMiniport:
                 command = fmt.BY_OPCODE.get(opcode)
                 if command is None:
                     raise _Reject(STATUS_ILLEGAL_INSTRUCTION)
-                if command.privileged:
-                    raise _Reject(STATUS_PRIVILEGED_INSTRUCTION)
+                self._check_command(command)
                 if length != command.size:
                     raise _Reject(STATUS_INVALID_USER_BUFFER)
                 if len(staged) - at < length:
@@ -400,6 +416,12 @@ class ReferenceMiniport:
         if take <= 0:
             return staged
         return staged + args.pCommand.read(take, start)
+
+    @staticmethod
+    def _check_command(command: fmt.UserCommand) -> None:
+        """REN-VALIDATE: privileged user commands never reach the GPU."""
+        if command.privileged:
+            raise _Reject(STATUS_PRIVILEGED_INSTRUCTION)
 
     @staticmethod
     def _may_write(entry: DXGK_ALLOCATIONLIST) -> bool:
@@ -652,6 +674,22 @@ def _location(loc: DXGK_TRANSFER_LOCATION, allocation_offset: int) -> int:
             return 0
         return loc.pMdl.physical_address(allocation_offset)
     return loc.SegmentAddress + allocation_offset
+
+
+class ContractReferenceMiniport(ReferenceMiniport):
+    """The reference driver in guaranteed-contract DMA mode (REN-CONTRACT): it never splits a
+    command buffer; one that needs more than the DMA buffer is rejected."""
+
+    def query_driver_caps(self) -> DXGK_DRIVERCAPS:
+        return dataclasses.replace(super().query_driver_caps(), GuaranteedContractDma=True)
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        dma, patches = args.pDmaBuffer, args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER:
+            args.pDmaBuffer, args.pPatchLocationListOut = dma, patches
+            return STATUS_INVALID_PARAMETER
+        return status
 
 
 class BusyReferenceMiniport(ReferenceMiniport):

@@ -7,16 +7,21 @@ requirement each one breaks.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
+from reference_driver import formats as fmt
 from reference_driver import isa
 from reference_driver import miniport as ref
-from reference_driver.miniport import ReferenceMiniport
+from reference_driver.miniport import ContractReferenceMiniport, ReferenceMiniport
 from wddm_conformance.ddi import (
     D3DDDI_PATCHLOCATIONLIST,
+    DXGK_ALLOCATIONINFOFLAGS,
     DXGK_ALLOCATIONLIST,
     DXGK_BUILDPAGINGBUFFER_OPERATION,
     DXGK_BUILDPAGINGBUFFER_TRANSFER,
+    DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_PATCHFLAGS,
     DXGK_TRANSFERFLAGS,
     DXGKARG_BUILDPAGINGBUFFER,
     DXGKARG_CREATEALLOCATION,
@@ -27,6 +32,7 @@ from wddm_conformance.ddi import (
 from wddm_conformance.memory import UNWRITTEN
 from wddm_conformance.status import (
     STATUS_GRAPHICS_ALLOCATION_BUSY,
+    STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
     STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
     STATUS_INVALID_PARAMETER,
     STATUS_NOT_SUPPORTED,
@@ -172,9 +178,11 @@ class IgnoresWriteOperation(ReferenceMiniport):
 
 
 class PatchFails(ReferenceMiniport):
-    """DxgkDdiPatch returns an error: bug check 0x119 with parameter 1 = 3."""
+    """DxgkDdiPatch returns an error for render DMA buffers: bug check 0x119 with parameter 1 = 3."""
 
     def patch(self, args: DXGKARG_PATCH) -> int:
+        if args.Flags & DXGK_PATCHFLAGS.Paging:
+            return super().patch(args)
         return STATUS_INVALID_PARAMETER
 
 
@@ -440,7 +448,7 @@ BREAKS: dict[type[ReferenceMiniport], str] = {
     PatchWritesOutsideRange: "PAT-RANGE",
     WrongFence: "PAT-FENCE",
     StaleFence: "PAT-FENCE",
-    GrowsPagingBuffer: "PAT-PAGING",
+    GrowsPagingBuffer: "PGB-PATCHED",
     BadPagingStatus: "PGB-STATUS",
     PagingOverflow: "PGB-CURSOR",
     PagingFaults: "PGB-FILL",
@@ -557,3 +565,248 @@ BREAKS[ExitsInRender] = "ALL-NORAISE"
 BREAKS[RenderNopLivelock] = "REN-SPLIT"
 BREAKS[SwallowsTimeout] = "ALL-BOUNDED"
 BREAKS[PagingPrivateOverflow] = "PGB-CURSOR"
+
+
+# ---------------------------------------------------------------------------------------------
+# One mutant for every remaining testable requirement (the suite's kill matrix needs them all).
+
+
+class FillsWrongPattern(ReferenceMiniport):
+    """Translates FILL with the pattern's lowest bit flipped: the DMA buffer means something else."""
+
+    @staticmethod
+    def _translate(opcode, fields, reference, entries):  # type: ignore[no-untyped-def]
+        if opcode == fmt.U_FILL:
+            fields = (*fields[:3], fields[3] ^ 1)
+        return ReferenceMiniport._translate(opcode, fields, reference, entries)
+
+
+class PassesPrivilegedCommands(ReferenceMiniport):
+    """Forwards privileged user commands (SETPTE, SETREG) to the GPU instead of rejecting them."""
+
+    @staticmethod
+    def _check_command(command: fmt.UserCommand) -> None:
+        return None
+
+    @staticmethod
+    def _translate(opcode, fields, reference, entries):  # type: ignore[no-untyped-def]
+        if opcode == fmt.U_SETPTE:
+            return isa.encode("PTE", *fields), []
+        if opcode == fmt.U_SETREG:
+            return isa.encode("REG", *fields), []
+        return ReferenceMiniport._translate(opcode, fields, reference, entries)
+
+
+class PadsTruncatedCommand(ReferenceMiniport):
+    """Pads a command cut short by CommandLength with zeros and translates it."""
+
+    @staticmethod
+    def _stage(args, consumed, staged, remaining, need=0):  # type: ignore[no-untyped-def]
+        out = ReferenceMiniport._stage(args, consumed, staged, remaining, need)
+        if consumed + len(out) >= remaining:  # the end of the command buffer: pad what is missing
+            out += bytes(max(need, fmt.HEADER.size) - (len(out) % max(need, fmt.HEADER.size) or 0))
+        return out
+
+
+class RequiresPatchListIn(ReferenceMiniport):
+    """Refuses a Render without the user-mode patch-location list (which is optional)."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        if args.pPatchLocationListIn is None or args.PatchLocationListInSize == 0:
+            return STATUS_INVALID_PARAMETER
+        return super().render(hContext, args)
+
+
+class LosesDeviceOnValidWork(ReferenceMiniport):
+    """Answers GRAPHICS_GPU_EXCEPTION_ON_DEVICE for valid work: the device is lost for nothing."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        status = super().render(hContext, args)
+        return STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE if status == STATUS_SUCCESS else status
+
+
+class NullContextHandle(ReferenceMiniport):
+    """Creates the context but hands back hContext = NULL."""
+
+    def create_context(self, args):  # type: ignore[no-untyped-def]
+        status = super().create_context(args)
+        args.hContext = 0
+        return status
+
+
+class PatchChangesSize(ReferenceMiniport):
+    """Patch trims DmaBufferSubmissionEndOffset (it must patch in place, size unchanged)."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        status = super().patch(args)
+        if not args.Flags & DXGK_PATCHFLAGS.Paging:
+            args.DmaBufferSubmissionEndOffset -= 4
+        return status
+
+
+class NewResourceEveryCall(ReferenceMiniport):
+    """Ignores the hResource it is given and makes a new resource every call."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        args.hResource = 0
+        return super().create_allocation(args)
+
+
+class AllocationsDieWithDevice(ReferenceMiniport):
+    """Frees a device's allocations when the device is destroyed (they belong to the adapter)."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        if status == STATUS_SUCCESS:
+            self.__dict__.setdefault("batches", []).append(
+                [i.hAllocation for i in args.pAllocationInfo]
+            )
+        return status
+
+    def destroy_device(self, hDevice: int) -> int:
+        for batch in self.__dict__.get("batches", []):
+            for handle in batch:
+                self.allocations.pop(handle, None)
+        return super().destroy_device(hDevice)
+
+
+class DropsHistoryFlag(ReferenceMiniport):
+    """Does not report the HistoryBuffer flag it was asked for."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        for info in args.pAllocationInfo:
+            info.Flags &= ~DXGK_ALLOCATIONINFOFLAGS.HistoryBuffer
+        return status
+
+
+class IgnoresTransferOffset(ReferenceMiniport):
+    """Copies every sub-transfer from the start of the allocation (ignores TransferOffset)."""
+
+    def _build_transfer(self, args, t):  # type: ignore[no-untyped-def]
+        return super()._build_transfer(args, dataclasses.replace(t, TransferOffset=0))
+
+
+class DiscardClobbers(ReferenceMiniport):
+    """Discard zeroes the 16 bytes before the allocation."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_DISCARD_CONTENT:
+            before = args.DiscardContent.SegmentAddress - 16
+            args.pDmaBuffer.write(isa.encode("FILL", before, 16, 0))
+            args.pDmaBuffer += isa.BY_MNEMONIC["FILL"].size
+        return super().build_paging_buffer(args)
+
+
+class IgnoresSpecialLock(ReferenceMiniport):
+    """Claims UseAlternateVA support but builds nothing for SPECIAL_LOCK_TRANSFER."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER:
+            return STATUS_SUCCESS
+        return super().build_paging_buffer(args)
+
+
+class PatchRejectsPagingBuffer(ReferenceMiniport):
+    """Patch insists on a patch-location list, so it fails on paging buffers."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        if args.pPatchLocationList is None:
+            return STATUS_INVALID_PARAMETER
+        return super().patch(args)
+
+
+class ReadsForeignMemory(ReferenceMiniport):
+    """Debug code: every DMA buffer also reads the first allocation of the previous Render."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        entries = [
+            DXGK_ALLOCATIONLIST.read(args.pAllocationList, i)
+            for i in range(args.AllocationListSize)
+        ]
+        previous = self.__dict__.get("previous", 0)
+        if previous and args.DmaSize >= 64:
+            args.pDmaBuffer.write(isa.encode("READ", 8, previous))
+            args.pDmaBuffer += isa.BY_MNEMONIC["READ"].size
+            args.DmaSize -= isa.BY_MNEMONIC["READ"].size
+            try:
+                status = super().render(hContext, args)
+            finally:
+                args.DmaSize += isa.BY_MNEMONIC["READ"].size
+        else:
+            status = super().render(hContext, args)
+        mine = [e.PhysicalAddress for e in entries if e.SegmentId and e.hDeviceSpecificAllocation]
+        if mine:
+            self.__dict__["previous"] = mine[0]
+        return status
+
+
+class LeaksOnFailure(ReferenceMiniport):
+    """When one allocation of a batch is invalid, keeps the ones it already made."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        made = []
+        for info in args.pAllocationInfo:
+            single = dataclasses.replace(args, NumAllocations=1, pAllocationInfo=[info])
+            status = super().create_allocation(single)
+            if status != STATUS_SUCCESS:
+                return status  # the earlier ones stay live, their handles in pAllocationInfo
+            made.append(info.hAllocation)
+        return super().create_allocation(args) if not made else self._finish(args, made)
+
+    def _finish(self, args: DXGKARG_CREATEALLOCATION, made: list[int]) -> int:
+        if args.Flags & DXGK_CREATEALLOCATIONFLAGS.Resource:
+            resource = args.hResource if args.hResource in self.resources else next(self._handles)
+            self.resources.setdefault(resource, set()).update(made)
+            args.hResource = resource
+        return STATUS_SUCCESS
+
+
+class GdiSizeOneRow(ReferenceMiniport):
+    """Sizes a GDI surface as one row: forgets the height (and the pitch)."""
+
+    def _parse_allocation_data(self, raw: bytes):  # type: ignore[no-untyped-def]
+        size, pitched, flags = super()._parse_allocation_data(raw)
+        if flags & fmt.AllocationDataFlags.Gdi:
+            row = fmt.ALLOCATION_DATA.unpack(raw)[3]
+            return row, min(pitched, row), flags
+        return size, pitched, flags
+
+
+class ContractSplits(ContractReferenceMiniport):
+    """Declares guaranteed-contract DMA but still splits with INSUFFICIENT_DMA_BUFFER."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        return ReferenceMiniport.render(self, hContext, args)
+
+
+BREAKS.update(
+    {
+        FillsWrongPattern: "REN-TRANSLATE",
+        PassesPrivilegedCommands: "REN-VALIDATE",
+        PadsTruncatedCommand: "REN-UNDERRUN",
+        RequiresPatchListIn: "REN-PATCHIN",
+        LosesDeviceOnValidWork: "REN-DEVICELOST",
+        NullContextHandle: "REN-CONTEXT",
+        PatchChangesSize: "PAT-INPLACE",
+        NewResourceEveryCall: "ALC-RESOURCE",
+        AllocationsDieWithDevice: "ALC-ADAPTER",
+        DropsHistoryFlag: "ALC-HISTORY",
+        IgnoresTransferOffset: "PGB-TRANSFER",
+        DiscardClobbers: "PGB-DISCARD",
+        IgnoresSpecialLock: "PGB-SPECIALLOCK",
+        PatchRejectsPagingBuffer: "PAT-PAGING",
+        ReadsForeignMemory: "ALL-ISOLATION",
+        LeaksOnFailure: "ALC-ATOMIC",
+        GdiSizeOneRow: "ALC-GDISIZE",
+        ContractSplits: "REN-CONTRACT",
+    }
+)
+
+#: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).
+CONFORMING = [
+    ReferenceMiniport,
+    ref.BusyReferenceMiniport,
+    ref.ContractReferenceMiniport,
+    NoAlternateVA,
+]

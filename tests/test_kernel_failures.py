@@ -175,7 +175,7 @@ def test_reference_driver_passes_every_scenario_in_every_mode(
 # (mutant, kernel mode, scenario, requirement the kernel reports)
 VIOLATIONS = [
     (m.NoPrePatch, "default", "render_program", "REN-PREPATCH"),
-    (m.TrustsPagedOut, "default", "render_paged_out", "ALL-ISOLATION"),
+    (m.TrustsPagedOut, "default", "render_paged_out", "REN-PAGEDOUT"),
     (m.DropsPatchEntry, "forced-relocation", "render_program", "REN-FULLPATCH"),
     (m.DropsPatchEntry, "forced-eviction", "render_program", "REN-FULLPATCH"),
     (m.OverflowsDmaBuffer, "tiny-buffers", "render_many", "REN-CURSORS"),
@@ -192,7 +192,7 @@ VIOLATIONS = [
     (m.NullAllocationToGarbage, "always-repatch", "render_program", "REN-NULLALLOC"),
     (m.PatchWritesOutsideRange, "split-submissions", "render_program", "PAT-RANGE"),
     (m.StaleFence, "always-repatch", "render_program", "PAT-FENCE"),
-    (m.GrowsPagingBuffer, "default", "evict_round_trip", "PAT-PAGING"),
+    (m.GrowsPagingBuffer, "default", "evict_round_trip", "PGB-PATCHED"),
     (m.PagingOverflow, "tiny-buffers", "evict_round_trip", "PGB-CURSOR"),
     (m.MultipassRestarts, "tiny-buffers", "evict_round_trip", "PGB-MULTIPASS"),
     (m.MultipassNoProgress, "default", "evict_round_trip", "PGB-MULTIPASS"),
@@ -230,7 +230,7 @@ def test_kernel_reports_the_broken_rule(
 # (mutant, mode, scenario, bug check code, parameter 1, requirement)
 BUGCHECKS = [
     (m.PatchFails, "always-repatch", "render_program", 0x119, 0x3, "PAT-BUGCHECK"),
-    (m.PatchFails, "default", "evict_round_trip", 0x119, 0x3, "PAT-BUGCHECK"),
+    (m.PatchRejectsPagingBuffer, "default", "evict_round_trip", 0x119, 0x3, "PAT-PAGING"),
     (m.WrongFence, "always-repatch", "render_program", 0x119, 0x1, "PAT-FENCE"),
     (m.SubmitFails, "default", "render_program", 0x119, 0x2, ""),
     (m.PagingFaults, "default", "evict_round_trip", 0x119, 0x5, "PGB-FILL"),

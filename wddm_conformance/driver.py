@@ -134,6 +134,14 @@ class AllocationRequest:
     aperture_only: bool = False
     history_buffer: bool = False
     alternate_va: bool = False
+    #: A GDI hardware-accelerated surface (ALC-GDISIZE): ``size`` is one row (Width x bytes per
+    #: pixel) and ``gdi_rows`` the Height; the driver sets Size (and the pitch for CPU-visible ones).
+    gdi_rows: int = 0
+
+    @property
+    def min_size(self) -> int:
+        """The fewest bytes the allocation may have."""
+        return self.size * self.gdi_rows if self.gdi_rows else self.size
 
 
 class CommandEncoder(Protocol):

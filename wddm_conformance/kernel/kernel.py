@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from ..ddi import (
     DXGK_ALLOCATIONINFO,
+    DXGK_ALLOCATIONINFOFLAGS,
     DXGK_CREATEALLOCATIONFLAGS,
     DXGK_DRIVERCAPS,
     DXGK_OPENALLOCATIONINFO,
@@ -134,7 +135,21 @@ class Kernel:
             require_status(
                 "DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT"
             )
-            context = Context(args.hContext, device)
+            handle = args.hContext
+            live = {c.hContext for d in self.devices for c in d.contexts if c.state == "active"}
+            if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
+                raise DriverViolation(
+                    "REN-CONTEXT",
+                    "DxgkDdiCreateContext",
+                    f"returned hContext {handle!r}: not a non-NULL 64-bit handle Render can be called with",
+                )
+            if handle in live:
+                raise DriverViolation(
+                    "REN-CONTEXT",
+                    "DxgkDdiCreateContext",
+                    f"returned hContext 0x{handle:X}, which names another live context",
+                )
+            context = Context(handle, device)
         device.contexts.append(context)
         return context
 
@@ -202,12 +217,27 @@ class Kernel:
         )
         memory_violations(CREATE, [(b, "ALL-READONLY") for b in buffers])
         if status != STATUS_SUCCESS:
+            self._probe_half_made(device, infos, status)
             if allow_failure:
                 return []
             raise DriverViolation(
                 "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
             )
         self._judge_allocation_info(args)
+        self._judge_resource(resource, args.hResource)
+        for i, (request, info) in enumerate(zip(requests, infos, strict=True)):
+            where = f"allocation {i} of {len(infos)}"
+            if not isinstance(request, AllocationRequest):
+                continue
+            if request.gdi_rows:
+                self._judge_gdi_size(request, info, where)
+            if request.history_buffer and not info.Flags & DXGK_ALLOCATIONINFOFLAGS.HistoryBuffer:
+                raise DriverViolation(
+                    "ALC-HISTORY",
+                    CREATE,
+                    f"{where}: asked for a history buffer, but DXGK_ALLOCATIONINFO.Flags does not "
+                    f"report HistoryBuffer",
+                )
         out: list[Allocation] = []
         for info in infos:
             a = Allocation(
@@ -241,6 +271,71 @@ class Kernel:
                     f"{where}: hAllocation 0x{info.hAllocation:X} is not distinct",
                 )
             self._judge_placement(info, where)
+
+    def _judge_resource(self, asked: int | None, returned: object) -> None:
+        """ALC-RESOURCE: a call for an existing resource keeps its hResource; a new one gets a handle."""
+        if asked is None:
+            return
+        if asked and returned != asked:
+            raise DriverViolation(
+                "ALC-RESOURCE",
+                CREATE,
+                f"was called for resource 0x{asked:X} but changed hResource to {returned!r}",
+            )
+        if (
+            not isinstance(returned, int)
+            or isinstance(returned, bool)
+            or not 0 <= returned < 1 << 64
+        ):
+            raise DriverViolation(
+                "ALC-RESOURCE", CREATE, f"returned hResource {returned!r}, not a 64-bit handle"
+            )
+
+    def _probe_half_made(
+        self, device: Device, infos: list[DXGK_ALLOCATIONINFO], status: int
+    ) -> None:
+        """ALC-ATOMIC: a handle a failed batch left behind must not name a live allocation."""
+        for i, info in enumerate(infos):
+            handle = info.hAllocation
+            if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
+                continue
+            probe = DXGK_OPENALLOCATIONINFO(hAllocation=handle)
+            opened = self.caller.call(
+                "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [probe])
+            )
+            if opened == STATUS_SUCCESS:
+                self.caller.call(
+                    "close_allocation",
+                    device.hDevice,
+                    DXGKARG_CLOSEALLOCATION(1, [probe.hDeviceSpecificAllocation]),
+                )
+                raise DriverViolation(
+                    "ALC-ATOMIC",
+                    CREATE,
+                    f"failed the batch with {status_name(status)} but allocation {i} of {len(infos)} "
+                    f"(hAllocation 0x{handle:X}) is still live: DxgkDdiOpenAllocation accepted it",
+                )
+
+    def _judge_gdi_size(
+        self, request: AllocationRequest, info: DXGK_ALLOCATIONINFO, where: str
+    ) -> None:
+        """ALC-GDISIZE: a GDI surface's Size covers its rows, and the pitch for CPU-visible ones."""
+        need = request.min_size
+        if info.Size < need:
+            raise DriverViolation(
+                "ALC-GDISIZE",
+                CREATE,
+                f"{where}: GDI surface of {request.gdi_rows} rows of {request.size} bytes got Size "
+                f"{info.Size}, less than the {need} bytes of its pixels",
+            )
+        pitched = info.PitchAlignedSize
+        if request.cpu_visible and not (isinstance(pitched, int) and need <= pitched <= info.Size):
+            raise DriverViolation(
+                "ALC-GDISIZE",
+                CREATE,
+                f"{where}: CPU-visible GDI surface has PitchAlignedSize {pitched!r}: it must hold "
+                f"the pitch-aligned rows ({need} bytes or more) within Size {info.Size}",
+            )
 
     def _judge_placement(self, info: DXGK_ALLOCATIONINFO, where: str) -> None:
         """ALC-INFO: what the memory manager needs to place the allocation is usable."""

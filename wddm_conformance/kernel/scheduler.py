@@ -29,6 +29,7 @@ from ..ddi import (
     DXGKARG_PATCH,
     DXGKARG_RENDER,
     DXGKARG_SUBMITCOMMAND,
+    PAGE_SIZE,
 )
 from ..driver import GpuExecution
 from ..errors import (
@@ -241,6 +242,13 @@ class Scheduler:
                 return result
             if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
                 return result
+            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER and k.caps.GuaranteedContractDma:
+                raise DriverViolation(
+                    "REN-CONTRACT",
+                    RENDER,
+                    "returned INSUFFICIENT_DMA_BUFFER in guaranteed-contract DMA mode: a command buffer "
+                    f"that needs more than the {cfg.dma_buffer_size}-byte DMA buffer must be rejected",
+                )
             if (
                 status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
                 and part.written == 0
@@ -386,6 +394,7 @@ class Scheduler:
         view = self._entries(context, uses, for_render=False)
         sizes = [u.allocation.size if u.allocation is not None else 0 for u in uses]
         stale: list[Range] = []
+        paged_out: list[Range] = []  # where paged-out entries last were: never to be trusted
         moved = False
         for r, n, size in zip(part.render_view, view, sizes, strict=True):
             if not n.hDeviceSpecificAllocation:
@@ -397,6 +406,8 @@ class Scheduler:
                 moved = True
                 if r.SegmentId and not self.k.segments[r.SegmentId].is_aperture:
                     stale.append((r.PhysicalAddress, size))
+                elif not r.SegmentId and r.PhysicalAddress != n.PhysicalAddress:
+                    paged_out.append((r.PhysicalAddress, size))
         # A DMA buffer split across submissions is patched range by range (PAT-RANGE).
         need_patch = k.mode.always_repatch or k.mode.split_submissions or moved
         ranges = [(0, part.written, 0, part.count)]
@@ -435,7 +446,9 @@ class Scheduler:
                     execution,
                 )
             )
-            self._judge_execution(context, uses, dma, fence, need_patch, execution, stale)
+            self._judge_execution(
+                context, uses, dma, fence, need_patch, execution, stale, paged_out
+            )
         return out
 
     def _split(self, part: _Part) -> list[tuple[int, int, int, int]] | None:
@@ -527,13 +540,16 @@ class Scheduler:
             )
         part.dma.set_write_window(0, part.dma.size)
 
-    def _require_patch_success(self, status: object, what: str) -> None:
+    def _require_patch_success(
+        self, status: object, what: str, requirement: str = "PAT-BUGCHECK"
+    ) -> None:
+        """Any Patch failure bug-checks 0x119 (0x3); on a paging buffer it breaks PAT-PAGING too."""
         if status == STATUS_SUCCESS and isinstance(status, int) and not isinstance(status, bool):
             return
         raise BugCheck(
             VIDEO_SCHEDULER_INTERNAL_ERROR,
             (SCHEDULER_PATCH_FAILED, *SCHEDULER_DATA),
-            "PAT-BUGCHECK",
+            requirement,
             PATCH,
             f"returned {status_name(status)} for {what}; any failure of DxgkDdiPatch bug-checks the system",
         )
@@ -598,27 +614,37 @@ class Scheduler:
         patched: bool,
         execution: GpuExecution,
         stale: list[Range],
+        paged_out: list[Range],
     ) -> None:
         k = self.k
 
         def blame(address: int | None, length: int = 1) -> str:
-            # Without a Patch call the DMA bytes are Render's pre-patch alone: a wrong address is REN-PREPATCH.
-            # After Patch, an address where an allocation was before it moved is a reference Patch never saw.
+            # An address a paged-out entry (SegmentId 0) used to have was trusted: REN-PAGEDOUT.
+            if address is not None and _inside(address, length, paged_out):
+                return "REN-PAGEDOUT"
             if not patched:
-                return "REN-PREPATCH"
+                # Render's pre-patch alone made this address: one that reaches no memory at all
+                # was never pre-patched; one inside memory was aimed elsewhere on purpose.
+                reaches_memory = address is not None and (
+                    _inside(address, length, segments)
+                    or k.sysmem.page(address // PAGE_SIZE) is not None
+                )
+                return "ALL-ISOLATION" if reaches_memory else "REN-PREPATCH"
             if address is not None and _inside(address, length, stale):
                 return "REN-FULLPATCH"
             if address is not None and _inside(address, length, [(k.dummy_page_address, 4096)]):
                 return "REN-FULLPATCH"  # an aperture address from before an unmap survived Patch
             return "ALL-ISOLATION"
 
+        segments = [(d.BaseAddress, d.Size) for d in k.segments.values()]
         if execution.fault is not None:
             fault = execution.fault
-            rule = (
-                "PGB-UNMAP"
-                if fault.address is not None and k.is_dummy_mapped(fault.address)
-                else blame(fault.address)
-            )
+            if fault.kind in ("privileged-instruction", "illegal-instruction"):
+                rule = "REN-VALIDATE"  # Render let a command through that the GPU refuses
+            elif fault.address is not None and k.is_dummy_mapped(fault.address):
+                rule = "PGB-UNMAP"
+            else:
+                rule = blame(fault.address)
             k.lose_device(context.device, str(fault))
             raise DriverViolation(
                 rule,
@@ -664,7 +690,7 @@ class Scheduler:
             if outside is None:
                 continue
             address, length = outside
-            if _inside(address, length, [dummy, *stale]):
+            if _inside(address, length, [dummy, *stale, *paged_out]):
                 rule_here = blame(
                     address, length
                 )  # a stale reference reached where something used to be
@@ -713,9 +739,11 @@ class Scheduler:
             Flags=DXGK_PATCHFLAGS.Paging,
         )
         status = k.caller.call("patch", args)
-        self._require_patch_success(status, f"a {written}-byte paging buffer ({operation})")
+        self._require_patch_success(
+            status, f"a {written}-byte paging buffer ({operation})", "PAT-PAGING"
+        )
         memory_violations(
-            PATCH, [(buffer, "PAT-PAGING")], f" while patching a paging buffer ({operation})"
+            PATCH, [(buffer, "PGB-PATCHED")], f" while patching a paging buffer ({operation})"
         )
         if (
             args.DmaBufferSize != written
@@ -723,7 +751,7 @@ class Scheduler:
             or buffer.data[written:] != before[written:]
         ):
             raise DriverViolation(
-                "PAT-PAGING",
+                "PGB-PATCHED",
                 PATCH,
                 f"changed the size of a {written}-byte paging buffer ({operation})",
             )

@@ -304,13 +304,25 @@ class VidMm:
         if self.segment(a.segment_id).is_aperture:
             self.evict(a)
             return
-        self.run(
+        run = self.run(
             OP.DXGK_OPERATION_DISCARD_CONTENT,
             lambda args: _set_discard(args, a),
             idle_flag=lambda args: _set_flag(
                 args.DiscardContent, DXGK_DISCARDCONTENTFLAGS.AllocationIsIdle
             ),
         )
+        outside = [
+            w
+            for w in run.writes
+            if not any(s <= w[0] and w[0] + w[1] <= s + n for s, n in self.physical_ranges(a))
+        ]
+        if outside:
+            address, length = outside[0]
+            raise DriverViolation(
+                "PGB-DISCARD",
+                DDI,
+                f"discarding {a} wrote {length} byte(s) at 0x{address:X}, outside the allocation",
+            )
         self.heaps[a.segment_id].release(a.offset)
         del self.resident[a.id]
         a.backing = self.k.sysmem.allocate_mdl(a.size)
