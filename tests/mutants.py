@@ -603,8 +603,9 @@ class PadsTruncatedCommand(ReferenceMiniport):
     @staticmethod
     def _stage(args, consumed, staged, remaining, need=0):  # type: ignore[no-untyped-def]
         out = ReferenceMiniport._stage(args, consumed, staged, remaining, need)
-        if consumed + len(out) >= remaining:  # the end of the command buffer: pad what is missing
-            out += bytes(max(need, fmt.HEADER.size) - (len(out) % max(need, fmt.HEADER.size) or 0))
+        want = max(need, fmt.HEADER.size)
+        if consumed + len(out) >= remaining and len(out) < want:  # cut short: pad with zeros
+            out += bytes(want - len(out))
         return out
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from .errors import DriverViolation
 from .kernel import Allocation, Kernel, RenderResult
 from .program import describe_difference
+from .status import STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE, STATUS_SUCCESS, status_name
 
 
 def expect_memory(
@@ -19,8 +20,13 @@ def expect_memory(
     allocation_list: Sequence[Allocation | None],
     expected: Mapping[int, bytes],
     what: str,
+    requirement: str = "REN-TRANSLATE",
 ) -> None:
-    """REN-TRANSLATE: every allocation holds what the program meant (GPU view)."""
+    """REN-TRANSLATE: every allocation holds what the program meant (GPU view).
+
+    ``requirement`` names the rule a difference breaks when the scenario isolates a
+    narrower one (a TOCTOU race is REN-COPYFIRST, a lying input patch list REN-PATCHIN).
+    """
     for index, want in expected.items():
         a = allocation_list[index]
         if a is None:
@@ -28,7 +34,7 @@ def expect_memory(
         got = kernel.gpu_view(a)
         if got != want:
             raise DriverViolation(
-                "REN-TRANSLATE",
+                requirement,
                 "DxgkDdiRender",
                 f"{what}: allocation-list entry {index} ({a}) differs from the reference model "
                 f"{describe_difference(got, want)}",
@@ -48,3 +54,39 @@ def expect_single_fetch(result: RenderResult) -> None:
             f"read command-buffer bytes [{lo}, {hi}) more than once: copy user memory once, then validate the copy",
             {"double_fetched": doubled},
         )
+
+
+def expect_success(result: RenderResult, what: str, requirement: str = "REN-TRANSLATE") -> None:
+    """A valid command buffer is translated: Render ends with SUCCESS.
+
+    GRAPHICS_GPU_EXCEPTION_ON_DEVICE for valid work loses the device for nothing
+    (REN-DEVICELOST); any other error rejects what it had to translate (``requirement``).
+    """
+    if result.ok:
+        return
+    if result.status == STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE:
+        raise DriverViolation(
+            "REN-DEVICELOST",
+            "DxgkDdiRender",
+            f"{what}: returned GRAPHICS_GPU_EXCEPTION_ON_DEVICE for a valid command buffer; the "
+            f"device is now lost and the kernel refuses all its further work",
+        )
+    raise DriverViolation(
+        requirement,
+        "DxgkDdiRender",
+        f"{what}: rejected a valid command buffer with {status_name(result.status)}",
+    )
+
+
+def expect_rejected(
+    result: RenderResult, allowed: frozenset[int], requirement: str, what: str
+) -> None:
+    """An invalid command buffer is rejected with one of ``allowed`` (never SUCCESS)."""
+    if result.status in allowed and result.status != STATUS_SUCCESS:
+        return
+    names = ", ".join(sorted(status_name(s) for s in allowed))
+    raise DriverViolation(
+        requirement,
+        "DxgkDdiRender",
+        f"{what}: returned {status_name(result.status)}; it must be rejected with one of {names}",
+    )

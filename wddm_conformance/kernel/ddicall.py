@@ -48,6 +48,8 @@ class DdiCaller:
         self.invoker = invoker
         self.trace: deque[str] = deque(maxlen=trace_length)
         self.calls = 0
+        #: What the last call returned (a status, or whatever junk the driver returned).
+        self.last_status: Any = None
 
     def call(self, method: str, *args: Any) -> Any:
         ddi = DDI_METHODS[method]
@@ -100,6 +102,7 @@ class DdiCaller:
         self.trace.append(
             f"{ddi} -> {status_name(result) if isinstance(result, int) else type(result).__name__}"
         )
+        self.last_status = result
         return result
 
     def sequence(self) -> str:

@@ -98,6 +98,8 @@ class Kernel:
         self.devices: list[Device] = []
         self.allocations: dict[int, Allocation] = {}
         self._next_allocation = 1
+        #: The status of the last DxgkDdiCreateAllocation call (for checks of failing batches).
+        self.last_create_status = STATUS_SUCCESS
 
     def _query_segments(self) -> dict[int, DXGK_SEGMENTDESCRIPTOR]:
         segments = self.caller.call("query_segments")
@@ -216,6 +218,7 @@ class Kernel:
             "ALC-STATUS",
         )
         memory_violations(CREATE, [(b, "ALL-READONLY") for b in buffers])
+        self.last_create_status = status
         if status != STATUS_SUCCESS:
             self._probe_half_made(device, infos, status)
             if allow_failure:

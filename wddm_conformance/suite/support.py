@@ -1,0 +1,58 @@
+"""Scenarios the checks share: allocations with known content and programs over them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ..driver import AllocationRequest
+from ..kernel import Allocation, Context, Kernel, RenderResult
+from ..oracles import expect_memory, expect_success
+from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+
+
+def pair(
+    k: Kernel, size: int = 64 << 10, seed: int = 1, **request: Any
+) -> tuple[Context, Allocation, Allocation]:
+    """A device, a context and two allocations filled with seeded random bytes."""
+    device = k.create_device()
+    ctx = k.create_context(device)
+    a, b = k.create_allocations(
+        device, [AllocationRequest(size, **request), AllocationRequest(size, **request)]
+    )
+    rng = random.Random(seed)
+    k.cpu_write(a, 0, rng.randbytes(a.size))
+    k.cpu_write(b, 0, rng.randbytes(b.size))
+    return ctx, a, b
+
+
+def program(repeat: int = 1) -> list[Op]:
+    """Every kind of operation over allocation-list entries 1 and 2 (0 is the NULL element)."""
+    ops: list[Op] = []
+    for i in range(repeat):
+        ops += [
+            Copy(AllocRef(1, 64 * i), AllocRef(2, 4096 + 8 * i), 3000),
+            Fill(AllocRef(2, 10000), 777, 0xA5A5F00D),
+            Write(AllocRef(1, 20000 + 4 * i), 0xDEADBEEF),
+            Xor(AllocRef(2, 30000), AllocRef(1, 100), 1000),
+            Bind(i % 8, AllocRef(1, 16)),
+            Bind(7, None),
+        ]
+    return ops
+
+
+def run_checked(
+    k: Kernel,
+    ctx: Context,
+    allocation_list: Sequence[Allocation | None],
+    ops: Sequence[Op],
+    what: str,
+    **kwargs: Any,
+) -> RenderResult:
+    """Submit ``ops``; it must succeed and leave exactly what the program means in memory."""
+    want = k.expected_after(allocation_list, ops)
+    result = k.run_program(ctx, allocation_list, ops, **kwargs)
+    expect_success(result, what)
+    expect_memory(k, allocation_list, want, what)
+    return result

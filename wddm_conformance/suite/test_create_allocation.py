@@ -1,0 +1,121 @@
+"""DxgkDdiCreateAllocation: statuses, private data, handles, placement info, resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..driver import AllocationRequest
+from ..errors import DriverViolation
+from ..kernel import Kernel
+from ..program import AllocRef, Copy
+from ..status import (
+    STATUS_GRAPHICS_DRIVER_MISMATCH,
+    STATUS_INVALID_PARAMETER,
+)
+from .support import run_checked
+
+requirement = pytest.mark.requirement
+CREATE = "DxgkDdiCreateAllocation"
+
+KINDS = {
+    "plain": AllocationRequest(4096),
+    "large": AllocationRequest(1 << 20),
+    "odd-size": AllocationRequest(100),
+    "cpu-visible": AllocationRequest(8192, cpu_visible=True),
+    "swizzled": AllocationRequest(16384, cpu_visible=True, swizzled=True),
+    "memory-only": AllocationRequest(8192, aperture=False),
+    "aperture-only": AllocationRequest(8192, aperture_only=True),
+    "history": AllocationRequest(4096, history_buffer=True),
+    "alternate-va": AllocationRequest(4096, alternate_va=True),
+}
+
+
+@requirement("ALC-STATUS", "ALC-INFO")
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_of_allocation_is_created_with_placeable_info(kernel: Kernel, kind: str) -> None:
+    device = kernel.create_device()
+    (a,) = kernel.create_allocations(device, [KINDS[kind]])
+    if a.size < KINDS[kind].min_size:
+        raise DriverViolation("ALC-INFO", CREATE, f"{kind}: Size {a.size} < {KINDS[kind].size}")
+    kernel.make_resident(a)
+
+
+@requirement("ALC-STATUS", "ALC-PRIVDATA")
+@pytest.mark.parametrize("damage", ["empty", "short", "oversized"])
+def test_malformed_private_data_is_invalid_parameter(kernel: Kernel, damage: str) -> None:
+    device = kernel.create_device()
+    valid = kernel.encoder.allocation_private_data(AllocationRequest(4096))
+    data = {"empty": b"", "short": valid[:-1], "oversized": valid + bytes(4096)}[damage]
+    made = kernel.create_allocations(device, [data], allow_failure=True)
+    status = kernel.last_create_status
+    if made or status not in (STATUS_INVALID_PARAMETER, STATUS_GRAPHICS_DRIVER_MISMATCH):
+        raise DriverViolation(
+            "ALC-PRIVDATA",
+            CREATE,
+            f"{damage} private data ({len(data)} bytes) was answered with status 0x{status:08X}, "
+            f"not INVALID_PARAMETER",
+        )
+
+
+@requirement("ALC-PRIVDATA")
+def test_valid_private_data_is_accepted(kernel: Kernel) -> None:
+    device = kernel.create_device()
+    kernel.create_allocations(device, list(KINDS.values()))
+
+
+@requirement("ALC-HANDLE")
+def test_each_allocation_of_a_batch_gets_a_distinct_non_null_handle(kernel: Kernel) -> None:
+    device = kernel.create_device()
+    batch = kernel.create_allocations(device, [AllocationRequest(4096) for _ in range(5)])
+    again = kernel.create_allocations(device, [AllocationRequest(4096) for _ in range(2)])
+    handles = [a.hAllocation for a in batch + again]
+    if len(set(handles)) != len(handles):  # pragma: no cover - the kernel judges each batch
+        raise DriverViolation("ALC-HANDLE", CREATE, f"handles repeat: {handles}")
+
+
+@requirement("ALC-RESOURCE")
+def test_a_resource_handle_is_kept_for_later_allocations(kernel: Kernel) -> None:
+    device = kernel.create_device()
+    (first,) = kernel.create_allocations(device, [AllocationRequest(4096)], resource=0)
+    if not first.resource:
+        return  # a driver may decline to return a resource handle
+    kernel.create_allocations(device, [AllocationRequest(4096)], resource=first.resource)
+
+
+@requirement("ALC-ADAPTER")
+def test_an_allocation_outlives_the_device_that_created_it(kernel: Kernel) -> None:
+    creator = kernel.create_device()
+    a, b = kernel.create_allocations(creator, [AllocationRequest(8192), AllocationRequest(8192)])
+    kernel.cpu_write(b, 0, b"shared surface" * 100)
+    kernel.destroy_device(creator)
+    other = kernel.create_device()
+    ctx = kernel.create_context(other)
+    run_checked(kernel, ctx, [None, a, b], [Copy(AllocRef(1), AllocRef(2), 1400)], "shared copy")
+
+
+@requirement("ALC-ATOMIC")
+@pytest.mark.parametrize("bad", [0, 1, 2])
+def test_a_failed_batch_leaves_no_allocation_behind(kernel: Kernel, bad: int) -> None:
+    device = kernel.create_device()
+    valid = kernel.encoder.allocation_private_data(AllocationRequest(4096))
+    batch: list[AllocationRequest | bytes] = [AllocationRequest(4096)] * 3
+    batch[bad] = valid[:-1]
+    if kernel.create_allocations(device, batch, allow_failure=True):
+        raise DriverViolation(
+            "ALC-PRIVDATA", CREATE, f"accepted a batch whose allocation {bad} is malformed"
+        )
+
+
+@requirement("ALC-GDISIZE")
+@pytest.mark.parametrize("cpu_visible", [False, True], ids=["gpu-only", "cpu-visible"])
+def test_a_gdi_surface_is_sized_for_all_its_rows(kernel: Kernel, cpu_visible: bool) -> None:
+    device = kernel.create_device()
+    kernel.create_allocations(
+        device, [AllocationRequest(1366 * 4, cpu_visible=cpu_visible, gdi_rows=768)]
+    )
+
+
+@requirement("ALC-HISTORY")
+def test_the_history_buffer_flag_is_accepted_and_reported(kernel: Kernel) -> None:
+    device = kernel.create_device()
+    kernel.create_allocations(device, [AllocationRequest(4096, history_buffer=True)])

@@ -1,0 +1,62 @@
+"""Property checks: GPU memory equals the program model in every kernel mode; malformed
+command buffers are rejected or stay inside their submission."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ..driver import AllocationRequest
+from ..kernel import ALL_MODES, AllocationUse, KernelMode
+from ..plugin import Run
+from ..program import Op
+from ..strategies import malformed, programs
+from .support import run_checked
+
+requirement = pytest.mark.requirement
+
+#: The suite's hypothesis settings: the loaded profile, repeatable, no example database.
+SUITE = settings(
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+SIZES = [0, 24 << 10, 16 << 10, 4096]
+
+
+@requirement("REN-TRANSLATE")
+@pytest.mark.parametrize("mode", ALL_MODES, ids=str)
+@SUITE
+@given(data=st.data())
+def test_gpu_memory_matches_the_program_model(
+    wddm_run: Run, mode: KernelMode, data: st.DataObject
+) -> None:
+    ops: list[Op] = data.draw(programs(SIZES), label="program")
+    k = wddm_run.kernel(mode)
+    device = k.create_device()
+    ctx = k.create_context(device)
+    allocs = k.create_allocations(device, [AllocationRequest(s) for s in SIZES[1:]])
+    rng = random.Random(len(ops))
+    for a in allocs:
+        k.cpu_write(a, 0, rng.randbytes(a.size))
+    run_checked(k, ctx, [None, *allocs], ops, f"program of {len(ops)} operations")
+
+
+@requirement("REN-STATUS", "ALL-ISOLATION")
+@SUITE
+@given(data=st.data())
+def test_malformed_command_buffers_are_rejected_or_stay_isolated(
+    wddm_run: Run, data: st.DataObject
+) -> None:
+    k = wddm_run.kernel()
+    ops: list[Op] = data.draw(programs(SIZES, max_ops=4), label="program")
+    command = data.draw(malformed(k.encoder.encode(ops).command), label="command buffer")
+    device = k.create_device()
+    ctx = k.create_context(device)
+    allocs = k.create_allocations(device, [AllocationRequest(s) for s in SIZES[1:]])
+    # The kernel judges the status, the cursors and, on success, every GPU access.
+    k.render(ctx, command, [None, *(AllocationUse(a, True) for a in allocs)])

@@ -1,0 +1,306 @@
+"""DxgkDdiRender: translation, validation, patch lists, pre-patching, split and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from ..ddi import D3DDDI_PATCHLOCATIONLIST
+from ..driver import AllocationRequest
+from ..errors import DriverViolation, HarnessError
+from ..kernel import AllocationUse, Kernel
+from ..oracles import expect_memory, expect_rejected, expect_single_fetch, expect_success
+from ..program import AllocRef, Bind, Copy, Fill, Write
+from ..status import (
+    RENDER_STATUSES,
+    STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
+    STATUS_ILLEGAL_INSTRUCTION,
+    STATUS_INVALID_HANDLE,
+    STATUS_INVALID_PARAMETER,
+    STATUS_INVALID_USER_BUFFER,
+    STATUS_PRIVILEGED_INSTRUCTION,
+    STATUS_SUCCESS,
+)
+from .support import pair, program, run_checked
+
+requirement = pytest.mark.requirement
+MakeKernel = Callable[..., Kernel]
+
+#: REN-VALIDATE: how a command buffer that is not allowed is rejected.
+VALIDATION_ERRORS = frozenset(
+    {
+        STATUS_PRIVILEGED_INSTRUCTION,
+        STATUS_ILLEGAL_INSTRUCTION,
+        STATUS_INVALID_PARAMETER,
+        STATUS_INVALID_HANDLE,
+    }
+)
+#: REN-UNDERRUN: how truncated command data is rejected.
+UNDERRUN_ERRORS = frozenset({STATUS_INVALID_USER_BUFFER, STATUS_ILLEGAL_INSTRUCTION})
+#: REN-USERFAULT: any error status Render may return (never SUCCESS, never a split).
+ERRORS = RENDER_STATUSES - {STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER}
+
+
+@requirement("REN-TRANSLATE")
+def test_render_translates_every_command_of_a_valid_buffer(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel, aperture=False)
+    run_checked(kernel, ctx, [None, a, b], program(3), "copy/fill/write/xor/bind program")
+
+
+@requirement("REN-STATUS")
+@pytest.mark.parametrize("case", ["valid", "privileged", "illegal", "truncated", "bad-index"])
+def test_render_returns_only_documented_statuses(kernel: Kernel, case: str) -> None:
+    ctx, a, b = pair(kernel, 8192)
+    command = kernel.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64)]).command
+    commands = {
+        "valid": command,
+        "privileged": kernel.encoder.privileged_command(),
+        "illegal": kernel.encoder.illegal_command(),
+        "truncated": command[:-3],
+        "bad-index": kernel.encoder.encode([Copy(AllocRef(1), AllocRef(9), 64)]).command,
+    }
+    uses = [None, AllocationUse(a, True), AllocationUse(b, True)]
+    kernel.render(ctx, commands[case], uses)  # the kernel judges the status on return
+
+
+@requirement("REN-VALIDATE")
+def test_render_rejects_privileged_commands(kernel: Kernel) -> None:
+    ctx, a, _ = pair(kernel, 8192)
+    result = kernel.render(ctx, kernel.encoder.privileged_command(), [None, a])
+    expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", "a privileged command")
+
+
+@requirement("REN-VALIDATE")
+def test_render_rejects_illegal_commands(kernel: Kernel) -> None:
+    ctx, a, _ = pair(kernel, 8192)
+    result = kernel.render(ctx, kernel.encoder.illegal_command(), [None, a])
+    expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", "an illegal command")
+
+
+@requirement("REN-VALIDATE", "ALL-ISOLATION")
+@pytest.mark.parametrize(
+    "op",
+    [
+        Copy(AllocRef(1, 8000), AllocRef(2), 1000),  # past the end of the destination
+        Copy(AllocRef(1), AllocRef(2, 4096), 8192),  # past the end of the source
+        Fill(AllocRef(2, 8192), 4, 0),  # just past the end
+        Write(AllocRef(3), 1),  # an index outside the allocation list
+    ],
+    ids=["dst-overrun", "src-overrun", "fill-past-end", "bad-index"],
+)
+def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: object) -> None:
+    ctx, a, b = pair(kernel, 8192, aperture=False)
+    result = kernel.run_program(ctx, [None, a, b], [op])  # type: ignore[list-item]
+    expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{op}")
+
+
+@requirement("REN-UNDERRUN")
+@pytest.mark.parametrize("cut", [1, 3, 4])
+def test_render_rejects_a_truncated_command_buffer(kernel: Kernel, cut: int) -> None:
+    ctx, a, b = pair(kernel, 8192)
+    command = kernel.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64), Bind(1, None)]).command
+    uses = [None, AllocationUse(a, True), AllocationUse(b)]
+    result = kernel.render(ctx, command[:-cut], uses)
+    expect_rejected(result, UNDERRUN_ERRORS, "REN-UNDERRUN", f"a command buffer cut {cut} short")
+
+
+@requirement("REN-USERFAULT")
+@pytest.mark.parametrize("at", [0, 5, 30])
+def test_a_fault_reading_the_command_buffer_becomes_an_error_status(
+    kernel: Kernel, at: int
+) -> None:
+    ctx, a, b = pair(kernel)
+    result = kernel.run_program(ctx, [None, a, b], program(), fault_at=at)
+    expect_rejected(result, ERRORS, "REN-USERFAULT", f"pCommand faulting at byte {at}")
+
+
+@requirement("REN-USERFAULT")
+def test_a_fault_reading_the_input_patch_list_is_not_an_escape(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel)
+    # A driver may ignore pPatchLocationListIn (then it succeeds); reading it must not crash.
+    result = kernel.run_program(ctx, [None, a, b], program(), patch_fault_at=0)
+    if result.status == STATUS_SUCCESS:
+        return
+    expect_rejected(result, ERRORS, "REN-USERFAULT", "pPatchLocationListIn faulting at byte 0")
+
+
+@requirement("REN-COPYFIRST")
+def test_render_reads_each_command_byte_once(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel)
+    expect_single_fetch(run_checked(kernel, ctx, [None, a, b], program(2), "program"))
+
+
+@requirement("REN-COPYFIRST")
+def test_user_memory_changed_after_reading_does_not_reach_the_dma_buffer(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel, aperture=False)
+    honest = [Fill(AllocRef(2, 100), 256, 0x11111111), Write(AllocRef(1, 8), 0x22222222)]
+    raced = [Fill(AllocRef(2, 100), 256, 0x77777777), Write(AllocRef(1, 8), 0x66666666)]
+    before = kernel.encoder.encode(honest).command
+    after = kernel.encoder.encode(raced).command
+    diff = [i for i, (x, y) in enumerate(zip(before, after, strict=True)) if x != y]
+    if len(before) != len(after) or not diff:
+        raise HarnessError("the encoder must encode the two programs to equal-length buffers")
+    lo, hi = diff[0], diff[-1] + 1
+    alist = [None, a, b]
+    want = kernel.expected_after(alist, honest)
+    uses = [None, AllocationUse(a, True), AllocationUse(b, True)]
+    result = kernel.render(ctx, before, uses, toctou=(lo, after[lo:hi]))
+    expect_success(result, "TOCTOU program")
+    expect_memory(
+        kernel, alist, want, "user bytes changed right after the driver read them", "REN-COPYFIRST"
+    )
+
+
+@requirement("REN-PATCHOUT")
+def test_output_patch_list_names_valid_indices_inside_the_written_bytes(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel)
+    result = run_checked(kernel, ctx, [None, a, b], program(4), "program")
+    if not any(s.patch_list for s in result.submissions):
+        raise HarnessError("no patch list to judge")  # pragma: no cover - the kernel judged it
+
+
+@requirement("REN-PREPATCH")
+def test_pre_patched_buffer_reaches_resident_allocations_without_a_patch_call(
+    kernel: Kernel,
+) -> None:
+    """HLK: Render with resident allocations, submit with no Patch call, check GPU memory."""
+    ctx, a, b = pair(kernel, aperture=False)
+    result = run_checked(kernel, ctx, [None, a, b], program(2), "pre-patched program")
+    if kernel.mode.always_repatch or kernel.mode.forced_relocation:
+        return
+    if any(s.patched for s in result.submissions):
+        raise HarnessError("the kernel patched a buffer nothing moved under")
+
+
+@requirement("REN-PREPATCH", "REN-PAGEDOUT")
+def test_no_prepatching_mode_gets_every_reference_patched(make_kernel: MakeKernel) -> None:
+    """HLK "No PrePatching": SegmentId is always 0 in Render, so Patch must fix every address."""
+    k = make_kernel("no-prepatching")
+    ctx, a, b = pair(k)
+    run_checked(k, ctx, [None, a, b], program(2), "program with SegmentId 0 everywhere")
+
+
+@requirement("REN-FULLPATCH")
+@pytest.mark.parametrize("mode", ["always-repatch,forced-relocation", "forced-eviction"])
+def test_every_reference_is_in_the_patch_list_so_moved_allocations_are_reached(
+    make_kernel: MakeKernel, mode: str
+) -> None:
+    """HLK AlwaysRepatch: after Render every allocation moves; Patch with the output list."""
+    k = make_kernel(mode)
+    ctx, a, b = pair(k, aperture=False)
+    run_checked(k, ctx, [None, a, b], program(2), "program whose allocations moved")
+
+
+@requirement("REN-PAGEDOUT")
+def test_paged_out_allocations_are_patched_not_trusted(make_kernel: MakeKernel) -> None:
+    k = make_kernel("forced-relocation")
+    ctx, a, b = pair(k, aperture=False)
+    k.evict(a)
+    k.evict(b)
+    run_checked(k, ctx, [None, a, b], program(), "program over paged-out allocations")
+
+
+@requirement("REN-PATCHIN")
+@pytest.mark.parametrize("given", ["absent", "empty"])
+def test_render_without_an_input_patch_list_translates(make_kernel: MakeKernel, given: str) -> None:
+    k = make_kernel("always-repatch")
+    ctx, a, b = pair(k, aperture=False)
+    alist = [None, a, b]
+    ops = program()
+    want = k.expected_after(alist, ops)
+    patch_list_in = None if given == "absent" else []
+    result = k.run_program(ctx, alist, ops, patch_list_in=patch_list_in)
+    expect_success(result, f"{given} pPatchLocationListIn", "REN-PATCHIN")
+    expect_memory(k, alist, want, f"{given} pPatchLocationListIn", "REN-PATCHIN")
+
+
+@requirement("REN-PATCHIN")
+def test_a_lying_input_patch_list_does_not_corrupt_the_output(make_kernel: MakeKernel) -> None:
+    k = make_kernel("always-repatch")
+    ctx, a, b = pair(k, aperture=False)
+    alist = [None, a, b]
+    ops = program()
+    lies = [
+        D3DDDI_PATCHLOCATIONLIST(
+            3 - e.AllocationIndex if e.AllocationIndex else 2, 0, 0, 4096, 7, 7
+        )
+        for e in k.encoder.encode(ops).patch_locations
+    ]
+    want = k.expected_after(alist, ops)
+    result = k.run_program(ctx, alist, ops, patch_list_in=lies)
+    expect_success(result, "a lying pPatchLocationListIn", "REN-PATCHIN")
+    expect_memory(k, alist, want, "a lying pPatchLocationListIn", "REN-PATCHIN")
+
+
+@requirement("REN-ALLOCINDEX")
+def test_writes_reach_only_allocations_marked_write_operation(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel, aperture=False)
+    before = kernel.cpu_read(a)
+    command = kernel.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64)]).command
+    result = kernel.render(ctx, command, [None, AllocationUse(a, False), AllocationUse(b, False)])
+    if result.status == STATUS_SUCCESS and kernel.cpu_read(a) != before:
+        raise DriverViolation(
+            "REN-ALLOCINDEX", "DxgkDdiRender", "wrote an allocation not marked WriteOperation"
+        )
+
+
+@requirement("REN-ALLOCINDEX")
+def test_allocation_indices_and_write_flags_stay_as_given(make_kernel: MakeKernel) -> None:
+    k = make_kernel("always-repatch")
+    ctx, a, b = pair(k, aperture=False)
+    run_checked(k, ctx, [None, b, a, None, b], [Copy(AllocRef(2), AllocRef(4), 4096)], "aliases")
+
+
+@requirement("REN-NULLALLOC")
+@pytest.mark.parametrize("mode", ["default", "always-repatch"])
+def test_a_null_allocation_reference_unbinds(make_kernel: MakeKernel, mode: str) -> None:
+    k = make_kernel(mode)
+    ctx, a, b = pair(k)
+    ops = [Bind(slot, None) for slot in range(8)] + [Bind(3, AllocRef(1, 8)), Bind(3, None)]
+    run_checked(k, ctx, [None, a, b], ops, "binds of the NULL allocation")
+
+
+@requirement("REN-SPLIT")
+def test_a_split_render_equals_one_translation(make_kernel: MakeKernel) -> None:
+    k = make_kernel("tiny-buffers")
+    ctx, a, b = pair(k, aperture=False)
+    result = run_checked(k, ctx, [None, a, b], program(6), "program split over tiny DMA buffers")
+    if result.render_calls < 2:
+        raise HarnessError("tiny buffers did not split the command buffer")
+
+
+@requirement("REN-CURSORS")
+@pytest.mark.parametrize("mode", ["default", "tiny-buffers", "split-submissions"])
+def test_render_cursors_stay_inside_the_buffers(make_kernel: MakeKernel, mode: str) -> None:
+    k = make_kernel(mode)
+    ctx, a, b = pair(k)
+    run_checked(k, ctx, [None, a, b], program(8), "program")
+
+
+@requirement("REN-CONTRACT")
+def test_guaranteed_contract_rejects_a_buffer_needing_more_than_the_dma_buffer(
+    make_kernel: MakeKernel,
+) -> None:
+    k = make_kernel("tiny-buffers")
+    if not k.caps.GuaranteedContractDma:
+        pytest.skip("the driver does not declare GuaranteedContractDma")
+    ctx, a, b = pair(k)
+    result = k.run_program(ctx, [None, a, b], program(6))
+    expect_rejected(result, ERRORS, "REN-CONTRACT", "a program larger than the DMA buffer")
+
+
+@requirement("REN-DEVICELOST")
+def test_valid_work_does_not_lose_the_device(kernel: Kernel) -> None:
+    ctx, a, b = pair(kernel)
+    for i in range(3):
+        run_checked(kernel, ctx, [None, a, b], program(), f"submission {i}")
+
+
+@requirement("REN-CONTEXT")
+def test_each_context_handle_is_accepted_by_render(kernel: Kernel) -> None:
+    device = kernel.create_device()
+    contexts = [kernel.create_context(device) for _ in range(3)]
+    (a,) = kernel.create_allocations(device, [AllocationRequest(4096)])
+    for ctx in contexts:
+        run_checked(kernel, ctx, [None, a], [Write(AllocRef(1, 8), ctx.hContext & 0xFFFF)], "write")
