@@ -29,7 +29,7 @@ from wddm_conformance.ddi import (
     DXGKARG_RENDER,
     DXGKARG_SUBMITCOMMAND,
 )
-from wddm_conformance.memory import UNWRITTEN
+from wddm_conformance.memory import UNWRITTEN, KernelBuffer, UserAccessFault
 from wddm_conformance.status import (
     STATUS_GRAPHICS_ALLOCATION_BUSY,
     STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
@@ -103,18 +103,27 @@ class OverflowsDmaBuffer(ReferenceMiniport):
 
 
 class LetsUserFaultEscape(ReferenceMiniport):
-    """No __try/__except around user-mode reads."""
+    """Copies the command buffer first, but with no __try/__except around the copy."""
 
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
-        args.pCommand.read(args.CommandLength)  # faults escape from here
-        return super().render(hContext, args)
+        data = args.pCommand.read(args.CommandLength)  # a fault escapes from here
+        copy = KernelBuffer("command copy", len(data), writable=False, initial=data)
+        user = args.pCommand
+        args.pCommand = copy.ptr()
+        try:
+            return super().render(hContext, args)
+        finally:
+            args.pCommand = user + args.pCommand.offset
 
 
 class DoubleFetch(ReferenceMiniport):
     """Validates the command buffer, then translates a second read of it (TOCTOU window)."""
 
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
-        first = args.pCommand.read(args.CommandLength)
+        try:
+            first = args.pCommand.read(args.CommandLength)
+        except UserAccessFault:
+            return STATUS_INVALID_PARAMETER
         del first  # "validated"
         return super().render(hContext, args)
 

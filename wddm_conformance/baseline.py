@@ -90,7 +90,7 @@ def judge(status: Status, expected: str | None) -> Verdict:
         if status in (Status.PASS, Status.SKIP):
             return Verdict("ok", None)
         return Verdict("unexpected", None, f"unexpected {status}: the baseline expects a pass")
-    if expected == FLAKY or expected == status:
+    if expected in (FLAKY, status):
         return Verdict("expected", expected, f"expected {status} (baseline: {expected})")
     if status == Status.PASS:
         return Verdict(

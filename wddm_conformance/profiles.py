@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
-NAMES = ("default", "ci", "nightly")
+NAMES = ("default", "ci", "nightly", "quick")
 
 
 def register() -> None:
@@ -23,6 +23,15 @@ def register() -> None:
         deadline=None,
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow],
+    )
+    #: For running the whole suite many times (the kill matrix): few examples, repeatable.
+    settings.register_profile(
+        "quick",
+        max_examples=5,
+        deadline=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking
+        suppress_health_check=list(HealthCheck),
     )
     settings.register_profile(
         "nightly",

@@ -59,7 +59,7 @@ def catalogue() -> dict[str, Requirement]:
     return parse(text)
 
 
-def testable() -> list[str]:
+def checkable() -> list[str]:
     """IDs that must each have a check and a mutant it catches."""
     return [r.id for r in catalogue().values() if not r.documented_only]
 

@@ -99,7 +99,7 @@ class Kernel:
         self.allocations: dict[int, Allocation] = {}
         self._next_allocation = 1
         #: The status of the last DxgkDdiCreateAllocation call (for checks of failing batches).
-        self.last_create_status = STATUS_SUCCESS
+        self.last_create_status: int = STATUS_SUCCESS
 
     def _query_segments(self) -> dict[int, DXGK_SEGMENTDESCRIPTOR]:
         segments = self.caller.call("query_segments")

@@ -622,14 +622,17 @@ class Scheduler:
             # An address a paged-out entry (SegmentId 0) used to have was trusted: REN-PAGEDOUT.
             if address is not None and _inside(address, length, paged_out):
                 return "REN-PAGEDOUT"
+            # An address that reaches no memory at all was never patched: without a Patch call
+            # the pre-patch missed it, after one the patch list did. One inside memory was
+            # aimed at somebody else's bytes.
+            reaches_memory = address is not None and (
+                _inside(address, length, segments)
+                or k.sysmem.page(address // PAGE_SIZE) is not None
+            )
+            if not reaches_memory:
+                return "REN-FULLPATCH" if patched else "REN-PREPATCH"
             if not patched:
-                # Render's pre-patch alone made this address: one that reaches no memory at all
-                # was never pre-patched; one inside memory was aimed elsewhere on purpose.
-                reaches_memory = address is not None and (
-                    _inside(address, length, segments)
-                    or k.sysmem.page(address // PAGE_SIZE) is not None
-                )
-                return "ALL-ISOLATION" if reaches_memory else "REN-PREPATCH"
+                return "ALL-ISOLATION"
             if address is not None and _inside(address, length, stale):
                 return "REN-FULLPATCH"
             if address is not None and _inside(address, length, [(k.dummy_page_address, 4096)]):
@@ -676,8 +679,12 @@ class Scheduler:
         for slot, address in execution.bindings.items():
             if address and not _inside(address, 0, bindable):  # an end-of-allocation bind is legal
                 rule = blame(address)
+                if rule == "ALL-ISOLATION" or (
+                    rule == "REN-FULLPATCH" and not _inside(address, 0, [dummy, *stale])
+                ):
+                    rule = "REN-NULLALLOC"  # a bind only Patch wrote: the NULL allocation's
                 raise DriverViolation(
-                    "REN-NULLALLOC" if rule == "ALL-ISOLATION" else rule,
+                    rule,
                     RENDER,
                     f"binding slot {slot} holds 0x{address:X}, neither 0 (the NULL allocation) nor an address "
                     f"inside the allocations of this submission\n{k.gpu.disassemble(dma)}",

@@ -11,7 +11,7 @@ from ..driver import AllocationRequest
 from ..errors import DriverViolation, HarnessError
 from ..kernel import AllocationUse, Kernel
 from ..oracles import expect_memory, expect_rejected, expect_single_fetch, expect_success
-from ..program import AllocRef, Bind, Copy, Fill, Write
+from ..program import AllocRef, Bind, Copy, Fill, Op, Write
 from ..status import (
     RENDER_STATUSES,
     STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
@@ -134,8 +134,8 @@ def test_render_reads_each_command_byte_once(kernel: Kernel) -> None:
 @requirement("REN-COPYFIRST")
 def test_user_memory_changed_after_reading_does_not_reach_the_dma_buffer(kernel: Kernel) -> None:
     ctx, a, b = pair(kernel, aperture=False)
-    honest = [Fill(AllocRef(2, 100), 256, 0x11111111), Write(AllocRef(1, 8), 0x22222222)]
-    raced = [Fill(AllocRef(2, 100), 256, 0x77777777), Write(AllocRef(1, 8), 0x66666666)]
+    honest: list[Op] = [Fill(AllocRef(2, 100), 256, 0x11111111), Write(AllocRef(1, 8), 0x22222222)]
+    raced: list[Op] = [Fill(AllocRef(2, 100), 256, 0x77777777), Write(AllocRef(1, 8), 0x66666666)]
     before = kernel.encoder.encode(honest).command
     after = kernel.encoder.encode(raced).command
     diff = [i for i, (x, y) in enumerate(zip(before, after, strict=True)) if x != y]
@@ -143,6 +143,7 @@ def test_user_memory_changed_after_reading_does_not_reach_the_dma_buffer(kernel:
         raise HarnessError("the encoder must encode the two programs to equal-length buffers")
     lo, hi = diff[0], diff[-1] + 1
     alist = [None, a, b]
+    run_checked(kernel, ctx, alist, honest, "the program without a race")  # REN-TRANSLATE first
     want = kernel.expected_after(alist, honest)
     uses = [None, AllocationUse(a, True), AllocationUse(b, True)]
     result = kernel.render(ctx, before, uses, toctou=(lo, after[lo:hi]))
@@ -208,8 +209,9 @@ def test_render_without_an_input_patch_list_translates(make_kernel: MakeKernel, 
     ctx, a, b = pair(k, aperture=False)
     alist = [None, a, b]
     ops = program()
+    run_checked(k, ctx, alist, ops, "with the UMD's patch list")  # REN-TRANSLATE first
     want = k.expected_after(alist, ops)
-    patch_list_in = None if given == "absent" else []
+    patch_list_in: list[D3DDDI_PATCHLOCATIONLIST] | None = None if given == "absent" else []
     result = k.run_program(ctx, alist, ops, patch_list_in=patch_list_in)
     expect_success(result, f"{given} pPatchLocationListIn", "REN-PATCHIN")
     expect_memory(k, alist, want, f"{given} pPatchLocationListIn", "REN-PATCHIN")
@@ -221,6 +223,7 @@ def test_a_lying_input_patch_list_does_not_corrupt_the_output(make_kernel: MakeK
     ctx, a, b = pair(k, aperture=False)
     alist = [None, a, b]
     ops = program()
+    run_checked(k, ctx, alist, ops, "with the UMD's patch list")  # REN-TRANSLATE first
     lies = [
         D3DDDI_PATCHLOCATIONLIST(
             3 - e.AllocationIndex if e.AllocationIndex else 2, 0, 0, 4096, 7, 7

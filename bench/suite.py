@@ -1,0 +1,78 @@
+"""Benchmark: the full conformance suite's wall time on the reference driver, serial and -n 2.
+
+Targets on the 2-core reference machine: serial under 60 s, and ``-n 2`` at least 1.6x
+faster than serial. Both are measured in the same run, interleaved (serial, parallel,
+parallel, serial, ...) so drift hits them alike; medians are quoted, and the speed-up is
+the ratio of the medians. Each run is a fresh ``python -m pytest --pyargs
+wddm_conformance.suite`` with the default hypothesis profile, as a driver team runs it.
+
+Usage: ``python bench/suite.py [--repeat N] [--json PATH]``. Exit status 0 whether or not
+the targets are met (a miss prints MISS), 3 when a run did not pass (the timing would be
+meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+SERIAL_TARGET_S = 60.0
+SPEEDUP_TARGET = 1.6
+
+
+def run_suite(extra: Sequence[str]) -> float:
+    """Seconds for one suite run; raises SystemExit(3) when the run did not pass."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs"]
+    command += ["wddm_conformance.suite", *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=Path.cwd())
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stdout[-2000:], file=sys.stderr)
+        raise SystemExit(3)
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    serial: list[float] = []
+    parallel: list[float] = []
+    for i in range(args.repeat):
+        order = [(serial, ()), (parallel, ("-n", "2"))]
+        for samples, extra in order if i % 2 == 0 else reversed(order):
+            samples.append(run_suite(extra))
+    s, p = statistics.median(serial), statistics.median(parallel)
+    speedup = s / p
+    ok_serial, ok_speedup = s < SERIAL_TARGET_S, speedup >= SPEEDUP_TARGET
+    print(
+        f"suite, reference driver, default profile, {os.cpu_count()} CPUs, {args.repeat} runs each"
+    )
+    print(
+        f"  serial   median {s:6.2f} s  (samples {', '.join(f'{x:.2f}' for x in serial)})  "
+        f"target < {SERIAL_TARGET_S:.0f} s  {'ok' if ok_serial else 'MISS'}"
+    )
+    print(f"  -n 2     median {p:6.2f} s  (samples {', '.join(f'{x:.2f}' for x in parallel)})")
+    print(
+        f"  speed-up serial/-n 2 = {speedup:.2f}x  target >= {SPEEDUP_TARGET}x  "
+        f"{'ok' if ok_speedup else 'MISS'}"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"serial": serial, "parallel": parallel, "speedup": speedup})
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
