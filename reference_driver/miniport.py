@@ -677,8 +677,10 @@ def _location(loc: DXGK_TRANSFER_LOCATION, allocation_offset: int) -> int:
 
 
 class ContractReferenceMiniport(ReferenceMiniport):
-    """The reference driver in guaranteed-contract DMA mode (REN-CONTRACT): it never splits a
-    command buffer; one that needs more than the DMA buffer is rejected."""
+    """The reference driver in guaranteed-contract DMA mode: it rejects, never splits, a big buffer.
+
+    REN-CONTRACT: a command buffer that needs more than the DMA buffer is rejected.
+    """
 
     def query_driver_caps(self) -> DXGK_DRIVERCAPS:
         return dataclasses.replace(super().query_driver_caps(), GuaranteedContractDma=True)

@@ -484,10 +484,12 @@ class PatchNotIdempotent(ReferenceMiniport):
     """Adds to the addresses already in the buffer instead of overwriting them (breaks on a second Patch)."""
 
     def patch(self, args: DXGKARG_PATCH) -> int:
-        self.patch_calls = getattr(self, "patch_calls", 0) + 1
-        if self.patch_calls % 2 == 0 and args.pPatchLocationList is not None:
-            args.pDmaBuffer.write(b"\x01", args.DmaBufferSubmissionStartOffset + 4)
+        seen = self.__dict__.setdefault("patched", [])
+        key = (args.pDmaBuffer.region, args.DmaBufferSubmissionStartOffset)
+        if any(r is key[0] and s == key[1] for r, s in seen) and args.pPatchLocationList:
+            args.pDmaBuffer.write(b"\x01", args.DmaBufferSubmissionStartOffset + 4)  # range again
             return STATUS_SUCCESS
+        seen.append(key)  # keeps the buffer alive, so its identity is never reused
         return super().patch(args)
 
 
@@ -727,27 +729,31 @@ class PatchRejectsPagingBuffer(ReferenceMiniport):
 
 
 class ReadsForeignMemory(ReferenceMiniport):
-    """Debug code: every DMA buffer also reads the first allocation of the previous Render."""
+    """Debug code: a DMA buffer also reads the last allocation another context rendered with."""
 
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
         entries = [
             DXGK_ALLOCATIONLIST.read(args.pAllocationList, i)
             for i in range(args.AllocationListSize)
         ]
-        previous = self.__dict__.get("previous", 0)
-        if previous and args.DmaSize >= 64:
-            args.pDmaBuffer.write(isa.encode("READ", 8, previous))
-            args.pDmaBuffer += isa.BY_MNEMONIC["READ"].size
-            args.DmaSize -= isa.BY_MNEMONIC["READ"].size
+        owner, previous = self.__dict__.get("previous", (0, 0))
+        if previous and owner != hContext and args.DmaSize >= 64:
+            read = isa.BY_MNEMONIC["READ"].size
+            args.DmaSize -= read
             try:
                 status = super().render(hContext, args)
             finally:
-                args.DmaSize += isa.BY_MNEMONIC["READ"].size
+                args.DmaSize += read
+            if status == STATUS_SUCCESS:  # after the fence: the GPU runs to the end
+                args.pDmaBuffer.write(isa.encode("READ", 8, previous))
+                args.pDmaBuffer += read
         else:
             status = super().render(hContext, args)
-        mine = [e.PhysicalAddress for e in entries if e.SegmentId and e.hDeviceSpecificAllocation]
-        if mine:
-            self.__dict__["previous"] = mine[0]
+        resident = [
+            e.PhysicalAddress for e in entries if e.SegmentId and e.hDeviceSpecificAllocation
+        ]
+        if resident:
+            self.__dict__["previous"] = (hContext, resident[0])
         return status
 
 

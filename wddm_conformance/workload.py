@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .driver import AllocationRequest, DriverSpec
 from .errors import DriverViolation
 from .kernel import Allocation, Kernel, KernelConfig, KernelMode
+from .oracles import expect_success
 from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, apply, describe_difference
 
 
@@ -63,12 +64,10 @@ class Workload:
     def submit(self, context: object, alist: list[Allocation | None], program: list[Op]) -> None:
         """Run a program and apply it to the shadow copies."""
         result = self.k.run_program(context, alist, program)  # type: ignore[arg-type]
-        if not result.ok:
-            raise DriverViolation(
-                "REN-TRANSLATE",
-                "DxgkDdiRender",
-                f"a valid program was not executed: status 0x{result.status:08X} {result.refused}",
-            )
+        shared = any(a is not None and a.creator.state == "destroyed" for a in alist)
+        expect_success(
+            result, "a valid program of the workload", "ALC-ADAPTER" if shared else "REN-TRANSLATE"
+        )
         self.report.submissions += len(result.submissions)
         memory = {i: self.shadow[a.id] for i, a in enumerate(alist) if a is not None}
         apply(program, memory)

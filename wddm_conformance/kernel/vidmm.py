@@ -770,9 +770,11 @@ class VidMm:
         merged, overlap = coverage(writes)
         want, _ = coverage(expected)
         if overlap:
-            calls = sum(run.calls for run in runs)
+            # Overlap inside one operation's partial buffers is a multipass fault; across the
+            # sub-transfers of one transfer it is the sub-range (TransferOffset) that is wrong.
+            within = any(run.calls > 1 and coverage(run.writes)[1] for run in runs)
             raise DriverViolation(
-                "PGB-MULTIPASS" if calls > len(runs) else rule,
+                "PGB-MULTIPASS" if within else rule,
                 DDI,
                 f"the partial paging buffers wrote some bytes of the {what} more than once "
                 f"({sum(n for _, n in writes)} bytes written for {sum(n for _, n in want)})",

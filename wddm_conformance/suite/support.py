@@ -6,6 +6,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from ..driver import AllocationRequest
 from ..kernel import Allocation, Context, Kernel, RenderResult
 from ..oracles import expect_memory, expect_success
@@ -56,3 +58,12 @@ def run_checked(
     expect_success(result, what)
     expect_memory(k, allocation_list, want, what)
     return result
+
+
+def skip_unless_splitting(k: Kernel) -> None:
+    """Tiny DMA buffers split a command buffer, except for a guaranteed-contract driver, whose
+    user-mode driver guarantees the DMA buffer is large enough (it rejects, never splits)."""
+    if k.mode.tiny_buffers and k.caps.GuaranteedContractDma:
+        pytest.skip(
+            "guaranteed-contract DMA: the driver rejects, never splits, an oversized buffer"
+        )

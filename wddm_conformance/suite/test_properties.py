@@ -14,7 +14,7 @@ from ..kernel import ALL_MODES, AllocationUse, KernelMode
 from ..plugin import Run
 from ..program import Op
 from ..strategies import malformed, programs
-from .support import run_checked
+from .support import run_checked, skip_unless_splitting
 
 requirement = pytest.mark.requirement
 
@@ -37,6 +37,7 @@ def test_gpu_memory_matches_the_program_model(
 ) -> None:
     ops: list[Op] = data.draw(programs(SIZES), label="program")
     k = wddm_run.kernel(mode)
+    skip_unless_splitting(k)
     device = k.create_device()
     ctx = k.create_context(device)
     allocs = k.create_allocations(device, [AllocationRequest(s) for s in SIZES[1:]])

@@ -22,7 +22,7 @@ from ..status import (
     STATUS_PRIVILEGED_INSTRUCTION,
     STATUS_SUCCESS,
 )
-from .support import pair, program, run_checked
+from .support import pair, program, run_checked, skip_unless_splitting
 
 requirement = pytest.mark.requirement
 MakeKernel = Callable[..., Kernel]
@@ -99,9 +99,9 @@ def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: ob
 @pytest.mark.parametrize("cut", [1, 3, 4])
 def test_render_rejects_a_truncated_command_buffer(kernel: Kernel, cut: int) -> None:
     ctx, a, b = pair(kernel, 8192)
-    command = kernel.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64), Bind(1, None)]).command
+    encoded = kernel.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64), Bind(1, None)])
     uses = [None, AllocationUse(a, True), AllocationUse(b)]
-    result = kernel.render(ctx, command[:-cut], uses)
+    result = kernel.render(ctx, encoded.command[:-cut], uses, patch_list_in=encoded.patch_locations)
     expect_rejected(result, UNDERRUN_ERRORS, "REN-UNDERRUN", f"a command buffer cut {cut} short")
 
 
@@ -146,7 +146,8 @@ def test_user_memory_changed_after_reading_does_not_reach_the_dma_buffer(kernel:
     run_checked(kernel, ctx, alist, honest, "the program without a race")  # REN-TRANSLATE first
     want = kernel.expected_after(alist, honest)
     uses = [None, AllocationUse(a, True), AllocationUse(b, True)]
-    result = kernel.render(ctx, before, uses, toctou=(lo, after[lo:hi]))
+    umd_list = kernel.encoder.encode(honest).patch_locations
+    result = kernel.render(ctx, before, uses, toctou=(lo, after[lo:hi]), patch_list_in=umd_list)
     expect_success(result, "TOCTOU program")
     expect_memory(
         kernel, alist, want, "user bytes changed right after the driver read them", "REN-COPYFIRST"
@@ -267,6 +268,7 @@ def test_a_null_allocation_reference_unbinds(make_kernel: MakeKernel, mode: str)
 @requirement("REN-SPLIT")
 def test_a_split_render_equals_one_translation(make_kernel: MakeKernel) -> None:
     k = make_kernel("tiny-buffers")
+    skip_unless_splitting(k)
     ctx, a, b = pair(k, aperture=False)
     result = run_checked(k, ctx, [None, a, b], program(6), "program split over tiny DMA buffers")
     if result.render_calls < 2:
@@ -277,6 +279,7 @@ def test_a_split_render_equals_one_translation(make_kernel: MakeKernel) -> None:
 @pytest.mark.parametrize("mode", ["default", "tiny-buffers", "split-submissions"])
 def test_render_cursors_stay_inside_the_buffers(make_kernel: MakeKernel, mode: str) -> None:
     k = make_kernel(mode)
+    skip_unless_splitting(k)
     ctx, a, b = pair(k)
     run_checked(k, ctx, [None, a, b], program(8), "program")
 
