@@ -27,11 +27,11 @@ SERIAL_TARGET_S = 60.0
 SPEEDUP_TARGET = 1.6
 
 
-def run_suite(extra: Sequence[str]) -> float:
+def run_suite(extra: Sequence[str], profile: str) -> float:
     """Seconds for one suite run; raises SystemExit(3) when the run did not pass."""
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs"]
-    command += ["wddm_conformance.suite", *extra]
+    command += ["wddm_conformance.suite", f"--hypothesis-profile={profile}", *extra]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=Path.cwd())
     seconds = time.perf_counter() - start
@@ -45,13 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument(
+        "--profile", default="default", help="hypothesis profile (default: default)"
+    )
     args = parser.parse_args(argv)
     serial: list[float] = []
     parallel: list[float] = []
     for i in range(args.repeat):
         order = [(serial, ()), (parallel, ("-n", "2"))]
         for samples, extra in order if i % 2 == 0 else reversed(order):
-            samples.append(run_suite(extra))
+            samples.append(run_suite(extra, args.profile))
     s, p = statistics.median(serial), statistics.median(parallel)
     speedup = s / p
     ok_serial, ok_speedup = s < SERIAL_TARGET_S, speedup >= SPEEDUP_TARGET
