@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     speedup = s / p
     ok_serial, ok_speedup = s < SERIAL_TARGET_S, speedup >= SPEEDUP_TARGET
     print(
-        f"suite, reference driver, default profile, {os.cpu_count()} CPUs, {args.repeat} runs each"
+        f"suite, reference driver, {args.profile} profile, {os.cpu_count()} CPUs, {args.repeat} runs each"
     )
     print(
         f"  serial   median {s:6.2f} s  (samples {', '.join(f'{x:.2f}' for x in serial)})  "
