@@ -5,6 +5,7 @@ After every step every live allocation must hold what the harness's model says."
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -131,7 +132,8 @@ class DriverLife(RuleBasedStateMachine):
 @requirement("REN-TRANSLATE", "ALC-ADAPTER", "PGB-TRANSFER", "PGB-MAP", "PGB-UNMAP")
 def test_the_driver_keeps_memory_consistent_through_its_whole_life(wddm_run: Run) -> None:
     machine = type("DriverLifeOf", (DriverLife,), {"run": wddm_run})
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run: Callable[..., None] = run_state_machine_as_test  # untyped in older hypothesis
+    run(
         machine,
         settings=settings(
             derandomize=True,
