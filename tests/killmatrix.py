@@ -8,24 +8,21 @@ exactly the requirement IDs the mutant breaks (and that the published matrix say
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import settings
-
 from tests import mutants as m
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "kill-matrix.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "kill-matrix.md"
 #: Options of every suite run in the matrix: few hypothesis examples, short TDR timeout.
 OPTIONS = ("--hypothesis-profile=quick", "--ddi-timeout=0.25")
 NO_ID = "(bug check without a catalogue ID)"
@@ -36,11 +33,13 @@ def spec(cls: type) -> str:
 
 
 def run_suite(driver: str, *extra: str) -> dict[str, Any]:
-    """Run the suite in-process on ``driver``; the JSON report it wrote."""
-    profile = settings._current_profile
+    """Run the suite on ``driver`` in a fresh process (nothing leaks between drivers)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         args = [
+            sys.executable,
+            "-m",
+            "pytest",
             "--pyargs",
             "wddm_conformance.suite",
             f"--driver={driver}",
@@ -55,12 +54,9 @@ def run_suite(driver: str, *extra: str) -> dict[str, Any]:
             *OPTIONS,
             *extra,
         ]
-        try:
-            with redirect_stdout(io.StringIO()):
-                pytest.main(args)
-        finally:
-            if profile is not None:
-                settings.load_profile(profile)
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+        env["PYTHONPATH"] = str(ROOT)
+        subprocess.run(args, cwd=tmp, env=env, capture_output=True, timeout=600)
         if not out.exists():
             raise RuntimeError(f"the suite wrote no report for {driver}")
         return json.loads(out.read_text())  # type: ignore[no-any-return]
