@@ -19,34 +19,19 @@ from wddm_conformance.driver import AllocationRequest, load_driver
 from wddm_conformance.errors import BugCheck, DriverViolation, Tdr
 from wddm_conformance.kernel import ALL_MODES, AllocationUse, Kernel, KernelConfig, KernelMode
 from wddm_conformance.oracles import expect_memory, expect_single_fetch
-from wddm_conformance.program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+from wddm_conformance.program import AllocRef, Copy, Op
 from wddm_conformance.status import STATUS_INVALID_PARAMETER, STATUS_SUCCESS
+from wddm_conformance.suite.support import pair, program
 
 Scenario = Callable[[Kernel], None]
 
 
 def _pair(k: Kernel, size: int = 64 << 10, **kw: bool) -> tuple[object, object, object]:
-    dev = k.create_device()
-    ctx = k.create_context(dev)
-    a, b = k.create_allocations(dev, [AllocationRequest(size, **kw), AllocationRequest(size, **kw)])
-    rng = random.Random(1)
-    k.cpu_write(a, 0, rng.randbytes(a.size))
-    k.cpu_write(b, 0, rng.randbytes(b.size))
-    return ctx, a, b
+    return pair(k, size, **kw)
 
 
 def _program(n: int = 1) -> list[Op]:
-    ops: list[Op] = []
-    for i in range(n):
-        ops += [
-            Copy(AllocRef(1, 64 * i), AllocRef(2, 4096 + 8 * i), 3000),
-            Fill(AllocRef(2, 10000), 777, 0xA5A5F00D),
-            Write(AllocRef(1, 20000 + 4 * i), 0xDEADBEEF),
-            Xor(AllocRef(2, 30000), AllocRef(1, 100), 1000),
-            Bind(i % 8, AllocRef(1, 16)),
-            Bind(7, None),
-        ]
-    return ops
+    return program(n)
 
 
 def render_program(k: Kernel, evict_first: bool = False, ops: int = 1, **kw: object) -> None:
