@@ -12,7 +12,32 @@ from collections.abc import Mapping, Sequence
 from .errors import DriverViolation
 from .kernel import Allocation, Kernel, RenderResult
 from .program import describe_difference
-from .status import STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE, STATUS_SUCCESS, status_name
+from .status import (
+    RENDER_STATUSES,
+    STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
+    STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
+    STATUS_ILLEGAL_INSTRUCTION,
+    STATUS_INVALID_HANDLE,
+    STATUS_INVALID_PARAMETER,
+    STATUS_INVALID_USER_BUFFER,
+    STATUS_PRIVILEGED_INSTRUCTION,
+    STATUS_SUCCESS,
+    status_name,
+)
+
+#: REN-VALIDATE: how a command buffer that is not allowed is rejected.
+VALIDATION_ERRORS = frozenset(
+    {
+        STATUS_PRIVILEGED_INSTRUCTION,
+        STATUS_ILLEGAL_INSTRUCTION,
+        STATUS_INVALID_PARAMETER,
+        STATUS_INVALID_HANDLE,
+    }
+)
+#: REN-UNDERRUN: how truncated command data is rejected.
+UNDERRUN_ERRORS = frozenset({STATUS_INVALID_USER_BUFFER, STATUS_ILLEGAL_INSTRUCTION})
+#: REN-USERFAULT: any error status Render may return (never SUCCESS, never a split).
+ERRORS = RENDER_STATUSES - {STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER}
 
 
 def expect_memory(
@@ -90,3 +115,18 @@ def expect_rejected(
         "DxgkDdiRender",
         f"{what}: returned {status_name(result.status)}; it must be rejected with one of {names}",
     )
+
+
+def expect_unchanged(
+    kernel: Kernel, before: Mapping[Allocation, bytes], requirement: str, what: str
+) -> None:
+    """Allocations the submission had no right to write still hold what they held before."""
+    for a, want in before.items():
+        got = kernel.gpu_view(a)
+        if got != want:
+            raise DriverViolation(
+                requirement,
+                "DxgkDdiRender",
+                f"{what}: {a} changed {describe_difference(got, want)} although no entry of the "
+                f"allocation list gave it WriteOperation",
+            )

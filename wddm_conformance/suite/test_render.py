@@ -10,36 +10,23 @@ from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, HarnessError
 from ..kernel import AllocationUse, Kernel
-from ..oracles import expect_memory, expect_rejected, expect_single_fetch, expect_success
+from ..oracles import (
+    ERRORS,
+    UNDERRUN_ERRORS,
+    VALIDATION_ERRORS,
+    expect_memory,
+    expect_rejected,
+    expect_single_fetch,
+    expect_success,
+)
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write
 from ..status import (
-    RENDER_STATUSES,
-    STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER,
-    STATUS_ILLEGAL_INSTRUCTION,
-    STATUS_INVALID_HANDLE,
-    STATUS_INVALID_PARAMETER,
-    STATUS_INVALID_USER_BUFFER,
-    STATUS_PRIVILEGED_INSTRUCTION,
     STATUS_SUCCESS,
 )
 from .support import pair, program, run_checked, skip_unless_splitting
 
 requirement = pytest.mark.requirement
 MakeKernel = Callable[..., Kernel]
-
-#: REN-VALIDATE: how a command buffer that is not allowed is rejected.
-VALIDATION_ERRORS = frozenset(
-    {
-        STATUS_PRIVILEGED_INSTRUCTION,
-        STATUS_ILLEGAL_INSTRUCTION,
-        STATUS_INVALID_PARAMETER,
-        STATUS_INVALID_HANDLE,
-    }
-)
-#: REN-UNDERRUN: how truncated command data is rejected.
-UNDERRUN_ERRORS = frozenset({STATUS_INVALID_USER_BUFFER, STATUS_ILLEGAL_INSTRUCTION})
-#: REN-USERFAULT: any error status Render may return (never SUCCESS, never a split).
-ERRORS = RENDER_STATUSES - {STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER}
 
 
 @requirement("REN-TRANSLATE")

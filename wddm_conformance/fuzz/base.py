@@ -1,0 +1,230 @@
+"""What every fuzz target shares: the rig (a long-lived kernel), kernel variants, programs.
+
+A target keeps one :class:`Rig` per process -- a simulated kernel with a device, a
+context and a pool of allocations -- because building a kernel costs far more than one
+input. Each input says which variant of the kernel it runs under (stress mode and
+buffer sizes) and where its allocations are, so its outcome depends on the input, not
+on what ran before. Any exception discards the rig; the next input gets a fresh one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from ..driver import AllocationRequest, DriverSpec
+from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode
+from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+from ..watchdog import Invoker, direct_invoker
+from .data import Reader, Writer
+
+#: Sizes of the fuzzing kernel: small, so one input costs microseconds, yet large enough to
+#: split (a 4 KiB DMA buffer) and to page (1 MiB segments).
+FUZZ_CONFIG = KernelConfig(
+    memory_segment_size=1 << 20,
+    aperture_segment_size=1 << 20,
+    dma_buffer_size=4096,
+    patch_list_entries=256,
+    paging_buffer_size=4096,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One kernel variant an input can ask for."""
+
+    name: str
+    mode: KernelMode
+    config: KernelConfig
+
+
+def _variant(name: str) -> Variant:
+    mode = KernelMode.parse(name)
+    return Variant(name, mode, FUZZ_CONFIG.for_mode(mode))
+
+
+#: The kernel variants, indexed by an input byte (modulo their number).
+VARIANTS: tuple[Variant, ...] = tuple(
+    _variant(name)
+    for name in (
+        "default",
+        "tiny-buffers",
+        "no-prepatching",
+        "always-repatch",
+        "split-submissions",
+        "forced-relocation",
+        "forced-eviction",
+        "all",
+    )
+)
+
+#: The pool every rig creates: (name, request). Entry 0 of an allocation list is always NULL.
+POOL: tuple[tuple[str, AllocationRequest], ...] = (
+    ("memory", AllocationRequest(8192, aperture=False)),
+    ("any", AllocationRequest(8192)),
+    ("aperture", AllocationRequest(4096, aperture_only=True)),
+    ("swizzled", AllocationRequest(4096, cpu_visible=True, swizzled=True)),
+    ("visible", AllocationRequest(4096, cpu_visible=True, aperture=False)),
+)
+
+
+class Rig:
+    """A kernel, one device and context, and the allocation pool, reused across inputs."""
+
+    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
+        self.kernel = Kernel(spec, VARIANTS[0].mode, FUZZ_CONFIG, invoker=invoker)
+        self.device: Device = self.kernel.create_device()
+        self.context: Context = self.kernel.create_context(self.device)
+        self.pool: list[Allocation] = self.kernel.create_allocations(
+            self.device, [request for _, request in POOL]
+        )
+        for i, a in enumerate(self.pool):
+            self.kernel.cpu_write(a, 0, bytes((i * 37 + j) & 0xFF for j in range(a.size)))
+
+    @property
+    def healthy(self) -> bool:
+        return self.device.state == "active"
+
+    def use(self, variant: Variant) -> Kernel:
+        """Switch the kernel to ``variant`` for the next input."""
+        k = self.kernel
+        k.mode, k.config = variant.mode, variant.config
+        return k
+
+    def place(self, a: Allocation, where: int) -> None:
+        """Put ``a`` where an input asks: 0 resident (as it is), 1 paged out, 2 moved."""
+        k = self.kernel
+        if where == 1:
+            if a.state == "resident":
+                k.evict(a)
+        elif where == 2:
+            if a.state != "resident":
+                k.make_resident(a)
+            k.relocate(a)
+
+
+class Target(Protocol):
+    """A fuzz target: turns bytes into a scenario and runs it through the rig's kernel."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    def run(self, data: bytes) -> None:
+        """Decode and run one input; raise a DriverFailure naming the rule the driver broke."""
+
+    def describe(self, data: bytes) -> str:
+        """The input as a readable DDI-level scenario (for ``repro``)."""
+
+    def seeds(self) -> list[tuple[str, bytes]]:
+        """Named seed inputs built from the driver's command encoder."""
+
+    def dictionary(self) -> list[bytes]:
+        """Tokens worth splicing into inputs: opcodes, magic values, boundary sizes."""
+
+
+# ---------------------------------------------------------------------- programs
+
+OP_KINDS = ("copy", "fill", "write", "xor", "bind", "unbind")
+#: Bit of the kind byte that turns clamping off: indices, offsets and sizes are taken raw.
+RAW = 0x80
+MAX_OPS = 16
+
+
+def read_op(r: Reader, sizes: Sequence[int]) -> Op:
+    """One operation over allocation-list entries of ``sizes``; in bounds unless the RAW bit is set."""
+    code = r.u8()
+    kind, raw = OP_KINDS[code % 8 % len(OP_KINDS)], bool(code & RAW)
+    count = len(sizes)
+
+    def index() -> int:
+        value = r.u8()
+        return value if raw else value % count
+
+    def offset(size: int, length: int) -> int:
+        value = r.u16()
+        return value if raw else value % max(size - length + 1, 1)
+
+    if kind in ("copy", "xor"):
+        dst, src = index(), index()
+        room = min(_size(sizes, dst), _size(sizes, src), 4096)
+        length = r.u16() if raw else 1 + r.u16() % max(room, 1)
+        dst_ref = AllocRef(dst, offset(_size(sizes, dst), length))
+        src_ref = AllocRef(src, offset(_size(sizes, src), length))
+        return (Copy if kind == "copy" else Xor)(dst_ref, src_ref, length)
+    if kind == "fill":
+        dst = index()
+        room = min(_size(sizes, dst), 8192)
+        length = r.u16() if raw else 1 + r.u16() % max(room, 1)
+        return Fill(AllocRef(dst, offset(_size(sizes, dst), length)), length, r.u32())
+    if kind == "write":
+        dst = index()
+        return Write(AllocRef(dst, offset(_size(sizes, dst), 4)), r.u32())
+    slot = r.u8() % 8
+    if kind == "unbind":
+        return Bind(slot, None)
+    target = index()
+    return Bind(slot, AllocRef(target, offset(_size(sizes, target), 0)))
+
+
+def write_op(w: Writer, op: Op, sizes: Sequence[int]) -> None:
+    """The inverse of :func:`read_op`: clamped fields for an operation that stays in bounds
+    (clamping leaves it as it is), raw fields for one that does not."""
+    raw = not _in_bounds(op, sizes)
+    flag, less = (RAW, 0) if raw else (0, 1)
+    if isinstance(op, Copy | Xor):
+        w.u8(OP_KINDS.index("copy" if isinstance(op, Copy) else "xor") | flag)
+        w.u8(op.dst.index).u8(op.src.index).u16(op.size - less)
+        w.u16(op.dst.offset).u16(op.src.offset)
+    elif isinstance(op, Fill):
+        w.u8(OP_KINDS.index("fill") | flag).u8(op.dst.index).u16(op.size - less)
+        w.u16(op.dst.offset).u32(op.pattern)
+    elif isinstance(op, Write):
+        w.u8(OP_KINDS.index("write") | flag).u8(op.dst.index).u16(op.dst.offset).u32(op.value)
+    elif op.ref is None:
+        w.u8(OP_KINDS.index("unbind")).u8(op.slot)
+    else:
+        w.u8(OP_KINDS.index("bind") | flag).u8(op.slot).u8(op.ref.index).u16(op.ref.offset)
+
+
+def _in_bounds(op: Op, sizes: Sequence[int]) -> bool:
+    limits = {Copy: 4096, Xor: 4096, Fill: 8192}
+    for ref, length, _ in spans(op):
+        size = _size(sizes, ref.index)
+        if ref.index >= len(sizes) or ref.offset + length > size:
+            return False
+        if not isinstance(op, Bind | Write) and not 1 <= length <= limits[type(op)]:
+            return False
+    if isinstance(op, Copy | Xor):
+        return op.size <= min(_size(sizes, op.dst.index), _size(sizes, op.src.index))
+    return True
+
+
+def read_program(r: Reader, sizes: Sequence[int]) -> list[Op]:
+    return [read_op(r, sizes) for _ in range(r.u8() % (MAX_OPS + 1))]
+
+
+def write_program(w: Writer, program: Sequence[Op], sizes: Sequence[int]) -> None:
+    w.u8(len(program))
+    for op in program:
+        write_op(w, op, sizes)
+
+
+def _size(sizes: Sequence[int], index: int) -> int:
+    return sizes[index] if 0 <= index < len(sizes) else 0
+
+
+def spans(op: Op) -> list[tuple[AllocRef, int, bool]]:
+    """(reference, length, writes) of every allocation reference of ``op``."""
+    if isinstance(op, Copy | Xor):
+        return [(op.dst, op.size, True), (op.src, op.size, False)]
+    if isinstance(op, Fill):
+        return [(op.dst, op.size, True)]
+    if isinstance(op, Write):
+        return [(op.dst, 4, True)]
+    return [] if op.ref is None else [(op.ref, 0, False)]
+
+
+def describe_program(program: Sequence[Op]) -> list[str]:
+    """One line per operation, in the program model's terms."""
+    return [f"    {i}: {op}" for i, op in enumerate(program)]

@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""libFuzzer target: DxgkDdiPatch: submission ranges, repatching after relocation, paging buffers.
+
+    python fuzz_patch.py [--driver=module:Class] [--findings=DIR] [libFuzzer flags] [CORPUS_DIR...]
+
+The decoding and oracles live in wddm_conformance.fuzz; see docs/fuzzing.md.
+"""
+
+import sys
+
+import atheris
+
+from wddm_conformance.fuzz.runner import prepare
+
+
+def main() -> None:
+    test_one_input, argv = prepare("patch", sys.argv)
+    atheris.Setup(argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""Fuzz target for DxgkDdiRender: allocation lists, command buffers, patch lists, user faults.
+
+An input is a :class:`RenderInput`: a kernel variant, an allocation list over the
+rig's pool (entry 0 is the NULL element), a program in the harness's program model
+that the driver's encoder turns into a command buffer, then what a hostile user mode
+does to it: damage the bytes, lie in (or drop) the input patch-location list, fault
+part of the buffer, or change one byte right after the driver reads it (TOCTOU).
+
+Oracles, by what the input is (:func:`classify`):
+
+* valid and undamaged: SUCCESS and GPU memory equals the program model
+  (REN-TRANSLATE; REN-PATCHIN when the patch list lied or was missing; REN-COPYFIRST
+  under TOCTOU), and no command byte read twice (REN-COPYFIRST);
+* a reference outside the submission: rejected with a validation status (REN-VALIDATE);
+* a faulting byte inside the buffer: an error status (REN-USERFAULT);
+* always: allocations no entry may write stay unchanged (REN-ALLOCINDEX), and the
+  kernel's own checks -- statuses, cursors, patch lists, ALL-ISOLATION on every GPU
+  access -- run on every call.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import ClassVar
+
+from ..ddi import D3DDDI_PATCHLOCATIONLIST
+from ..driver import DriverSpec
+from ..kernel import Allocation, AllocationUse
+from ..oracles import (
+    ERRORS,
+    VALIDATION_ERRORS,
+    expect_memory,
+    expect_rejected,
+    expect_single_fetch,
+    expect_success,
+    expect_unchanged,
+)
+from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+from ..status import STATUS_SUCCESS
+from ..watchdog import Invoker, direct_invoker
+from .base import (
+    OP_KINDS,
+    POOL,
+    VARIANTS,
+    Rig,
+    describe_program,
+    read_program,
+    spans,
+    write_program,
+)
+from .data import Reader, Writer
+
+MAX_ENTRIES = 6
+PLACES = ("resident", "paged-out", "moved")
+
+
+class Damage(IntEnum):
+    NONE = 0
+    TRUNCATE = 1
+    FLIP = 2
+    SPLICE = 3
+    REPLACE = 4
+
+
+class PatchList(IntEnum):
+    HONEST = 0
+    MISSING = 1
+    EMPTY = 2
+    LYING = 3
+
+
+class Fault(IntEnum):
+    NONE = 0
+    COMMAND = 1
+    TOCTOU = 2
+    PATCH_LIST = 3
+
+
+class Kind(IntEnum):
+    """What the harness knows an input means (which oracles apply)."""
+
+    VALID = 0
+    INVALID = 1  # reaches outside the submission: must be rejected
+    WRITE_DENIED = 2  # writes an entry without WriteOperation
+    UNKNOWN = 3  # damaged or degenerate: only the always-on oracles
+
+
+@dataclass(frozen=True)
+class Entry:
+    pool: int  # 0: the NULL element; 1..: the rig's pool allocation pool - 1
+    write: bool = False
+    place: int = 0  # index into PLACES
+
+    def encode(self) -> int:
+        return self.pool | self.write << 3 | self.place << 4
+
+
+@dataclass(frozen=True)
+class RenderInput:
+    variant: int = 0
+    entries: tuple[Entry, ...] = ()
+    program: tuple[Op, ...] = ()
+    damage: Damage = Damage.NONE
+    damage_at: int = 0
+    damage_bytes: bytes = b""
+    patch_list: PatchList = PatchList.HONEST
+    lie: int = 0
+    fault: Fault = Fault.NONE
+    fault_at: int = 0
+    fault_byte: int = 0
+    sizes: tuple[int, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def decode(cls, data: bytes, pool_sizes: tuple[int, ...]) -> RenderInput:
+        r = Reader(data)
+        variant = r.u8() % len(VARIANTS)
+        entries = []
+        for _ in range(1 + r.u8() % MAX_ENTRIES):
+            b = r.u8()
+            entries.append(Entry(b % 8 % (len(pool_sizes) + 1), bool(b >> 3 & 1), (b >> 4) % 3))
+        sizes = (0, *(pool_sizes[e.pool - 1] if e.pool else 0 for e in entries))
+        program = tuple(read_program(r, sizes))
+        damage = Damage(r.u8() % len(Damage))
+        at, extra = 0, b""
+        if damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE):
+            at = r.u16()
+        if damage == Damage.FLIP:
+            extra = bytes([1 << r.u8() % 8])
+        elif damage in (Damage.SPLICE, Damage.REPLACE):
+            extra = r.blob(4096 if damage == Damage.REPLACE else 32)
+        patch_list = PatchList(r.u8() % len(PatchList))
+        lie = r.u32() if patch_list == PatchList.LYING else 0
+        fault = Fault(r.u8() % len(Fault))
+        fault_at = r.u16() if fault != Fault.NONE else 0
+        fault_byte = r.u8() if fault == Fault.TOCTOU else 0
+        return cls(
+            variant,
+            tuple(entries),
+            program,
+            damage,
+            at,
+            extra,
+            patch_list,
+            lie,
+            fault,
+            fault_at,
+            fault_byte,
+            sizes,
+        )
+
+    def encode(self) -> bytes:
+        w = Writer().u8(self.variant).u8(len(self.entries) - 1)
+        for e in self.entries:
+            w.u8(e.encode())
+        write_program(w, self.program, self.sizes)
+        w.u8(self.damage)
+        if self.damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE):
+            w.u16(self.damage_at)
+        if self.damage == Damage.FLIP:
+            w.u8(self.damage_bytes[0].bit_length() - 1)
+        elif self.damage in (Damage.SPLICE, Damage.REPLACE):
+            w.blob(self.damage_bytes)
+        w.u8(self.patch_list)
+        if self.patch_list == PatchList.LYING:
+            w.u32(self.lie)
+        w.u8(self.fault)
+        if self.fault != Fault.NONE:
+            w.u16(self.fault_at)
+        if self.fault == Fault.TOCTOU:
+            w.u8(self.fault_byte)
+        return w.bytes()
+
+
+def classify(scenario: RenderInput) -> Kind:
+    """Which oracles apply to ``scenario`` (see the module docstring)."""
+    if scenario.damage != Damage.NONE:
+        return Kind.UNKNOWN
+    sizes, entries = scenario.sizes, (Entry(0), *scenario.entries)
+    kind = Kind.VALID
+    for op in scenario.program:
+        for ref, length, writes in spans(op):
+            if not 0 <= ref.index < len(sizes):
+                return Kind.INVALID
+            if not entries[ref.index].pool:
+                if isinstance(op, Bind):  # binding a NULL entry other than 0: driver-defined
+                    kind = Kind.UNKNOWN
+                    continue
+                return Kind.INVALID
+            if ref.offset + length > sizes[ref.index]:
+                return Kind.INVALID
+            if length == 0 and not isinstance(op, Bind):
+                kind = Kind.UNKNOWN
+            if writes and not entries[ref.index].write and kind == Kind.VALID:
+                kind = Kind.WRITE_DENIED
+    return kind
+
+
+def damaged(command: bytes, s: RenderInput) -> bytes:
+    """The command buffer after what the input does to it."""
+    if s.damage == Damage.TRUNCATE:
+        return command[: s.damage_at % (len(command) + 1)]
+    if s.damage == Damage.FLIP and command:
+        out = bytearray(command)
+        out[s.damage_at % len(out)] ^= s.damage_bytes[0]
+        return bytes(out)
+    if s.damage == Damage.SPLICE:
+        at = s.damage_at % (len(command) + 1)
+        return command[:at] + s.damage_bytes + command[at:]
+    if s.damage == Damage.REPLACE:
+        return s.damage_bytes
+    return command
+
+
+def patch_list_in(
+    honest: list[D3DDDI_PATCHLOCATIONLIST], s: RenderInput
+) -> list[D3DDDI_PATCHLOCATIONLIST] | None:
+    if s.patch_list == PatchList.MISSING:
+        return None
+    if s.patch_list == PatchList.EMPTY:
+        return []
+    if s.patch_list == PatchList.LYING and honest:
+        victim = s.lie % len(honest)
+        e = honest[victim]
+        lied = replace(
+            e,
+            AllocationIndex=e.AllocationIndex ^ (s.lie >> 8 & 0x7),
+            AllocationOffset=e.AllocationOffset ^ (s.lie >> 12 & 0xFFF),
+            PatchOffset=e.PatchOffset ^ (s.lie >> 24 & 0x3F),
+        )
+        return [*honest[:victim], lied, *honest[victim + 1 :]]
+    return honest
+
+
+class RenderTarget:
+    """DxgkDdiRender through the scheduler, split, patch, submit and the emulated GPU."""
+
+    name: ClassVar[str] = "render"
+    summary: ClassVar[str] = "DxgkDdiRender: allocation lists, command buffers, patch lists, faults"
+
+    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
+        self.spec = spec
+        self.invoker = invoker
+        self._rig: Rig | None = Rig(
+            spec, invoker
+        )  # built now: a driver that cannot start fails here
+
+    @property
+    def rig(self) -> Rig:
+        if self._rig is None or not self._rig.healthy:
+            self._rig = Rig(self.spec, self.invoker)
+        return self._rig
+
+    def decode(self, data: bytes) -> RenderInput:
+        return RenderInput.decode(data, tuple(a.size for a in self.rig.pool))
+
+    def run(self, data: bytes) -> None:
+        try:
+            self._run(self.decode(data))
+        except BaseException:
+            self._rig = None  # whatever failed, the next input starts from a fresh kernel
+            raise
+
+    def _run(self, s: RenderInput) -> None:
+        rig = self.rig
+        k = rig.use(VARIANTS[s.variant])
+        alist: list[Allocation | None] = [None]
+        for e in s.entries:
+            a = rig.pool[e.pool - 1] if e.pool else None
+            if a is not None:
+                rig.place(a, e.place)
+            alist.append(a)
+        uses = [AllocationUse(None)] + [
+            AllocationUse(a, e.write) for a, e in zip(alist[1:], s.entries, strict=True)
+        ]
+        kind = classify(s)
+        writable = {id(u.allocation) for u in uses if u.allocation is not None and u.write}
+        untouched = {a: k.gpu_view(a) for a in alist if a is not None and id(a) not in writable}
+        want = k.expected_after(alist, s.program) if kind == Kind.VALID else {}
+        encoded = k.encoder.encode(s.program)
+        command = damaged(encoded.command, s)
+        fault_at = s.fault_at % (len(command) + 8) if s.fault == Fault.COMMAND else None
+        toctou = None
+        if s.fault == Fault.TOCTOU and command:
+            at = s.fault_at % len(command)
+            toctou = (at, bytes([command[at] ^ (s.fault_byte or 1)]))
+        patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
+        result = k.render(
+            rig.context,
+            command,
+            uses,
+            patch_list_in=patch_list_in(encoded.patch_locations, s),
+            fault_at=fault_at,
+            toctou=toctou,
+            patch_fault_at=patch_fault,
+        )
+        what = f"render input ({kind.name.lower()})"
+        expect_unchanged(k, untouched, "REN-ALLOCINDEX", what)
+        if fault_at is not None and fault_at < len(command):
+            expect_rejected(
+                result, ERRORS, "REN-USERFAULT", f"pCommand faulting at byte {fault_at}"
+            )
+            return
+        if result.ok:
+            expect_single_fetch(result)
+        if kind == Kind.INVALID:
+            expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{what}: {s.program}")
+        elif kind == Kind.VALID:
+            if result.status != STATUS_SUCCESS and (
+                s.fault == Fault.PATCH_LIST
+                or (k.mode.tiny_buffers and k.caps.GuaranteedContractDma)
+            ):
+                return  # an unreadable patch list, or a contract driver's refusal, may fail the call
+            rule = "REN-TRANSLATE"
+            if s.patch_list != PatchList.HONEST:
+                rule = "REN-PATCHIN"
+            if toctou is not None:
+                rule = "REN-COPYFIRST"
+            expect_success(result, what, rule)
+            expect_memory(k, alist, want, what, rule)
+
+    def describe(self, data: bytes) -> str:
+        s = self.decode(data)
+        variant = VARIANTS[s.variant]
+        lines = [
+            f"render input: kernel variant {variant.name!r}, {classify(s).name}",
+            "  allocation list:",
+            "    0: NULL element",
+        ]
+        for i, e in enumerate(s.entries, 1):
+            name = POOL[e.pool - 1][0] if e.pool else "NULL element"
+            size = f" ({s.sizes[i]} bytes)" if e.pool else ""
+            flags = ", WriteOperation" if e.write else ""
+            place = f", {PLACES[e.place]}" if e.pool else ""
+            lines.append(f"    {i}: {name}{size}{flags}{place}")
+        lines.append("  program (encoded by the driver's command encoder):")
+        lines += describe_program(s.program) or ["    (empty)"]
+        if s.damage != Damage.NONE:
+            lines.append(
+                f"  command buffer damage: {s.damage.name.lower()} at {s.damage_at} "
+                f"{s.damage_bytes[:32].hex()}"
+            )
+        lines.append(f"  pPatchLocationListIn: {s.patch_list.name.lower()}")
+        if s.fault != Fault.NONE:
+            lines.append(f"  user memory: {s.fault.name.lower()} at {s.fault_at}")
+        return "\n".join(lines)
+
+    def seeds(self) -> list[tuple[str, bytes]]:
+        sizes = tuple(a.size for a in self.rig.pool)
+        rng = random.Random(2026)
+        out: list[tuple[str, bytes]] = []
+
+        def make(variant: int, entries: tuple[Entry, ...], program: tuple[Op, ...]) -> RenderInput:
+            pools = tuple(sizes[e.pool - 1] if e.pool else 0 for e in entries)
+            return RenderInput(variant, entries, program, sizes=(0, *pools))
+
+        # every operation kind alone, then mixed programs, on every pool allocation and variant
+        entries = (Entry(1, True), Entry(2, True), Entry(3, True), Entry(4, True), Entry(5, True))
+        full = (0, *sizes)
+        for kind in OP_KINDS:
+            program = sample_program(rng, full, [kind], 1)
+            out.append((f"op-{kind}", make(0, entries, tuple(program)).encode()))
+        for v, variant in enumerate(VARIANTS):
+            program = sample_program(rng, full, list(OP_KINDS), 6)
+            out.append((f"variant-{variant.name}", make(v, entries, tuple(program)).encode()))
+        for place in (1, 2):
+            placed = tuple(replace(e, place=place) for e in entries)
+            program = sample_program(rng, full, list(OP_KINDS), 5)
+            out.append((f"place-{PLACES[place]}", make(0, placed, tuple(program)).encode()))
+        base = make(0, entries, tuple(sample_program(rng, full, list(OP_KINDS), 4)))
+        for pl in PatchList:
+            out.append(
+                (
+                    f"patchlist-{pl.name.lower()}",
+                    replace(base, patch_list=pl, lie=0x01020304).encode(),
+                )
+            )
+        for d in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE):
+            out.append(
+                (
+                    f"damage-{d.name.lower()}",
+                    replace(base, damage=d, damage_at=7, damage_bytes=b"\x10").encode(),
+                )
+            )
+        raw = self.rig.kernel.encoder.encode(base.program).command
+        out.append(
+            ("damage-replace", replace(base, damage=Damage.REPLACE, damage_bytes=raw).encode())
+        )
+        for f in (Fault.COMMAND, Fault.TOCTOU, Fault.PATCH_LIST):
+            out.append(
+                (
+                    f"fault-{f.name.lower()}",
+                    replace(base, fault=f, fault_at=9, fault_byte=0x40).encode(),
+                )
+            )
+        read_only = tuple(replace(e, write=False) for e in entries)
+        out.append(("write-denied", replace(base, entries=read_only).encode()))
+        oob = (Copy(AllocRef(1, sizes[0] - 8), AllocRef(2), 64),)
+        out.append(("outside", make(0, entries, oob).encode()))
+        nulls = (Entry(0), Entry(1, True), Entry(0), Entry(2, True))
+        out.append(
+            (
+                "null-entries",
+                make(
+                    0, nulls, (Bind(1, None), Bind(2, AllocRef(2, 8)), Write(AllocRef(4, 4), 9))
+                ).encode(),
+            )
+        )
+        return out
+
+    def dictionary(self) -> list[bytes]:
+        return command_tokens(self)
+
+
+def command_tokens(target: RenderTarget) -> list[bytes]:
+    """Each operation kind as the driver's encoder writes it, plus its privileged and illegal commands."""
+    encoder = target.rig.kernel.encoder
+    ops: list[Op] = [
+        Copy(AllocRef(1), AllocRef(2), 16),
+        Fill(AllocRef(1), 16, 0xA5A5A5A5),
+        Write(AllocRef(1), 0xDEADBEEF),
+        Xor(AllocRef(1), AllocRef(2), 16),
+        Bind(1, AllocRef(1)),
+        Bind(1, None),
+    ]
+    empty = encoder.encode([]).command
+    tokens = [encoder.encode([op]).command[len(empty) :] for op in ops]
+    return [*tokens, empty, encoder.privileged_command(), encoder.illegal_command()]
+
+
+def sample_program(
+    rng: random.Random, sizes: tuple[int, ...], kinds: list[str], count: int
+) -> list[Op]:
+    """A deterministic in-bounds program of ``count`` operations of ``kinds`` (entries >= 1)."""
+    out: list[Op] = []
+    indices = [i for i, s in enumerate(sizes) if s >= 4]
+    for _ in range(count):
+        kind = rng.choice(kinds)
+        dst, src = rng.choice(indices), rng.choice(indices)
+        if kind in ("copy", "xor"):
+            n = rng.randint(1, min(sizes[dst], sizes[src], 4096))
+            d = AllocRef(dst, rng.randint(0, sizes[dst] - n))
+            s = AllocRef(src, rng.randint(0, sizes[src] - n))
+            out.append(Copy(d, s, n) if kind == "copy" else Xor(d, s, n))
+        elif kind == "fill":
+            n = rng.randint(1, sizes[dst])
+            out.append(Fill(AllocRef(dst, rng.randint(0, sizes[dst] - n)), n, rng.getrandbits(32)))
+        elif kind == "write":
+            out.append(Write(AllocRef(dst, rng.randint(0, sizes[dst] - 4)), rng.getrandbits(32)))
+        elif kind == "bind":
+            out.append(Bind(rng.randint(0, 7), AllocRef(dst, rng.randint(0, sizes[dst]))))
+        else:
+            out.append(Bind(rng.randint(0, 7), None))
+    return out

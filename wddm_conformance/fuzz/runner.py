@@ -1,0 +1,170 @@
+"""The process side of a fuzz target: options, instrumentation, findings that are never lost.
+
+``main(name)`` is all a ``fuzz_<name>.py`` script calls. It takes the harness's own
+options out of ``sys.argv`` (everything else goes to libFuzzer), puts them in the
+environment so the processes libFuzzer forks inherit them, loads the driver, instruments
+only the driver's own modules for coverage, and hands :func:`one_input` to atheris.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..driver import DriverSpec, load_driver
+from ..errors import BugCheck, DriverFailure, DriverLoadError
+from ..results import classify
+from . import target_class
+from .base import Target
+
+ENV_DRIVER = "WDDM_DRIVER"
+#: Directory where each finding's input and record are written before anything else happens.
+ENV_FINDINGS = "WDDM_FINDINGS"
+#: Only this requirement ID counts as a finding (the others pass): for minimizing one bug.
+ENV_ONLY = "WDDM_FUZZ_ONLY"
+OPTIONS = {"--driver": ENV_DRIVER, "--findings": ENV_FINDINGS, "--only": ENV_ONLY}
+
+
+def take_options(argv: Sequence[str]) -> list[str]:
+    """Move ``--driver=``, ``--findings=`` and ``--only=`` into the environment; return the rest."""
+    rest: list[str] = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name in OPTIONS and eq:
+            os.environ[OPTIONS[name]] = value
+        else:
+            rest.append(arg)
+    return rest
+
+
+def driver_modules(spec: DriverSpec) -> list[types.ModuleType]:
+    """The modules that define the driver class and its bases (never the harness's)."""
+    out: list[types.ModuleType] = []
+    for cls in spec.cls.__mro__:
+        module = sys.modules.get(cls.__module__)
+        if (
+            module is None
+            or module in out
+            or cls.__module__ == "builtins"
+            or cls.__module__.startswith("wddm_conformance")
+        ):
+            continue
+        out.append(module)
+    return out
+
+
+def instrument_driver(spec: DriverSpec, instrument: Callable[[Any], Any]) -> int:
+    """Instrument every function and method defined in the driver's modules; return how many."""
+    done = 0
+    seen: set[int] = set()
+
+    def visit(fn: Any) -> None:
+        nonlocal done
+        if isinstance(fn, staticmethod | classmethod):
+            fn = fn.__func__
+        if isinstance(fn, types.FunctionType) and id(fn.__code__) not in seen:
+            instrument(fn)
+            seen.add(id(fn.__code__))
+            done += 1
+
+    for module in driver_modules(spec):
+        for value in list(vars(module).values()):
+            if getattr(value, "__module__", None) != module.__name__:
+                continue
+            if isinstance(value, type):
+                for member in list(vars(value).values()):
+                    visit(member)
+            else:
+                visit(value)
+    return done
+
+
+class Findings:
+    """Writes each finding's input and a JSON record, atomically, before it is reported."""
+
+    def __init__(self, directory: str | None, target: str, driver: str) -> None:
+        self.directory = Path(directory) if directory else None
+        self.target = target
+        self.driver = driver
+
+    def record(self, data: bytes, exc: BaseException) -> Path | None:
+        if self.directory is None:
+            return None
+        outcome = classify(exc)
+        digest = hashlib.sha1(data).hexdigest()
+        rule = outcome.requirement or outcome.status.value
+        stem = self.directory / f"{self.target}-{rule}-{digest[:12]}"
+        record = {
+            "target": self.target,
+            "driver": self.driver,
+            "status": outcome.status.value,
+            "requirement": outcome.requirement,
+            "ddi": getattr(exc, "ddi", ""),
+            "message": outcome.message,
+            "bugcheck": str(exc.data) if isinstance(exc, BugCheck) else "",
+            "sha1": digest,
+            "input": stem.name,
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write(stem, data)
+        _atomic_write(stem.with_suffix(".json"), json.dumps(record, indent=2).encode() + b"\n")
+        return stem
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def one_input(target: Target, findings: Findings, only: str | None) -> Callable[[bytes], None]:
+    """The libFuzzer entry point: run one input; record and re-raise what it finds."""
+
+    def test_one_input(data: bytes) -> None:
+        try:
+            target.run(data)
+        except DriverFailure as exc:
+            if only and exc.requirement != only:
+                return
+            findings.record(data, exc)
+            raise
+        except Exception as exc:  # a harness fault: recorded as INTERNAL-ERROR, still reported
+            if only:
+                return
+            findings.record(data, exc)
+            raise
+
+    return test_one_input
+
+
+def load(name: str) -> tuple[DriverSpec, Target]:
+    """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it."""
+    spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=ENV_DRIVER)
+    return spec, target_class(name)(spec)  # type: ignore[call-arg]
+
+
+def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], list[str]]:
+    """Everything a ``fuzz_<name>.py`` script does before ``atheris.Setup``.
+
+    Returns the TestOneInput callback and the command line left for libFuzzer. A driver
+    that cannot be loaded ends the process with one line naming it.
+    """
+    rest = take_options(argv)
+    import atheris
+
+    try:
+        spec, target = load(name)
+    except DriverLoadError as exc:
+        sys.exit(f"error: {exc}")
+    instrument_driver(spec, atheris.instrument_func)
+    findings = Findings(os.environ.get(ENV_FINDINGS), name, spec.spec)
+    return one_input(target, findings, os.environ.get(ENV_ONLY) or None), rest
