@@ -9,6 +9,7 @@ on what ran before. Any exception discards the rig; the next input gets a fresh 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -66,6 +67,7 @@ POOL: tuple[tuple[str, AllocationRequest], ...] = (
     ("aperture", AllocationRequest(4096, aperture_only=True)),
     ("swizzled", AllocationRequest(4096, cpu_visible=True, swizzled=True)),
     ("visible", AllocationRequest(4096, cpu_visible=True, aperture=False)),
+    ("alternate-va", AllocationRequest(8192, aperture=False, alternate_va=True)),
 )
 
 
@@ -79,8 +81,12 @@ class Rig:
         self.pool: list[Allocation] = self.kernel.create_allocations(
             self.device, [request for _, request in POOL]
         )
-        for i, a in enumerate(self.pool):
-            self.kernel.cpu_write(a, 0, bytes((i * 37 + j) & 0xFF for j in range(a.size)))
+        for a in self.pool:
+            self.refill(a)
+
+    def refill(self, a: Allocation) -> None:
+        """Give ``a`` its known starting content (after a step left it undefined)."""
+        self.kernel.cpu_write(a, 0, bytes((a.id * 37 + j) & 0xFF for j in range(a.size)))
 
     @property
     def healthy(self) -> bool:
@@ -228,3 +234,45 @@ def spans(op: Op) -> list[tuple[AllocRef, int, bool]]:
 def describe_program(program: Sequence[Op]) -> list[str]:
     """One line per operation, in the program model's terms."""
     return [f"    {i}: {op}" for i, op in enumerate(program)]
+
+
+def command_tokens(rig: Rig) -> list[bytes]:
+    """Each operation kind as the driver's encoder writes it, plus its privileged and illegal commands."""
+    encoder = rig.kernel.encoder
+    ops: list[Op] = [
+        Copy(AllocRef(1), AllocRef(2), 16),
+        Fill(AllocRef(1), 16, 0xA5A5A5A5),
+        Write(AllocRef(1), 0xDEADBEEF),
+        Xor(AllocRef(1), AllocRef(2), 16),
+        Bind(1, AllocRef(1)),
+        Bind(1, None),
+    ]
+    empty = encoder.encode([]).command
+    tokens = [encoder.encode([op]).command[len(empty) :] for op in ops]
+    return [*tokens, empty, encoder.privileged_command(), encoder.illegal_command()]
+
+
+def sample_program(
+    rng: random.Random, sizes: tuple[int, ...], kinds: list[str], count: int
+) -> list[Op]:
+    """A deterministic in-bounds program of ``count`` operations of ``kinds`` (entries >= 1)."""
+    out: list[Op] = []
+    indices = [i for i, s in enumerate(sizes) if s >= 4]
+    for _ in range(count):
+        kind = rng.choice(kinds)
+        dst, src = rng.choice(indices), rng.choice(indices)
+        if kind in ("copy", "xor"):
+            n = rng.randint(1, min(sizes[dst], sizes[src], 4096))
+            d = AllocRef(dst, rng.randint(0, sizes[dst] - n))
+            s = AllocRef(src, rng.randint(0, sizes[src] - n))
+            out.append(Copy(d, s, n) if kind == "copy" else Xor(d, s, n))
+        elif kind == "fill":
+            n = rng.randint(1, sizes[dst])
+            out.append(Fill(AllocRef(dst, rng.randint(0, sizes[dst] - n)), n, rng.getrandbits(32)))
+        elif kind == "write":
+            out.append(Write(AllocRef(dst, rng.randint(0, sizes[dst] - 4)), rng.getrandbits(32)))
+        elif kind == "bind":
+            out.append(Bind(rng.randint(0, 7), AllocRef(dst, rng.randint(0, sizes[dst]))))
+        else:
+            out.append(Bind(rng.randint(0, 7), None))
+    return out

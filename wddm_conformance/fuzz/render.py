@@ -37,7 +37,7 @@ from ..oracles import (
     expect_success,
     expect_unchanged,
 )
-from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+from ..program import AllocRef, Bind, Copy, Op, Write
 from ..status import STATUS_SUCCESS
 from ..watchdog import Invoker, direct_invoker
 from .base import (
@@ -45,8 +45,10 @@ from .base import (
     POOL,
     VARIANTS,
     Rig,
+    command_tokens,
     describe_program,
     read_program,
+    sample_program,
     spans,
     write_program,
 )
@@ -410,46 +412,4 @@ class RenderTarget:
         return out
 
     def dictionary(self) -> list[bytes]:
-        return command_tokens(self)
-
-
-def command_tokens(target: RenderTarget) -> list[bytes]:
-    """Each operation kind as the driver's encoder writes it, plus its privileged and illegal commands."""
-    encoder = target.rig.kernel.encoder
-    ops: list[Op] = [
-        Copy(AllocRef(1), AllocRef(2), 16),
-        Fill(AllocRef(1), 16, 0xA5A5A5A5),
-        Write(AllocRef(1), 0xDEADBEEF),
-        Xor(AllocRef(1), AllocRef(2), 16),
-        Bind(1, AllocRef(1)),
-        Bind(1, None),
-    ]
-    empty = encoder.encode([]).command
-    tokens = [encoder.encode([op]).command[len(empty) :] for op in ops]
-    return [*tokens, empty, encoder.privileged_command(), encoder.illegal_command()]
-
-
-def sample_program(
-    rng: random.Random, sizes: tuple[int, ...], kinds: list[str], count: int
-) -> list[Op]:
-    """A deterministic in-bounds program of ``count`` operations of ``kinds`` (entries >= 1)."""
-    out: list[Op] = []
-    indices = [i for i, s in enumerate(sizes) if s >= 4]
-    for _ in range(count):
-        kind = rng.choice(kinds)
-        dst, src = rng.choice(indices), rng.choice(indices)
-        if kind in ("copy", "xor"):
-            n = rng.randint(1, min(sizes[dst], sizes[src], 4096))
-            d = AllocRef(dst, rng.randint(0, sizes[dst] - n))
-            s = AllocRef(src, rng.randint(0, sizes[src] - n))
-            out.append(Copy(d, s, n) if kind == "copy" else Xor(d, s, n))
-        elif kind == "fill":
-            n = rng.randint(1, sizes[dst])
-            out.append(Fill(AllocRef(dst, rng.randint(0, sizes[dst] - n)), n, rng.getrandbits(32)))
-        elif kind == "write":
-            out.append(Write(AllocRef(dst, rng.randint(0, sizes[dst] - 4)), rng.getrandbits(32)))
-        elif kind == "bind":
-            out.append(Bind(rng.randint(0, 7), AllocRef(dst, rng.randint(0, sizes[dst]))))
-        else:
-            out.append(Bind(rng.randint(0, 7), None))
-    return out
+        return command_tokens(self.rig)

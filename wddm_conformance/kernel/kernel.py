@@ -439,6 +439,16 @@ class Kernel:
         if a.alternate_va is None:
             a.alternate_va = self.sysmem.allocate_mdl(a.size)
 
+    def unlock_alternate_va(self, a: Allocation) -> None:
+        """pfnUnlockCb: give back the alternate VA of a resident ``a`` (its content is in the segment)."""
+        if a.alternate_va is None:
+            return
+        a.require("resident")
+        if a.backing is a.alternate_va:
+            raise HarnessError(f"{a} still lives in its alternate VA")
+        self.sysmem.free(a.alternate_va.pfns)
+        a.alternate_va = None
+
     def cpu_read(self, a: Allocation, offset: int = 0, length: int | None = None) -> bytes:
         return self.vidmm.cpu_read(a, offset, a.size - offset if length is None else length)
 

@@ -131,6 +131,8 @@ class Scheduler:
         self.k = kernel
         self.fence = 0
         self.completed_fence = 0
+        #: Instruction-boundary picks for split submissions (empty: one cut near the middle).
+        self.cuts: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------ render
 
@@ -452,7 +454,11 @@ class Scheduler:
         return out
 
     def _split(self, part: _Part) -> list[tuple[int, int, int, int]] | None:
-        """Two ranges split at an instruction boundary near the middle, with their patch sub-lists."""
+        """Ranges split at instruction boundaries, with their patch sub-lists.
+
+        By default two ranges split near the middle; :attr:`cuts` (set by a fuzz target)
+        picks the boundaries instead, each value modulo the number of boundaries.
+        """
         boundaries = [
             b
             for b in self.k.gpu.instruction_boundaries(part.dma.data[: part.written])
@@ -460,12 +466,20 @@ class Scheduler:
         ]
         if not boundaries:
             return None
-        cut = boundaries[len(boundaries) // 2]
+        if self.cuts:
+            chosen = sorted({boundaries[c % len(boundaries)] for c in self.cuts})
+        else:
+            chosen = [boundaries[len(boundaries) // 2]]
         offsets = [e[4] for e in D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(part.patches)]
-        before = sum(1 for o in offsets if o < cut)
-        if any(o >= cut for o in offsets[:before]):
-            return None  # patch list not ordered by offset: cannot split it into two contiguous sub-lists
-        return [(0, cut, 0, before), (cut, part.written, before, part.count - before)]
+        if offsets != sorted(offsets):
+            return None  # patch list not ordered by offset: cannot split it into contiguous sub-lists
+        ranges: list[tuple[int, int, int, int]] = []
+        start, p_start = 0, 0
+        for cut in [*chosen, part.written]:
+            p_end = sum(1 for o in offsets if o < cut)
+            ranges.append((start, cut, p_start, p_end - p_start))
+            start, p_start = cut, p_end
+        return ranges
 
     def _patch(
         self,
