@@ -98,6 +98,9 @@ class Rig:
         k.mode, k.config = variant.mode, variant.config
         return k
 
+    def use_default(self) -> Kernel:
+        return self.use(VARIANTS[0])
+
     def place(self, a: Allocation, where: int) -> None:
         """Put ``a`` where an input asks: 0 resident (as it is), 1 paged out, 2 moved."""
         k = self.kernel
@@ -229,6 +232,16 @@ def spans(op: Op) -> list[tuple[AllocRef, int, bool]]:
     if isinstance(op, Write):
         return [(op.dst, 4, True)]
     return [] if op.ref is None else [(op.ref, 0, False)]
+
+
+def valid_op(op: Op, sizes: Sequence[int]) -> bool:
+    """In bounds, on a real allocation, with a non-empty length (what every driver must accept)."""
+    for ref, length, _ in spans(op):
+        if not 0 < ref.index < len(sizes) or ref.offset + length > sizes[ref.index]:
+            return False
+        if length == 0 and not isinstance(op, Bind):
+            return False
+    return True
 
 
 def describe_program(program: Sequence[Op]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import ClassVar
 from ..driver import DriverSpec
 from ..kernel import Allocation
 from ..oracles import expect_memory, expect_success
-from ..program import Bind, Op
+from ..program import Op
 from ..watchdog import Invoker, direct_invoker
 from .base import (
     OP_KINDS,
@@ -30,7 +30,7 @@ from .base import (
     describe_program,
     read_op,
     sample_program,
-    spans,
+    valid_op,
     write_op,
 )
 from .data import Reader, Writer
@@ -57,7 +57,7 @@ class PatchInput:
         pools = tuple(1 + r.u8() % len(pool_sizes) for _ in range(1 + r.u8() % MAX_ENTRIES))
         sizes = (0, *(pool_sizes[p - 1] for p in pools))
         program = tuple(
-            op for op in (read_op(r, sizes) for _ in range(r.u8() % 17)) if _valid(op, sizes)
+            op for op in (read_op(r, sizes) for _ in range(r.u8() % 17)) if valid_op(op, sizes)
         )
         cuts = tuple(r.u8() for _ in range(r.u8() % (MAX_CUTS + 1)))
         rounds = tuple(
@@ -80,16 +80,6 @@ class PatchInput:
             for i in range(len(self.pools)):
                 w.u8(moves[i] if i < len(moves) else 0)
         return w.bytes()
-
-
-def _valid(op: Op, sizes: tuple[int, ...]) -> bool:
-    """In bounds, on a real allocation, with a non-empty length (what every driver must accept)."""
-    for ref, length, _ in spans(op):
-        if not 0 < ref.index < len(sizes) or ref.offset + length > sizes[ref.index]:
-            return False
-        if length == 0 and not isinstance(op, Bind):
-            return False
-    return True
 
 
 class PatchTarget:
