@@ -5,6 +5,7 @@
   allocations) in every kernel mode and compares GPU memory with what the commands
   meant. Exit status 0 when every mode passes, 1 otherwise, 2 for bad usage.
 * ``wddm-conformance disasm FILE`` disassembles a DMA buffer dump with the driver's GPU model.
+* ``wddm-conformance fuzz ...`` runs fuzz campaigns and triages findings (see docs/fuzzing.md).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         "--driver", default="reference", help="driver whose GPU model decodes the buffer"
     )
     disasm.add_argument("--mark", type=lambda s: int(s, 0), help="byte offset to mark with =>")
+    from .fuzz.cli import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -101,12 +105,19 @@ def _disasm(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in raw:  # what follows goes to libFuzzer unchanged
+        cut = raw.index("--")
+        raw, extra = raw[:cut], raw[cut + 1 :]
+    args = parser.parse_args(raw)
     try:
+        if args.command == "fuzz":
+            from .fuzz.cli import dispatch
+
+            return dispatch(args, extra)
         return _check(args) if args.command == "check" else _disasm(args)
-    except DriverLoadError as exc:
-        parser.exit(2, f"wddm-conformance: error: {exc}\n")
-    except OSError as exc:
+    except (DriverLoadError, OSError, ValueError, RuntimeError) as exc:
         parser.exit(2, f"wddm-conformance: error: {exc}\n")
 
 

@@ -26,7 +26,7 @@ DEFAULT_CORPORA = ROOT / "corpora"
 
 def dictionary_text(tokens: Sequence[bytes]) -> str:
     """libFuzzer dictionary lines (``name="\\x01\\x02"``), one per distinct non-empty token."""
-    lines = []
+    lines: list[str] = []
     seen: set[bytes] = set()
     for token in tokens:
         if not token or token in seen:

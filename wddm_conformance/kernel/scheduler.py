@@ -472,7 +472,9 @@ class Scheduler:
             chosen = [boundaries[len(boundaries) // 2]]
         offsets = [e[4] for e in D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(part.patches)]
         if offsets != sorted(offsets):
-            return None  # patch list not ordered by offset: cannot split it into contiguous sub-lists
+            return (
+                None  # patch list not ordered by offset: cannot split it into contiguous sub-lists
+            )
         ranges: list[tuple[int, int, int, int]] = []
         start, p_start = 0, 0
         for cut in [*chosen, part.written]:

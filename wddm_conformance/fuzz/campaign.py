@@ -1,0 +1,244 @@
+"""Fuzz campaigns: one command runs a target under libFuzzer and keeps everything it finds.
+
+A campaign lives in a work directory::
+
+    <work>/corpus/       inputs libFuzzer found interesting (the seeds are read, never written)
+    <work>/artifacts/    libFuzzer's crash-/timeout-/oom- files
+    <work>/findings/     <target>-<ID>-<sha1> inputs and .json records, written by the target
+                         itself before libFuzzer reacts, so a killed campaign loses nothing
+    <work>/fuzz.log      libFuzzer's whole output
+    <work>/stats.csv     progress samples (elapsed, execs, coverage, corpus, exec/s)
+    <work>/campaign.json what ran so far; running the same command again resumes
+    <work>/summary.txt, <work>/progress.png   written at the end, also after Ctrl-C
+
+With ``jobs > 1`` libFuzzer runs in ``-fork`` mode and keeps going after findings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import script, target_class
+from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
+from .runner import ENV_DRIVER, ENV_FINDINGS
+from .seeds import DEFAULT_CORPORA
+
+#: Seconds between status lines when the output is not a terminal (CI logs).
+LOG_EVERY = 10.0
+
+
+@dataclass
+class Campaign:
+    """What to run and where to keep it."""
+
+    target: str
+    driver: str = "reference"
+    work: Path = Path("fuzz-work")
+    seconds: float | None = 60.0
+    runs: int | None = None
+    jobs: int = 1
+    keep_going: bool = False
+    corpora: Path = DEFAULT_CORPORA
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def corpus(self) -> Path:
+        return self.work / "corpus"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.work / "artifacts"
+
+    @property
+    def findings(self) -> Path:
+        return self.work / "findings"
+
+    def seed_dirs(self) -> list[Path]:
+        dirs = [self.corpora / self.target, self.corpora / "regressions" / self.target]
+        return [d for d in dirs if d.is_dir() and any(d.iterdir())]
+
+    def command(self) -> list[str]:
+        """The libFuzzer command line of this campaign."""
+        cmd = [sys.executable, str(script(self.target)), str(self.corpus)]
+        cmd += [str(d) for d in self.seed_dirs()]
+        cmd += [
+            f"-artifact_prefix={self.artifacts}{os.sep}",
+            "-print_final_stats=1",
+            "-max_len=8192",
+            "-timeout=25",
+            "-rss_limit_mb=4096",
+        ]
+        dictionary = self.corpora / f"{self.target}.dict"
+        if dictionary.is_file():
+            cmd.append(f"-dict={dictionary}")
+        if self.seconds is not None:
+            cmd.append(f"-max_total_time={max(1, int(self.seconds))}")
+        if self.runs is not None:
+            cmd.append(f"-runs={self.runs}")
+        if self.jobs > 1 or self.keep_going:
+            cmd += [
+                f"-fork={self.jobs}",
+                "-ignore_crashes=1",
+                "-ignore_timeouts=1",
+                "-ignore_ooms=1",
+            ]
+        return cmd + self.extra
+
+
+def load_findings(directory: Path) -> list[dict[str, Any]]:
+    """Every finding record in ``directory`` (a corrupt record is named, not fatal)."""
+    out: list[dict[str, Any]] = []
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            record = {
+                "requirement": "",
+                "status": "UNREADABLE",
+                "input": path.stem,
+                "ddi": "",
+                "message": f"{path}: {exc}",
+            }
+        out.append(record)
+    return out
+
+
+@dataclass
+class Outcome:
+    """What a campaign ended with."""
+
+    exit_code: int
+    findings: list[dict[str, Any]]
+    summary: str
+    elapsed: float
+
+
+def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outcome:
+    """Run (or resume) campaign ``c``; always writes the summary, CSV and plot at the end."""
+    target_class(c.target)  # an unknown target is a ValueError before anything starts
+    for d in (c.corpus, c.artifacts, c.findings):
+        d.mkdir(parents=True, exist_ok=True)
+    state_path = c.work / "campaign.json"
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    before = float(state.get("elapsed", 0.0))
+    sessions = int(state.get("sessions", 0))
+    if sessions:
+        print(f"resuming {c.work}: {sessions} earlier session(s), {before:.0f} s", file=out)
+    env = dict(os.environ, **{ENV_DRIVER: c.driver, ENV_FINDINGS: str(c.findings)})
+    tty = out.isatty() if tty is None else tty
+    parser = ProgressParser()
+    start = time.monotonic()
+    last_print = 0.0
+    log_path = c.work / "fuzz.log"
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        log.write(f"$ {' '.join(c.command())}\n")
+        proc = subprocess.Popen(
+            c.command(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        interrupted = False
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                now = time.monotonic() - start
+                sample = parser.feed(line, before + now)
+                if sample is None:
+                    continue
+                if tty or now - last_print >= LOG_EVERY:
+                    last_print = now
+                    found = len(list(c.findings.glob("*.json")))
+                    text = status_line(
+                        c.target, parser.last, found, before + now, _budget(c, before)
+                    )
+                    print(
+                        f"\r{text}" if tty else text, end="" if tty else "\n", file=out, flush=True
+                    )
+            proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            _stop(proc)
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+    if tty:
+        print(file=out)
+    elapsed = time.monotonic() - start
+    write_csv(parser.samples, c.work / "stats.csv", append=True)
+    state = {
+        "target": c.target,
+        "driver": c.driver,
+        "elapsed": before + elapsed,
+        "sessions": sessions + 1,
+        "command": c.command(),
+    }
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    findings = load_findings(c.findings)
+    samples = read_csv(c.work / "stats.csv")
+    summary = summarize(c.target, c.driver, samples, findings, before + elapsed)
+    if parser.artifacts and not findings:
+        summary += "\nlibFuzzer artifacts: " + ", ".join(parser.artifacts)
+    if interrupted:
+        summary += "\ninterrupted: run the same command again to resume"
+    (c.work / "summary.txt").write_text(summary + "\n")
+    try:
+        plot(samples, c.work / "progress.png", f"{c.target} on {c.driver}")
+    except RuntimeError as exc:
+        summary += f"\nno plot: {exc}"
+    print(summary, file=out)
+    print(f"work directory: {c.work}", file=out)
+    internal = any(f.get("status") == "INTERNAL-ERROR" for f in findings)
+    failed = proc.returncode not in (0, None) and not findings and not interrupted
+    if failed:
+        print(f"libFuzzer exited with status {proc.returncode}; see {log_path}", file=out)
+    code = 3 if internal or failed else 1 if findings else 0
+    return Outcome(code, findings, summary, before + elapsed)
+
+
+def _budget(c: Campaign, before: float) -> float | None:
+    return before + c.seconds if c.seconds is not None else None
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Stop libFuzzer (and its forks) the way Ctrl-C does, then harder if it lingers."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def parse_jobs(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"--jobs must be at least 1, not {value}")
+    return value
+
+
+def main_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``argv`` at ``--``: the harness's arguments, then extra libFuzzer flags."""
+    if "--" in argv:
+        i = list(argv).index("--")
+        return list(argv[:i]), list(argv[i + 1 :])
+    return list(argv), []

@@ -1,0 +1,122 @@
+"""``wddm-conformance fuzz ...``: campaigns and triage from one command line.
+
+* ``fuzz run TARGET --driver=module:Class --time 300 --jobs 2 --work DIR [-- libFuzzer flags]``
+* ``fuzz repro FILE``, ``fuzz minimize FILE``, ``fuzz promote FILE``
+* ``fuzz coverage TARGET --driver=... [PATH...] --html DIR``
+* ``fuzz seeds [--check]``, ``fuzz list``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import TARGETS, target_class
+from .campaign import Campaign, parse_jobs, run
+from .seeds import DEFAULT_CORPORA
+from .seeds import main as seeds_main
+from .triage import coverage_report, minimize, promote, repro
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    try:
+        return parse_jobs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fuzz = sub.add_parser("fuzz", help="coverage-guided fuzzing: campaigns and triage")
+    fsub = fuzz.add_subparsers(dest="fuzz_command", required=True)
+    names = ", ".join(TARGETS)
+
+    r = fsub.add_parser("run", help="run or resume a campaign")
+    r.add_argument("target", help=f"one of {names}")
+    r.add_argument("--driver", default="reference", help="module:Class of the miniport")
+    r.add_argument("--time", type=_positive, default=60.0, help="seconds of fuzzing (default 60)")
+    r.add_argument("--runs", type=int, help="stop after this many inputs instead")
+    r.add_argument(
+        "--jobs", type=_jobs, default=1, help="parallel fuzzing processes (libFuzzer -fork)"
+    )
+    r.add_argument("--keep-going", action="store_true", help="go on after a finding (-fork=1)")
+    r.add_argument("--work", type=Path, help="work directory (default fuzz-work/TARGET)")
+    r.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA, help="seed corpora directory")
+
+    for name, what in (
+        ("repro", "replay one input as a DDI story"),
+        ("minimize", "shrink a finding"),
+        ("promote", "keep a finding as a regression input"),
+    ):
+        t = fsub.add_parser(name, help=what)
+        t.add_argument("file", type=Path)
+        t.add_argument("--target", help="target (default: from the finding's record or name)")
+        t.add_argument("--driver", help="driver (default: the one that found it)")
+        if name == "minimize":
+            t.add_argument("--runs", type=int, default=2000, help="minimization attempts")
+            t.add_argument("--output", type=Path, help="where to write it (default FILE.min)")
+        if name == "promote":
+            t.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
+
+    c = fsub.add_parser("coverage", help="HTML coverage of the driver over corpora")
+    c.add_argument("target")
+    c.add_argument(
+        "paths", nargs="*", type=Path, help="inputs or directories (default: the target's corpora)"
+    )
+    c.add_argument("--driver", default="reference")
+    c.add_argument("--html", type=Path, default=Path("fuzz-coverage"))
+
+    s = fsub.add_parser("seeds", help="regenerate (or --check) the seed corpora")
+    s.add_argument("--driver", default="reference")
+    s.add_argument("--out", default=str(DEFAULT_CORPORA))
+    s.add_argument("--check", action="store_true")
+    fsub.add_parser("list", help="list the targets")
+
+
+def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
+    cmd = args.fuzz_command
+    if cmd == "list":
+        for name in TARGETS:
+            print(f"{name:20} {target_class(name).summary}")
+        return 0
+    if cmd == "run":
+        target_class(args.target)
+        campaign = Campaign(
+            args.target,
+            args.driver,
+            args.work or Path("fuzz-work") / args.target,
+            None if args.runs is not None else args.time,
+            args.runs,
+            args.jobs,
+            args.keep_going,
+            args.corpora,
+            extra,
+        )
+        return run(campaign).exit_code
+    if cmd == "repro":
+        return repro(args.file, args.target, args.driver)
+    if cmd == "minimize":
+        return minimize(args.file, args.target, args.driver, args.runs, args.output)
+    if cmd == "promote":
+        promote(args.file, args.target, args.driver, args.corpora)
+        return 0
+    if cmd == "coverage":
+        target_class(args.target)
+        paths = args.paths or [
+            DEFAULT_CORPORA / args.target,
+            DEFAULT_CORPORA / "regressions" / args.target,
+        ]
+        coverage_report(args.target, args.driver, [p for p in paths if p.exists()], args.html)
+        return 0
+    argv = ["--driver", args.driver, "--out", args.out] + (["--check"] if args.check else [])
+    return seeds_main(argv)
+
+
+__all__ = ["add_parser", "dispatch", "sys"]

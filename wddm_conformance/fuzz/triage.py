@@ -1,0 +1,263 @@
+"""Triage: replay a finding as a readable DDI story, minimize it, keep it as a regression.
+
+* :func:`repro` runs one input on a fresh target (with the DDI watchdog, so a hang is a
+  TIMEOUT) and prints the decoded scenario, the outcome with the violated requirement
+  and its text, the DDI call sequence and the last DMA buffer disassembled.
+* :func:`minimize` asks libFuzzer (``-minimize_crash``) for a smaller input that still
+  breaks the *same* requirement (other findings do not count while minimizing).
+* :func:`promote` copies a finding into ``corpora/regressions/<target>/`` with a record
+  of what it found, so the suite's replay keeps the bug fixed.
+* :func:`coverage_report` measures the driver's line and branch coverage over corpora
+  with coverage.py and writes an HTML report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..driver import DriverSpec, load_driver
+from ..requirements import catalogue
+from ..results import Outcome, Status, classify
+from ..watchdog import WatchdogInvoker
+from . import TARGETS, script, target_class
+from .runner import ENV_DRIVER, ENV_ONLY, driver_modules
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The outcome of one input, with what a person needs to understand it."""
+
+    outcome: Outcome
+    scenario: str
+    calls: str
+    dma: str
+
+    @property
+    def reproduced(self) -> bool:
+        return self.outcome.status is not Status.PASS
+
+
+def sidecar(path: Path) -> dict[str, Any]:
+    """The JSON record written next to a finding or regression input (empty if none)."""
+    record = path.with_name(path.name + ".json")
+    if not record.is_file():
+        record = path.with_suffix(".json")
+    if record.is_file() and record != path:
+        try:
+            data: dict[str, Any] = json.loads(record.read_text())
+            return data
+        except ValueError as exc:
+            raise ValueError(f"corrupt finding record {record}: {exc}") from None
+    return {}
+
+
+def infer_target(path: Path, given: str | None) -> str:
+    """The target an input belongs to: given, from its record, its name or its folder."""
+    if given:
+        target_class(given)
+        return given
+    recorded = sidecar(path).get("target")
+    if isinstance(recorded, str) and recorded in TARGETS:
+        return recorded
+    for name in sorted(TARGETS, key=len, reverse=True):
+        if path.name.startswith(f"{name}-") or path.parent.name == name:
+            return name
+    raise ValueError(
+        f"cannot tell which target {path} is for: pass --target ({', '.join(TARGETS)})"
+    )
+
+
+def replay(spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0) -> Replay:
+    """Run ``data`` once on a fresh target for ``spec``, capturing calls and DMA."""
+    target: Any = target_class(target_name)(spec, WatchdogInvoker(timeout))  # type: ignore[call-arg]
+    rig = getattr(target, "rig", None)
+    kernel = rig.kernel if rig is not None else None
+    last: list[tuple[bytes, int | None]] = []
+    if kernel is not None:
+        execute = kernel.gpu.execute
+
+        def recording(dma: Any, *, privileged: bool) -> Any:
+            execution = execute(dma, privileged=privileged)
+            fault = getattr(execution, "fault", None)
+            last[:] = [(bytes(dma), getattr(fault, "dma_offset", None))]
+            return execution
+
+        kernel.gpu.execute = recording
+    scenario = target.describe(data)
+    error: BaseException | None = None
+    try:
+        target.run(data)
+    except Exception as exc:
+        error = exc
+    calls = kernel.caller.sequence() if kernel is not None else ""
+    dma = ""
+    if kernel is not None and last:
+        buffer, mark = last[0]
+        dma = kernel.gpu.disassemble(buffer, mark=mark)
+    return Replay(classify(error), scenario, calls, dma)
+
+
+def render_replay(r: Replay, target: str, driver: str) -> str:
+    """The replay as text for a terminal or a bug report."""
+    lines = [f"target {target}, driver {driver}", r.scenario, ""]
+    o = r.outcome
+    if o.status is Status.PASS:
+        lines.append("PASS: the input breaks no rule on this driver")
+        return "\n".join(lines)
+    lines.append(f"{o.status.value}  {o.requirement or '(no requirement)'}")
+    req = catalogue().get(o.requirement)
+    if req is not None:
+        lines.append(f"  {req.id} ({req.ddi}): {req.text}")
+    lines.append(f"  {o.message}")
+    if r.calls:
+        lines += ["", "DDI calls (oldest first):", r.calls]
+    if r.dma and r.dma not in o.message:
+        lines += ["", "last DMA buffer the GPU ran:", r.dma]
+    return "\n".join(lines)
+
+
+def repro(path: Path, target: str | None, driver: str | None, out: IO[str] = sys.stdout) -> int:
+    """Replay one input and print it; 1 when it still finds something, 0 when it passes."""
+    name = infer_target(path, target)
+    driver = driver or str(sidecar(path).get("driver") or "reference")
+    spec = load_driver(driver)
+    r = replay(spec, name, path.read_bytes())
+    print(render_replay(r, name, driver), file=out)
+    return 1 if r.reproduced else 0
+
+
+def minimize(
+    path: Path,
+    target: str | None,
+    driver: str | None,
+    runs: int = 2000,
+    output: Path | None = None,
+    out: IO[str] = sys.stdout,
+) -> int:
+    """Shrink a finding with libFuzzer's -minimize_crash, keeping its requirement ID."""
+    name = infer_target(path, target)
+    driver = driver or str(sidecar(path).get("driver") or "reference")
+    spec = load_driver(driver)
+    first = replay(spec, name, path.read_bytes())
+    if not first.reproduced:
+        print(f"{path} does not fail on {driver}: nothing to minimize", file=out)
+        return 1
+    rule = first.outcome.requirement
+    output = output or path.with_name(path.name + ".min")
+    env = dict(os.environ, **{ENV_DRIVER: driver})
+    if rule:
+        env[ENV_ONLY] = rule
+    env.pop("WDDM_FINDINGS", None)
+    cmd = [
+        sys.executable,
+        str(script(name)),
+        "-minimize_crash=1",
+        f"-runs={runs}",
+        f"-exact_artifact_path={output}",
+        str(path),
+    ]
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    if not output.is_file():
+        shutil.copyfile(path, output)
+    again = replay(spec, name, output.read_bytes())
+    if again.outcome.requirement != rule:
+        shutil.copyfile(path, output)
+    size = output.stat().st_size
+    print(
+        f"{path} ({path.stat().st_size} bytes) -> {output} ({size} bytes), still {rule or first.outcome.status.value}",
+        file=out,
+    )
+    return 0
+
+
+def promote(
+    path: Path,
+    target: str | None,
+    driver: str | None,
+    corpora: Path,
+    out: IO[str] = sys.stdout,
+) -> Path:
+    """Copy a finding into ``corpora/regressions/<target>/`` with a record; return its path."""
+    name = infer_target(path, target)
+    driver = driver or str(sidecar(path).get("driver") or "reference")
+    data = path.read_bytes()
+    r = replay(load_driver(driver), name, data)
+    if not r.reproduced:
+        raise ValueError(
+            f"{path} does not fail on {driver}; a regression input must have found something"
+        )
+    rule = r.outcome.requirement or r.outcome.status.value
+    folder = corpora / "regressions" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{rule}-{hashlib.sha1(data).hexdigest()[:12]}"
+    dest.write_bytes(data)
+    record = {
+        "target": name,
+        "requirement": r.outcome.requirement,
+        "status": r.outcome.status.value,
+        "found_with": driver,
+        "message": r.outcome.message.splitlines()[0] if r.outcome.message else "",
+    }
+    dest.with_name(dest.name + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"regression input {dest} ({rule}, found with {driver})", file=out)
+    return dest
+
+
+def inputs(paths: Sequence[Path]) -> Iterator[Path]:
+    """Every input file under ``paths`` (records and hidden files skipped)."""
+    for p in paths:
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        for f in files:
+            if f.is_file() and f.suffix != ".json" and not f.name.startswith("."):
+                yield f
+
+
+def coverage_report(
+    target: str,
+    driver: str,
+    paths: Sequence[Path],
+    html: Path,
+    out: IO[str] = sys.stdout,
+) -> float:
+    """Replay every input under ``paths``; HTML coverage of the driver's own modules."""
+    try:
+        import coverage
+    except ImportError:
+        raise RuntimeError(
+            "coverage is not installed: pip install 'wddm-conformance[fuzz]'"
+        ) from None
+    cov = coverage.Coverage(data_file=None, branch=True)
+    cov.start()  # before the driver is imported, so its module-level lines count too
+    try:
+        spec = load_driver(driver)
+        instance: Any = target_class(target)(spec)  # type: ignore[call-arg]
+        count = failures = 0
+        for f in inputs(paths):
+            count += 1
+            try:
+                instance.run(f.read_bytes())
+            except Exception:
+                failures += 1
+    finally:
+        cov.stop()
+    files = [m.__file__ for m in driver_modules(spec) if m.__file__]
+    percent = float(
+        cov.html_report(
+            directory=str(html), include=files, title=f"{driver} under fuzz target {target}"
+        )
+    )
+    print(
+        f"{count} inputs ({failures} failing) cover {percent:.1f}% of {', '.join(Path(f).name for f in files)}; "
+        f"report: {html / 'index.html'}",
+        file=out,
+    )
+    return percent
