@@ -819,6 +819,18 @@ BREAKS.update(
     }
 )
 
+
+class NoBoundsCheck(ReferenceMiniport):
+    """Validates allocation indices but not offsets: a reference may run past its allocation."""
+
+    def _allocation_of(self, device_handle: int):  # type: ignore[no-untyped-def]
+        allocation = super()._allocation_of(device_handle)
+        return None if allocation is None else dataclasses.replace(allocation, size=1 << 32)
+
+
+BREAKS[NoBoundsCheck] = "REN-VALIDATE"
+
+
 #: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).
 CONFORMING = [
     ReferenceMiniport,

@@ -51,6 +51,8 @@ class Run:
     update_baseline: bool = False
     json_path: Path | None = None
     html_path: Path | None = None
+    #: Seed corpora and regression inputs the suite replays (None: none to replay).
+    corpora: Path | None = None
     #: Outcome records by test id, gathered from the reports (on the xdist controller too).
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -106,6 +108,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--report-html", default=None, metavar="FILE", help="write the self-contained HTML report"
     )
+    group.addoption(
+        "--fuzz-corpora",
+        default=None,
+        help="seed corpora and regressions/ the suite replays (default: corpora/ of a checkout)",
+    )
 
 
 def _command(config: pytest.Config) -> str:
@@ -147,10 +154,21 @@ def pytest_configure(config: pytest.Config) -> None:
                 run.baseline = baselines.load(run.baseline_path)
             except baselines.BaselineError as exc:
                 raise pytest.UsageError(str(exc)) from None
+    run.corpora = _corpora(opt.fuzz_corpora)
     run.json_path = Path(opt.report_json) if opt.report_json else None
     run.html_path = Path(opt.report_html) if opt.report_html else None
     config.stash[RUN] = run
     config.pluginmanager.register(Results(run, config), "wddm-conformance-results")
+
+
+def _corpora(given: str | None) -> Path | None:
+    if given:
+        path = Path(given)
+        if not path.is_dir():
+            raise pytest.UsageError(f"invalid --fuzz-corpora {given!r}: not a directory")
+        return path
+    default = Path(__file__).resolve().parents[1] / "corpora"
+    return default if default.is_dir() else None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

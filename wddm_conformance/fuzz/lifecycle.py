@@ -150,14 +150,16 @@ class _Life:
         ctx = self.context(self.device(action.other >> 3))
         result = self.k.run_program(ctx, alist, program)
         expect_success(result, "render in the life cycle")
-        memory = {1: self.shadow[a.id], 2: self.shadow[b.id]}  # aliases share one bytearray
-        views = {
-            i: bytearray(self.k.gpu.swizzle(m)) if x.swizzled else m
-            for (i, m), x in zip(memory.items(), (a, b), strict=True)
-        }
-        apply(program, views)
-        for (i, m), x in zip(views.items(), (a, b), strict=True):
-            memory[i][:] = self.k.gpu.unswizzle(m) if x.swizzled else m
+        swizzle, unswizzle = self.k.gpu.swizzle, self.k.gpu.unswizzle
+        views: dict[int, bytearray] = {}  # by allocation id: list entries naming one share it
+        for x in (a, b):
+            if x.id not in views:
+                linear = self.shadow[x.id]
+                views[x.id] = bytearray(swizzle(linear)) if x.swizzled else linear
+        apply(program, {1: views[a.id], 2: views[b.id]})
+        for x in (a, b):
+            if x.swizzled:
+                self.shadow[x.id][:] = unswizzle(views[x.id])
 
     def check(self, after: str) -> None:
         for a in self.live:

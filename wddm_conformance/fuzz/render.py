@@ -27,10 +27,12 @@ from typing import ClassVar
 
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import DriverSpec
+from ..errors import DriverViolation
 from ..kernel import Allocation, AllocationUse
 from ..oracles import (
     ERRORS,
     VALIDATION_ERRORS,
+    as_validation_failure,
     expect_memory,
     expect_rejected,
     expect_single_fetch,
@@ -288,15 +290,22 @@ class RenderTarget:
             at = s.fault_at % len(command)
             toctou = (at, bytes([command[at] ^ (s.fault_byte or 1)]))
         patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
-        result = k.render(
-            rig.context,
-            command,
-            uses,
-            patch_list_in=patch_list_in(encoded.patch_locations, s),
-            fault_at=fault_at,
-            toctou=toctou,
-            patch_fault_at=patch_fault,
-        )
+        try:
+            result = k.render(
+                rig.context,
+                command,
+                uses,
+                patch_list_in=patch_list_in(encoded.patch_locations, s),
+                fault_at=fault_at,
+                toctou=toctou,
+                patch_fault_at=patch_fault,
+            )
+        except DriverViolation as exc:
+            if kind == Kind.INVALID and fault_at is None:
+                raise as_validation_failure(
+                    exc, "a program reaching outside its allocations"
+                ) from exc
+            raise
         what = f"render input ({kind.name.lower()})"
         expect_unchanged(k, untouched, "REN-ALLOCINDEX", what)
         if fault_at is not None and fault_at < len(command):

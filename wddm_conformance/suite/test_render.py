@@ -14,6 +14,7 @@ from ..oracles import (
     ERRORS,
     UNDERRUN_ERRORS,
     VALIDATION_ERRORS,
+    as_validation_failure,
     expect_memory,
     expect_rejected,
     expect_single_fetch,
@@ -78,7 +79,10 @@ def test_render_rejects_illegal_commands(kernel: Kernel) -> None:
 )
 def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: object) -> None:
     ctx, a, b = pair(kernel, 8192, aperture=False)
-    result = kernel.run_program(ctx, [None, a, b], [op])  # type: ignore[list-item]
+    try:
+        result = kernel.run_program(ctx, [None, a, b], [op])  # type: ignore[list-item]
+    except DriverViolation as exc:
+        raise as_validation_failure(exc, f"{op}") from exc
     expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{op}")
 
 

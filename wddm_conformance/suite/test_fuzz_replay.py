@@ -1,0 +1,74 @@
+"""Every seed and regression input of the fuzz corpora, replayed on the driver under test.
+
+The fuzz targets use the same kernel and oracles as the rest of the suite, so an input
+that once found a bug keeps checking that rule here: a fixed bug stays fixed. The inputs
+come from ``corpora/`` of a checkout, or ``--fuzz-corpora=DIR``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ..errors import DriverFailure
+from ..fuzz import target_class
+from ..fuzz.triage import inputs
+from ..plugin import Run
+from ..watchdog import WatchdogInvoker
+
+requirement = pytest.mark.requirement
+
+COVERS = {
+    "render": (
+        "REN-TRANSLATE",
+        "REN-VALIDATE",
+        "REN-USERFAULT",
+        "REN-COPYFIRST",
+        "REN-PATCHIN",
+        "REN-ALLOCINDEX",
+        "ALL-ISOLATION",
+    ),
+    "patch": ("PAT-RANGE", "PAT-FENCE", "PAT-REPATCH", "PAT-PAGING", "REN-TRANSLATE"),
+    "build_paging_buffer": (
+        "PGB-TRANSFER",
+        "PGB-MULTIPASS",
+        "PGB-FILL",
+        "PGB-MAP",
+        "PGB-UNMAP",
+        "PGB-PHYS",
+        "PGB-DISCARD",
+        "PGB-SPECIALLOCK",
+    ),
+    "create_allocation": (
+        "ALC-PRIVDATA",
+        "ALC-STATUS",
+        "ALC-INFO",
+        "ALC-HANDLE",
+        "ALC-ATOMIC",
+        "ALC-RESOURCE",
+        "ALC-GDISIZE",
+        "ALC-HISTORY",
+    ),
+    "lifecycle": ("REN-TRANSLATE", "PGB-TRANSFER", "ALC-ADAPTER"),
+    "statemachine": ("REN-TRANSLATE", "PGB-TRANSFER", "PGB-MAP", "PGB-UNMAP", "ALC-ADAPTER"),
+}
+
+
+@pytest.mark.parametrize(
+    "target", [pytest.param(name, marks=requirement(*ids)) for name, ids in COVERS.items()]
+)
+def test_fuzz_inputs_replay_cleanly(wddm_run: Run, target: str) -> None:
+    if wddm_run.corpora is None:
+        pytest.skip("no fuzz corpora to replay: run from a checkout or pass --fuzz-corpora=DIR")
+    folders = [wddm_run.corpora / target, wddm_run.corpora / "regressions" / target]
+    files = list(inputs([f for f in folders if f.is_dir()]))
+    if not files:
+        pytest.skip(f"no {target} inputs under {wddm_run.corpora}")
+    runner = target_class(target)(wddm_run.spec, WatchdogInvoker(wddm_run.ddi_timeout))  # type: ignore[call-arg]
+    for path in files:
+        try:
+            runner.run(path.read_bytes())
+        except DriverFailure as exc:
+            exc.add_note(
+                f"fuzz input {path}: replay with `wddm-conformance fuzz repro {path} --driver={wddm_run.spec.spec}`"
+            )
+            raise
