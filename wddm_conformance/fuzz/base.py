@@ -64,7 +64,7 @@ VARIANTS: tuple[Variant, ...] = tuple(
 POOL: tuple[tuple[str, AllocationRequest], ...] = (
     ("memory", AllocationRequest(8192, aperture=False)),
     ("any", AllocationRequest(8192)),
-    ("aperture", AllocationRequest(4096, aperture_only=True)),
+    ("aperture", AllocationRequest(8192, aperture_only=True)),
     ("swizzled", AllocationRequest(4096, cpu_visible=True, swizzled=True)),
     ("visible", AllocationRequest(4096, cpu_visible=True, aperture=False)),
     ("alternate-va", AllocationRequest(8192, aperture=False, alternate_va=True)),

@@ -107,7 +107,7 @@ class CreateAllocationTarget:
     def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
         self.spec = spec
         self.invoker = invoker
-        self._rig: Rig | None = Rig(spec, invoker)
+        self._rig: Rig | None = None
 
     @property
     def rig(self) -> Rig:

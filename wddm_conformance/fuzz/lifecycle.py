@@ -36,7 +36,7 @@ ACTIONS = (
 KINDS: tuple[tuple[str, AllocationRequest], ...] = (
     ("memory", AllocationRequest(8192, aperture=False)),
     ("any", AllocationRequest(4096)),
-    ("aperture", AllocationRequest(4096, aperture_only=True)),
+    ("aperture", AllocationRequest(8192, aperture_only=True)),
     ("swizzled", AllocationRequest(4096, cpu_visible=True, swizzled=True)),
 )
 MAX_ACTIONS = 12
@@ -188,7 +188,7 @@ class LifecycleTarget:
     def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
         self.spec = spec
         self.invoker = invoker
-        self._rig: Rig | None = Rig(spec, invoker)
+        self._rig: Rig | None = None
 
     @property
     def rig(self) -> Rig:
@@ -264,6 +264,16 @@ class LifecycleTarget:
             Action(a("page-in"), 1),
         )
         out.append(("device-dies-first", LifecycleInput(devices).encode()))
+        contexts = (
+            Action(a("create-device")),
+            Action(a("create-allocation"), 0),
+            Action(a("create-allocation"), 1 << 2 | 1),
+            Action(a("create-allocation"), 1 << 2 | 0),
+            Action(a("render"), 0, 0, program),  # on device 0's context
+            Action(a("render"), 1, 1 << 3 | 2, program),  # on device 1's context
+            Action(a("render"), 2, 0, program),
+        )
+        out.append(("two-contexts", LifecycleInput(contexts).encode()))
         return out
 
     def dictionary(self) -> list[bytes]:

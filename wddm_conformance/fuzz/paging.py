@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from ..ddi import DXGK_ALLOCATIONINFOFLAGS
+from ..ddi import DXGK_ALLOCATIONINFOFLAGS, DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
 from ..driver import DriverSpec
 from ..errors import DriverViolation
 from ..kernel import Allocation, Kernel
@@ -33,8 +33,11 @@ STEPS = (
     "read-physical",
     "write-physical",
     "special-lock",
+    "raw-transfer",
 )
 PAGING_SIZES = (4096, 1024, 256, 64)
+#: Largest piece of a transfer per DxgkDdiBuildPagingBuffer operation (None: whole).
+SUBTRANSFERS = (None, 4096, 1024)
 MAX_STEPS = 8
 
 
@@ -51,6 +54,7 @@ class Step:
 class PagingInput:
     variant: int = 0
     paging_size: int = 0  # index into PAGING_SIZES
+    split: int = 0  # index into SUBTRANSFERS
     steps: tuple[Step, ...] = ()
     pool_sizes: tuple[int, ...] = field(default=(), compare=False)
 
@@ -59,10 +63,11 @@ class PagingInput:
         r = Reader(data)
         variant = r.u8() % len(VARIANTS)
         paging = r.u8() % len(PAGING_SIZES)
+        split = r.u8() % len(SUBTRANSFERS)
         steps = []
         for _ in range(1 + r.u8() % MAX_STEPS):
             code = r.u8()
-            kind, pool = code % len(STEPS), (code >> 3) % len(pool_sizes)
+            kind, pool = (code & 0xF) % len(STEPS), (code >> 4) % len(pool_sizes)
             offset = size = pattern = 0
             if STEPS[kind] == "fill":
                 size = 1 + r.u16() % pool_sizes[pool]
@@ -72,12 +77,13 @@ class PagingInput:
                 size = 1 + r.u8() % 8
                 offset = r.u16() % (pool_sizes[pool] - size + 1)
             steps.append(Step(kind, pool, offset, size, pattern))
-        return cls(variant, paging, tuple(steps), pool_sizes)
+        return cls(variant, paging, split, tuple(steps), pool_sizes)
 
     def encode(self) -> bytes:
-        w = Writer().u8(self.variant).u8(self.paging_size).u8(len(self.steps) - 1)
+        w = Writer().u8(self.variant).u8(self.paging_size).u8(self.split)
+        w.u8(len(self.steps) - 1)
         for s in self.steps:
-            w.u8(s.kind | s.pool << 3)
+            w.u8(s.kind | s.pool << 4)
             if STEPS[s.kind] == "fill":
                 w.u16(s.size - 1).u16(s.offset).u32(s.pattern)
             elif STEPS[s.kind] in ("read-physical", "write-physical"):
@@ -94,7 +100,7 @@ class PagingTarget:
     def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
         self.spec = spec
         self.invoker = invoker
-        self._rig: Rig | None = Rig(spec, invoker)
+        self._rig: Rig | None = None
 
     @property
     def rig(self) -> Rig:
@@ -118,6 +124,7 @@ class PagingTarget:
         k.config = replace(
             k.config,
             paging_buffer_size=min(k.config.paging_buffer_size, PAGING_SIZES[s.paging_size]),
+            subtransfer_size=SUBTRANSFERS[s.split] or k.config.subtransfer_size,
         )
         shadow: dict[int, bytearray | None] = {}
         for step in s.steps:
@@ -170,6 +177,24 @@ class PagingTarget:
             k.vidmm.physical(write, a.segment_id, a.address + step.offset, step.size)
             if write:
                 shadow[a.id] = None
+        elif kind == "raw-transfer":  # bytes as they are into a resident range (hAllocation NULL)
+            if not resident or aperture or a.swizzled:
+                return
+            mdl = k.sysmem.allocate_mdl(a.size)
+            data = bytes((a.id * 7 + i * 13) & 0xFF for i in range(a.size))
+            k.sysmem.write_mdl(mdl, 0, data)
+            try:
+                k.vidmm.transfer(
+                    0,
+                    a.size,
+                    DXGK_TRANSFER_LOCATION(0, 0, mdl),
+                    DXGK_TRANSFER_LOCATION(a.segment_id, a.address),
+                    DXGK_TRANSFERFLAGS.Swizzle,
+                )
+            finally:
+                k.sysmem.free(mdl.pfns)
+            if shadow[a.id] is not None:
+                shadow[a.id] = bytearray(data)
         elif kind == "special-lock":
             if (
                 not k.caps.SupportsAlternateVA
@@ -190,7 +215,8 @@ class PagingTarget:
         s = self.decode(data)
         lines = [
             f"paging input: kernel variant {VARIANTS[s.variant].name!r}, paging buffer of at most "
-            f"{PAGING_SIZES[s.paging_size]} bytes"
+            f"{PAGING_SIZES[s.paging_size]} bytes, transfers split every "
+            f"{SUBTRANSFERS[s.split] or 'never'} bytes"
         ]
         for i, step in enumerate(s.steps, 1):
             detail = ""
@@ -211,14 +237,14 @@ class PagingTarget:
                     Step(kind, pool, 8, 4 if "physical" in name else 100, 0xC0FFEE11),
                     Step(0, pool),
                 )
-                for paging in (0, 3):
+                for paging, split in ((0, 0), (3, 2)):
                     out.append(
                         (
                             f"{name}-{pool_name}-{PAGING_SIZES[paging]}",
-                            PagingInput(0, paging, steps, sizes).encode(),
+                            PagingInput(0, paging, split, steps, sizes).encode(),
                         )
                     )
         return out
 
     def dictionary(self) -> list[bytes]:
-        return [bytes([k | p << 3]) for k in range(len(STEPS)) for p in range(len(POOL))]
+        return [bytes([k | p << 4]) for k in range(len(STEPS)) for p in range(len(POOL))]

@@ -26,11 +26,12 @@ from enum import IntEnum
 from typing import ClassVar
 
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
-from ..driver import DriverSpec
+from ..driver import CommandEncoder, DriverSpec
 from ..errors import DriverViolation
 from ..kernel import Allocation, AllocationUse
 from ..oracles import (
     ERRORS,
+    UNDERRUN_ERRORS,
     VALIDATION_ERRORS,
     as_validation_failure,
     expect_memory,
@@ -66,6 +67,7 @@ class Damage(IntEnum):
     FLIP = 2
     SPLICE = 3
     REPLACE = 4
+    INJECT = 5  # the encoder's privileged or illegal command, between two commands
 
 
 class PatchList(IntEnum):
@@ -128,7 +130,7 @@ class RenderInput:
         program = tuple(read_program(r, sizes))
         damage = Damage(r.u8() % len(Damage))
         at, extra = 0, b""
-        if damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE):
+        if damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE, Damage.INJECT):
             at = r.u16()
         if damage == Damage.FLIP:
             extra = bytes([1 << r.u8() % 8])
@@ -160,7 +162,7 @@ class RenderInput:
             w.u8(e.encode())
         write_program(w, self.program, self.sizes)
         w.u8(self.damage)
-        if self.damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE):
+        if self.damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE, Damage.INJECT):
             w.u16(self.damage_at)
         if self.damage == Damage.FLIP:
             w.u8(self.damage_bytes[0].bit_length() - 1)
@@ -201,7 +203,12 @@ def classify(scenario: RenderInput) -> Kind:
     return kind
 
 
-def damaged(command: bytes, s: RenderInput) -> bytes:
+def boundaries(encoder: CommandEncoder, program: tuple[Op, ...]) -> list[int]:
+    """Byte offsets between the encoded commands of ``program`` (0 and the end included)."""
+    return [len(encoder.encode(program[:i]).command) for i in range(len(program) + 1)]
+
+
+def damaged(command: bytes, s: RenderInput, encoder: CommandEncoder, cuts: list[int]) -> bytes:
     """The command buffer after what the input does to it."""
     if s.damage == Damage.TRUNCATE:
         return command[: s.damage_at % (len(command) + 1)]
@@ -214,6 +221,10 @@ def damaged(command: bytes, s: RenderInput) -> bytes:
         return command[:at] + s.damage_bytes + command[at:]
     if s.damage == Damage.REPLACE:
         return s.damage_bytes
+    if s.damage == Damage.INJECT:
+        bad = encoder.illegal_command() if s.damage_at & 0x8000 else encoder.privileged_command()
+        at = cuts[s.damage_at % len(cuts)]
+        return command[:at] + bad + command[at:]
     return command
 
 
@@ -246,9 +257,7 @@ class RenderTarget:
     def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
         self.spec = spec
         self.invoker = invoker
-        self._rig: Rig | None = Rig(
-            spec, invoker
-        )  # built now: a driver that cannot start fails here
+        self._rig: Rig | None = None
 
     @property
     def rig(self) -> Rig:
@@ -283,7 +292,10 @@ class RenderTarget:
         untouched = {a: k.gpu_view(a) for a in alist if a is not None and id(a) not in writable}
         want = k.expected_after(alist, s.program) if kind == Kind.VALID else {}
         encoded = k.encoder.encode(s.program)
-        command = damaged(encoded.command, s)
+        cuts = (
+            boundaries(k.encoder, s.program) if s.damage in (Damage.TRUNCATE, Damage.INJECT) else []
+        )
+        command = damaged(encoded.command, s, k.encoder, cuts)
         fault_at = s.fault_at % (len(command) + 8) if s.fault == Fault.COMMAND else None
         toctou = None
         if s.fault == Fault.TOCTOU and command:
@@ -315,6 +327,13 @@ class RenderTarget:
             return
         if result.ok:
             expect_single_fetch(result)
+        if s.damage == Damage.TRUNCATE and len(command) not in cuts:
+            what = f"a command buffer cut to {len(command)} bytes, inside a command"
+            expect_rejected(result, UNDERRUN_ERRORS, "REN-UNDERRUN", what)
+        elif s.damage == Damage.INJECT:
+            expect_rejected(
+                result, VALIDATION_ERRORS, "REN-VALIDATE", "a privileged or illegal command"
+            )
         if kind == Kind.INVALID:
             expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{what}: {s.program}")
         elif kind == Kind.VALID:
@@ -369,7 +388,7 @@ class RenderTarget:
             return RenderInput(variant, entries, program, sizes=(0, *pools))
 
         # every operation kind alone, then mixed programs, on every pool allocation and variant
-        entries = (Entry(1, True), Entry(2, True), Entry(3, True), Entry(4, True), Entry(5, True))
+        entries = tuple(Entry(i, True) for i in range(1, len(sizes) + 1))
         full = (0, *sizes)
         for kind in OP_KINDS:
             program = sample_program(rng, full, [kind], 1)
@@ -400,6 +419,9 @@ class RenderTarget:
         out.append(
             ("damage-replace", replace(base, damage=Damage.REPLACE, damage_bytes=raw).encode())
         )
+        for at, name in ((1, "privileged"), (0x8001, "illegal")):
+            inject = replace(base, damage=Damage.INJECT, damage_at=at)
+            out.append((f"inject-{name}", inject.encode()))
         for f in (Fault.COMMAND, Fault.TOCTOU, Fault.PATCH_LIST):
             out.append(
                 (

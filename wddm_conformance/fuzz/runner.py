@@ -8,6 +8,7 @@ only the driver's own modules for coverage, and hands :func:`one_input` to ather
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -149,7 +150,12 @@ def one_input(target: Target, findings: Findings, only: str | None) -> Callable[
 def load(name: str) -> tuple[DriverSpec, Target]:
     """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it."""
     spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=ENV_DRIVER)
-    return spec, target_class(name)(spec)  # type: ignore[call-arg]
+    target = target_class(name)(spec)  # type: ignore[call-arg]
+    # A driver that cannot start is a load error, now; one that starts but breaks a rule on
+    # the way is a finding, which the first input reports.
+    with contextlib.suppress(DriverFailure):
+        getattr(target, "rig", None)
+    return spec, target
 
 
 def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], list[str]]:
