@@ -26,8 +26,14 @@ def _checks() -> dict[str, list[str]]:
         module = importlib.import_module(f"{suite.__name__}.{info.name}")
         for name, fn in vars(module).items():
             if name.startswith("test_") and callable(fn):
-                marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "requirement"]
-                out[f"{info.name}::{name}"] = [i for mark in marks for i in mark.args]
+                marks = list(getattr(fn, "pytestmark", []))
+                for mark in list(marks):  # marks given per parameter (pytest.param(..., marks=))
+                    if mark.name == "parametrize":
+                        for param in mark.args[1]:
+                            marks += getattr(param, "marks", ())
+                out[f"{info.name}::{name}"] = [
+                    i for mark in marks if mark.name == "requirement" for i in mark.args
+                ]
     return out
 
 

@@ -1,0 +1,310 @@
+"""The fuzzing half: input formats, targets, the libFuzzer scripts, campaigns and triage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests import mutants as m
+from wddm_conformance.driver import load_driver
+from wddm_conformance.errors import DriverViolation
+from wddm_conformance.fuzz import TARGETS, script, target_class
+from wddm_conformance.fuzz.data import Reader, Writer
+from wddm_conformance.fuzz.runner import Findings, driver_modules, instrument_driver, take_options
+from wddm_conformance.fuzz.seeds import DEFAULT_CORPORA, differences, generate
+from wddm_conformance.fuzz.triage import infer_target, replay
+
+pytest.importorskip("atheris")
+
+ROOT = Path(__file__).resolve().parent.parent
+DECODED = ["render", "patch", "build_paging_buffer", "create_allocation", "lifecycle"]
+#: Inputs per target in the smoke run: a few seconds each on the reference driver.
+SMOKE_RUNS = {
+    "render": 3000,
+    "patch": 800,
+    "build_paging_buffer": 2000,
+    "create_allocation": 5000,
+    "lifecycle": 800,
+    "statemachine": 150,
+}
+#: Mutants that break a validation or isolation rule, and the target that finds each.
+FUZZABLE = {
+    m.NoBoundsCheck: "render",
+    m.DoubleFetch: "render",
+    m.PassesPrivilegedCommands: "render",
+    m.LetsUserFaultEscape: "render",
+    m.PadsTruncatedCommand: "render",
+    m.OverflowsDmaBuffer: "render",
+    m.IgnoresWriteOperation: "render",
+    m.TrustsPagedOut: "render",
+    m.PatchIgnoresSubmissionStart: "patch",
+    m.PatchNotIdempotent: "patch",
+    m.UnmapLeavesOldPage: "build_paging_buffer",
+    m.MultipassRestarts: "build_paging_buffer",
+    m.MapsWrongPage: "build_paging_buffer",
+    m.IgnoresTransferOffset: "build_paging_buffer",
+    m.LeaksOnFailure: "create_allocation",
+    m.GdiSizeOneRow: "create_allocation",
+    m.ReadsForeignMemory: "lifecycle",
+}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WDDM_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+def _fuzz(target: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script(target)), *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wddm_conformance", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+# ------------------------------------------------------------------ formats and targets
+
+
+def test_reader_pads_with_zeros_and_writer_is_its_inverse() -> None:
+    data = Writer().u8(7).u16(0xBEEF).u32(0xDEADBEEF).blob(b"abc").bytes()
+    r = Reader(data)
+    assert (r.u8(), r.u16(), r.u32(), r.blob(100)) == (7, 0xBEEF, 0xDEADBEEF, b"abc")
+    assert (r.u8(), r.u16(), r.u32(), r.take(4), r.exhausted) == (0, 0, 0, b"", True)
+
+
+@pytest.mark.parametrize("name", DECODED)
+def test_seeds_decode_back_to_themselves(name: str) -> None:
+    target = target_class(name)(load_driver("reference"))  # type: ignore[call-arg]
+    for seed, data in target.seeds():
+        assert target.decode(data).encode() == data, seed  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", DECODED)
+def test_any_bytes_decode_and_describe(name: str) -> None:
+    target = target_class(name)(load_driver("reference"))  # type: ignore[call-arg]
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(st.binary(max_size=300))
+    def decodes(data: bytes) -> None:
+        target.decode(data)  # type: ignore[attr-defined]
+        assert target.describe(data)
+
+    decodes()
+
+
+@pytest.mark.parametrize("name", DECODED)
+def test_random_inputs_find_nothing_on_the_reference_driver(name: str) -> None:
+    """No false positives: the reference driver follows every rule, whatever the input."""
+    target = target_class(name)(load_driver("reference"))  # type: ignore[call-arg]
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @given(st.binary(max_size=200))
+    def clean(data: bytes) -> None:
+        target.run(data)
+
+    clean()
+
+
+def test_committed_corpora_are_what_the_encoder_generates() -> None:
+    assert differences(DEFAULT_CORPORA, generate("reference")) == []
+
+
+def test_only_the_drivers_own_modules_are_instrumented() -> None:
+    spec = load_driver("tests.mutants:DoubleFetch")
+    names = [mod.__name__ for mod in driver_modules(spec)]
+    assert names == ["tests.mutants", "reference_driver.miniport"]
+    seen: list[str] = []
+    count = instrument_driver(spec, lambda fn: seen.append(fn.__module__))
+    assert count == len(seen) > 20
+    assert set(seen) <= set(names)
+
+
+def test_harness_options_move_into_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WDDM_DRIVER", raising=False)
+    rest = take_options(["fuzz.py", "--driver=x:Y", "-runs=5", "corpus"])
+    assert rest == ["fuzz.py", "-runs=5", "corpus"]
+    assert os.environ["WDDM_DRIVER"] == "x:Y"
+
+
+def test_a_finding_is_written_with_its_requirement(tmp_path: Path) -> None:
+    findings = Findings(str(tmp_path), "render", "mydrv:Miniport")
+    stem = findings.record(b"\x01\x02", DriverViolation("REN-CURSORS", "DxgkDdiRender", "boom"))
+    assert stem is not None and stem.read_bytes() == b"\x01\x02"
+    record = json.loads(stem.with_suffix(".json").read_text())
+    assert (record["requirement"], record["status"], record["driver"]) == (
+        "REN-CURSORS",
+        "FAIL",
+        "mydrv:Miniport",
+    )
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+# ------------------------------------------------------------------ the libFuzzer scripts
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_smoke_each_target_runs_thousands_of_inputs_clean(name: str, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    out = _fuzz(
+        name,
+        str(corpus),
+        str(ROOT / "corpora" / name),
+        f"-runs={SMOKE_RUNS[name]}",
+        "-print_final_stats=1",
+        f"-artifact_prefix={tmp_path}/",
+        cwd=tmp_path,
+        WDDM_FINDINGS=str(tmp_path / "findings"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "stat::number_of_executed_units" in out.stderr
+    assert not (tmp_path / "findings").exists()
+
+
+@pytest.mark.parametrize("mutant", list(FUZZABLE), ids=lambda c: c.__name__)
+def test_fuzzing_finds_each_fuzzable_mutant(mutant: type, tmp_path: Path) -> None:
+    target = FUZZABLE[mutant]
+    (tmp_path / "corpus").mkdir()
+    out = _fuzz(
+        target,
+        str(tmp_path / "corpus"),
+        str(ROOT / "corpora" / target),
+        "-runs=20000",
+        f"-artifact_prefix={tmp_path}/",
+        cwd=tmp_path,
+        WDDM_DRIVER=f"tests.mutants:{mutant.__name__}",
+        WDDM_FINDINGS=str(tmp_path / "findings"),
+    )
+    records = [json.loads(p.read_text()) for p in (tmp_path / "findings").glob("*.json")]
+    assert records, out.stderr[-2000:]
+    assert records[0]["requirement"] == m.BREAKS[mutant]
+    assert list(tmp_path.glob("crash-*"))  # libFuzzer kept its own artifact too
+
+
+def test_a_driver_that_cannot_be_loaded_is_one_line(tmp_path: Path) -> None:
+    out = _fuzz("render", "-runs=1", cwd=tmp_path, WDDM_DRIVER="no_such_module:Driver")
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:") and "no_such_module" in lines[-1]
+    assert "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------ campaigns and triage
+
+
+def test_a_campaign_keeps_its_finding_and_resumes(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    args = ("fuzz", "run", "build_paging_buffer", "--driver=tests.mutants:UnmapLeavesOldPage")
+    out = _cli(*args, "--time", "30", "--work", str(work), cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "PGB-UNMAP" in out.stdout
+    finding = next((work / "findings").glob("*.json"))
+    assert json.loads(finding.read_text())["requirement"] == "PGB-UNMAP"
+    assert (work / "progress.png").read_bytes()[:4] == b"\x89PNG"
+    assert (work / "stats.csv").is_file() and (work / "summary.txt").is_file()
+    again = _cli(*args, "--time", "5", "--work", str(work), cwd=tmp_path)
+    assert "resuming" in again.stdout
+    assert json.loads((work / "campaign.json").read_text())["sessions"] == 2
+
+
+def test_a_killed_campaign_loses_no_finding(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "wddm_conformance", "fuzz", "run", "render"),
+            *("--driver=tests.mutants:DoubleFetch", "--keep-going", "--time", "120"),
+            *("--work", str(work)),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not list((work / "findings").glob("*.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    records = list((work / "findings").glob("*.json"))
+    assert records, output[-2000:]
+    assert "REN-COPYFIRST" in (work / "summary.txt").read_text()
+    assert "interrupted" in output
+
+
+def test_repro_promote_and_minimize(tmp_path: Path) -> None:
+    spec = load_driver("tests.mutants:DoubleFetch")
+    seed = (ROOT / "corpora" / "render" / "fault-toctou").read_bytes()
+    r = replay(spec, "render", seed)
+    assert r.outcome.requirement == "REN-COPYFIRST"
+    finding = tmp_path / "render-REN-COPYFIRST-0000"
+    finding.write_bytes(seed)
+    shown = _cli("fuzz", "repro", str(finding), "--driver=tests.mutants:DoubleFetch", cwd=tmp_path)
+    assert shown.returncode == 1
+    for part in ("REN-COPYFIRST", "User-mode content is validated", "DxgkDdiRender ->", "FENCE"):
+        assert part in shown.stdout, part
+    clean = _cli("fuzz", "repro", str(finding), cwd=tmp_path)  # the reference driver
+    assert clean.returncode == 0 and "PASS" in clean.stdout
+    corpora = tmp_path / "corpora"
+    promoted = _cli(
+        "fuzz", "promote", str(finding), "--driver=tests.mutants:DoubleFetch",
+        "--corpora", str(corpora), cwd=tmp_path,
+    )  # fmt: skip
+    assert promoted.returncode == 0, promoted.stderr
+    (kept,) = [p for p in (corpora / "regressions" / "render").iterdir() if p.suffix != ".json"]
+    assert kept.name.startswith("REN-COPYFIRST-") and kept.read_bytes() == seed
+    assert infer_target(kept, None) == "render"
+    small = tmp_path / "small"
+    out = _cli(
+        "fuzz", "minimize", str(finding), "--driver=tests.mutants:DoubleFetch",
+        "--runs", "300", "--output", str(small), cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(small.read_bytes()) <= len(seed)
+    assert replay(spec, "render", small.read_bytes()).outcome.requirement == "REN-COPYFIRST"
+
+
+def test_coverage_report_of_the_driver(tmp_path: Path) -> None:
+    pytest.importorskip("coverage")
+    out = _cli("fuzz", "coverage", "render", "--html", str(tmp_path / "html"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "miniport.py" in out.stdout
+    assert (tmp_path / "html" / "index.html").is_file()
+
+
+def test_bad_triage_input_is_one_line(tmp_path: Path) -> None:
+    odd = tmp_path / "mystery"
+    odd.write_bytes(b"\x00")
+    out = _cli("fuzz", "repro", str(odd), cwd=tmp_path)
+    assert out.returncode == 2 and "--target" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "render-X-1").write_bytes(b"\x00")
+    (tmp_path / "render-X-1.json").write_text("{not json")
+    out = _cli("fuzz", "repro", str(tmp_path / "render-X-1"), cwd=tmp_path)
+    assert out.returncode == 2 and "corrupt finding record" in out.stderr
+    out = _cli("fuzz", "run", "nope", cwd=tmp_path)
+    assert out.returncode == 2 and "unknown fuzz target 'nope'" in out.stderr
