@@ -23,3 +23,13 @@ def test_interpreting_lists_every_ddi_method_and_mode_and_its_version() -> None:
         assert f"`{method}(" in text, method
     for mode in KernelMode.NAMES:
         assert f"`{mode}`" in text, mode
+
+
+def test_fuzzing_page_names_every_target_and_command() -> None:
+    from wddm_conformance.fuzz import TARGETS
+
+    text = (DOCS / "fuzzing.md").read_text()
+    for name in TARGETS:
+        assert f"| `{name}` |" in text, name
+    for command in ("fuzz run", "fuzz repro", "fuzz minimize", "fuzz promote", "fuzz coverage"):
+        assert command in text, command
