@@ -246,13 +246,14 @@ def disassemble(
 def _permute_quads(data: bytes | bytearray | memoryview, to_tiled: bool) -> bytes:
     """Move the 16-byte quads of every full 64-byte block per SWIZZLE_ORDER (or back)."""
     src = bytes(data)
-    out = bytearray(src)
     full = len(src) - len(src) % SWIZZLE_BLOCK
+    quads = [src[i : i + 16] for i in range(0, full, 16)]
+    out = quads[:]
+    per_block = SWIZZLE_BLOCK // 16
     for q, target in enumerate(SWIZZLE_ORDER):
         frm, to = (q, target) if to_tiled else (target, q)
-        for j in range(16):
-            out[to * 16 + j : full : SWIZZLE_BLOCK] = src[frm * 16 + j : full : SWIZZLE_BLOCK]
-    return bytes(out)
+        out[to::per_block] = quads[frm::per_block]
+    return b"".join(out) + src[full:]
 
 
 def swizzle(linear: bytes | bytearray | memoryview) -> bytes:

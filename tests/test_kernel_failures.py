@@ -334,7 +334,7 @@ def test_same_seed_same_ddi_sequence() -> None:
     def trace(seed: int) -> list[str]:
         k = Kernel("reference", "forced-relocation", KernelConfig(seed=seed))
         render_program(k)
-        return list(k.caller.trace) + [str(a) for a in k.allocations.values()]
+        return k.caller.sequence().splitlines() + [str(a) for a in k.allocations.values()]
 
     assert trace(7) == trace(7)
 

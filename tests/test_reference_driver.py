@@ -197,7 +197,8 @@ def test_create_allocation_private_data(data: bytes, status: int) -> None:
 def status_from_trace(k: Kernel) -> int:
     from wddm_conformance.status import NTSTATUS
 
-    return int(NTSTATUS[k.caller.trace[-1].split("-> ")[1]])
+    last = k.caller.sequence().splitlines()[-1]
+    return int(NTSTATUS[last.split("-> ")[1]])
 
 
 def test_failed_batch_leaves_no_half_made_allocations() -> None:

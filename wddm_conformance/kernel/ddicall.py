@@ -46,7 +46,7 @@ class DdiCaller:
     def __init__(self, driver: Miniport, invoker: Invoker, trace_length: int = 32) -> None:
         self.driver = driver
         self.invoker = invoker
-        self.trace: deque[str] = deque(maxlen=trace_length)
+        self.trace: deque[str | tuple[str, Any]] = deque(maxlen=trace_length)
         self.calls = 0
         #: What the last call returned (a status, or whatever junk the driver returned).
         self.last_status: Any = None
@@ -99,15 +99,18 @@ class DdiCaller:
                 ddi,
                 f"an exception escaped the DDI: {type(exc).__name__}: {exc}",
             ) from exc
-        self.trace.append(
-            f"{ddi} -> {status_name(result) if isinstance(result, int) else type(result).__name__}"
-        )
+        self.trace.append((ddi, result))  # formatted only when a report asks (hot path)
         self.last_status = result
         return result
 
     def sequence(self) -> str:
         """The last DDI calls, oldest first."""
-        return "\n".join(f"  {i + 1}. {line}" for i, line in enumerate(self.trace))
+        lines = [entry if isinstance(entry, str) else _returned(*entry) for entry in self.trace]
+        return "\n".join(f"  {i + 1}. {line}" for i, line in enumerate(lines))
+
+
+def _returned(ddi: str, result: Any) -> str:
+    return f"{ddi} -> {status_name(result) if isinstance(result, int) else type(result).__name__}"
 
 
 #: Rules fixed by the kind of memory violation, whatever the buffer.
