@@ -20,7 +20,7 @@ from ..kernel import Allocation, Context, Device, Kernel
 from ..oracles import expect_success
 from ..program import Op, apply, describe_difference
 from ..watchdog import Invoker, direct_invoker
-from .base import Rig, describe_program, read_op, valid_op, write_op
+from .base import Rig, describe_program, pattern, read_op, valid_op, write_op
 from .data import Reader, Writer
 
 ACTIONS = (
@@ -119,7 +119,7 @@ class _Life:
             if len(self.live) < MAX_LIVE:
                 request = KINDS[action.pick % len(KINDS)][1]
                 (a,) = k.create_allocations(self.device(action.pick >> 2), [request])
-                content = bytes((a.id * 31 + i) & 0xFF for i in range(a.size))
+                content = pattern(a.id * 31, a.size)
                 k.cpu_write(a, 0, content)
                 self.live.append(a)
                 self.shadow[a.id] = bytearray(content)

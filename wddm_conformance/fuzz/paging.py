@@ -21,7 +21,7 @@ from ..errors import DriverViolation
 from ..kernel import Allocation, Kernel
 from ..program import describe_difference, fill_bytes
 from ..watchdog import Invoker, direct_invoker
-from .base import POOL, VARIANTS, Rig
+from .base import POOL, VARIANTS, Rig, pattern
 from .data import Reader, Writer
 
 STEPS = (
@@ -181,7 +181,7 @@ class PagingTarget:
             if not resident or aperture or a.swizzled:
                 return
             mdl = k.sysmem.allocate_mdl(a.size)
-            data = bytes((a.id * 7 + i * 13) & 0xFF for i in range(a.size))
+            data = pattern(a.id * 7 + 128, a.size)
             k.sysmem.write_mdl(mdl, 0, data)
             try:
                 k.vidmm.transfer(
