@@ -1,8 +1,8 @@
 """Benchmark: executions per second of every fuzz target on the reference driver.
 
 Every target is measured side by side with ``bench/fuzz_calibration.py``, a target that
-does a fixed amount of instrumented dict and list work per input (about 16,000 exec/s on
-the 2-core reference machine), in the same run: the machines this runs on are noisy
+does a fixed amount of instrumented dict and list work per input (tuned to about 16,000
+exec/s on the 2-core reference machine), in the same run: the machines this runs on are noisy
 (shared CPUs, other jobs), so each target's exec/s is also quoted as a ratio to the
 calibration's. Rounds are interleaved (every target once per round, the order rotating
 each round) so drift and background load hit all alike; medians are quoted.

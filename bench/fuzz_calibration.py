@@ -5,11 +5,11 @@
 
 ``bench/fuzz.py`` runs this next to every fuzz target of the harness, in the same run,
 and quotes each target's exec/s as a ratio to this one's: the machines the benchmark
-runs on are noisy, so a ratio tells more than exec/s alone. The work (about 200 dict
-and list operations, see ``_calibration_work.py``) is imported under
+runs on are noisy, so a ratio tells more than exec/s alone. The work (a fixed number of
+dict and list operations, 368, see ``_calibration_work.py``) is imported under
 ``atheris.instrument_imports()`` so it carries the same coverage instrumentation as a
-driver's code under a real target; it runs at about 16,000 exec/s on the 2-core
-reference machine. It never reports a finding.
+driver's code under a real target; the count is tuned so that the target runs at about
+16,000 exec/s on the 2-core reference machine. It never reports a finding.
 """
 
 import sys
