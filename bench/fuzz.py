@@ -118,15 +118,14 @@ class Run:
         if self.findings:
             f = self.findings[0]
             rule = f.get("requirement") or f.get("status") or "?"
+            message = str(f.get("message", ""))
+            said = message if message.startswith(f"[{rule}]") else f"{rule} {message}"
             more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
-            return (
-                f"stopped by a finding after {self.wall_s:.1f} s: {rule} "
-                f"{f.get('message', '')}{more}"
-            )
+            return f"stopped by a finding after {self.wall_s:.1f} s: {said}{more}"
         if self.timed_out:
             return f"did not end within its time limit + {GRACE_S:.0f} s; killed"
         if self.returncode != 0 or self.executed is None:
-            return f"exited with status {self.returncode} without final stats"
+            return f"exited with status {self.returncode} without stats (final or progress)"
         return None
 
     @property
@@ -177,6 +176,15 @@ def _seed_state(directory: Path | None) -> dict[str, tuple[int, int]]:
     if directory is None or not directory.is_dir():
         return {}
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()}
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A finding record; an unreadable one becomes a record saying so (records are atomic)."""
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        record = {"status": "UNREADABLE", "requirement": None, "message": f"{path.name}: {exc}"}
+    return record
 
 
 def run_fuzzer(name: str, seconds: int, env: dict[str, str], extra: Sequence[str] = ()) -> Run:
@@ -233,7 +241,7 @@ def run_fuzzer(name: str, seconds: int, env: dict[str, str], extra: Sequence[str
             if proc.poll() is None:
                 _stop_group(proc)
         wall = time.perf_counter() - start
-        records = [json.loads(p.read_text()) for p in sorted(findings.glob("*.json"))]
+        records = [_read_record(p) for p in sorted(findings.glob("*.json"))]
     fork = any(a.startswith("-fork=") for a in extra)
     if fork:
         executed = parser.last.execs if parser.last is not None else None
@@ -534,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"load average (1/5/15 min) before {_fmt_load(load_before)}, after "
-        f"{_fmt_load(load_after)}: above 0 means other work shared the CPUs"
+        f"{_fmt_load(load_after)} (these runs add about 1, 2 with -fork=2; more means other work)"
     )
     if args.ignore_findings:
         print(f"--ignore-findings: ${ENV_ONLY}={NO_REQUIREMENT}, every finding passes silently")

@@ -379,7 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name} must be at least 1")
     mutants = [m for m in MUTANTS if m in args.mutants]
     modes = [m for m in MODES if m in args.modes]
-    expected = expected_ids()
+    try:
+        expected = expected_ids()
+    except Exception as exc:  # the mutants module is part of the checkout; say what is wrong
+        print(f"error: cannot read {MUTANTS_MODULE}.BREAKS: {exc}", file=sys.stderr)
+        return 3
 
     runs: dict[tuple[str, str], list[Run]] = {(m, mode): [] for m in mutants for mode in modes}
     jobs = [
@@ -420,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"load average (1/5/15 min) before {_fmt_load(load_before)}, after "
-        f"{_fmt_load(load_after)}: above --jobs means other work shared the CPUs"
+        f"{_fmt_load(load_after)} (these runs add about --jobs; more means other work)"
     )
     if args.jobs > 1:
         print(
