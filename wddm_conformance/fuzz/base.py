@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..driver import AllocationRequest, DriverSpec
 from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode
@@ -139,6 +139,38 @@ class Target(Protocol):
 
     def dictionary(self) -> list[bytes]:
         """Tokens worth splicing into inputs: opcodes, magic values, boundary sizes."""
+
+
+class RigTarget:
+    """A target on one :class:`Rig`: ``decode`` an input, ``_run`` the scenario; any failure
+    discards the rig so the next input starts from a fresh kernel."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
+        self.spec = spec
+        self.invoker = invoker
+        self._rig: Rig | None = None
+
+    @property
+    def rig(self) -> Rig:
+        if self._rig is None or not self._rig.healthy:
+            self._rig = Rig(self.spec, self.invoker)
+        return self._rig
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def _run(self, scenario: Any) -> None:
+        raise NotImplementedError
+
+    def run(self, data: bytes) -> None:
+        try:
+            self._run(self.decode(data))
+        except BaseException:
+            self._rig = None
+            raise
 
 
 # ---------------------------------------------------------------------- programs

@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..driver import AllocationRequest, DriverSpec
+from ..driver import AllocationRequest
 from ..kernel import Allocation
-from ..watchdog import Invoker, direct_invoker
-from .base import Rig
+from .base import RigTarget
 from .data import Reader, Writer
 
 MAX_BATCHES = 3
@@ -98,32 +97,14 @@ class CreateInput:
         return w.bytes()
 
 
-class CreateAllocationTarget:
+class CreateAllocationTarget(RigTarget):
     """DxgkDdiCreateAllocation batches, with the kernel's judgement of every answer."""
 
     name: ClassVar[str] = "create_allocation"
     summary: ClassVar[str] = "DxgkDdiCreateAllocation: private driver data, counts, resources"
 
-    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
-        self.spec = spec
-        self.invoker = invoker
-        self._rig: Rig | None = None
-
-    @property
-    def rig(self) -> Rig:
-        if self._rig is None or not self._rig.healthy:
-            self._rig = Rig(self.spec, self.invoker)
-        return self._rig
-
     def decode(self, data: bytes) -> CreateInput:
         return CreateInput.decode(data)
-
-    def run(self, data: bytes) -> None:
-        try:
-            self._run(self.decode(data))
-        except BaseException:
-            self._rig = None
-            raise
 
     def _run(self, s: CreateInput) -> None:
         rig = self.rig

@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..driver import AllocationRequest, DriverSpec
+from ..driver import AllocationRequest
 from ..errors import DriverViolation
 from ..kernel import Allocation, Context, Device, Kernel
 from ..oracles import expect_success
 from ..program import Op, apply, describe_difference
-from ..watchdog import Invoker, direct_invoker
-from .base import Rig, describe_program, pattern, read_op, valid_op, write_op
+from .base import Rig, RigTarget, describe_program, pattern, read_op, valid_op, write_op
 from .data import Reader, Writer
 
 ACTIONS = (
@@ -179,38 +178,22 @@ class _Life:
             self.k.destroy_device(device)
 
 
-class LifecycleTarget:
+class LifecycleTarget(RigTarget):
     """Kernel-level actions in any order against a shadow model."""
 
     name: ClassVar[str] = "lifecycle"
     summary: ClassVar[str] = "life cycle: create, render, evict, relocate, map/unmap, destroy"
 
-    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
-        self.spec = spec
-        self.invoker = invoker
-        self._rig: Rig | None = None
-
-    @property
-    def rig(self) -> Rig:
-        if self._rig is None or not self._rig.healthy:
-            self._rig = Rig(self.spec, self.invoker)
-        return self._rig
-
     def decode(self, data: bytes) -> LifecycleInput:
         return LifecycleInput.decode(data)
 
-    def run(self, data: bytes) -> None:
-        try:
-            s = self.decode(data)
-            rig = self.rig
-            rig.use_default()
-            life = _Life(rig)
-            for action in s.actions:
-                life.act(action)
-            life.close()
-        except BaseException:
-            self._rig = None
-            raise
+    def _run(self, s: LifecycleInput) -> None:
+        rig = self.rig
+        rig.use_default()
+        life = _Life(rig)
+        for action in s.actions:
+            life.act(action)
+        life.close()
 
     def describe(self, data: bytes) -> str:
         s = self.decode(data)

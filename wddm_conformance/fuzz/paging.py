@@ -16,12 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from ..ddi import DXGK_ALLOCATIONINFOFLAGS, DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
-from ..driver import DriverSpec
 from ..errors import DriverViolation
 from ..kernel import Allocation, Kernel
 from ..program import describe_difference, fill_bytes
-from ..watchdog import Invoker, direct_invoker
-from .base import POOL, VARIANTS, Rig, pattern
+from .base import POOL, VARIANTS, RigTarget, pattern
 from .data import Reader, Writer
 
 STEPS = (
@@ -91,32 +89,14 @@ class PagingInput:
         return w.bytes()
 
 
-class PagingTarget:
+class PagingTarget(RigTarget):
     """The memory manager's paging operations on the rig's pool."""
 
     name: ClassVar[str] = "build_paging_buffer"
     summary: ClassVar[str] = "DxgkDdiBuildPagingBuffer: every operation, tiny buffers, multipass"
 
-    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
-        self.spec = spec
-        self.invoker = invoker
-        self._rig: Rig | None = None
-
-    @property
-    def rig(self) -> Rig:
-        if self._rig is None or not self._rig.healthy:
-            self._rig = Rig(self.spec, self.invoker)
-        return self._rig
-
     def decode(self, data: bytes) -> PagingInput:
         return PagingInput.decode(data, tuple(a.size for a in self.rig.pool))
-
-    def run(self, data: bytes) -> None:
-        try:
-            self._run(self.decode(data))
-        except BaseException:
-            self._rig = None
-            raise
 
     def _run(self, s: PagingInput) -> None:
         rig = self.rig

@@ -16,16 +16,14 @@ import random
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..driver import DriverSpec
 from ..kernel import Allocation
 from ..oracles import expect_memory, expect_success
 from ..program import Op
-from ..watchdog import Invoker, direct_invoker
 from .base import (
     OP_KINDS,
     POOL,
     VARIANTS,
-    Rig,
+    RigTarget,
     command_tokens,
     describe_program,
     read_op,
@@ -82,7 +80,7 @@ class PatchInput:
         return w.bytes()
 
 
-class PatchTarget:
+class PatchTarget(RigTarget):
     """Patch through Render, split submissions and moves between rounds."""
 
     name: ClassVar[str] = "patch"
@@ -90,26 +88,8 @@ class PatchTarget:
         "DxgkDdiPatch: submission ranges, repatching after moves, paging buffers"
     )
 
-    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
-        self.spec = spec
-        self.invoker = invoker
-        self._rig: Rig | None = None
-
-    @property
-    def rig(self) -> Rig:
-        if self._rig is None or not self._rig.healthy:
-            self._rig = Rig(self.spec, self.invoker)
-        return self._rig
-
     def decode(self, data: bytes) -> PatchInput:
         return PatchInput.decode(data, tuple(a.size for a in self.rig.pool))
-
-    def run(self, data: bytes) -> None:
-        try:
-            self._run(self.decode(data))
-        except BaseException:
-            self._rig = None
-            raise
 
     def _run(self, s: PatchInput) -> None:
         rig = self.rig

@@ -26,7 +26,7 @@ from enum import IntEnum
 from typing import ClassVar
 
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
-from ..driver import CommandEncoder, DriverSpec
+from ..driver import CommandEncoder
 from ..errors import DriverViolation
 from ..kernel import Allocation, AllocationUse
 from ..oracles import (
@@ -42,12 +42,11 @@ from ..oracles import (
 )
 from ..program import AllocRef, Bind, Copy, Op, Write
 from ..status import STATUS_SUCCESS
-from ..watchdog import Invoker, direct_invoker
 from .base import (
     OP_KINDS,
     POOL,
     VARIANTS,
-    Rig,
+    RigTarget,
     command_tokens,
     describe_program,
     read_program,
@@ -248,32 +247,14 @@ def patch_list_in(
     return honest
 
 
-class RenderTarget:
+class RenderTarget(RigTarget):
     """DxgkDdiRender through the scheduler, split, patch, submit and the emulated GPU."""
 
     name: ClassVar[str] = "render"
     summary: ClassVar[str] = "DxgkDdiRender: allocation lists, command buffers, patch lists, faults"
 
-    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
-        self.spec = spec
-        self.invoker = invoker
-        self._rig: Rig | None = None
-
-    @property
-    def rig(self) -> Rig:
-        if self._rig is None or not self._rig.healthy:
-            self._rig = Rig(self.spec, self.invoker)
-        return self._rig
-
     def decode(self, data: bytes) -> RenderInput:
         return RenderInput.decode(data, tuple(a.size for a in self.rig.pool))
-
-    def run(self, data: bytes) -> None:
-        try:
-            self._run(self.decode(data))
-        except BaseException:
-            self._rig = None  # whatever failed, the next input starts from a fresh kernel
-            raise
 
     def _run(self, s: RenderInput) -> None:
         rig = self.rig
