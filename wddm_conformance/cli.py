@@ -6,6 +6,7 @@
   meant. Exit status 0 when every mode passes, 1 otherwise, 2 for bad usage.
 * ``wddm-conformance disasm FILE`` disassembles a DMA buffer dump with the driver's GPU model.
 * ``wddm-conformance fuzz ...`` runs fuzz campaigns and triages findings (see docs/fuzzing.md).
+* ``wddm-conformance native ...`` builds C drivers against ``wddm_native.h`` (see docs/native.md).
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     disasm.add_argument("--mark", type=lambda s: int(s, 0), help="byte offset to mark with =>")
     from .fuzz.cli import add_parser
+    from .native.cli import add_parser as add_native_parser
 
     add_parser(sub)
+    add_native_parser(sub)
     return parser
 
 
@@ -116,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .fuzz.cli import dispatch
 
             return dispatch(args, extra)
+        if args.command == "native":
+            from .native.cli import dispatch as native_dispatch
+
+            return native_dispatch(args)
         return _check(args) if args.command == "check" else _disasm(args)
     except (DriverLoadError, OSError, ValueError, RuntimeError) as exc:
         parser.exit(2, f"wddm-conformance: error: {exc}\n")

@@ -83,6 +83,8 @@ DDI_METHODS: dict[str, str] = {
 #: Short names usable as ``--driver=NAME`` (wptrunner-style product registry).
 REGISTRY: dict[str, str] = {
     "reference": "reference_driver:ReferenceMiniport",
+    # The C port of the reference miniport, built with the system C compiler on first use.
+    "reference-c": "native:@reference",
 }
 
 DEFAULT_COMMAND_ENCODER = "reference_driver.encoder:CommandEncoder"
@@ -277,13 +279,18 @@ def _companion(cls: type[Any], attribute: str, default: str, spec: str) -> type[
 
 
 def load_driver(spec: str, where: str = "--driver") -> DriverSpec:
-    """Resolve ``module:Class`` (or a registry name) into a :class:`DriverSpec`.
+    """Resolve ``module:Class``, ``native:lib.so`` or a registry name into a :class:`DriverSpec`.
 
     Every failure is a :class:`DriverLoadError` whose message is one line naming the
     culprit: no colon, no module, no class, not a class, missing DDI methods.
     """
     resolved = REGISTRY.get(spec, spec)
-    cls = _import_object(resolved, "--driver", where)
+    if resolved.startswith("native:"):  # a shared library implementing wddm_native.h
+        from .native import load_native
+
+        cls: Any = load_native(resolved, where)
+    else:
+        cls = _import_object(resolved, "--driver", where)
     missing = [
         f"{m} ({ddi})" for m, ddi in DDI_METHODS.items() if not callable(getattr(cls, m, None))
     ]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import script, target_class
+from . import sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
 from .runner import ENV_DRIVER, ENV_FINDINGS
 from .seeds import DEFAULT_CORPORA
@@ -135,12 +135,17 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     sessions = int(state.get("sessions", 0))
     if sessions:
         print(f"resuming {c.work}: {sessions} earlier session(s), {before:.0f} s", file=out)
-    env = dict(os.environ, **{ENV_DRIVER: c.driver, ENV_FINDINGS: str(c.findings)})
+    env = sanitizer.environment(
+        c.driver, dict(os.environ, **{ENV_DRIVER: c.driver, ENV_FINDINGS: str(c.findings)})
+    )
     tty = out.isatty() if tty is None else tty
     parser = ProgressParser()
     start = time.monotonic()
     last_print = 0.0
     log_path = c.work / "fuzz.log"
+    log_start = (
+        len(log_path.read_text(encoding="utf-8", errors="replace")) if log_path.is_file() else 0
+    )
     with open(log_path, "a", encoding="utf-8", errors="replace") as log:
         log.write(f"$ {' '.join(c.command())}\n")
         proc = subprocess.Popen(
@@ -189,6 +194,10 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
         "command": c.command(),
     }
     state_path.write_text(json.dumps(state, indent=2) + "\n")
+    report = sanitizer.parse(log_path.read_text(encoding="utf-8", errors="replace")[log_start:])
+    if report is not None:  # the sanitizer stopped the process before the harness could record it
+        crashes = [Path(a) for a in parser.artifacts if Path(a).name.startswith("crash-")]
+        sanitizer.record(report, c.target, c.driver, crashes[-1] if crashes else None, c.findings)
     findings = load_findings(c.findings)
     samples = read_csv(c.work / "stats.csv")
     summary = summarize(c.target, c.driver, samples, findings, before + elapsed)

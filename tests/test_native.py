@@ -1,0 +1,241 @@
+"""Native (C) drivers: the header, the adapter, the C reference and its mutants.
+
+The C reference miniport (reference_driver/native/refminiport.c) is built with the
+system C compiler on first use and cached; it must pass the whole conformance suite
+through the cffi adapter, and each C mutant must fail exactly the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import killmatrix as km
+from wddm_conformance import status as st
+from wddm_conformance.ddi import (
+    DXGK_ALLOCATIONINFOFLAGS,
+    DXGK_DISCARDCONTENTFLAGS,
+    DXGK_MAPAPERTUREFLAGS,
+    DXGK_PATCHFLAGS,
+    DXGK_SEGMENTFLAGS,
+    DXGK_TRANSFERFLAGS,
+)
+from wddm_conformance.driver import load_driver
+from wddm_conformance.errors import DriverLoadError, DriverViolation
+from wddm_conformance.kernel import Kernel, KernelConfig
+from wddm_conformance.native import abi
+from wddm_conformance.native.build import MUTANTS, build, reference_library
+from wddm_conformance.suite.support import pair, program, run_checked
+
+HERE = Path(__file__).resolve().parent
+DRIVERS = HERE / "native_drivers"
+
+
+def _structs() -> list[str]:
+    """Every structure the header declares with a typedef name."""
+    names = set(re.findall(r"\}\s*([A-Z_0-9]+)\s*(?:,|;)", abi.cdef_text()))
+    return sorted(n for n in names if abi.ffi().typeof(n).kind == "struct")
+
+
+def test_the_header_compiles_cleanly_as_c11_and_cpp(tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build native drivers"
+    source = tmp_path / "h.c"
+    source.write_text('#include "wddm_native.h"\nint main(void) { return 0; }\n')
+    for std in ("-std=c11", "-std=c17"):
+        done = subprocess.run(
+            [
+                cc,
+                std,
+                "-Wall",
+                "-Wextra",
+                "-pedantic",
+                "-Werror",
+                f"-I{abi.header_path().parent}",
+                "-c",
+                str(source),
+                "-o",
+                str(tmp_path / "h.o"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_cffi_and_the_compiler_agree_on_every_field_offset(tmp_path: Path) -> None:
+    """The harness marshals with cffi's reading of the header; C code uses the compiler's."""
+    f = abi.ffi()
+    lines = [
+        '#include "wddm_native.h"',
+        "#include <stdio.h>",
+        "#include <stddef.h>",
+        "int main(void) {",
+    ]
+    expected = []
+    for name in _structs():
+        lines.append(f'printf("%zu\\n", sizeof({name}));')
+        expected.append(f.sizeof(name))
+        for field, info in f.typeof(name).fields:
+            if info.bitsize != -1:
+                continue
+            lines.append(f'printf("%zu\\n", offsetof({name}, {field}));')
+            expected.append(info.offset)
+    lines += ["return 0;", "}"]
+    source = tmp_path / "layout.c"
+    source.write_text("\n".join(lines))
+    exe = tmp_path / "layout"
+    cc = shutil.which("cc") or "gcc"
+    subprocess.run(
+        [cc, "-std=c11", f"-I{abi.header_path().parent}", str(source), "-o", str(exe)], check=True
+    )
+    printed = [
+        int(x)
+        for x in subprocess.run(
+            [str(exe)], capture_output=True, text=True, check=True
+        ).stdout.split()
+    ]
+    assert printed == expected
+    # The two arrays the driver reads as raw memory keep the x64 WDK size.
+    assert f.sizeof("DXGK_ALLOCATIONLIST") == 24
+    assert f.sizeof("D3DDDI_PATCHLOCATIONLIST") == 24
+
+
+def test_header_constants_are_the_ddi_facts() -> None:
+    text = abi.header_text()
+    for code in st.NTSTATUS:
+        assert re.search(rf"#define {code.name}\s+\(\(NTSTATUS\)0x{code.value:08X}L\)", text), (
+            code.name
+        )
+    for prefix, flags in (
+        ("DXGK_PATCHFLAGS", DXGK_PATCHFLAGS),
+        ("DXGK_TRANSFERFLAGS", DXGK_TRANSFERFLAGS),
+        ("DXGK_DISCARDCONTENTFLAGS", DXGK_DISCARDCONTENTFLAGS),
+        ("DXGK_MAPAPERTUREFLAGS", DXGK_MAPAPERTUREFLAGS),
+        ("DXGK_ALLOCATIONINFOFLAGS", DXGK_ALLOCATIONINFOFLAGS),
+        ("DXGK_SEGMENTFLAGS", DXGK_SEGMENTFLAGS),
+    ):
+        for flag in flags:
+            assert flag.name is not None
+            define = f"{prefix}_{flag.name.upper()}"
+            assert re.search(rf"#define {define}\s+0x{flag.value:X}u\b", text), define
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _library(name: str) -> Path:
+    return build([DRIVERS / f"{name}.c"], name=name)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Path("/nonexistent/libdriver.so"), "no such library '/nonexistent/libdriver.so'"),
+        (lambda: HERE / "test_native.py", "cannot load the library: "),
+        (lambda: _library("no_info"), "exports no WddmNativeQueryDriverInfo"),
+        (
+            lambda: _library("wrong_abi"),
+            "was built against wddm_native.h ABI 2.0 (info size 32); this harness speaks ABI 1.0",
+        ),
+        (
+            lambda: _library("partial"),
+            "is not a display miniport, missing export(s): "
+            "DxgkDdiStartDevice, DxgkDdiQueryAdapterInfo",
+        ),
+    ],
+    ids=["missing", "not-a-library", "no-info", "wrong-abi", "missing-export"],
+)
+def test_a_bad_library_is_one_line_naming_it(make: object, message: str) -> None:
+    path = make()  # type: ignore[operator]
+    with pytest.raises(DriverLoadError) as info:
+        load_driver(f"native:{path}")
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(f"invalid --driver 'native:{path}")
+    assert message in text
+
+
+def test_the_cli_reports_a_bad_library_in_one_line_and_exit_2() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "check",
+            f"--driver=native:{_library('wrong_abi')}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "ABI 2.0" in done.stderr
+
+
+def test_a_build_failure_is_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.c"
+    broken.write_text('#include "wddm_native.h"\nNTSTATUS DxgkDdiRender(void) { return 0 }\n')
+    with pytest.raises(DriverLoadError) as info:
+        build([broken], name="broken")
+    assert "\n" not in str(info.value) and "failed" in str(info.value)
+
+
+# --------------------------------------------------------------------------- the adapter
+
+
+def test_the_c_reference_renders_what_the_program_means() -> None:
+    k = Kernel("reference-c")
+    ctx, a, b = pair(k)
+    run_checked(k, ctx, [None, a, b], program(3), "C reference")
+
+
+def test_a_write_past_dma_size_fails_naming_the_buffer_and_offset() -> None:
+    k = Kernel(
+        f"native:{reference_library('OVERFLOW_DMA')}", config=KernelConfig(dma_buffer_size=128)
+    )
+    ctx, a, b = pair(k)
+    with pytest.raises(DriverViolation) as info:
+        k.run_program(ctx, [None, a, b], program(4))
+    assert info.value.requirement == "REN-CURSORS"
+    assert re.search(
+        r"write-outside-window in DMA buffer at \+1[23]\d \(\d+ byte\(s\)\)", str(info.value)
+    )
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def test_the_c_reference_passes_the_whole_suite() -> None:
+    report = km.run_suite("reference-c")
+    statuses = {t["status"] for t in report["tests"]}
+    assert km.caught(report) == {}, km.caught(report)
+    assert "PASS" in statuses and len(report["tests"]) > 100
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_each_c_mutant_fails_exactly_the_rule_it_breaks(mutant: str) -> None:
+    report = km.run_suite(f"native:{reference_library(mutant)}")
+    found = km.caught(report)
+    assert set(found) == {MUTANTS[mutant][1]}, {k: v[:3] for k, v in found.items()}
+
+
+# --------------------------------------------------------------------------- sanitizers
+
+
+def _clang() -> str | None:
+    from wddm_conformance.native.build import NativeBuildError, find_compiler
+
+    try:
+        return find_compiler(sanitize=True)
+    except NativeBuildError:
+        if os.environ.get("CI"):
+            raise  # .ci/run installs clang: in CI this test must run
+        return None

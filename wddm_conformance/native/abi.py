@@ -1,0 +1,167 @@
+"""The C ABI of native drivers: the shipped header, read by cffi, and loading a library against it.
+
+``wddm_native.h`` is the single source of the layouts: C drivers compile against it,
+and the part between its ``WDDM_NATIVE_CDEF`` markers is handed to cffi here, so the
+harness marshals exactly the structures the driver was compiled with. A library is
+checked before anything runs: it must load, export ``WddmNativeQueryDriverInfo`` with a
+matching ABI major version, and export every DDI. Each failure is one line naming
+the library and what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import cffi
+
+from ..errors import DriverLoadError
+
+HEADER_NAME: Final = "wddm_native.h"
+_BEGIN: Final = "/* WDDM_NATIVE_CDEF_BEGIN */"
+_END: Final = "/* WDDM_NATIVE_CDEF_END */"
+
+#: DDI method -> the exported C entry point that implements it (QueryAdapterInfo serves two).
+ENTRY_POINTS: Final[dict[str, str]] = {
+    "start_device": "DxgkDdiStartDevice",
+    "query_segments": "DxgkDdiQueryAdapterInfo",
+    "query_driver_caps": "DxgkDdiQueryAdapterInfo",
+    "create_device": "DxgkDdiCreateDevice",
+    "destroy_device": "DxgkDdiDestroyDevice",
+    "create_context": "DxgkDdiCreateContext",
+    "destroy_context": "DxgkDdiDestroyContext",
+    "create_allocation": "DxgkDdiCreateAllocation",
+    "destroy_allocation": "DxgkDdiDestroyAllocation",
+    "open_allocation": "DxgkDdiOpenAllocation",
+    "close_allocation": "DxgkDdiCloseAllocation",
+    "render": "DxgkDdiRender",
+    "patch": "DxgkDdiPatch",
+    "submit_command": "DxgkDdiSubmitCommand",
+    "build_paging_buffer": "DxgkDdiBuildPagingBuffer",
+}
+#: Exports every native driver has besides the DDIs.
+LIFETIME_EXPORTS: Final = ("DxgkDdiAddDevice", "DxgkDdiRemoveDevice")
+
+
+def header_path() -> Path:
+    """Where the installed header is (pass its directory to the C compiler's ``-I``)."""
+    return Path(str(resources.files(__package__).joinpath(HEADER_NAME)))
+
+
+@cache
+def header_text() -> str:
+    return header_path().read_text(encoding="utf-8")
+
+
+def cdef_text() -> str:
+    """The plain-declaration part of the header that cffi parses."""
+    text = header_text()
+    return text.split(_BEGIN, 1)[1].split(_END, 1)[0]
+
+
+def _define(name: str) -> int:
+    match = re.search(rf"#define\s+{name}\s+(0x[0-9A-Fa-f]+|\d+)u?\b", header_text())
+    if match is None:  # the shipped header always defines it
+        raise RuntimeError(f"{HEADER_NAME} defines no {name}")
+    return int(match.group(1), 0)
+
+
+ABI_VERSION: Final = _define("WDDM_NATIVE_ABI_VERSION")
+
+
+def abi_text(version: int) -> str:
+    """``major.minor`` of an ABI version word."""
+    return f"{version >> 16}.{version & 0xFFFF}"
+
+
+@cache
+def ffi() -> cffi.FFI:
+    """The cffi instance that knows every structure of the header."""
+    instance = cffi.FFI()
+    instance.cdef(cdef_text())
+    return instance
+
+
+@dataclass(frozen=True)
+class NativeLibrary:
+    """A loaded, checked native driver library."""
+
+    path: Path
+    lib: Any
+    name: str
+    command_encoder: str | None
+    gpu_model: str | None
+    abi_version: int
+
+
+def _c_string(value: Any) -> str | None:
+    f = ffi()
+    if value == f.NULL:
+        return None
+    raw = f.string(value)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+@cache
+def open_library(path: Path, spec: str) -> NativeLibrary:
+    """dlopen ``path`` and check it against the header; one-line DriverLoadError otherwise."""
+    culprit = f"invalid --driver {spec!r}"
+    if not path.is_file():
+        raise DriverLoadError(f"{culprit}: no such library {str(path)!r}")
+    f = ffi()
+    lib: Any
+    try:
+        lib = f.dlopen(str(path))
+    except OSError as exc:
+        reason = " ".join(str(exc).split()).split(". Additionally, ctypes.util")[0]
+        hint = ""
+        if "__asan" in reason or "__sanitizer" in reason or "__ubsan" in reason:
+            hint = (
+                " (built with sanitizers: run it under `wddm-conformance fuzz run`, which preloads "
+                "atheris's sanitizer runtime, or set LD_PRELOAD to it yourself)"
+            )
+        raise DriverLoadError(f"{culprit}: cannot load the library: {reason}{hint}") from None
+    try:
+        info = lib.WddmNativeQueryDriverInfo()
+    except AttributeError:
+        raise DriverLoadError(
+            f"{culprit}: {path.name} exports no WddmNativeQueryDriverInfo, so it was not built against "
+            f"{HEADER_NAME} (define it with WDDM_NATIVE_DRIVER_INFO_DEFINE)"
+        ) from None
+    version = int(info.AbiVersion)
+    if version >> 16 != ABI_VERSION >> 16 or int(info.Size) != f.sizeof("WDDM_NATIVE_DRIVER_INFO"):
+        raise DriverLoadError(
+            f"{culprit}: {path.name} was built against {HEADER_NAME} ABI {abi_text(version)} "
+            f"(info size {int(info.Size)}); this harness speaks ABI {abi_text(ABI_VERSION)}: rebuild it "
+            f"with the header in {header_path().parent}"
+        )
+    missing = []
+    for export in (*LIFETIME_EXPORTS, *dict.fromkeys(ENTRY_POINTS.values())):
+        try:
+            getattr(lib, export)
+        except AttributeError:
+            missing.append(export)
+    if missing:
+        raise DriverLoadError(
+            f"{culprit}: {path.name} is not a display miniport, missing export(s): {', '.join(missing)}"
+        )
+    return NativeLibrary(
+        path=path,
+        lib=lib,
+        name=_c_string(info.Name) or path.name,
+        command_encoder=_c_string(info.CommandEncoder),
+        gpu_model=_c_string(info.GpuModel),
+        abi_version=version,
+    )
+
+
+def is_sanitized(path: Path) -> bool:
+    """True if the library was built with AddressSanitizer (it needs the runtime preloaded)."""
+    try:
+        return b"__asan_init" in path.read_bytes()
+    except OSError:
+        return False

@@ -1,0 +1,763 @@
+"""The native adapter: a Python miniport whose DDIs are a C library's DxgkDdi* entry points.
+
+:func:`native_driver_class` turns a checked library into a driver class the kernel
+loads like any other, so every suite check and fuzz target runs on C code unchanged.
+Each DDI call marshals its argument block both ways:
+
+* Every buffer the call hands over (DMA buffer, patch lists, allocation list, private
+  data, paging buffer) becomes real memory: a copy of the harness's region followed by
+  its guard zone and a further hidden margin. After the call the copy is compared with
+  the region: bytes changed outside the writable window are recorded on the region as
+  the Python memory model would record them ("write-outside-window in DMA buffer at
+  +4096 (12 byte(s))"), so the kernel's checks name the buffer and the offset; a change
+  in the hidden margin is a write past the guard zone, the 0x1E bug check. Changes the
+  driver was allowed to make are copied back.
+* Cursors the C code advanced (``pDmaBuffer``, ``pPatchLocationListOut``, ``pCommand``)
+  are read back as :class:`~wddm_conformance.memory.Ptr` offsets into the same region,
+  wherever they point, as C pointer arithmetic would give them.
+* User-mode buffers (``pCommand``, ``pPatchLocationListIn``) are real readable memory;
+  the driver reads them through the kernel callback ``WddmCbCopyFromUser`` (its
+  ``__try/__except``), which applies the region's fault injection, read log and TOCTOU.
+
+Reads outside a kernel buffer's read window (the patch list given to Patch) are not
+observed: real memory has no read log. docs/native.md lists what this changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, ClassVar, Final
+
+from ..ddi import (
+    DXGK_ALLOCATIONINFOFLAGS,
+    DXGK_BUILDPAGINGBUFFER_OPERATION,
+    DXGK_DRIVERCAPS,
+    DXGK_SEGMENTDESCRIPTOR,
+    DXGK_SEGMENTFLAGS,
+    DXGK_START_INFO,
+    DXGK_TRANSFER_LOCATION,
+    DXGKARG_BUILDPAGINGBUFFER,
+    DXGKARG_CLOSEALLOCATION,
+    DXGKARG_CREATEALLOCATION,
+    DXGKARG_CREATECONTEXT,
+    DXGKARG_CREATEDEVICE,
+    DXGKARG_DESTROYALLOCATION,
+    DXGKARG_OPENALLOCATION,
+    DXGKARG_PATCH,
+    DXGKARG_RENDER,
+    DXGKARG_SUBMITCOMMAND,
+    MDL,
+)
+from ..errors import DdiTimeout, HarnessError
+from ..memory import (
+    GUARD_BYTES,
+    GUARD_FILL,
+    KernelAccessViolation,
+    KernelBuffer,
+    MemoryViolation,
+    Ptr,
+    Region,
+    UserAccessFault,
+    UserBuffer,
+)
+from .abi import ABI_VERSION, NativeLibrary, ffi
+
+#: Hidden bytes after each buffer's guard zone: a write there is past the guard (0x1E).
+MARGIN: Final = 4096
+_MARGIN_FILL: Final = bytes([GUARD_FILL]) * MARGIN
+#: How far before a user buffer a CopyFromUser address still counts as that buffer (an underrun).
+_USER_SLACK: Final = 4096
+#: Most segments a driver may report (DXGKQAITYPE_QUERYSEGMENT).
+MAX_SEGMENTS: Final = 32
+DXGKQAITYPE_DRIVERCAPS: Final = 1
+DXGKQAITYPE_QUERYSEGMENT: Final = 2
+HARNESSCAPS_SUPPORTSCONTEXTS: Final = 0x1
+HARNESSCAPS_SUPPORTSALTERNATEVA: Final = 0x2
+HARNESSCAPS_MAYREPORTALLOCATIONBUSY: Final = 0x4
+HARNESSCAPS_GUARANTEEDCONTRACTDMA: Final = 0x8
+
+OP = DXGK_BUILDPAGINGBUFFER_OPERATION
+
+
+def _new(ctype: str, init: Any = None) -> Any:
+    """A new C object (typed Any: cdata attributes are the header's fields)."""
+    return ffi().new(ctype, init)
+
+
+def _cast(ctype: str, value: Any) -> Any:
+    return ffi().cast(ctype, value)
+
+
+def _status(value: int) -> int:
+    """An NTSTATUS as the harness spells it (unsigned 32 bits)."""
+    return value & 0xFFFFFFFF
+
+
+def _address(cdata: Any) -> int:
+    return int(ffi().cast("uintptr_t", cdata))
+
+
+def _handle(value: int) -> Any:
+    return ffi().cast("HANDLE", value & 0xFFFFFFFFFFFFFFFF)
+
+
+def _first_difference(a: bytes | bytearray, b: bytes | bytearray) -> int:
+    """Index of the first byte where two equal-length, unequal sequences differ."""
+    lo, hi = 0, len(a)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _changed_span(new: bytes, old: bytes | bytearray, lo: int, hi: int) -> tuple[int, int] | None:
+    """``(offset, length)`` from the first to the last changed byte in ``[lo, hi)``, or None."""
+    if hi <= lo or new[lo:hi] == old[lo:hi]:
+        return None
+    first = lo + _first_difference(new[lo:hi], old[lo:hi])
+    last = hi - 1 - _first_difference(new[lo:hi][::-1], old[lo:hi][::-1])
+    return first, last - first + 1
+
+
+class _Mapped:
+    """One region's real-memory copy for the duration of a DDI call."""
+
+    __slots__ = ("base", "buf", "length", "region")
+
+    def __init__(self, region: Region) -> None:
+        f = ffi()
+        self.region = region
+        self.length = len(region.data)
+        self.buf = _new("unsigned char[]", self.length + MARGIN)
+        f.memmove(self.buf, bytes(region.data), self.length)
+        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        self.base = _address(self.buf)
+
+    def refresh(self) -> None:
+        """Copy the region into the real memory again (after the harness changed it: TOCTOU)."""
+        ffi().memmove(self.buf, bytes(self.region.data), self.length)
+
+    def settle(self) -> KernelAccessViolation | None:
+        """Judge and keep what the driver wrote; a write past the guard zone is returned."""
+        region = self.region
+        raw = ffi().buffer(self.buf, self.length + MARGIN)[:]
+        body = raw[: self.length]
+        old = region.data
+        if body != old:
+            windows: tuple[tuple[int, int], ...]
+            if isinstance(region, KernelBuffer) and region.writable:
+                windows = ((0, region.write_lo), (region.write_hi, self.length))
+                kind = "write-outside-window"
+            else:
+                windows = ((0, self.length),)
+                kind = "write-readonly"
+            for lo, hi in windows:
+                span = _changed_span(body, old, max(lo, 0), min(hi, self.length))
+                if span is not None:
+                    region.violations.append(MemoryViolation(kind, region.name, *span))
+            old[:] = body
+        beyond = _changed_span(raw, raw[: self.length] + _MARGIN_FILL, self.length, len(raw))
+        if beyond is None:
+            return None
+        offset, length = beyond
+        region.violations.append(
+            MemoryViolation("write-outside-window", region.name, offset, length)
+        )
+        size = getattr(region, "size", self.length)
+        return KernelAccessViolation(
+            f"write of {length} byte(s) at +{offset} past the end of buffer {region.name} "
+            f"({size} bytes + {GUARD_BYTES} guard)",
+            offset=offset,
+            write=True,
+        )
+
+
+class _Call:
+    """The marshalling state of one DDI call: mapped regions and objects kept alive."""
+
+    __slots__ = ("error", "keep", "mapped")
+
+    def __init__(self) -> None:
+        self.mapped: dict[int, _Mapped] = {}
+        self.keep: list[Any] = []
+        #: A harness fault raised inside a callback, re-raised when the call returns.
+        self.error: BaseException | None = None
+
+    def region(self, region: Region) -> _Mapped:
+        mapped = self.mapped.get(id(region))
+        if mapped is None:
+            mapped = self.mapped[id(region)] = _Mapped(region)
+        return mapped
+
+    def pointer(self, p: Ptr | None) -> Any:
+        f = ffi()
+        if p is None:
+            return f.NULL
+        return f.cast("void *", self.region(p.region).base + p.offset)
+
+    def back(self, value: Any, original: Ptr | None) -> Ptr | None:
+        """The Ptr a pointer the driver left in a field stands for."""
+        address = _address(value)
+        if original is not None:
+            base = self.region(original.region).base
+            return Ptr(original.region, address - base, original.stride)
+        if address == 0:
+            return None
+        for mapped in self.mapped.values():
+            if mapped.base <= address <= mapped.base + mapped.length:
+                return Ptr(mapped.region, address - mapped.base)
+        return None
+
+    def user_at(self, address: int) -> _Mapped | None:
+        for mapped in self.mapped.values():
+            if (
+                isinstance(mapped.region, UserBuffer)
+                and mapped.base - _USER_SLACK <= address < mapped.base + mapped.length + MARGIN
+            ):
+                return mapped
+        return None
+
+    def settle(self) -> None:
+        """After the call: judge every buffer, then raise what the driver broke past the guard."""
+        past_guard = [mapped.settle() for mapped in self.mapped.values()]
+        if self.error is not None:
+            raise self.error
+        for violation in past_guard:
+            if violation is not None:
+                raise violation
+
+
+# --------------------------------------------------------------------------- flat structures
+
+
+@cache
+def _fields(ctype: str) -> tuple[tuple[str, str, int], ...]:
+    """``(name, how, mask)`` of a structure's fields.
+
+    ``how`` is pointer, quad (PHYSICAL_ADDRESS), value (a flags union), int (an
+    integer or enum of ``mask`` bits), or nested (a member structure, marshalled by hand).
+    """
+    f = ffi()
+    out = []
+    for name, field in f.typeof(ctype).fields:
+        kind = field.type.kind
+        mask = (1 << (8 * f.sizeof(field.type))) - 1
+        if kind == "pointer":
+            how = "pointer"
+        elif kind in ("struct", "union"):
+            names = {n for n, _ in field.type.fields}
+            how = "quad" if "QuadPart" in names else "value" if "Value" in names else "nested"
+        else:
+            how = "int"
+        out.append((name, how, mask))
+    return tuple(out)
+
+
+_MASK64: Final = (1 << 64) - 1
+
+
+def _put(cstruct: Any, ctype: str, obj: Any, call: _Call) -> None:
+    """Copy the fields of a Python argument block into its C structure."""
+    for name, how, mask in _fields(ctype):
+        if how == "nested" or not hasattr(obj, name):
+            continue
+        value = getattr(obj, name)
+        if how == "pointer":
+            setattr(
+                cstruct,
+                name,
+                _handle(value) if isinstance(value, int) else call.pointer(value),
+            )
+        elif how == "quad":
+            quad = int(value) & _MASK64
+            getattr(cstruct, name).QuadPart = quad - (1 << 64) if quad >> 63 else quad
+        elif how == "value":
+            getattr(cstruct, name).Value = int(value) & 0xFFFFFFFF
+        else:
+            setattr(cstruct, name, int(value) & mask)
+
+
+def _get(cstruct: Any, ctype: str, obj: Any, call: _Call) -> None:
+    """Copy the fields the driver may have changed back into the Python argument block."""
+    for name, how, _ in _fields(ctype):
+        if how == "nested" or not hasattr(obj, name):
+            continue
+        original = getattr(obj, name)
+        if how == "pointer":
+            value = getattr(cstruct, name)
+            if isinstance(original, int):
+                setattr(obj, name, _address(value))
+            else:
+                setattr(obj, name, call.back(value, original))
+        elif how == "quad":
+            setattr(obj, name, int(getattr(cstruct, name).QuadPart) & _MASK64)
+        elif how == "value":
+            setattr(obj, name, _typed(original, int(getattr(cstruct, name).Value)))
+        else:
+            setattr(obj, name, _typed(original, int(getattr(cstruct, name))))
+
+
+def _typed(original: Any, value: int) -> Any:
+    """``value`` in the type of ``original`` (an IntFlag or IntEnum stays one while it can)."""
+    cls = type(original)
+    if cls is int or cls is bool:
+        return value
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        return value
+
+
+# --------------------------------------------------------------------------- the driver class
+
+#: What may leave a DDI method: the driver's own faults, which the kernel judges.
+_DRIVER_FAULTS: Final = (KernelAccessViolation, UserAccessFault, DdiTimeout, HarnessError)
+
+
+def _harness_faults(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a failure of the adapter itself (marshalling, a callback) as the harness's fault."""
+
+    @functools.wraps(method)
+    def wrapper(self: NativeMiniport, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except _DRIVER_FAULTS:
+            raise
+        except Exception as exc:
+            raise HarnessError(
+                f"native adapter, {method.__name__}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return wrapper
+
+
+class NativeMiniport:
+    """A miniport implemented by a native library (see :func:`native_driver_class`)."""
+
+    LIBRARY: ClassVar[NativeLibrary]
+    COMMAND_ENCODER: ClassVar[str] = "reference_driver.encoder:CommandEncoder"
+    GPU_MODEL: ClassVar[str] = "reference_driver.gpu:EmulatedGpu"
+
+    def __init__(self) -> None:
+        f = ffi()
+        self._lib = self.LIBRARY.lib
+        context = _new("PVOID *")
+        status = _status(self._lib.DxgkDdiAddDevice(f.NULL, context))
+        if status != 0:
+            raise RuntimeError(f"DxgkDdiAddDevice returned 0x{status:08X}")
+        self._context = context[0]
+        self._finalizer = weakref.finalize(self, self._lib.DxgkDdiRemoveDevice, self._context)
+        self._call: _Call | None = None
+        self._callback = f.callback(
+            "BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", self._copy_from_user
+        )
+        self._interface: Any = None
+
+    # ------------------------------------------------------------------ calling C
+
+    def _invoke(self, fn: Callable[..., int], *args: Any, call: _Call | None = None) -> int:
+        """Run one C entry point; under the kernel's watchdog it runs on a helper thread.
+
+        The watchdog's SIGALRM only interrupts Python code. When an interval timer is armed
+        (the kernel's WatchdogInvoker), the C function runs on a daemon thread while this
+        thread waits, so a hung DDI still raises DdiTimeout here (a TDR); the hung thread is
+        abandoned. Without a timer (fuzzing: libFuzzer's -timeout guards the process) the
+        call is direct.
+        """
+        self._call = call
+        try:
+            result = fn(*args) if not _watchdog_armed() else _on_helper_thread(fn, args)
+        finally:
+            self._call = None
+        if call is not None:
+            call.settle()
+        return _status(result)
+
+    def _copy_from_user(self, handle: Any, destination: Any, source: Any, length: int) -> int:
+        """WddmCbCopyFromUser: the __try/__except copy from user memory (FALSE on a fault)."""
+        call = self._call
+        if call is None:
+            return 0
+        try:
+            mapped = call.user_at(_address(source))
+            if mapped is None:
+                return 0
+            region = mapped.region
+            assert isinstance(region, UserBuffer)
+            fired = region.toctou_fired
+            data = region.read(_address(source) - mapped.base, length)
+            ffi().memmove(destination, data, len(data))
+            if region.toctou_fired and not fired:
+                mapped.refresh()
+            return 1
+        except UserAccessFault:
+            return 0
+        except BaseException as exc:  # a harness fault: re-raised once the driver returns
+            call.error = exc
+            return 0
+
+    # ------------------------------------------------------------------ adapter
+
+    @_harness_faults
+    def start_device(self, info: DXGK_START_INFO) -> int:
+        f = ffi()
+        start = _new(
+            "DXGK_START_INFO *",
+            {
+                "MemorySegmentSize": info.MemorySegmentSize,
+                "ApertureSegmentSize": info.ApertureSegmentSize,
+            },
+        )
+        self._interface = _new(
+            "DXGKRNL_INTERFACE *",
+            {
+                "Size": f.sizeof("DXGKRNL_INTERFACE"),
+                "Version": ABI_VERSION,
+                "DeviceHandle": self._context,
+                "WddmCbCopyFromUser": self._callback,
+            },
+        )
+        sources, children = _new("ULONG *"), _new("ULONG *")
+        return self._invoke(
+            self._lib.DxgkDdiStartDevice, self._context, start, self._interface, sources, children
+        )
+
+    def _query(self, kind: int, output: Any) -> int:
+        f = ffi()
+        query = _new(
+            "DXGKARG_QUERYADAPTERINFO *",
+            {
+                "Type": kind,
+                "pOutputData": output,
+                "OutputDataSize": f.sizeof(f.typeof(output).item),
+            },
+        )
+        return self._invoke(self._lib.DxgkDdiQueryAdapterInfo, self._context, query)
+
+    @_harness_faults
+    def query_segments(self) -> list[DXGK_SEGMENTDESCRIPTOR] | int:
+        out = _new("DXGK_QUERYSEGMENTOUT *")
+        status = self._query(DXGKQAITYPE_QUERYSEGMENT, out)
+        if status != 0:
+            return status  # not a list: the kernel names what the driver returned
+        count = min(int(out.NbSegment), MAX_SEGMENTS)
+        descriptors = _new("DXGK_SEGMENTDESCRIPTOR[]", max(count, 1))
+        out = _new(
+            "DXGK_QUERYSEGMENTOUT *", {"NbSegment": count, "pSegmentDescriptor": descriptors}
+        )
+        status = self._query(DXGKQAITYPE_QUERYSEGMENT, out)
+        if status != 0:
+            return status
+        return [
+            DXGK_SEGMENTDESCRIPTOR(
+                int(d.BaseAddress.QuadPart), int(d.Size), DXGK_SEGMENTFLAGS(int(d.Flags.Value))
+            )
+            for d in descriptors[0 : min(int(out.NbSegment), count)]
+        ]
+
+    @_harness_faults
+    def query_driver_caps(self) -> DXGK_DRIVERCAPS | int:
+        out = _new("DXGK_DRIVERCAPS *")
+        status = self._query(DXGKQAITYPE_DRIVERCAPS, out)
+        if status != 0:
+            return status
+        bits = int(out.HarnessCaps)
+        return DXGK_DRIVERCAPS(
+            DmaBufferPrivateDataSize=int(out.DmaBufferPrivateDataSize),
+            SupportsContexts=bool(bits & HARNESSCAPS_SUPPORTSCONTEXTS),
+            SupportsAlternateVA=bool(bits & HARNESSCAPS_SUPPORTSALTERNATEVA),
+            MayReportAllocationBusy=bool(bits & HARNESSCAPS_MAYREPORTALLOCATIONBUSY),
+            GuaranteedContractDma=bool(bits & HARNESSCAPS_GUARANTEEDCONTRACTDMA),
+        )
+
+    # ------------------------------------------------------------------ devices, contexts
+
+    @_harness_faults
+    def create_device(self, args: DXGKARG_CREATEDEVICE) -> int:
+        c = _new("DXGKARG_CREATEDEVICE *", {"Flags": args.Flags & 0xFFFFFFFF})
+        status = self._invoke(self._lib.DxgkDdiCreateDevice, self._context, c)
+        args.hDevice = _address(c.hDevice)
+        return status
+
+    @_harness_faults
+    def destroy_device(self, hDevice: int) -> int:
+        return self._invoke(self._lib.DxgkDdiDestroyDevice, _handle(hDevice))
+
+    @_harness_faults
+    def create_context(self, args: DXGKARG_CREATECONTEXT) -> int:
+        c = _new(
+            "DXGKARG_CREATECONTEXT *",
+            {
+                "NodeOrdinal": args.NodeOrdinal,
+                "EngineAffinity": args.EngineAffinity,
+                "Flags": args.Flags,
+            },
+        )
+        status = self._invoke(self._lib.DxgkDdiCreateContext, _handle(args.hDevice), c)
+        args.hContext = _address(c.hContext)
+        return status
+
+    @_harness_faults
+    def destroy_context(self, hContext: int) -> int:
+        return self._invoke(self._lib.DxgkDdiDestroyContext, _handle(hContext))
+
+    # ------------------------------------------------------------------ allocations
+
+    @_harness_faults
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        call = _Call()
+        infos = args.pAllocationInfo
+        array = _new("DXGK_ALLOCATIONINFO[]", max(len(infos), args.NumAllocations, 1))
+        for c, info in zip(array, infos, strict=False):
+            c.pPrivateDriverData = call.pointer(info.pPrivateDriverData)
+            c.PrivateDriverDataSize = info.PrivateDriverDataSize & 0xFFFFFFFF
+        c_args = _new(
+            "DXGKARG_CREATEALLOCATION *",
+            {
+                "pPrivateDriverData": call.pointer(args.pPrivateDriverData),
+                "PrivateDriverDataSize": args.PrivateDriverDataSize & 0xFFFFFFFF,
+                "NumAllocations": args.NumAllocations & 0xFFFFFFFF,
+                "pAllocationInfo": array,
+                "hResource": _handle(args.hResource),
+                "Flags": int(args.Flags),
+            },
+        )
+        status = self._invoke(self._lib.DxgkDdiCreateAllocation, self._context, c_args, call=call)
+        args.hResource = _address(c_args.hResource)
+        for c, info in zip(array, infos, strict=False):
+            info.Alignment = int(c.Alignment)
+            info.Size = int(c.Size)
+            info.PitchAlignedSize = int(c.PitchAlignedSize)
+            info.HintedBank = int(c.HintedBank.Value)
+            preferred = int(c.PreferredSegment.Value)
+            info.PreferredSegment = []
+            for i in range(5):
+                segment = (preferred >> (6 * i)) & 0x1F
+                if not segment:
+                    break
+                info.PreferredSegment.append(segment)
+            info.SupportedReadSegmentSet = int(c.SupportedReadSegmentSet)
+            info.SupportedWriteSegmentSet = int(c.SupportedWriteSegmentSet)
+            info.EvictionSegmentSet = int(c.EvictionSegmentSet)
+            info.MaximumRenamingListLength = int(c.MaximumRenamingListLength)
+            info.hAllocation = _address(c.hAllocation)
+            info.Flags = DXGK_ALLOCATIONINFOFLAGS(int(c.Flags.Value))
+            info.AllocationPriority = int(c.AllocationPriority)
+        return status
+
+    @staticmethod
+    def _handles(values: Sequence[int], count: int) -> Any:
+        """A C array of ``count`` HANDLEs (zero past the list, so a lying count reads NULLs)."""
+        array = _new("HANDLE[]", max(len(values), count, 1))
+        for i, value in enumerate(values):
+            array[i] = _handle(value)
+        return array
+
+    @_harness_faults
+    def destroy_allocation(self, args: DXGKARG_DESTROYALLOCATION) -> int:
+        handles = self._handles(args.pAllocationList, args.NumAllocations)
+        c = _new(
+            "DXGKARG_DESTROYALLOCATION *",
+            {
+                "NumAllocations": args.NumAllocations & 0xFFFFFFFF,
+                "pAllocationList": handles,
+                "hResource": _handle(args.hResource),
+                "Flags": args.Flags & 0xFFFFFFFF,
+            },
+        )
+        return self._invoke(self._lib.DxgkDdiDestroyAllocation, self._context, c)
+
+    @_harness_faults
+    def open_allocation(self, hDevice: int, args: DXGKARG_OPENALLOCATION) -> int:
+        infos = args.pOpenAllocation
+        array = _new("DXGK_OPENALLOCATIONINFO[]", max(len(infos), args.NumAllocations, 1))
+        for c, info in zip(array, infos, strict=False):
+            c.hAllocation = _handle(info.hAllocation)
+        c_args = _new(
+            "DXGKARG_OPENALLOCATION *",
+            {
+                "NumAllocations": args.NumAllocations & 0xFFFFFFFF,
+                "pOpenAllocation": array,
+                "Flags": args.Flags & 0xFFFFFFFF,
+            },
+        )
+        status = self._invoke(self._lib.DxgkDdiOpenAllocation, _handle(hDevice), c_args)
+        for c, info in zip(array, infos, strict=False):
+            info.hDeviceSpecificAllocation = _address(c.hDeviceSpecificAllocation)
+        return status
+
+    @_harness_faults
+    def close_allocation(self, hDevice: int, args: DXGKARG_CLOSEALLOCATION) -> int:
+        handles = self._handles(args.pOpenHandleList, args.NumAllocations)
+        c = _new(
+            "DXGKARG_CLOSEALLOCATION *",
+            {"NumAllocations": args.NumAllocations & 0xFFFFFFFF, "pOpenHandleList": handles},
+        )
+        return self._invoke(self._lib.DxgkDdiCloseAllocation, _handle(hDevice), c)
+
+    # ------------------------------------------------------------------ render, patch, submit
+
+    def _flat(self, ctype: str, entry: Callable[..., int], first: Any, args: Any) -> int:
+        """Call an entry point whose argument block is flat: marshal, call, read back."""
+        call = _Call()
+        c = _new(f"{ctype} *")
+        _put(c, ctype, args, call)
+        try:
+            status = self._invoke(entry, first, c, call=call)
+        finally:
+            _get(c, ctype, args, call)
+        return status
+
+    @_harness_faults
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        return self._flat("DXGKARG_RENDER", self._lib.DxgkDdiRender, _handle(hContext), args)
+
+    @_harness_faults
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        return self._flat("DXGKARG_PATCH", self._lib.DxgkDdiPatch, self._context, args)
+
+    @_harness_faults
+    def submit_command(self, args: DXGKARG_SUBMITCOMMAND) -> int:
+        return self._flat(
+            "DXGKARG_SUBMITCOMMAND", self._lib.DxgkDdiSubmitCommand, self._context, args
+        )
+
+    # ------------------------------------------------------------------ paging
+
+    @_harness_faults
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        call = _Call()
+        c = _new("DXGKARG_BUILDPAGINGBUFFER *")
+        _put(c, "DXGKARG_BUILDPAGINGBUFFER", args, call)
+        op = args.Operation
+        if op in (OP.DXGK_OPERATION_TRANSFER, OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER):
+            special = op == OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER
+            t = args.SpecialLockTransfer if special else args.Transfer
+            ct = c.SpecialLockTransfer if special else c.Transfer
+            ct.hAllocation = _handle(t.hAllocation)
+            ct.TransferOffset = t.TransferOffset & 0xFFFFFFFF
+            ct.TransferSize = t.TransferSize & _MASK64
+            self._location(ct.Source, t.Source, call)
+            self._location(ct.Destination, t.Destination, call)
+            ct.Flags = int(t.Flags) & 0xFFFFFFFF
+            ct.MdlOffset = t.MdlOffset & 0xFFFFFFFF
+            if special:
+                ct.SwizzlingRangeId = t.SwizzlingRangeId & 0xFFFFFFFF
+                ct.SwizzlingRangeData = t.SwizzlingRangeData & 0xFFFFFFFF
+        elif op == OP.DXGK_OPERATION_FILL:
+            fill = args.Fill
+            c.Fill.hAllocation = _handle(fill.hAllocation)
+            c.Fill.FillSize = fill.FillSize & _MASK64
+            c.Fill.FillPattern = fill.FillPattern & 0xFFFFFFFF
+            c.Fill.Destination.SegmentId = fill.Destination.SegmentId & 0xFFFFFFFF
+            c.Fill.Destination.SegmentAddress.QuadPart = fill.Destination.SegmentAddress
+        elif op == OP.DXGK_OPERATION_DISCARD_CONTENT:
+            discard = args.DiscardContent
+            c.DiscardContent.hAllocation = _handle(discard.hAllocation)
+            c.DiscardContent.Flags = int(discard.Flags) & 0xFFFFFFFF
+            c.DiscardContent.SegmentId = discard.SegmentId & 0xFFFFFFFF
+            c.DiscardContent.SegmentAddress.QuadPart = discard.SegmentAddress
+        elif op in (OP.DXGK_OPERATION_READ_PHYSICAL, OP.DXGK_OPERATION_WRITE_PHYSICAL):
+            read = op == OP.DXGK_OPERATION_READ_PHYSICAL
+            phys = args.ReadPhysical if read else args.WritePhysical
+            cp = c.ReadPhysical if read else c.WritePhysical
+            cp.SegmentId = phys.SegmentId & 0xFFFFFFFF
+            cp.PhysicalAddress.QuadPart = phys.PhysicalAddress
+            cp.Size = phys.Size & 0xFFFFFFFF
+        elif op == OP.DXGK_OPERATION_MAP_APERTURE_SEGMENT:
+            amap = args.MapApertureSegment
+            cm = c.MapApertureSegment
+            cm.hDevice = _handle(amap.hDevice)
+            cm.hAllocation = _handle(amap.hAllocation)
+            cm.SegmentId = amap.SegmentId & 0xFFFFFFFF
+            cm.OffsetInPages = amap.OffsetInPages & _MASK64
+            cm.NumberOfPages = amap.NumberOfPages & _MASK64
+            cm.pMdl = self._mdl(amap.pMdl, call)
+            cm.Flags = int(amap.Flags) & 0xFFFFFFFF
+            cm.MdlOffset = amap.MdlOffset & 0xFFFFFFFF
+        elif op == OP.DXGK_OPERATION_UNMAP_APERTURE_SEGMENT:
+            unmap = args.UnmapApertureSegment
+            cu = c.UnmapApertureSegment
+            cu.hDevice = _handle(unmap.hDevice)
+            cu.hAllocation = _handle(unmap.hAllocation)
+            cu.SegmentId = unmap.SegmentId & 0xFFFFFFFF
+            cu.OffsetInPages = unmap.OffsetInPages & _MASK64
+            cu.NumberOfPages = unmap.NumberOfPages & _MASK64
+            cu.DummyPage.QuadPart = unmap.DummyPage
+        try:
+            status = self._invoke(self._lib.DxgkDdiBuildPagingBuffer, self._context, c, call=call)
+        finally:
+            _get(c, "DXGKARG_BUILDPAGINGBUFFER", args, call)
+        return status
+
+    def _location(self, c: Any, location: DXGK_TRANSFER_LOCATION, call: _Call) -> None:
+        c.SegmentId = location.SegmentId & 0xFFFFFFFF
+        if location.SegmentId == 0:
+            c.pMdl = self._mdl(location.pMdl, call)
+        else:
+            c.SegmentAddress.QuadPart = location.SegmentAddress
+
+    @staticmethod
+    def _mdl(mdl: MDL | None, call: _Call) -> Any:
+        """An MDL header followed by its page frames, as MmGetMdlPfnArray expects."""
+        f = ffi()
+        if mdl is None:
+            return f.NULL
+        header = f.sizeof("MDL")
+        raw = _new("unsigned char[]", header + 8 * len(mdl.pfns))
+        c = _cast("MDL *", raw)
+        c.Size = min(header + 8 * len(mdl.pfns), 0x7FFF)
+        c.ByteCount = mdl.ByteCount & 0xFFFFFFFF
+        pfns = _cast("PFN_NUMBER *", c + 1)
+        for i, pfn in enumerate(mdl.pfns):
+            pfns[i] = pfn
+        call.keep.append(raw)
+        return c
+
+
+def _watchdog_armed() -> bool:
+    import signal
+
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    )
+
+
+def _on_helper_thread(fn: Callable[..., int], args: tuple[Any, ...]) -> int:
+    """Run ``fn(*args)`` on a daemon thread and wait, interruptibly, for its result."""
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fn(*args))
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="native DDI", daemon=True).start()
+    done.wait()  # the watchdog's DdiTimeout is raised here when the C code hangs
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return int(result)
+
+
+def native_driver_class(library: NativeLibrary) -> type[NativeMiniport]:
+    """A driver class for one loaded library, carrying its companions."""
+    attributes: dict[str, Any] = {"LIBRARY": library, "__module__": __name__}
+    if library.command_encoder:
+        attributes["COMMAND_ENCODER"] = library.command_encoder
+    if library.gpu_model:
+        attributes["GPU_MODEL"] = library.gpu_model
+    attributes["__doc__"] = f"{library.name} ({library.path})"
+    return type(f"Native[{library.path.name}]", (NativeMiniport,), attributes)

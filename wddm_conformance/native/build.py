@@ -1,0 +1,155 @@
+"""Building native drivers: the C reference miniport (and its mutants) with the system compiler.
+
+Libraries are cached by the hash of everything that goes into them (sources, the
+header, compiler, flags), in ``$WDDM_NATIVE_CACHE`` or ``~/.cache/wddm-conformance/native``,
+so the tests and the suite build the C reference once per machine. Concurrent builds
+(pytest-xdist workers) are safe: each compiles into a temporary file and renames it.
+
+A sanitizer build uses clang with ``-fsanitize=address,undefined,fuzzer-no-link`` so
+AddressSanitizer checks every access of the driver and libFuzzer sees its edges; it
+runs under ``wddm-conformance fuzz run``, which preloads atheris's sanitizer runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from ..errors import DriverLoadError
+from .abi import header_path
+
+#: The C reference driver's mutants: macro -> (what it breaks, the requirement it breaks).
+MUTANTS: Final[dict[str, tuple[str, str]]] = {
+    "OVERFLOW_DMA": ("forgets the room for its trailing fence: writes past DmaSize", "REN-CURSORS"),
+    "NO_PREPATCH": ("never pre-patches, even when SegmentId != 0", "REN-PREPATCH"),
+    "UNMAP_OLD_PAGE": ("unmaps by doing nothing: the aperture keeps the old pages", "PGB-UNMAP"),
+}
+#: Variants of the C reference that conform (macro -> what changes).
+VARIANTS: Final[dict[str, str]] = {
+    "BUSY": "answers GRAPHICS_ALLOCATION_BUSY once per paging operation until AllocationIsIdle",
+}
+
+SANITIZE_FLAGS: Final = (
+    "-fsanitize=address,undefined,fuzzer-no-link",
+    "-fno-sanitize-recover=undefined",
+    "-fno-omit-frame-pointer",
+    "-g",
+    "-O1",
+)
+_CLANGS: Final = ("clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14")
+
+
+class NativeBuildError(DriverLoadError):
+    """A native driver could not be built (no compiler, or the compiler failed)."""
+
+
+def reference_source() -> Path:
+    """The C port of the reference miniport, shipped with the package."""
+    return Path(str(resources.files("reference_driver").joinpath("native", "refminiport.c")))
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("WDDM_NATIVE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wddm-conformance" / "native"
+
+
+def find_compiler(sanitize: bool) -> str:
+    """The C compiler to use: $CC (or $CLANG for sanitizer builds), else the system's."""
+    if sanitize:
+        for name in (os.environ.get("CLANG"), *_CLANGS):
+            if name and shutil.which(name):
+                return name
+        raise NativeBuildError(
+            "no clang found for a sanitizer build (install Debian's clang package, or set CLANG)"
+        )
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    raise NativeBuildError("no C compiler found (install gcc, or set CC)")
+
+
+def build(
+    sources: Sequence[Path],
+    *,
+    name: str,
+    defines: Sequence[str] = (),
+    sanitize: bool = False,
+    extra_flags: Sequence[str] = (),
+) -> Path:
+    """Compile ``sources`` into a shared library against the shipped header; cached."""
+    compiler = find_compiler(sanitize)
+    flags = [
+        "-std=c11",
+        "-fPIC",
+        "-shared",
+        "-Wall",
+        "-Wextra",
+        *(SANITIZE_FLAGS if sanitize else ("-O2",)),
+        f"-I{header_path().parent}",
+        *(f"-D{d}" for d in defines),
+        *extra_flags,
+    ]
+    digest = hashlib.sha256()
+    for part in (compiler, _compiler_version(compiler), *flags):
+        digest.update(part.encode() + b"\0")
+    for source in (header_path(), *sources):
+        try:
+            digest.update(source.read_bytes())
+        except OSError as exc:
+            raise NativeBuildError(f"cannot read C source {source}: {exc.strerror}") from None
+    out = cache_dir() / digest.hexdigest()[:16] / f"lib{name}.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".lib{name}-", suffix=".so", dir=out.parent)
+    os.close(fd)
+    command = [compiler, *flags, "-o", tmp, *map(str, sources)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        Path(tmp).unlink(missing_ok=True)
+        first = next((line for line in done.stderr.splitlines() if "error" in line), "")
+        raise NativeBuildError(
+            f"building {name} with {compiler} failed (exit {done.returncode}): "
+            f"{first.strip() or done.stderr.strip()[:300]}"
+        )
+    os.replace(tmp, out)
+    return out
+
+
+def _compiler_version(compiler: str) -> str:
+    done = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.splitlines()[0] if done.stdout else compiler
+
+
+def reference_library(
+    mutant: str | None = None, *, variant: str | None = None, sanitize: bool = False
+) -> Path:
+    """The C reference miniport (optionally a mutant or variant), built and cached."""
+    defines = []
+    name = "wddmref"
+    for macro, table, prefix in (
+        (mutant, MUTANTS, "WDDM_MUTANT_"),
+        (variant, VARIANTS, "WDDM_REFERENCE_"),
+    ):
+        if macro is None:
+            continue
+        if macro not in table:
+            raise NativeBuildError(
+                f"unknown C reference {'mutant' if table is MUTANTS else 'variant'} {macro!r}: "
+                f"expected one of {', '.join(table)}"
+            )
+        defines.append(prefix + macro)
+        name += "-" + macro.lower().replace("_", "-")
+    if sanitize:
+        name += "-asan"
+    return build([reference_source()], name=name, defines=defines, sanitize=sanitize)

@@ -1,0 +1,56 @@
+"""``wddm-conformance native ...``: build a native driver against the header, or find the header.
+
+* ``native build [SOURCE.c ...] [--sanitize] [-D MACRO] [--out PATH]`` compiles the
+  sources (default: the C reference miniport) into a shared library and prints its
+  path; ``--sanitize`` builds with clang and ``-fsanitize=address,undefined,fuzzer-no-link``
+  for ``wddm-conformance fuzz run TARGET --driver=native:PATH``.
+* ``native header`` prints the directory holding ``wddm_native.h`` (for ``-I``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from .abi import header_path
+from .build import MUTANTS, VARIANTS, build, reference_library
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    native = sub.add_parser("native", help="build native (C) drivers against wddm_native.h")
+    nsub = native.add_subparsers(dest="native_command", required=True)
+    b = nsub.add_parser("build", help="compile a C driver (default: the C reference miniport)")
+    b.add_argument("sources", nargs="*", type=Path, help="C sources of your driver")
+    b.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="clang with -fsanitize=address,undefined,fuzzer-no-link (for fuzz campaigns)",
+    )
+    b.add_argument("-D", dest="defines", action="append", default=[], help="a macro to define")
+    b.add_argument("--name", default="driver", help="library name for your sources (libNAME.so)")
+    b.add_argument("--mutant", choices=sorted(MUTANTS), help="a deliberately broken C reference")
+    b.add_argument("--variant", choices=sorted(VARIANTS), help="a conforming C reference variant")
+    b.add_argument("--out", type=Path, help="copy the library here (default: print the cache path)")
+    nsub.add_parser("header", help="print the directory that holds wddm_native.h")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.native_command == "header":
+        print(header_path().parent)
+        return 0
+    if args.sources:
+        if args.mutant or args.variant:
+            raise ValueError("--mutant and --variant apply to the C reference, not to your sources")
+        path = build(args.sources, name=args.name, defines=args.defines, sanitize=args.sanitize)
+    else:
+        if args.defines:
+            raise ValueError(
+                "-D applies to your own sources; use --mutant/--variant for the reference"
+            )
+        path = reference_library(args.mutant, variant=args.variant, sanitize=args.sanitize)
+    if args.out is not None:
+        shutil.copyfile(path, args.out)
+        path = args.out
+    print(path)
+    return 0
