@@ -7,6 +7,7 @@ through the cffi adapter, and each C mutant must fail exactly the rule it breaks
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from wddm_conformance.ddi import (
 )
 from wddm_conformance.driver import load_driver
 from wddm_conformance.errors import DriverLoadError, DriverViolation
+from wddm_conformance.fuzz import TARGETS
 from wddm_conformance.kernel import Kernel, KernelConfig
 from wddm_conformance.native import abi
 from wddm_conformance.native.build import MUTANTS, build, reference_library
@@ -239,3 +241,71 @@ def _clang() -> str | None:
         if os.environ.get("CI"):
             raise  # .ci/run installs clang: in CI this test must run
         return None
+
+
+def _campaign(target: str, driver: str, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WDDM_")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "fuzz",
+            "run",
+            target,
+            f"--driver={driver}",
+            "--work",
+            str(work),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _findings(work: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted((work / "findings").glob("*.json"))]
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_every_fuzz_target_runs_clean_on_the_c_reference(target: str, tmp_path: Path) -> None:
+    runs = "30" if target == "statemachine" else "300"
+    done = _campaign(target, "reference-c", tmp_path / "w", "--runs", runs)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert _findings(tmp_path / "w") == []
+
+
+def test_a_fuzz_target_finds_a_c_mutant_under_its_id(tmp_path: Path) -> None:
+    lib = reference_library("UNMAP_OLD_PAGE")
+    done = _campaign("build_paging_buffer", f"native:{lib}", tmp_path / "w", "--time", "60")
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert {f["requirement"] for f in _findings(tmp_path / "w")} == {"PGB-UNMAP"}
+
+
+def test_the_sanitizer_campaign_reports_the_c_overflow_with_its_stack(tmp_path: Path) -> None:
+    if _clang() is None:
+        pytest.skip("no clang on this machine (CI installs it): apt-get install clang")
+    lib = reference_library("OVERFLOW_DMA", sanitize=True)
+    done = _campaign("render", f"native:{lib}", tmp_path / "w", "--time", "60")
+    assert done.returncode == 1, done.stdout[-2000:]
+    (finding,) = _findings(tmp_path / "w")
+    assert finding["status"] == "CRASH" and finding["requirement"] == "REN-CURSORS"
+    report = str(finding["sanitizer"])
+    assert "ERROR: AddressSanitizer: heap-buffer-overflow" in report
+    assert re.search(r"WRITE of size \d+", report)
+    assert re.search(r"in DxgkDdiRender .*refminiport\.c:\d+", report)
+    assert (tmp_path / "w" / "findings" / str(finding["input"])).is_file()
+    assert "REN-CURSORS  DxgkDdiRender" in done.stdout
+
+
+def test_the_sanitized_c_reference_fuzzes_clean(tmp_path: Path) -> None:
+    """No false positives from the adapter's buffers under AddressSanitizer."""
+    if _clang() is None:
+        pytest.skip("no clang on this machine (CI installs it): apt-get install clang")
+    lib = reference_library(sanitize=True)
+    done = _campaign("render", f"native:{lib}", tmp_path / "w", "--runs", "500")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "Loaded 1 modules" in (tmp_path / "w" / "fuzz.log").read_text()  # native coverage

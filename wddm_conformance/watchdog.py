@@ -18,6 +18,14 @@ from typing import Any, Protocol
 from .errors import DdiTimeout
 
 
+_armed = 0
+
+
+def armed() -> bool:
+    """True while a WatchdogInvoker's timer runs: code that blocks in C must stay interruptible."""
+    return _armed > 0
+
+
 class Invoker(Protocol):
     """Calls ``fn(*args)`` for DDI ``ddi``; may raise DdiTimeout."""
 
@@ -47,12 +55,15 @@ class WatchdogInvoker:
             fired = True
             raise DdiTimeout(seconds, ddi)
 
+        global _armed
         previous = signal.signal(signal.SIGALRM, expired)
         # Re-armed every `seconds`: a driver that swallows one DdiTimeout gets another.
         signal.setitimer(signal.ITIMER_REAL, seconds, seconds)
+        _armed += 1
         try:
             result = fn(*args)
         finally:
+            _armed -= 1
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         if fired:  # the driver caught the timeout and returned late: still a TDR

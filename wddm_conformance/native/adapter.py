@@ -64,6 +64,7 @@ from ..memory import (
     UserAccessFault,
     UserBuffer,
 )
+from ..watchdog import armed
 from .abi import ABI_VERSION, NativeLibrary, ffi
 
 #: Hidden bytes after each buffer's guard zone: a write there is past the guard (0x1E).
@@ -373,7 +374,7 @@ class NativeMiniport:
         """
         self._call = call
         try:
-            result = fn(*args) if not _watchdog_armed() else _on_helper_thread(fn, args)
+            result = fn(*args) if not armed() else _on_helper_thread(fn, args)
         finally:
             self._call = None
         if call is not None:
@@ -720,15 +721,6 @@ class NativeMiniport:
             pfns[i] = pfn
         call.keep.append(raw)
         return c
-
-
-def _watchdog_armed() -> bool:
-    import signal
-
-    return (
-        threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] > 0
-    )
 
 
 def _on_helper_thread(fn: Callable[..., int], args: tuple[Any, ...]) -> int:
