@@ -32,7 +32,7 @@ from wddm_conformance.errors import DriverLoadError, DriverViolation
 from wddm_conformance.fuzz import TARGETS
 from wddm_conformance.kernel import Kernel, KernelConfig
 from wddm_conformance.native import abi
-from wddm_conformance.native.build import MUTANTS, build, reference_library
+from wddm_conformance.native.build import MUTANTS, build, reference_library, reference_source
 from wddm_conformance.suite.support import pair, program, run_checked
 
 HERE = Path(__file__).resolve().parent
@@ -309,3 +309,29 @@ def test_the_sanitized_c_reference_fuzzes_clean(tmp_path: Path) -> None:
     done = _campaign("render", f"native:{lib}", tmp_path / "w", "--runs", "500")
     assert done.returncode == 0, done.stdout[-2000:]
     assert "Loaded 1 modules" in (tmp_path / "w" / "fuzz.log").read_text()  # native coverage
+
+
+def test_a_hung_c_ddi_is_a_tdr_not_a_hung_run() -> None:
+    lib = build(
+        [DRIVERS / "hang_render.c"],
+        name="hang_render",
+        extra_flags=[f"-I{reference_source().parent}"],
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "check",
+            f"--driver=native:{lib}",
+            "--mode=default",
+            "--ddi-timeout=0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "TIMEOUT" in done.stdout and "ALL-BOUNDED" in done.stdout
+    assert "DxgkDdiRender" in done.stdout

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from .errors import DdiTimeout
 
-
 _armed = 0
 
 

@@ -723,25 +723,54 @@ class NativeMiniport:
         return c
 
 
+class _Worker:
+    """A daemon thread that runs C calls while the calling (main) thread waits interruptibly.
+
+    Two locks hand each call over and back (cheaper than a thread per call). When the
+    wait is interrupted (the watchdog's DdiTimeout), the worker is stuck in the hung C
+    call: it is abandoned, and the next call starts a new worker.
+    """
+
+    def __init__(self) -> None:
+        self._go = threading.Lock()
+        self._done = threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._job: tuple[Callable[..., int], tuple[Any, ...]] | None = None
+        self._outcome: Any = None
+        threading.Thread(target=self._serve, name="native DDI", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._go.acquire()
+            assert self._job is not None
+            fn, args = self._job
+            try:
+                self._outcome = fn(*args)
+            except BaseException as exc:
+                self._outcome = exc
+            self._done.release()
+
+    def run(self, fn: Callable[..., int], args: tuple[Any, ...]) -> int:
+        self._job = (fn, args)
+        self._go.release()
+        self._done.acquire()  # a DdiTimeout raised here leaves this worker in the hung call
+        outcome, self._outcome = self._outcome, None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return int(outcome)
+
+
+_worker: _Worker | None = None
+
+
 def _on_helper_thread(fn: Callable[..., int], args: tuple[Any, ...]) -> int:
-    """Run ``fn(*args)`` on a daemon thread and wait, interruptibly, for its result."""
-    done = threading.Event()
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(fn(*args))
-        except BaseException as exc:
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="native DDI", daemon=True).start()
-    done.wait()  # the watchdog's DdiTimeout is raised here when the C code hangs
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    return int(result)
+    """Run ``fn(*args)`` on the worker thread; a hung call abandons that worker."""
+    global _worker
+    worker, _worker = _worker or _Worker(), None
+    result = worker.run(fn, args)
+    _worker = worker  # only a worker that came back is used again
+    return result
 
 
 def native_driver_class(library: NativeLibrary) -> type[NativeMiniport]:
