@@ -33,3 +33,14 @@ def test_fuzzing_page_names_every_target_and_command() -> None:
         assert f"| `{name}` |" in text, name
     for command in ("fuzz run", "fuzz repro", "fuzz minimize", "fuzz promote", "fuzz coverage"):
         assert command in text, command
+
+
+def test_native_page_names_every_entry_point_and_mutant() -> None:
+    from wddm_conformance.native.abi import ENTRY_POINTS, LIFETIME_EXPORTS
+    from wddm_conformance.native.build import MUTANTS
+
+    text = (DOCS / "native.md").read_text()
+    for export in (*LIFETIME_EXPORTS, *ENTRY_POINTS.values()):
+        assert f"`{export}" in text, export
+    for mutant, (_, requirement) in MUTANTS.items():
+        assert f"| `{mutant}` | {requirement} |" in text, mutant
