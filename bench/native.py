@@ -26,11 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fuzz import _rotate, _table, base_env, run_fuzzer  # noqa: E402
+from fuzz import _rotate, _table, base_env, run_fuzzer
 
-from wddm_conformance.fuzz.runner import ENV_DRIVER  # noqa: E402
-from wddm_conformance.fuzz.sanitizer import environment  # noqa: E402
-from wddm_conformance.native.build import NativeBuildError, reference_library  # noqa: E402
+from wddm_conformance.fuzz.runner import ENV_DRIVER
+from wddm_conformance.fuzz.sanitizer import environment
+from wddm_conformance.native.build import NativeBuildError, reference_library
 
 TARGET = "render"
 
