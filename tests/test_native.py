@@ -7,6 +7,7 @@ through the cffi adapter, and each C mutant must fail exactly the rule it breaks
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -335,3 +336,15 @@ def test_a_hung_c_ddi_is_a_tdr_not_a_hung_run() -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "TIMEOUT" in done.stdout and "ALL-BOUNDED" in done.stdout
     assert "DxgkDdiRender" in done.stdout
+
+
+def test_adapters_are_removed_with_their_kernel_and_handles_never_cross() -> None:
+    """Two live kernels get distinct handles; a collected kernel's adapter is removed (RemoveDevice)."""
+    first, second = Kernel("reference-c"), Kernel("reference-c")
+    d1, d2 = first.create_device(), second.create_device()
+    assert d1.hDevice != d2.hDevice
+    handle = d1.hDevice
+    del first, d1
+    gc.collect()  # the kernel's own object graph has cycles
+    third = Kernel("reference-c")
+    assert third.caller.call("destroy_device", handle) == st.STATUS_INVALID_HANDLE

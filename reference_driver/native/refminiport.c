@@ -191,7 +191,6 @@ typedef struct _REF_TABLE {
  * the Device field of the Contexts and Opened tables. */
 typedef struct _REF_ADAPTER {
     struct _REF_ADAPTER *Next; /* RefAdapterList */
-    ULONG_PTR NextHandle;      /* self._handles: one counter for every kind of handle */
     SIZE_T MemorySegmentSize;
     SIZE_T ApertureSegmentSize;
     DXGKRNL_INTERFACE Interface; /* from DxgkDdiStartDevice */
@@ -205,10 +204,14 @@ typedef struct _REF_ADAPTER {
 } REF_ADAPTER;
 
 /* The live adapters, most recently added first. DDIs that receive only a device or
- * context handle find their adapter here: handle values restart at 0x1000 on every
- * adapter (as in miniport.py), so a handle alive on several adapters resolves to
- * the most recently added one. The harness calls the driver from one thread. */
+ * context handle find their adapter here. Handle values come from one counter for
+ * the whole process (RefHandleCounter, from 0x1000 in steps of 0x10, as miniport.py
+ * counts per adapter), so a handle names exactly one adapter, even with several
+ * adapters alive: a handle of another or a removed adapter is never found on the
+ * wrong one. These two are the driver's only globals; the harness makes one DDI
+ * call at a time. */
 static REF_ADAPTER *RefAdapterList;
+static ULONG_PTR RefHandleCounter = REF_FIRST_HANDLE;
 
 static REF_OBJECT *RefTableFind(const REF_TABLE *Table, ULONG_PTR Handle)
 {
@@ -283,11 +286,12 @@ static void RefTableFree(REF_TABLE *Table)
     memset(Table, 0, sizeof(*Table));
 }
 
-/* next(self._handles) */
+/* next(self._handles), from the process-wide counter (see RefAdapterList). */
 static ULONG_PTR RefNextHandle(REF_ADAPTER *Adapter)
 {
-    ULONG_PTR Handle = Adapter->NextHandle;
-    Adapter->NextHandle += REF_HANDLE_STEP;
+    UNREFERENCED_PARAMETER(Adapter);
+    ULONG_PTR Handle = RefHandleCounter;
+    RefHandleCounter += REF_HANDLE_STEP;
     return Handle;
 }
 
@@ -488,7 +492,7 @@ static ULONGLONG RefLocation(const DXGK_TRANSFER_LOCATION *Location, ULONGLONG A
 
 /* ------------------------------------------------------------------ adapter */
 
-/* ReferenceMiniport.__init__: one adapter, handles from 0x1000 in steps of 0x10. */
+/* ReferenceMiniport.__init__: one adapter. */
 NTSTATUS DxgkDdiAddDevice(PVOID PhysicalDeviceObject, PVOID *MiniportDeviceContext)
 {
     UNREFERENCED_PARAMETER(PhysicalDeviceObject);
@@ -499,7 +503,6 @@ NTSTATUS DxgkDdiAddDevice(PVOID PhysicalDeviceObject, PVOID *MiniportDeviceConte
     if (Adapter == NULL) {
         return STATUS_NO_MEMORY;
     }
-    Adapter->NextHandle = REF_FIRST_HANDLE;
     Adapter->Next = RefAdapterList;
     RefAdapterList = Adapter;
     *MiniportDeviceContext = Adapter;

@@ -356,9 +356,15 @@ class NativeMiniport:
         self._context = context[0]
         self._finalizer = weakref.finalize(self, self._lib.DxgkDdiRemoveDevice, self._context)
         self._call: _Call | None = None
-        self._callback = f.callback(
-            "BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", self._copy_from_user
-        )
+        # Through a weak reference: a bound method would keep this object alive in a cycle,
+        # and DxgkDdiRemoveDevice would wait for the garbage collector.
+        me = weakref.ref(self)
+
+        def copy_from_user(handle: Any, destination: Any, source: Any, length: int) -> int:
+            adapter = me()
+            return 0 if adapter is None else adapter._copy_from_user(destination, source, length)
+
+        self._callback = f.callback("BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user)
         self._interface: Any = None
 
     # ------------------------------------------------------------------ calling C
@@ -381,7 +387,7 @@ class NativeMiniport:
             call.settle()
         return _status(result)
 
-    def _copy_from_user(self, handle: Any, destination: Any, source: Any, length: int) -> int:
+    def _copy_from_user(self, destination: Any, source: Any, length: int) -> int:
         """WddmCbCopyFromUser: the __try/__except copy from user memory (FALSE on a fault)."""
         call = self._call
         if call is None:
