@@ -19,29 +19,17 @@ from typing import Any, Final
 
 import cffi
 
+from ..driver import DDI_METHODS
 from ..errors import DriverLoadError
 
 HEADER_NAME: Final = "wddm_native.h"
 _BEGIN: Final = "/* WDDM_NATIVE_CDEF_BEGIN */"
 _END: Final = "/* WDDM_NATIVE_CDEF_END */"
 
-#: DDI method -> the exported C entry point that implements it (QueryAdapterInfo serves two).
+#: DDI method -> the exported C entry point that implements it: the WDK name of the
+#: driver interface's table without its qualifier (QueryAdapterInfo serves two methods).
 ENTRY_POINTS: Final[dict[str, str]] = {
-    "start_device": "DxgkDdiStartDevice",
-    "query_segments": "DxgkDdiQueryAdapterInfo",
-    "query_driver_caps": "DxgkDdiQueryAdapterInfo",
-    "create_device": "DxgkDdiCreateDevice",
-    "destroy_device": "DxgkDdiDestroyDevice",
-    "create_context": "DxgkDdiCreateContext",
-    "destroy_context": "DxgkDdiDestroyContext",
-    "create_allocation": "DxgkDdiCreateAllocation",
-    "destroy_allocation": "DxgkDdiDestroyAllocation",
-    "open_allocation": "DxgkDdiOpenAllocation",
-    "close_allocation": "DxgkDdiCloseAllocation",
-    "render": "DxgkDdiRender",
-    "patch": "DxgkDdiPatch",
-    "submit_command": "DxgkDdiSubmitCommand",
-    "build_paging_buffer": "DxgkDdiBuildPagingBuffer",
+    method: ddi.split("(")[0] for method, ddi in DDI_METHODS.items()
 }
 #: Exports every native driver has besides the DDIs.
 LIFETIME_EXPORTS: Final = ("DxgkDdiAddDevice", "DxgkDdiRemoveDevice")
