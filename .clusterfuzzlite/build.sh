@@ -17,7 +17,6 @@ pip3 install .
 for name in render patch build_paging_buffer create_allocation lifecycle statemachine; do
   compile_python_fuzzer "wddm_conformance/fuzz/fuzz_${name}.py" \
     --collect-submodules wddm_conformance \
-    --collect-submodules reference_driver \
     --collect-data wddm_conformance
 done
 

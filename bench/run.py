@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reference_driver import formats, isa
-from reference_driver.gpu import MEMORY_SEGMENT_BASE, EmulatedGpu
 from wddm_conformance.ddi import DXGK_START_INFO
 from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.kernel import (
@@ -54,6 +52,8 @@ from wddm_conformance.kernel import (
     RenderResult,
 )
 from wddm_conformance.program import AllocRef, Copy, Fill, Op, Write, Xor
+from wddm_conformance.reference import formats, isa
+from wddm_conformance.reference.gpu import MEMORY_SEGMENT_BASE, EmulatedGpu
 from wddm_conformance.sysmem import SystemMemory
 
 KiB = 1 << 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reference_driver.isa import markdown_table
+from wddm_conformance.reference.isa import markdown_table
 
 HERE = Path(__file__).parent
 

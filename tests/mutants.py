@@ -10,10 +10,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from reference_driver import formats as fmt
-from reference_driver import isa
-from reference_driver import miniport as ref
-from reference_driver.miniport import ContractReferenceMiniport, ReferenceMiniport
 from wddm_conformance.ddi import (
     D3DDDI_PATCHLOCATIONLIST,
     DXGK_ALLOCATIONINFOFLAGS,
@@ -30,6 +26,10 @@ from wddm_conformance.ddi import (
     DXGKARG_SUBMITCOMMAND,
 )
 from wddm_conformance.memory import UNWRITTEN, KernelBuffer, UserAccessFault
+from wddm_conformance.reference import formats as fmt
+from wddm_conformance.reference import isa
+from wddm_conformance.reference import miniport as ref
+from wddm_conformance.reference.miniport import ContractReferenceMiniport, ReferenceMiniport
 from wddm_conformance.status import (
     STATUS_GRAPHICS_ALLOCATION_BUSY,
     STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,

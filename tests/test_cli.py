@@ -36,7 +36,7 @@ def test_check_reports_a_crash_as_crash(capsys: pytest.CaptureFixture[str]) -> N
             ["check", "--driver", "no_such_module_xyz:Driver"],
             "cannot import module 'no_such_module_xyz'",
         ),
-        (["check", "--driver", "reference_driver:Nope"], "has no attribute 'Nope'"),
+        (["check", "--driver", "wddm_conformance.reference:Nope"], "has no attribute 'Nope'"),
         (["check", "--driver", "wddm_conformance.ddi:MDL"], "missing DDI method(s): start_device"),
         (["check", "--mode", "warp-speed"], "unknown kernel mode 'warp-speed'"),
     ],
@@ -58,7 +58,7 @@ def test_bad_input_is_one_line_usage_error_without_traceback(argv: list[str], cu
 def test_disasm_marks_the_offset(
     tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from reference_driver import isa
+    from wddm_conformance.reference import isa
 
     dump = tmp_path / "dma.bin"  # type: ignore[operator]
     dump.write_bytes(

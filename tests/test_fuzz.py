@@ -137,7 +137,7 @@ def test_committed_corpora_are_what_the_encoder_generates() -> None:
 def test_only_the_drivers_own_modules_are_instrumented() -> None:
     spec = load_driver("tests.mutants:DoubleFetch")
     names = [mod.__name__ for mod in driver_modules(spec)]
-    assert names == ["tests.mutants", "reference_driver.miniport"]
+    assert names == ["tests.mutants", "wddm_conformance.reference.miniport"]
     seen: list[str] = []
     count = instrument_driver(spec, lambda fn: seen.append(fn.__module__))
     assert count == len(seen) > 20

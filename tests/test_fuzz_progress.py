@@ -304,7 +304,7 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "progress.png"
     samples = [sample(float(t), t * 1000, 1000 + t * 10, 100 + t) for t in range(20)]
-    plot(samples, path, "render on reference_driver")
+    plot(samples, path, "render on wddm_conformance.reference")
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 1000
@@ -360,10 +360,10 @@ def test_summarize_groups_findings() -> None:
         finding("REN-CURSORS", "DxgkDdiRender", "render-REN-CURSORS-89abcdef"),
         finding("REN-CURSORS", "DxgkDdiPresent", "render-REN-CURSORS-22222222"),
     ]
-    text = summarize("render", "reference_driver", samples, findings, 312.0)
+    text = summarize("render", "wddm_conformance.reference", samples, findings, 312.0)
     lines = text.splitlines()
     assert "render" in lines[0]
-    assert "reference_driver" in lines[1]
+    assert "wddm_conformance.reference" in lines[1]
     assert "00:05:12" in text
     assert "6,000" in text
     assert "2,000" in text

@@ -1,4 +1,4 @@
-"""Unit tests for reference_driver.isa (encoding, disassembly, swizzle) and reference_driver.gpu."""
+"""Unit tests for wddm_conformance.reference.isa (encoding, disassembly, swizzle) and wddm_conformance.reference.gpu."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_driver import isa
-from reference_driver.gpu import APERTURE_SEGMENT_BASE, MEMORY_SEGMENT_BASE, EmulatedGpu
 from wddm_conformance.ddi import DXGK_START_INFO, PAGE_SIZE
 from wddm_conformance.driver import GpuExecution
+from wddm_conformance.reference import isa
+from wddm_conformance.reference.gpu import APERTURE_SEGMENT_BASE, MEMORY_SEGMENT_BASE, EmulatedGpu
 from wddm_conformance.sysmem import SystemMemory
 
 MB = MEMORY_SEGMENT_BASE

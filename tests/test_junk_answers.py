@@ -54,7 +54,7 @@ def test_create_allocation_returning_junk_is_alc_status(junk: Any) -> None:
 def test_query_segments_returning_junk_is_a_one_line_load_error(
     junk: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reference_driver import ReferenceMiniport
+    from wddm_conformance.reference import ReferenceMiniport
 
     monkeypatch.setattr(ReferenceMiniport, "query_segments", lambda self: junk)
     with pytest.raises(DriverLoadError) as caught:

@@ -316,7 +316,7 @@ def test_tiny_buffers_split_render_and_page_in_many_passes() -> None:
 
 
 def test_busy_driver_is_retried_with_allocation_is_idle() -> None:
-    k = Kernel("reference_driver.miniport:BusyReferenceMiniport", "default", FAST)
+    k = Kernel("wddm_conformance.reference.miniport:BusyReferenceMiniport", "default", FAST)
     seen: list[int] = []
     original = k.driver.build_paging_buffer
 

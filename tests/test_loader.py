@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reference_driver import CommandEncoder, EmulatedGpu, ReferenceMiniport
 from wddm_conformance.driver import DDI_METHODS, REGISTRY, DriverSpec, Miniport, load_driver
 from wddm_conformance.errors import DriverLoadError
+from wddm_conformance.reference import CommandEncoder, EmulatedGpu, ReferenceMiniport
 
 # This module, however pytest imported it (rootdir-relative or package-qualified).
 HERE = __name__
@@ -53,7 +53,7 @@ class BadGpuValue(ReferenceMiniport):
 
 class CustomCompanions(ReferenceMiniport):
     COMMAND_ENCODER = CommandEncoder
-    GPU_MODEL = "reference_driver.gpu:EmulatedGpu"
+    GPU_MODEL = "wddm_conformance.reference.gpu:EmulatedGpu"
 
 
 def load_error(spec: str) -> str:
@@ -88,7 +88,7 @@ def tmp_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
 # --------------------------------------------------------------------------- the spec string
 
 
-@pytest.mark.parametrize("spec", ["nocolon", ":X", "reference_driver:", ""])
+@pytest.mark.parametrize("spec", ["nocolon", ":X", "wddm_conformance.reference:", ""])
 def test_spec_without_module_and_class_is_rejected(spec: str) -> None:
     message = load_error(spec)
     assert repr(spec) in message
@@ -115,22 +115,22 @@ def test_module_with_syntax_error_is_one_line(tmp_module: Callable[[str], str]) 
 
 
 def test_missing_class_names_module_and_attribute() -> None:
-    message = load_error("reference_driver:Nope")
-    assert "module 'reference_driver' has no attribute 'Nope'" in message
+    message = load_error("wddm_conformance.reference:Nope")
+    assert "module 'wddm_conformance.reference' has no attribute 'Nope'" in message
 
 
 def test_missing_nested_attribute_is_rejected() -> None:
-    message = load_error("reference_driver:ReferenceMiniport.Nope")
+    message = load_error("wddm_conformance.reference:ReferenceMiniport.Nope")
     assert "no attribute 'ReferenceMiniport.Nope'" in message
 
 
 def test_not_a_class_is_rejected() -> None:
-    message = load_error("reference_driver.isa:TABLE")
+    message = load_error("wddm_conformance.reference.isa:TABLE")
     assert "'TABLE' is not a class" in message
 
 
 def test_function_is_not_a_class() -> None:
-    message = load_error("reference_driver.isa:encode")
+    message = load_error("wddm_conformance.reference.isa:encode")
     assert "'encode' is not a class" in message
 
 
@@ -173,7 +173,7 @@ def test_every_ddi_method_has_a_wdk_name() -> None:
 
 
 def test_registry_name_reference_resolves_to_reference_miniport() -> None:
-    assert REGISTRY["reference"] == "reference_driver:ReferenceMiniport"
+    assert REGISTRY["reference"] == "wddm_conformance.reference:ReferenceMiniport"
     spec = load_driver("reference")
     assert spec.spec == "reference"
     assert spec.cls is ReferenceMiniport
@@ -182,7 +182,7 @@ def test_registry_name_reference_resolves_to_reference_miniport() -> None:
 
 
 def test_module_class_spec_loads_and_instantiates() -> None:
-    spec = load_driver("reference_driver.miniport:ReferenceMiniport")
+    spec = load_driver("wddm_conformance.reference.miniport:ReferenceMiniport")
     assert spec.cls is ReferenceMiniport
     driver = spec.instantiate()
     assert isinstance(driver, ReferenceMiniport)

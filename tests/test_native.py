@@ -1,6 +1,6 @@
 """Native (C) drivers: the header, the adapter, the C reference and its mutants.
 
-The C reference miniport (reference_driver/native/refminiport.c) is built with the
+The C reference miniport (wddm_conformance/reference/native/refminiport.c) is built with the
 system C compiler on first use and cached; it must pass the whole conformance suite
 through the cffi adapter, and each C mutant must fail exactly the rule it breaks.
 """

@@ -8,8 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_driver import formats as f
-from reference_driver.encoder import CommandEncoder
 from wddm_conformance.ddi import D3DDDI_PATCHLOCATIONLIST
 from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.program import (
@@ -26,6 +24,8 @@ from wddm_conformance.program import (
     referenced_indices,
     written_indices,
 )
+from wddm_conformance.reference import formats as f
+from wddm_conformance.reference.encoder import CommandEncoder
 
 
 def mem(**contents: bytes) -> dict[int, bytearray]:

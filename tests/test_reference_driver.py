@@ -6,8 +6,6 @@ import struct
 
 import pytest
 
-from reference_driver import formats as f
-from reference_driver import isa
 from wddm_conformance.ddi import (
     DXGK_ALLOCATIONINFOFLAGS,
     DXGK_TRANSFER_LOCATION,
@@ -17,6 +15,8 @@ from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.kernel import AllocationUse, Kernel, KernelConfig
 from wddm_conformance.oracles import expect_memory, expect_single_fetch
 from wddm_conformance.program import AllocRef, Copy, Write
+from wddm_conformance.reference import formats as f
+from wddm_conformance.reference import isa
 from wddm_conformance.status import (
     STATUS_GRAPHICS_DRIVER_MISMATCH,
     STATUS_ILLEGAL_INSTRUCTION,

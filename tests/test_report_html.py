@@ -15,7 +15,7 @@ XSS = "<script>alert(1)</script>"
 
 
 def _listing(lines: int, mark: int) -> str:
-    """A disassembly listing shaped like reference_driver.isa.disassemble output."""
+    """A disassembly listing shaped like wddm_conformance.reference.isa.disassemble output."""
     return "\n".join(
         f"{'=>' if i == mark else '  '} +0x{i * 8:04X}  op{i}    r{i}, r{i + 1}"
         for i in range(lines)
@@ -27,7 +27,7 @@ def _sample() -> dict[str, Any]:
         "harness": {"name": "wddm-conformance", "version": "0.1.0", "contract": "1.0"},
         "run": {
             "driver": "reference",
-            "driver_class": "reference_driver.miniport:ReferenceMiniport",
+            "driver_class": "wddm_conformance.reference.miniport:ReferenceMiniport",
             "kernel_mode": "default",
             "seed": 1234,
             "ddi_timeout": 5.0,
@@ -201,7 +201,7 @@ def test_header_shows_harness_and_how_to_repeat_the_run(page: str) -> None:
         "wddm-conformance",
         "0.1.0",
         "contract 1.0",
-        "reference_driver.miniport:ReferenceMiniport",
+        "wddm_conformance.reference.miniport:ReferenceMiniport",
         "1234",
         "5.0",
         "ci",

@@ -82,13 +82,13 @@ DDI_METHODS: dict[str, str] = {
 
 #: Short names usable as ``--driver=NAME`` (wptrunner-style product registry).
 REGISTRY: dict[str, str] = {
-    "reference": "reference_driver:ReferenceMiniport",
+    "reference": "wddm_conformance.reference:ReferenceMiniport",
     # The C port of the reference miniport, built with the system C compiler on first use.
     "reference-c": "native:@reference",
 }
 
-DEFAULT_COMMAND_ENCODER = "reference_driver.encoder:CommandEncoder"
-DEFAULT_GPU_MODEL = "reference_driver.gpu:EmulatedGpu"
+DEFAULT_COMMAND_ENCODER = "wddm_conformance.reference.encoder:CommandEncoder"
+DEFAULT_GPU_MODEL = "wddm_conformance.reference.gpu:EmulatedGpu"
 
 
 @runtime_checkable

@@ -53,7 +53,10 @@ def driver_modules(spec: DriverSpec) -> list[types.ModuleType]:
             module is None
             or module in out
             or cls.__module__ == "builtins"
-            or cls.__module__.startswith("wddm_conformance")
+            or (
+                cls.__module__.startswith("wddm_conformance")
+                and not cls.__module__.startswith("wddm_conformance.reference")
+            )
         ):
             continue
         out.append(module)

@@ -343,8 +343,8 @@ class NativeMiniport:
     """A miniport implemented by a native library (see :func:`native_driver_class`)."""
 
     LIBRARY: ClassVar[NativeLibrary]
-    COMMAND_ENCODER: ClassVar[str] = "reference_driver.encoder:CommandEncoder"
-    GPU_MODEL: ClassVar[str] = "reference_driver.gpu:EmulatedGpu"
+    COMMAND_ENCODER: ClassVar[str] = "wddm_conformance.reference.encoder:CommandEncoder"
+    GPU_MODEL: ClassVar[str] = "wddm_conformance.reference.gpu:EmulatedGpu"
 
     def __init__(self) -> None:
         f = ffi()

@@ -1,7 +1,7 @@
 """The reference driver's user-mode formats: command buffer and allocation private data.
 
-Both the user-mode side (:mod:`reference_driver.encoder`) and the kernel-mode side
-(:mod:`reference_driver.miniport`) use these tables, so the format is defined once.
+Both the user-mode side (:mod:`wddm_conformance.reference.encoder`) and the kernel-mode side
+(:mod:`wddm_conformance.reference.miniport`) use these tables, so the format is defined once.
 
 Command buffer: a sequence of commands, each starting with a 4-byte header
 ``<u8 opcode, u8 reserved, u16 length>`` where ``length`` is the whole command's

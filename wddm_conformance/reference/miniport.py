@@ -1,7 +1,7 @@
 """The reference display miniport: follows every rule of REQUIREMENTS.md.
 
-It drives the emulated GPU of :mod:`reference_driver.gpu` and reads the user-mode
-formats of :mod:`reference_driver.formats`. Handles are opaque non-zero integers;
+It drives the emulated GPU of :mod:`wddm_conformance.reference.gpu` and reads the user-mode
+formats of :mod:`wddm_conformance.reference.formats`. Handles are opaque non-zero integers;
 allocations belong to the adapter, device-specific handles (OpenAllocation) to a
 device, so an allocation outlives the device that created it (ALC-ADAPTER).
 """
@@ -106,8 +106,8 @@ class _Device:
 class ReferenceMiniport:
     """A display miniport that keeps every rule; the harness's default driver."""
 
-    COMMAND_ENCODER = "reference_driver.encoder:CommandEncoder"
-    GPU_MODEL = "reference_driver.gpu:EmulatedGpu"
+    COMMAND_ENCODER = "wddm_conformance.reference.encoder:CommandEncoder"
+    GPU_MODEL = "wddm_conformance.reference.gpu:EmulatedGpu"
     #: Answer GRAPHICS_ALLOCATION_BUSY once per operation while AllocationIsIdle is clear.
     REPORT_BUSY = False
 

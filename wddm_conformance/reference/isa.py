@@ -4,7 +4,7 @@ Every instruction starts with a one-byte opcode and has a fixed little-endian la
 (a ``struct`` format whose first item is the opcode). Opcodes with bit 7 set are
 privileged: legal only in paging buffers the kernel asks the driver to build, never
 in a DMA buffer built from a user command buffer. docs/isa.md is generated from this
-table (``python -m reference_driver.isa``).
+table (``python -m wddm_conformance.reference.isa``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 /*
  * refminiport.c -- the reference display miniport, in C.
  *
- * This is a port of reference_driver/miniport.py (class ReferenceMiniport) to the
+ * This is a port of wddm_conformance/reference/miniport.py (class ReferenceMiniport) to the
  * native driver ABI of wddm_conformance/native/wddm_native.h. It drives the same
- * emulated GPU (reference_driver/gpu.py), reads the same user-mode formats
- * (reference_driver/formats.py) and emits the same instructions
- * (reference_driver/isa.py), so for every DDI call it returns the same status and
+ * emulated GPU (wddm_conformance/reference/gpu.py), reads the same user-mode formats
+ * (wddm_conformance/reference/formats.py) and emits the same instructions
+ * (wddm_conformance/reference/isa.py), so for every DDI call it returns the same status and
  * writes the same bytes as the Python driver: DMA and paging buffers, output patch
  * lists, DMA private data, CreateAllocation outputs and handle values.
  *
@@ -17,7 +17,7 @@
  *
  * Build:
  *   gcc -std=c11 -O2 -fPIC -shared -Wall -Wextra -Werror \
- *       -I wddm_conformance/native -o libref.so reference_driver/native/refminiport.c
+ *       -I wddm_conformance/native -o libref.so wddm_conformance/reference/native/refminiport.c
  *
  * Compile-time switches (none is set in the default build):
  *   WDDM_REFERENCE_BUSY          BusyReferenceMiniport: REPORT_BUSY = True.
@@ -66,16 +66,16 @@ typedef uint16_t USHORT;
 #endif
 
 WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTANT_NAME ")",
-                               "reference_driver.encoder:CommandEncoder",
-                               "reference_driver.gpu:EmulatedGpu");
+                               "wddm_conformance.reference.encoder:CommandEncoder",
+                               "wddm_conformance.reference.gpu:EmulatedGpu");
 
 /* ------------------------------------------------------------------ constants */
 
-/* reference_driver/gpu.py */
+/* wddm_conformance/reference/gpu.py */
 #define MEMORY_SEGMENT_BASE   0x100000000ull /* MEMORY_SEGMENT_BASE */
 #define APERTURE_SEGMENT_BASE 0x200000000ull /* APERTURE_SEGMENT_BASE */
 
-/* reference_driver/miniport.py */
+/* wddm_conformance/reference/miniport.py */
 #define MEMORY_SEGMENT_ID        1u         /* MEMORY_SEGMENT_ID */
 #define APERTURE_SEGMENT_ID      2u         /* APERTURE_SEGMENT_ID */
 #define PAGING_CHUNK             (1u << 20) /* PAGING_CHUNK */
@@ -84,7 +84,7 @@ WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTA
 #define REF_FIRST_HANDLE         0x1000u    /* ReferenceMiniport.__init__: count(0x1000, 0x10) */
 #define REF_HANDLE_STEP          0x10u
 
-/* reference_driver/formats.py: the command buffer. Every command starts with
+/* wddm_conformance/reference/formats.py: the command buffer. Every command starts with
  * HEADER "<BBH": u8 opcode, u8 reserved, u16 length of the whole command. */
 #define USER_HEADER_SIZE  4u /* HEADER.size */
 #define INTERFACE_VERSION 1u /* INTERFACE_VERSION */
@@ -99,7 +99,7 @@ WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTA
 #define U_VERSION 0x7Fu      /* "<BBHI"      8 bytes: version */
 #define USER_COMMAND_MAX_SIZE 24u /* the largest command above */
 
-/* reference_driver/formats.py: allocation private data, ALLOCATION_DATA "<IHHQII":
+/* wddm_conformance/reference/formats.py: allocation private data, ALLOCATION_DATA "<IHHQII":
  * u32 Magic, u16 Version, u16 Flags, u64 Size, u32 Reserved0 (GDI rows), u32 Reserved1. */
 #define ALLOCATION_DATA_SIZE 24u          /* ALLOCATION_DATA.size */
 #define ALLOCATION_MAGIC     0x434C4152u  /* ALLOCATION_MAGIC 'RALC' */
@@ -115,11 +115,11 @@ WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTA
 #define ALLOCATION_DATA_GDI           0x40u
 #define ALLOCATION_DATA_ALL           0x7Fu /* int(sum(AllocationDataFlags)) */
 
-/* reference_driver/formats.py: DMA_PRIVATE_DATA "<II": u32 magic, u32 fence offset. */
+/* wddm_conformance/reference/formats.py: DMA_PRIVATE_DATA "<II": u32 magic, u32 fence offset. */
 #define DMA_PRIVATE_DATA_SIZE 8u          /* DMA_PRIVATE_DATA.size */
 #define DMA_PRIVATE_MAGIC     0x414D4452u /* DMA_PRIVATE_MAGIC 'RDMA' */
 
-/* reference_driver/isa.py TABLE: opcode, then the packed little-endian layout. */
+/* wddm_conformance/reference/isa.py TABLE: opcode, then the packed little-endian layout. */
 #define GPU_COPY      0x01u /* "<B3xQQI" 24: dst@4 src@12 size@20 */
 #define GPU_FILL      0x02u /* "<B3xQII" 20: dst@4 size@12 pattern@16 */
 #define GPU_WRITE     0x03u /* "<BB2xQQ" 20: width@1 dst@4 value@12 */
