@@ -21,4 +21,4 @@ for name in render patch build_paging_buffer create_allocation lifecycle statema
 done
 
 python3 -m wddm_conformance.fuzz.package \
-  --out "$OUT" --corpora "$SRC/wddm-conformance/corpora" --no-executables
+  --out "$OUT" --corpora "$SRC/wddm-conformance/wddm_conformance/fuzz/corpora" --no-executables

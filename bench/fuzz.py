@@ -56,13 +56,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wddm_conformance.fuzz import TARGETS, script
+from wddm_conformance.fuzz import CORPORA, TARGETS, script
 from wddm_conformance.fuzz.progress import ProgressParser
 from wddm_conformance.fuzz.runner import ENV_DRIVER, ENV_FINDINGS, ENV_ONLY
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CORPORA = ROOT / "corpora"
 CALIBRATION = "calibration"
 CALIBRATION_SCRIPT = HERE / "fuzz_calibration.py"
 

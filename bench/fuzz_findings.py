@@ -50,11 +50,10 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from wddm_conformance.fuzz import script
+from wddm_conformance.fuzz import CORPORA, script
 from wddm_conformance.fuzz.runner import ENV_DRIVER, ENV_FINDINGS, ENV_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPORA = ROOT / "corpora"
 MUTANTS_MODULE = "tests.mutants"
 
 #: Fuzzable mutant -> the fuzz target that should find it.

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from tests import mutants as m
 from wddm_conformance.driver import load_driver
 from wddm_conformance.errors import DriverViolation
-from wddm_conformance.fuzz import TARGETS, script, target_class
+from wddm_conformance.fuzz import CORPORA, TARGETS, script, target_class
 from wddm_conformance.fuzz.data import Reader, Writer
 from wddm_conformance.fuzz.runner import Findings, driver_modules, instrument_driver, take_options
-from wddm_conformance.fuzz.seeds import DEFAULT_CORPORA, differences, generate
+from wddm_conformance.fuzz.seeds import differences, generate
 from wddm_conformance.fuzz.triage import infer_target, replay
 
 pytest.importorskip("atheris")
@@ -131,7 +131,7 @@ def test_random_inputs_find_nothing_on_the_reference_driver(name: str) -> None:
 
 
 def test_committed_corpora_are_what_the_encoder_generates() -> None:
-    assert differences(DEFAULT_CORPORA, generate("reference")) == []
+    assert differences(CORPORA, generate("reference")) == []
 
 
 def test_only_the_drivers_own_modules_are_instrumented() -> None:
@@ -174,7 +174,7 @@ def test_smoke_each_target_runs_thousands_of_inputs_clean(name: str, tmp_path: P
     out = _fuzz(
         name,
         str(corpus),
-        str(ROOT / "corpora" / name),
+        str(CORPORA / name),
         f"-runs={SMOKE_RUNS[name]}",
         "-print_final_stats=1",
         f"-artifact_prefix={tmp_path}/",
@@ -193,7 +193,7 @@ def test_fuzzing_finds_each_fuzzable_mutant(mutant: type, tmp_path: Path) -> Non
     out = _fuzz(
         target,
         str(tmp_path / "corpus"),
-        str(ROOT / "corpora" / target),
+        str(CORPORA / target),
         "-runs=20000",
         f"-artifact_prefix={tmp_path}/",
         cwd=tmp_path,
@@ -259,7 +259,7 @@ def test_a_killed_campaign_loses_no_finding(tmp_path: Path) -> None:
 
 def test_repro_promote_and_minimize(tmp_path: Path) -> None:
     spec = load_driver("tests.mutants:DoubleFetch")
-    seed = (ROOT / "corpora" / "render" / "fault-toctou").read_bytes()
+    seed = (CORPORA / "render" / "fault-toctou").read_bytes()
     r = replay(spec, "render", seed)
     assert r.outcome.requirement == "REN-COPYFIRST"
     finding = tmp_path / "render-REN-COPYFIRST-0000"
@@ -270,13 +270,12 @@ def test_repro_promote_and_minimize(tmp_path: Path) -> None:
         assert part in shown.stdout, part
     clean = _cli("fuzz", "repro", str(finding), cwd=tmp_path)  # the reference driver
     assert clean.returncode == 0 and "PASS" in clean.stdout
-    corpora = tmp_path / "corpora"
     promoted = _cli(
-        "fuzz", "promote", str(finding), "--driver=tests.mutants:DoubleFetch",
-        "--corpora", str(corpora), cwd=tmp_path,
+        "fuzz", "promote", str(finding), "--driver=tests.mutants:DoubleFetch", cwd=tmp_path
     )  # fmt: skip
     assert promoted.returncode == 0, promoted.stderr
-    (kept,) = [p for p in (corpora / "regressions" / "render").iterdir() if p.suffix != ".json"]
+    mine = tmp_path / "wddm-regressions" / "render"  # the driver repository's, not the package's
+    (kept,) = [p for p in mine.iterdir() if p.suffix != ".json"]
     assert kept.name.startswith("REN-COPYFIRST-") and kept.read_bytes() == seed
     assert infer_target(kept, None) == "render"
     small = tmp_path / "small"

@@ -26,6 +26,7 @@ from . import CONTRACT_VERSION, __version__, profiles
 from . import baseline as baselines
 from .driver import REGISTRY, DriverSpec, load_driver
 from .errors import BugCheck, DriverFailure, DriverLoadError
+from .fuzz import CORPORA, REGRESSIONS
 from .kernel import Kernel, KernelConfig, KernelMode
 from .report import build_report, write_reports
 from .requirements import catalogue
@@ -51,8 +52,10 @@ class Run:
     update_baseline: bool = False
     json_path: Path | None = None
     html_path: Path | None = None
-    #: Seed corpora and regression inputs the suite replays (None: none to replay).
-    corpora: Path | None = None
+    #: Seed corpora and the project's regression inputs the suite replays.
+    corpora: Path = CORPORA
+    #: The driver repository's own regression inputs (``<dir>/<target>/``), if it has any.
+    regressions: Path | None = None
     #: Outcome records by test id, gathered from the reports (on the xdist controller too).
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -111,7 +114,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--fuzz-corpora",
         default=None,
-        help="seed corpora and regressions/ the suite replays (default: corpora/ of a checkout)",
+        help="seed corpora and regressions/ the suite replays (default: the packaged ones)",
+    )
+    group.addoption(
+        "--fuzz-regressions",
+        default=None,
+        metavar="DIR",
+        help="your regression inputs (DIR/TARGET/, written by `wddm-conformance fuzz promote`), "
+        "replayed by the suite (default: the wddm_fuzz_regressions ini value, else "
+        "./wddm-regressions under the rootdir when it exists)",
+    )
+    parser.addini(
+        "wddm_fuzz_regressions",
+        "your fuzz regression inputs (DIR/TARGET/), replayed by the conformance suite",
+        default="",
     )
 
 
@@ -155,19 +171,40 @@ def pytest_configure(config: pytest.Config) -> None:
             except baselines.BaselineError as exc:
                 raise pytest.UsageError(str(exc)) from None
     run.corpora = _corpora(opt.fuzz_corpora)
+    run.regressions = _regressions(config)
     run.json_path = Path(opt.report_json) if opt.report_json else None
     run.html_path = Path(opt.report_html) if opt.report_html else None
     config.stash[RUN] = run
     config.pluginmanager.register(Results(run, config), "wddm-conformance-results")
 
 
-def _corpora(given: str | None) -> Path | None:
+def _corpora(given: str | None) -> Path:
     if given:
         path = Path(given)
         if not path.is_dir():
             raise pytest.UsageError(f"invalid --fuzz-corpora {given!r}: not a directory")
         return path
-    default = Path(__file__).resolve().parents[1] / "corpora"
+    return CORPORA
+
+
+def _regressions(config: pytest.Config) -> Path | None:
+    """``--fuzz-regressions``, else the ini value (relative to the rootdir), else the
+    default directory of ``fuzz promote`` under the rootdir when it exists."""
+    given = config.option.fuzz_regressions
+    if given:
+        path = Path(given)
+        if not path.is_dir():
+            raise pytest.UsageError(f"invalid --fuzz-regressions {given!r}: not a directory")
+        return path
+    ini = str(config.getini("wddm_fuzz_regressions") or "")
+    if ini:
+        path = config.rootpath / ini
+        if not path.is_dir():
+            raise pytest.UsageError(
+                f"invalid wddm_fuzz_regressions {ini!r}: {path} is not a directory"
+            )
+        return path
+    default = config.rootpath / REGRESSIONS
     return default if default.is_dir() else None
 
 
@@ -367,8 +404,10 @@ class Results:
             "  ".join(f"{s}: {counts.get(s, 0)}" for s in Status)
             + f"   (driver {run.spec.spec}, kernel mode {run.mode}, seed {run.seed})"
         )
-        for record in sorted(run.results.values(), key=lambda r: r["id"]):
-            if record["status"] in (Status.PASS, Status.SKIP):
+        for record in sorted(
+            run.results.values(), key=lambda r: (r["status"] == Status.SKIP, r["id"])
+        ):
+            if record["status"] == Status.PASS:
                 continue
             first = record["message"].splitlines()[0] if record["message"] else ""
             mark = " (expected by the baseline)" if record["verdict"] == "expected" else ""

@@ -29,6 +29,13 @@ TARGETS: dict[str, str] = {
 }
 
 HERE = Path(__file__).resolve().parent
+#: Seed corpora (``<target>/``), dictionaries (``<target>.dict``) and the project's own
+#: regression inputs (``regressions/<target>/``), shipped as package data.
+CORPORA = HERE / "corpora"
+#: Where ``fuzz promote`` keeps a driver repository's own regression inputs
+#: (``<dir>/<target>/``), relative to the current directory; campaigns and the suite
+#: replay it too.
+REGRESSIONS = Path("wddm-regressions")
 
 
 def target_class(name: str) -> type[Target]:

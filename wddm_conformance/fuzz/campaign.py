@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import sanitizer, script, target_class
+from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
 from .runner import ENV_DRIVER, ENV_FINDINGS
-from .seeds import DEFAULT_CORPORA
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
@@ -47,8 +46,10 @@ class Campaign:
     runs: int | None = None
     jobs: int = 1
     keep_going: bool = False
-    corpora: Path = DEFAULT_CORPORA
+    corpora: Path = CORPORA
     extra: list[str] = field(default_factory=list)
+    #: The driver repository's own regression inputs (``<dir>/<target>/``), also seeds.
+    regressions: Path = REGRESSIONS
 
     @property
     def corpus(self) -> Path:
@@ -63,7 +64,11 @@ class Campaign:
         return self.work / "findings"
 
     def seed_dirs(self) -> list[Path]:
-        dirs = [self.corpora / self.target, self.corpora / "regressions" / self.target]
+        dirs = [
+            self.corpora / self.target,
+            self.corpora / "regressions" / self.target,
+            self.regressions / self.target,
+        ]
         return [d for d in dirs if d.is_dir() and any(d.iterdir())]
 
     def command(self) -> list[str]:

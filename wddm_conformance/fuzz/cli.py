@@ -12,9 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import TARGETS, target_class
+from . import CORPORA, REGRESSIONS, TARGETS, target_class
 from .campaign import Campaign, parse_jobs, run
-from .seeds import DEFAULT_CORPORA
 from .seeds import main as seeds_main
 from .triage import coverage_report, minimize, promote, repro
 
@@ -48,7 +47,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     r.add_argument("--keep-going", action="store_true", help="go on after a finding (-fork=1)")
     r.add_argument("--work", type=Path, help="work directory (default fuzz-work/TARGET)")
-    r.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA, help="seed corpora directory")
+    r.add_argument(
+        "--corpora",
+        type=Path,
+        default=CORPORA,
+        help="seed corpora, dictionaries and regressions/ (default: the packaged ones)",
+    )
+    r.add_argument(
+        "--regressions",
+        type=Path,
+        default=REGRESSIONS,
+        help=f"your regression inputs, also replayed as seeds (default: ./{REGRESSIONS})",
+    )
 
     for name, what in (
         ("repro", "replay one input as a DDI story"),
@@ -63,7 +73,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             t.add_argument("--runs", type=int, default=2000, help="minimization attempts")
             t.add_argument("--output", type=Path, help="where to write it (default FILE.min)")
         if name == "promote":
-            t.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
+            t.add_argument(
+                "--regressions",
+                type=Path,
+                default=REGRESSIONS,
+                help=f"keep it in DIR/TARGET/ (default: ./{REGRESSIONS})",
+            )
 
     c = fsub.add_parser("coverage", help="HTML coverage of the driver over corpora")
     c.add_argument("target")
@@ -75,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     s = fsub.add_parser("seeds", help="regenerate (or --check) the seed corpora")
     s.add_argument("--driver", default="reference")
-    s.add_argument("--out", default=str(DEFAULT_CORPORA))
+    s.add_argument("--out", help="corpora directory (default: the packaged ones, for reference)")
     s.add_argument("--check", action="store_true")
     fsub.add_parser("list", help="list the targets")
 
@@ -98,6 +113,7 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             args.keep_going,
             args.corpora,
             extra,
+            args.regressions,
         )
         return run(campaign).exit_code
     if cmd == "repro":
@@ -105,17 +121,19 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if cmd == "minimize":
         return minimize(args.file, args.target, args.driver, args.runs, args.output)
     if cmd == "promote":
-        promote(args.file, args.target, args.driver, args.corpora)
+        promote(args.file, args.target, args.driver, args.regressions)
         return 0
     if cmd == "coverage":
         target_class(args.target)
         paths = args.paths or [
-            DEFAULT_CORPORA / args.target,
-            DEFAULT_CORPORA / "regressions" / args.target,
+            CORPORA / args.target,
+            CORPORA / "regressions" / args.target,
+            REGRESSIONS / args.target,
         ]
         coverage_report(args.target, args.driver, [p for p in paths if p.exists()], args.html)
         return 0
-    argv = ["--driver", args.driver, "--out", args.out] + (["--check"] if args.check else [])
+    argv = ["--driver", args.driver] + (["--out", args.out] if args.out else [])
+    argv += ["--check"] if args.check else []
     return seeds_main(argv)
 
 

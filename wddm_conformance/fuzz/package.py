@@ -33,12 +33,8 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import wddm_conformance
+from . import CORPORA, HERE, TARGETS
 
-from . import HERE, TARGETS
-
-#: The repository's corpora: seeds per target, regressions, dictionaries.
-DEFAULT_CORPORA = Path(wddm_conformance.__file__).resolve().parents[1] / "corpora"
 #: libFuzzer's largest input; the targets' decoders read no more than this.
 MAX_LEN = 8192
 #: Seconds one input may run before libFuzzer reports a timeout.
@@ -174,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--corpora",
         type=Path,
-        default=DEFAULT_CORPORA,
-        help=f"corpora directory (default: {DEFAULT_CORPORA})",
+        default=CORPORA,
+        help=f"corpora directory (default: {CORPORA})",
     )
     parser.add_argument(
         "--no-executables",

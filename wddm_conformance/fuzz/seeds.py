@@ -18,10 +18,7 @@ from pathlib import Path
 
 from ..driver import load_driver
 from ..errors import DriverLoadError
-from . import TARGETS, target_class
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CORPORA = ROOT / "corpora"
+from . import CORPORA, TARGETS, target_class
 
 
 def dictionary_text(tokens: Sequence[bytes]) -> str:
@@ -88,12 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--driver", default="reference", help="driver whose encoder builds the seeds"
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_CORPORA, help="corpora directory (default: corpora/)"
+        "--out",
+        type=Path,
+        help="corpora directory (default: the packaged corpora, which hold the reference "
+        "driver's seeds; another driver's seeds need --out)",
     )
     parser.add_argument(
         "--check", action="store_true", help="only compare --out with a fresh generation"
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        if args.driver != "reference":
+            parser.exit(2, f"error: give --out DIR for {args.driver}'s seeds\n")
+        args.out = CORPORA
     try:
         files = generate(args.driver)
     except DriverLoadError as exc:

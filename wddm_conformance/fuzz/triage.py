@@ -5,7 +5,7 @@
   and its text, the DDI call sequence and the last DMA buffer disassembled.
 * :func:`minimize` asks libFuzzer (``-minimize_crash``) for a smaller input that still
   breaks the *same* requirement (other findings do not count while minimizing).
-* :func:`promote` copies a finding into ``corpora/regressions/<target>/`` with a record
+* :func:`promote` copies a finding into ``<regressions>/<target>/`` with a record
   of what it found, so the suite's replay keeps the bug fixed.
 * :func:`coverage_report` measures the driver's line and branch coverage over corpora
   with coverage.py and writes an HTML report.
@@ -183,10 +183,14 @@ def promote(
     path: Path,
     target: str | None,
     driver: str | None,
-    corpora: Path,
+    regressions: Path,
     out: IO[str] = sys.stdout,
 ) -> Path:
-    """Copy a finding into ``corpora/regressions/<target>/`` with a record; return its path."""
+    """Copy a finding into ``regressions/<target>/`` with a ``.json`` record; return its path.
+
+    ``regressions`` is the driver repository's own directory (``--regressions``, default
+    :data:`~wddm_conformance.fuzz.REGRESSIONS`); the suite and campaigns replay it.
+    """
     name = infer_target(path, target)
     driver = driver or str(sidecar(path).get("driver") or "reference")
     data = path.read_bytes()
@@ -196,7 +200,7 @@ def promote(
             f"{path} does not fail on {driver}; a regression input must have found something"
         )
     rule = r.outcome.requirement or r.outcome.status.value
-    folder = corpora / "regressions" / name
+    folder = regressions / name
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"{rule}-{hashlib.sha1(data).hexdigest()[:12]}"
     dest.write_bytes(data)

@@ -2,7 +2,8 @@
 
 The fuzz targets use the same kernel and oracles as the rest of the suite, so an input
 that once found a bug keeps checking that rule here: a fixed bug stays fixed. The inputs
-come from ``corpora/`` of a checkout, or ``--fuzz-corpora=DIR``.
+come from the packaged corpora (or ``--fuzz-corpora=DIR``) and from the driver
+repository's own regression inputs (``--fuzz-regressions=DIR``, see ``fuzz promote``).
 """
 
 from __future__ import annotations
@@ -57,12 +58,12 @@ COVERS = {
     "target", [pytest.param(name, marks=requirement(*ids)) for name, ids in COVERS.items()]
 )
 def test_fuzz_inputs_replay_cleanly(wddm_run: Run, target: str) -> None:
-    if wddm_run.corpora is None:
-        pytest.skip("no fuzz corpora to replay: run from a checkout or pass --fuzz-corpora=DIR")
     folders = [wddm_run.corpora / target, wddm_run.corpora / "regressions" / target]
+    if wddm_run.regressions is not None:
+        folders.append(wddm_run.regressions / target)
     files = list(inputs([f for f in folders if f.is_dir()]))
     if not files:
-        pytest.skip(f"no {target} inputs under {wddm_run.corpora}")
+        pytest.skip(f"no {target} inputs to replay in {', '.join(map(str, folders))}")
     runner = target_class(target)(wddm_run.spec, WatchdogInvoker(wddm_run.ddi_timeout))  # type: ignore[call-arg]
     for path in files:
         try:
