@@ -159,6 +159,13 @@ class RigTarget:
             self._rig = Rig(self.spec, self.invoker)
         return self._rig
 
+    def start(self, invoker: Invoker) -> None:
+        """Build the rig now, its set-up DDI calls through ``invoker`` (the runner's watchdog),
+        the later ones through the target's own; raises the set-up's DriverFailure."""
+        rig = Rig(self.spec, invoker)
+        rig.kernel.caller.invoker = self.invoker
+        self._rig = rig
+
     def decode(self, data: bytes) -> Any:
         raise NotImplementedError
 

@@ -12,27 +12,45 @@ A campaign lives in a work directory::
     <work>/summary.txt, <work>/progress.png   written at the end, also after Ctrl-C
 
 With ``jobs > 1`` libFuzzer runs in ``-fork`` mode and keeps going after findings.
+
+Whatever ends the campaign -- its time budget (enforced here too, so a driver that hangs
+where libFuzzer's own timers do not reach cannot stretch it), Ctrl-C, SIGTERM, SIGHUP, or
+SIGKILL and the death of the campaign's process -- ends libFuzzer and all its jobs; the
+findings already written stay. A campaign that cannot run (atheris missing, a driver
+that does not load, fuzzing jobs that all die at start) stops within seconds with the
+child's own error as one line, exit status 3.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
-from .runner import ENV_DRIVER, ENV_FINDINGS
+from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
+#: libFuzzer's -timeout: seconds one input may run.
+INPUT_TIMEOUT = 25
+#: Seconds past the time budget before the campaign stops libFuzzer itself: one input's
+#: -timeout plus libFuzzer's own wrapping up.
+GRACE = INPUT_TIMEOUT + 15
+#: -fork jobs that ended without a single execution, past which they are taken to die at start.
+DEAD_JOBS = 4
 
 
 @dataclass
@@ -50,6 +68,8 @@ class Campaign:
     extra: list[str] = field(default_factory=list)
     #: The driver repository's own regression inputs (``<dir>/<target>/``), also seeds.
     regressions: Path = REGRESSIONS
+    #: Seconds past the time budget before the campaign stops libFuzzer itself.
+    grace: float = GRACE
 
     @property
     def corpus(self) -> Path:
@@ -79,7 +99,7 @@ class Campaign:
             f"-artifact_prefix={self.artifacts}{os.sep}",
             "-print_final_stats=1",
             "-max_len=8192",
-            "-timeout=25",
+            f"-timeout={INPUT_TIMEOUT}",
             "-rss_limit_mb=4096",
         ]
         dictionary = self.corpora / f"{self.target}.dict"
@@ -129,9 +149,83 @@ class Outcome:
     elapsed: float
 
 
+class CampaignError(Exception):
+    """The campaign could not run; the message is one line naming the cause."""
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP reached the campaign: stop as Ctrl-C does."""
+
+
+@contextmanager
+def _stopping_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the campaign as Ctrl-C does (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def check_runnable() -> None:
+    """Raise CampaignError when this interpreter cannot run a target at all."""
+    if importlib.util.find_spec("atheris") is None:
+        raise CampaignError(
+            f"atheris is not installed for {sys.executable}: "
+            f"pip install 'wddm-conformance[fuzz]' into that environment"
+        )
+
+
+def _child_error(lines: Sequence[str]) -> str:
+    """The line that says why a fuzzing process ended: its own ``error:`` line, else the
+    last line of an uncaught exception, else its last line."""
+    text = [line.strip() for line in lines if line.strip()]
+    for line in reversed(text):
+        if line.startswith("error:"):
+            return line.removeprefix("error:").strip()
+    for line in reversed(text):
+        if line.split(":", 1)[0].endswith(("Error", "Exception")):
+            return line
+    return text[-1] if text else "no output"
+
+
+def _job_error(c: Campaign, env: dict[str, str]) -> str:
+    """Run one fuzzing job the way -fork does and return the line that says why it dies."""
+    with tempfile.TemporaryDirectory(prefix="wddm-fuzz-probe-") as empty:
+        cmd = [sys.executable, str(script(c.target)), empty, "-runs=1"]
+        try:
+            done = subprocess.run(
+                cmd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                timeout=GRACE,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"a fuzzing job did not start within {GRACE} s"
+    return _child_error(done.stdout.splitlines())
+
+
 def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outcome:
-    """Run (or resume) campaign ``c``; always writes the summary, CSV and plot at the end."""
+    """Run (or resume) campaign ``c``; always writes the summary, CSV and plot at the end.
+
+    Raises ValueError for an unknown target and CampaignError when this interpreter has no
+    atheris; a campaign whose fuzzing processes cannot start returns exit code 3 with their
+    error in the summary.
+    """
     target_class(c.target)  # an unknown target is a ValueError before anything starts
+    check_runnable()
     for d in (c.corpus, c.artifacts, c.findings):
         d.mkdir(parents=True, exist_ok=True)
     state_path = c.work / "campaign.json"
@@ -151,7 +245,16 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     log_start = (
         len(log_path.read_text(encoding="utf-8", errors="replace")) if log_path.is_file() else 0
     )
-    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+    tail: list[str] = []
+    kept_before = _kept(c)
+    cannot_run = ""
+    interrupted = ""
+    over_time = threading.Event()
+    # The fuzzing processes hold the read end; when this process ends, however it ends, the
+    # write end closes and they end too (runner.follow_campaign).
+    lifeline, keep = os.pipe()
+    env[ENV_CAMPAIGN_FD] = str(lifeline)
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log, _stopping_signals():
         log.write(f"$ {' '.join(c.command())}\n")
         proc = subprocess.Popen(
             c.command(),
@@ -161,16 +264,34 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
             text=True,
             errors="replace",
             start_new_session=True,
+            pass_fds=(lifeline,),
         )
-        interrupted = False
+        os.close(lifeline)
+        deadline: threading.Timer | None = None
+        if c.seconds is not None:
+
+            def overrun() -> None:
+                over_time.set()
+                _stop(proc)
+
+            deadline = threading.Timer(c.seconds + c.grace, overrun)
+            deadline.daemon = True
+            deadline.start()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
+                tail = [*tail[-49:], line]
                 now = time.monotonic() - start
                 sample = parser.feed(line, before + now)
                 if sample is None:
                     continue
+                dead = parser.ooms + parser.timeouts + parser.crashes
+                forked = c.jobs > 1 or c.keep_going
+                if forked and sample.execs == 0 and dead >= DEAD_JOBS and _kept(c) == kept_before:
+                    cannot_run = f"every fuzzing job died at start: {_job_error(c, env)}"
+                    _stop(proc)
+                    break
                 if tty or now - last_print >= LOG_EVERY:
                     last_print = now
                     found = len(list(c.findings.glob("*.json")))
@@ -182,11 +303,17 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
                     )
             proc.wait()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = "interrupted"
+            _stop(proc)
+        except Stopped as exc:
+            interrupted = f"stopped by {exc}"
             _stop(proc)
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if proc.poll() is None:
                 _stop(proc)
+            os.close(keep)
     if tty:
         print(file=out)
     elapsed = time.monotonic() - start
@@ -209,7 +336,14 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     if parser.artifacts and not findings:
         summary += "\nlibFuzzer artifacts: " + ", ".join(parser.artifacts)
     if interrupted:
-        summary += "\ninterrupted: run the same command again to resume"
+        summary += f"\n{interrupted}: run the same command again to resume"
+    if over_time.is_set():
+        summary += f"\nstopped {c.grace:g} s past the time budget: libFuzzer did not stop by itself"
+    failed = proc.returncode not in (0, None) and not findings and not interrupted
+    if failed and not cannot_run and not over_time.is_set():
+        cannot_run = f"libFuzzer exited with status {proc.returncode}: {_child_error(tail)}"
+    if cannot_run:
+        summary += f"\nerror: {cannot_run} (log: {log_path})"
     (c.work / "summary.txt").write_text(summary + "\n")
     try:
         plot(samples, c.work / "progress.png", f"{c.target} on {c.driver}")
@@ -218,11 +352,13 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     print(summary, file=out)
     print(f"work directory: {c.work}", file=out)
     internal = any(f.get("status") == "INTERNAL-ERROR" for f in findings)
-    failed = proc.returncode not in (0, None) and not findings and not interrupted
-    if failed:
-        print(f"libFuzzer exited with status {proc.returncode}; see {log_path}", file=out)
-    code = 3 if internal or failed else 1 if findings else 0
+    code = 3 if internal or cannot_run else 1 if findings else 0
     return Outcome(code, findings, summary, before + elapsed)
+
+
+def _kept(c: Campaign) -> int:
+    """How many findings and libFuzzer artifacts the campaign holds."""
+    return sum(1 for d in (c.findings, c.artifacts) if d.is_dir() for _ in d.iterdir())
 
 
 def _budget(c: Campaign, before: float) -> float | None:

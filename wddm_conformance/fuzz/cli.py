@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import CORPORA, REGRESSIONS, TARGETS, target_class
-from .campaign import Campaign, parse_jobs, run
+from .campaign import Campaign, CampaignError, parse_jobs, run
 from .seeds import main as seeds_main
 from .triage import coverage_report, minimize, promote, repro
 
@@ -115,7 +115,15 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             extra,
             args.regressions,
         )
-        return run(campaign).exit_code
+        try:
+            return run(campaign).exit_code
+        except CampaignError as exc:
+            print(f"wddm-conformance: error: {exc}", file=sys.stderr)
+            return 3
+    if cmd in ("repro", "minimize", "promote") and not args.file.is_file():
+        what = "is a directory, not an input file" if args.file.is_dir() else "does not exist"
+        print(f"wddm-conformance: error: {args.file} {what}", file=sys.stderr)
+        return 2
     if cmd == "repro":
         return repro(args.file, args.target, args.driver)
     if cmd == "minimize":

@@ -1,18 +1,22 @@
 """The process side of a fuzz target: options, instrumentation, findings that are never lost.
 
-``main(name)`` is all a ``fuzz_<name>.py`` script calls. It takes the harness's own
+:func:`prepare` is all a ``fuzz_<name>.py`` script calls. It takes the harness's own
 options out of ``sys.argv`` (everything else goes to libFuzzer), puts them in the
-environment so the processes libFuzzer forks inherit them, loads the driver, instruments
-only the driver's own modules for coverage, and hands :func:`one_input` to atheris.
+environment so the processes libFuzzer forks inherit them, makes libFuzzer re-execute the
+script with this same interpreter, loads the driver, sets the target up under the DDI
+watchdog, instruments only the driver's own modules for coverage, and hands
+:func:`one_input` to atheris.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any
 from ..driver import DriverSpec, load_driver
 from ..errors import BugCheck, DriverFailure, DriverLoadError
 from ..results import classify
+from ..watchdog import WatchdogInvoker
 from . import target_class
 from .base import Target
 
@@ -30,6 +35,13 @@ ENV_FINDINGS = "WDDM_FINDINGS"
 #: Only this requirement ID counts as a finding (the others pass): for minimizing one bug.
 ENV_ONLY = "WDDM_FUZZ_ONLY"
 OPTIONS = {"--driver": ENV_DRIVER, "--findings": ENV_FINDINGS, "--only": ENV_ONLY}
+#: Read end of a pipe whose write end only the campaign holds. When it closes -- the campaign
+#: ended, by a signal, SIGKILL included, or by its own hand -- every fuzzing process of the
+#: campaign (libFuzzer's parent and its -fork jobs) ends with it.
+ENV_CAMPAIGN_FD = "WDDM_CAMPAIGN_FD"
+#: Seconds one DDI may run while a target is set up, before libFuzzer's own -timeout
+#: applies (TdrDdiDelay's default, as in the suite).
+SETUP_TIMEOUT = 5.0
 
 
 def take_options(argv: Sequence[str]) -> list[str]:
@@ -42,6 +54,38 @@ def take_options(argv: Sequence[str]) -> list[str]:
         else:
             rest.append(arg)
     return rest
+
+
+def relaunchable(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``argv[0]`` made a shell command running this script with this interpreter.
+
+    libFuzzer re-executes ``argv[0]`` through ``system(3)`` for ``-fork``, ``-jobs``,
+    ``-merge`` and ``-minimize_crash``. The script's own ``#!/usr/bin/env python3`` would run
+    whatever ``python3`` is first on PATH, which in a venv off PATH has neither atheris nor
+    the harness. A frozen target (OSS-Fuzz's pyinstaller binary) is its own interpreter and
+    keeps its argv.
+    """
+    if not argv or getattr(sys, "frozen", False):
+        return list(argv)
+    return [shlex.join([sys.executable, os.path.abspath(argv[0])]), *argv[1:]]
+
+
+def follow_campaign() -> None:
+    """End this process's group when the campaign that started it ends (see ENV_CAMPAIGN_FD)."""
+    value = os.environ.get(ENV_CAMPAIGN_FD, "")
+    if not value.isdigit():
+        return
+    fd = int(value)
+
+    def watch() -> None:
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            return  # not the campaign's pipe (a process started by hand with the variable set)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="wddm-campaign-watch", daemon=True).start()
 
 
 def driver_modules(spec: DriverSpec) -> list[types.ModuleType]:
@@ -151,29 +195,44 @@ def one_input(target: Target, findings: Findings, only: str | None) -> Callable[
 
 
 def load(name: str) -> tuple[DriverSpec, Target]:
-    """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it."""
+    """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it, set up.
+
+    Set-up runs before libFuzzer's -timeout applies, so its DDI calls go through the
+    watchdog (:data:`SETUP_TIMEOUT`): a driver that hangs there is a TDR (ALL-BOUNDED).
+    Raises DriverLoadError, or the DriverFailure of a driver that breaks a rule while the
+    target is set up.
+    """
     spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=ENV_DRIVER)
     target = target_class(name)(spec)  # type: ignore[call-arg]
-    # A driver that cannot start is a load error, now; one that starts but breaks a rule on
-    # the way is a finding, which the first input reports.
-    with contextlib.suppress(DriverFailure):
-        getattr(target, "rig", None)
+    start = getattr(target, "start", None)
+    if callable(start):
+        start(WatchdogInvoker(SETUP_TIMEOUT))
     return spec, target
 
 
 def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], list[str]]:
     """Everything a ``fuzz_<name>.py`` script does before ``atheris.Setup``.
 
-    Returns the TestOneInput callback and the command line left for libFuzzer. A driver
-    that cannot be loaded ends the process with one line naming it.
+    Returns the TestOneInput callback and the command line left for libFuzzer, whose
+    ``argv[0]`` re-runs this script with this interpreter (:func:`relaunchable`). A driver
+    that cannot be loaded ends the process with one line naming it (status 1); one that
+    breaks a rule while the target is set up is recorded as a finding of the empty input,
+    which reproduces it, and ends the process the same way.
     """
-    rest = take_options(argv)
+    rest = relaunchable(take_options(argv))
+    follow_campaign()
     import atheris
 
+    driver = os.environ.get(ENV_DRIVER, "reference")
     try:
         spec, target = load(name)
     except DriverLoadError as exc:
         sys.exit(f"error: {exc}")
+    except DriverFailure as exc:
+        stem = Findings(os.environ.get(ENV_FINDINGS), name, driver).record(b"", exc)
+        where = f"; recorded as {stem}" if stem is not None else ""
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        sys.exit(f"error: {driver} broke a rule while the {name} target was set up: {first}{where}")
     instrument_driver(spec, atheris.instrument_func)
     findings = Findings(os.environ.get(ENV_FINDINGS), name, spec.spec)
     return one_input(target, findings, os.environ.get(ENV_ONLY) or None), rest

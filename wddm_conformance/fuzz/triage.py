@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..driver import DriverSpec, load_driver
+from ..errors import DriverFailure
 from ..requirements import catalogue
 from ..results import Outcome, Status, classify
 from ..watchdog import WatchdogInvoker
@@ -79,7 +80,13 @@ def infer_target(path: Path, given: str | None) -> str:
 def replay(spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0) -> Replay:
     """Run ``data`` once on a fresh target for ``spec``, capturing calls and DMA."""
     target: Any = target_class(target_name)(spec, WatchdogInvoker(timeout))  # type: ignore[call-arg]
-    rig = getattr(target, "rig", None)
+    try:
+        rig = getattr(target, "rig", None)
+        scenario = target.describe(data)
+    except DriverFailure as exc:
+        return Replay(
+            classify(exc), f"{target_name}: the driver fails while the target is set up", "", ""
+        )
     kernel = rig.kernel if rig is not None else None
     last: list[tuple[bytes, int | None]] = []
     if kernel is not None:
@@ -92,7 +99,6 @@ def replay(spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0
             return execution
 
         kernel.gpu.execute = recording
-    scenario = target.describe(data)
     error: BaseException | None = None
     try:
         target.run(data)
@@ -165,7 +171,16 @@ def minimize(
         f"-exact_artifact_path={output}",
         str(path),
     ]
-    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+    )
+    if not output.is_file() and done.returncode != 0:
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        print(
+            f"libFuzzer's -minimize_crash wrote nothing (exit {done.returncode}): "
+            f"{lines[-1] if lines else 'no output'}; keeping the input as it is",
+            file=out,
+        )
     if not output.is_file():
         shutil.copyfile(path, output)
     again = replay(spec, name, output.read_bytes())
