@@ -16,7 +16,7 @@ from wddm_conformance.requirements import checkable
 
 @pytest.mark.parametrize("driver", km.drivers(), ids=lambda c: c.__name__)
 def test_the_suite_fails_exactly_the_rules_the_driver_breaks(driver: type) -> None:
-    report = km.run_suite(km.spec(driver))
+    report = km.run_suite(km.spec(driver), *km.options(driver))
     found = km.caught(report)
     assert "INTERNAL-ERROR" not in found, found["INTERNAL-ERROR"]
     want = km.expected(driver)

@@ -217,7 +217,7 @@ def test_a_write_past_dma_size_fails_naming_the_buffer_and_offset() -> None:
 
 
 def test_the_c_reference_passes_the_whole_suite() -> None:
-    report = km.run_suite("reference-c")
+    report = km.run_suite("reference-c", *km.OPTIONS)
     statuses = {t["status"] for t in report["tests"]}
     assert km.caught(report) == {}, km.caught(report)
     assert "PASS" in statuses and len(report["tests"]) > 100
@@ -225,7 +225,7 @@ def test_the_c_reference_passes_the_whole_suite() -> None:
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_each_c_mutant_fails_exactly_the_rule_it_breaks(mutant: str) -> None:
-    report = km.run_suite(f"native:{reference_library(mutant)}")
+    report = km.run_suite(f"native:{reference_library(mutant)}", *km.OPTIONS)
     found = km.caught(report)
     assert set(found) == {MUTANTS[mutant][1]}, {k: v[:3] for k, v in found.items()}
 
