@@ -179,8 +179,8 @@ def check_runnable() -> None:
     """Raise CampaignError when this interpreter cannot run a target at all."""
     if importlib.util.find_spec("atheris") is None:
         raise CampaignError(
-            f"atheris is not installed for {sys.executable}: "
-            f"pip install 'wddm-conformance[fuzz]' into that environment"
+            f"atheris is not installed for {sys.executable} (the harness's fuzz extra): "
+            f"pip install 'atheris>=2.3' into that environment"
         )
 
 

@@ -4,6 +4,8 @@
 * ``fuzz repro FILE``, ``fuzz minimize FILE``, ``fuzz promote FILE``
 * ``fuzz coverage TARGET --driver=... [PATH...] --html DIR``
 * ``fuzz seeds [--check]``, ``fuzz list``
+* ``fuzz package --out DIR [--driver=module:Class] [--scripts DIR]``: the OSS-Fuzz /
+  ClusterFuzzLite layout for a driver (see :mod:`wddm_conformance.fuzz.package`)
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from . import CORPORA, REGRESSIONS, TARGETS, target_class
 from .campaign import Campaign, CampaignError, parse_jobs, run
+from .package import add_arguments as add_package_arguments
+from .package import run as package_run
 from .seeds import main as seeds_main
 from .triage import coverage_report, minimize, promote, repro
 
@@ -93,6 +97,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--out", help="corpora directory (default: the packaged ones, for reference)")
     s.add_argument("--check", action="store_true")
     fsub.add_parser("list", help="list the targets")
+    p = fsub.add_parser(
+        "package", help="the OSS-Fuzz / ClusterFuzzLite $OUT layout, with --driver baked in"
+    )
+    add_package_arguments(p)
 
 
 def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
@@ -120,6 +128,8 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         except CampaignError as exc:
             print(f"wddm-conformance: error: {exc}", file=sys.stderr)
             return 3
+    if cmd == "package":
+        return package_run(args)
     if cmd in ("repro", "minimize", "promote") and not args.file.is_file():
         what = "is a directory, not an input file" if args.file.is_dir() else "does not exist"
         print(f"wddm-conformance: error: {args.file} {what}", file=sys.stderr)

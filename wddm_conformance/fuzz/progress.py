@@ -297,7 +297,7 @@ def plot(samples: Sequence[Sample], path: Path, title: str) -> None:
         from matplotlib.figure import Figure
     except ImportError:
         raise RuntimeError(
-            "matplotlib is not installed: pip install 'wddm-conformance[fuzz]'"
+            "matplotlib is not installed (the harness's fuzz extra): pip install 'matplotlib>=3.7'"
         ) from None
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")

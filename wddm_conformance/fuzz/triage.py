@@ -252,7 +252,7 @@ def coverage_report(
         import coverage
     except ImportError:
         raise RuntimeError(
-            "coverage is not installed: pip install 'wddm-conformance[fuzz]'"
+            "coverage is not installed (the harness's fuzz extra): pip install 'coverage>=7'"
         ) from None
     cov = coverage.Coverage(data_file=None, branch=True)
     cov.start()  # before the driver is imported, so its module-level lines count too
