@@ -37,6 +37,8 @@ build_paging_buffer           DxgkDdiBuildPagingBuffer
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -243,13 +245,32 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _import_module(name: str) -> Any:
+    """``importlib.import_module``, falling back to the current directory when the top-level
+    package is found nowhere else: the plain ``pytest`` script, unlike ``python -m pytest``,
+    does not put it on ``sys.path``. It is on ``sys.path`` only during this import."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top = name.partition(".")[0]
+        cwd = os.getcwd()
+        if exc.name != top or cwd in sys.path:
+            raise
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _import_object(spec: str, what: str, where: str) -> Any:
     where = "" if where == "--driver" else f" from {where}"
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise DriverLoadError(f"invalid {what} {spec!r}{where}: expected 'module:Class'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except Exception as exc:
         raise DriverLoadError(
             f"invalid {what} {spec!r}{where}: cannot import module {module_name!r} ({_one_line(exc)})"
