@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -25,6 +25,7 @@ from ..errors import DriverViolation
 from ..kernel import Allocation, Device, Kernel
 from ..oracles import expect_success
 from ..plugin import Run
+from ..profiles import suite_settings
 from ..program import apply, describe_difference
 from ..strategies import programs
 
@@ -135,7 +136,7 @@ def test_the_driver_keeps_memory_consistent_through_its_whole_life(wddm_run: Run
     run: Callable[..., None] = run_state_machine_as_test  # untyped in older hypothesis
     run(
         machine,
-        settings=settings(
+        settings=suite_settings(
             derandomize=True,
             database=None,
             stateful_step_count=25,

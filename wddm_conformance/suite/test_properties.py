@@ -6,20 +6,21 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from ..driver import AllocationRequest
 from ..kernel import ALL_MODES, AllocationUse, KernelMode
 from ..plugin import Run
+from ..profiles import suite_settings
 from ..program import Op
 from ..strategies import malformed, programs
 from .support import run_checked, skip_unless_splitting
 
 requirement = pytest.mark.requirement
 
-#: The suite's hypothesis settings: the loaded profile, repeatable, no example database.
-SUITE = settings(
+#: The suite's hypothesis settings: the suite's profile, repeatable, no example database.
+SUITE = suite_settings(
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
