@@ -53,9 +53,11 @@ def test_header_names_driver_version_mode_and_seed(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
     assert "wddm-conformance 0.1.0 (contract 1.0): driver reference" in result.stdout
     assert "kernel mode tiny-buffers, seed 7" in result.stdout
-    assert "repeat with: pytest --driver=reference --kernel-mode=tiny-buffers --wddm-seed=7" in (
-        result.stdout
-    )
+    assert (
+        "repeat with: pytest --pyargs wddm_conformance.suite -k "
+        f"{PREPATCH} --wddm-driver=reference --kernel-mode=tiny-buffers --wddm-seed=7 "
+        "--ddi-timeout=5 --hypothesis-profile=quick"
+    ) in result.stdout
 
 
 def test_fail_and_crash_are_reported_with_requirement_and_bug_check(tmp_path: Path) -> None:

@@ -1,41 +1,58 @@
-"""The pytest plugin: ``pytest --driver=module:Class`` runs the conformance suite on a driver.
+"""The pytest plugin: ``pytest --pyargs wddm_conformance.suite --wddm-driver=module:Class``
+runs the conformance suite on a driver.
 
 One option group (``wddm-conformance``), a report header that makes every run
 repeatable, the ``requirement`` marker with a closed list of IDs, the outcome statuses
 (PASS, FAIL, CRASH, TIMEOUT, SKIP, INTERNAL-ERROR), expected-results baselines and the
-JSON/HTML conformance report. Installed as the ``wddm_conformance`` pytest11 entry point,
-so it is active wherever the package is installed.
+JSON/HTML conformance report.
 
-Bad input (a wrong ``--driver``, an unknown ``--kernel-mode``, a bad ``--baseline``) is a
-one-line usage error with pytest's usage exit code, never a traceback.
+Installed as the ``wddm_conformance`` pytest11 entry point, it loads in every pytest run
+of the environment but stays inert -- no header, no hypothesis profile, no driver, no
+marker, no report -- unless the run is *active*:
+
+* ``--wddm-driver`` (or its short form ``--driver``) is given; or
+* the arguments (or ``testpaths``) name the suite: ``--pyargs wddm_conformance.suite``
+  (or ``wddm_conformance``), a path inside the suite, or a directory the suite lies below
+  outside virtual environments and ``norecursedirs`` (this checkout's root); or
+* the suite is collected all the same: the run activates when its directory is collected,
+  and the header follows the collection line. Under xdist name the suite on the command
+  line: the controller collects nothing.
+
+Options are registered only where their names are free. The short form ``--driver`` is
+added after the initial (rootdir) ``conftest.py`` files, so a conftest or plugin that owns
+``--driver`` (pytest-selenium and pytest-base-url do) keeps it, and ``--wddm-driver``
+names the miniport. The suite's fixtures live in the suite's own ``conftest.py``.
+
+Bad input (a wrong driver, an unknown ``--kernel-mode``, a bad ``--baseline``, a report
+path that cannot be written) is a one-line usage error with pytest's usage exit code
+before any check runs, never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
+import fnmatch
 import json
+import os
+import shlex
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import settings
 
-from . import CONTRACT_VERSION, __version__, profiles
-from . import baseline as baselines
-from .driver import REGISTRY, DriverSpec, load_driver
-from .errors import BugCheck, DriverFailure, DriverLoadError
 from .fuzz import CORPORA, REGRESSIONS
-from .kernel import Kernel, KernelConfig, KernelMode
-from .report import build_report, write_reports
-from .requirements import catalogue
-from .results import Status, classify
 
-profiles.register()
+if TYPE_CHECKING:
+    from .driver import DriverSpec
+    from .kernel import Kernel, KernelMode
 
 SUITE_PACKAGE = "wddm_conformance.suite"
+SUITE_DIR = Path(__file__).resolve().parent / "suite"
 PROPERTY = "wddm"  # the user property that carries a test's outcome to the controller and JUnit
+GROUP = "wddm-conformance"
 
 
 @dataclass
@@ -56,11 +73,15 @@ class Run:
     corpora: Path = CORPORA
     #: The driver repository's own regression inputs (``<dir>/<target>/``), if it has any.
     regressions: Path | None = None
+    #: The hypothesis profile of the suite's checks.
+    profile: str = ""
     #: Outcome records by test id, gathered from the reports (on the xdist controller too).
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def kernel(self, mode: KernelMode | str | None = None, **config: Any) -> Kernel:
         """A fresh simulated kernel for this run's driver: the run's mode plus ``mode``."""
+        from .kernel import Kernel, KernelConfig, KernelMode
+
         extra = KernelMode.parse(mode) if isinstance(mode, str) else mode or KernelMode()
         combined = KernelMode(
             **{f.name: getattr(self.mode, f.name) or getattr(extra, f.name) for f in fields(extra)}
@@ -68,56 +89,136 @@ class Run:
         cfg = replace(KernelConfig(seed=self.seed, ddi_timeout=self.ddi_timeout), **config)
         return Kernel(self.spec, combined, cfg)
 
+    def __repr__(self) -> str:
+        # Short: hypothesis prints it in every falsifying example of a suite check.
+        return (
+            f"Run(driver={self.spec.spec!r}, mode={str(self.mode)!r}, seed={self.seed}, "
+            f"ddi_timeout={self.ddi_timeout:g})"
+        )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """hypothesis' pretty-printer hook (it would otherwise list every field)."""
+        p.text(repr(self))
+
 
 RUN = pytest.StashKey[Run]()
+#: How the run became active: "options", "arguments" or "collection".
+ACTIVE = pytest.StashKey[str]()
+#: Whether this plugin owns the short ``--driver`` option in this run.
+SHORT_DRIVER = pytest.StashKey[bool]()
+
+
+# ------------------------------------------------------------------------- options
+
+
+def _add(group: pytest.OptionGroup, *names: str, **attrs: Any) -> bool:
+    """Add an option unless a plugin or conftest already owns one of its names."""
+    try:
+        group.addoption(*names, **attrs)
+    except (ValueError, argparse.ArgumentError):
+        return False
+    return True
+
+
+#: dest -> default, for options skipped because another plugin owns their name.
+DEFAULTS: dict[str, Any] = {
+    "wddm_driver": None,
+    "wddm_kernel_mode": "default",
+    "wddm_seed": 0,
+    "wddm_ddi_timeout": 5.0,
+    "wddm_baseline": None,
+    "wddm_update_baseline": False,
+    "wddm_report_json": None,
+    "wddm_report_html": None,
+    "wddm_fuzz_corpora": None,
+    "wddm_fuzz_regressions": None,
+}
+
+
+def _option(config: pytest.Config, dest: str) -> Any:
+    return getattr(config.option, dest, DEFAULTS[dest])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("wddm-conformance", "WDDM display miniport conformance")
-    group.addoption(
-        "--driver",
-        default="reference",
-        help="the miniport under test: module:Class, or a registered name "
-        f"({', '.join(REGISTRY)}); default: reference",
+    from .driver import REGISTRY
+
+    group = parser.getgroup(GROUP, "WDDM display miniport conformance")
+    _add(
+        group,
+        "--wddm-driver",
+        dest="wddm_driver",
+        default=None,
+        metavar="module:Class",
+        help="the miniport under test: module:Class (importable from the current directory), "
+        f"native:LIB, or a registered name ({', '.join(REGISTRY)}); default: reference",
     )
-    group.addoption(
+    _add(
+        group,
         "--kernel-mode",
+        dest="wddm_kernel_mode",
         default="default",
         help="kernel stress applied to every check: default, all, or a comma-separated list of "
         "always-repatch, no-prepatching, forced-eviction, forced-relocation, tiny-buffers, "
         "split-submissions (checks that need a stress add it themselves)",
     )
-    group.addoption(
-        "--wddm-seed", type=int, default=0, help="seed of the simulated kernel (default 0)"
+    _add(
+        group,
+        "--wddm-seed",
+        dest="wddm_seed",
+        type=int,
+        default=0,
+        help="seed of the simulated kernel (default 0)",
     )
-    group.addoption(
+    _add(
+        group,
         "--ddi-timeout",
+        dest="wddm_ddi_timeout",
         type=float,
         default=5.0,
         help="seconds before a hung DDI call is a TDR (default 5, as TdrDdiDelay)",
     )
-    group.addoption(
+    _add(
+        group,
         "--baseline",
+        dest="wddm_baseline",
         default=None,
         metavar="FILE",
         help="expected results (test-id,STATUS lines): only unexpected results fail the run",
     )
-    group.addoption(
+    _add(
+        group,
         "--update-baseline",
+        dest="wddm_update_baseline",
         action="store_true",
         help="write this run's non-passing results to --baseline (FLAKY entries are kept)",
     )
-    group.addoption("--report-json", default=None, metavar="FILE", help="write the JSON report")
-    group.addoption(
-        "--report-html", default=None, metavar="FILE", help="write the self-contained HTML report"
+    _add(
+        group,
+        "--report-json",
+        dest="wddm_report_json",
+        default=None,
+        metavar="FILE",
+        help="write the JSON report",
     )
-    group.addoption(
+    _add(
+        group,
+        "--report-html",
+        dest="wddm_report_html",
+        default=None,
+        metavar="FILE",
+        help="write the self-contained HTML report",
+    )
+    _add(
+        group,
         "--fuzz-corpora",
+        dest="wddm_fuzz_corpora",
         default=None,
         help="seed corpora and regressions/ the suite replays (default: the packaged ones)",
     )
-    group.addoption(
+    _add(
+        group,
         "--fuzz-regressions",
+        dest="wddm_fuzz_regressions",
         default=None,
         metavar="DIR",
         help="your regression inputs (DIR/TARGET/, written by `wddm-conformance fuzz promote`), "
@@ -131,51 +232,172 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _command(config: pytest.Config) -> str:
-    """The options that repeat this run."""
-    opt = config.option
-    parts = ["pytest", f"--driver={opt.driver}", f"--kernel-mode={opt.kernel_mode}"]
-    parts += [f"--wddm-seed={opt.wddm_seed}", f"--ddi-timeout={opt.ddi_timeout:g}"]
-    if opt.baseline:
-        parts.append(f"--baseline={opt.baseline}")
-    return " ".join(parts)
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser
+) -> Generator[None, None, None]:
+    """Add the short form ``--driver`` once the rootdir conftest files have added theirs."""
+    result = yield
+    owned = _add(
+        parser.getgroup(GROUP),
+        "--driver",
+        dest="wddm_driver",
+        default=None,
+        metavar="module:Class",
+        help="short form of --wddm-driver (absent where another plugin or conftest owns it)",
+    )
+    early_config.stash[SHORT_DRIVER] = owned
+    # hypothesis' pytest_configure loads --hypothesis-profile: the suite's profile names
+    # must exist by then (registered only where no profile of that name exists).
+    given = getattr(early_config.known_args_namespace, "hypothesis_profile", None)
+    if given:
+        from . import profiles
+
+        if given in profiles.NAMES:
+            profiles.register()
+    return result
+
+
+# ------------------------------------------------------------------------- activation
+
+
+def _suite_module(name: str) -> bool:
+    return (
+        name == "wddm_conformance" or name == SUITE_PACKAGE or name.startswith(SUITE_PACKAGE + ".")
+    )
+
+
+def _collects_suite_below(config: pytest.Config, path: Path) -> bool:
+    """Whether ``path`` is a directory pytest recurses from into the suite: no virtual
+    environment and no ``norecursedirs`` match on the way down."""
+    if path not in SUITE_DIR.parents:
+        return False
+    patterns = [str(p) for p in config.getini("norecursedirs")]
+    here = path
+    for part in SUITE_DIR.relative_to(path).parts:
+        here = here / part
+        if any(fnmatch.fnmatch(part, p) for p in patterns):
+            return False
+        if (here / "pyvenv.cfg").is_file() or (here / "conda-meta").is_dir():
+            return False
+    return True
+
+
+def _names_suite(config: pytest.Config) -> bool:
+    """Whether the run's arguments (or testpaths) select the suite."""
+    base = config.invocation_params.dir
+    for arg in config.args:
+        target = str(arg).split("::")[0]
+        if config.option.pyargs and _suite_module(target):
+            return True
+        try:
+            path = (base / target).resolve()
+        except (OSError, ValueError):
+            continue
+        if path == SUITE_DIR or SUITE_DIR in path.parents or _collects_suite_below(config, path):
+            return True
+    return False
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if _option(config, "wddm_driver") is not None:
+        config.stash[ACTIVE] = "options"
+    elif _names_suite(config):
+        config.stash[ACTIVE] = "arguments"
+    else:
+        return
+    _activate(config)
+
+
+def _activate(config: pytest.Config) -> Run:
+    """Validate the options, load the driver and register the run (once)."""
+    if RUN in config.stash:
+        return config.stash[RUN]
+    from hypothesis.errors import InvalidArgument
+
+    from . import baseline as baselines
+    from . import profiles
+    from .driver import load_driver
+    from .errors import DriverLoadError
+    from .kernel import KernelMode
+
     config.addinivalue_line(
         "markers",
         "requirement(*ids): the REQUIREMENTS.md IDs a conformance check checks (closed list)",
     )
-    if getattr(config.option, "hypothesis_profile", None) is None:
-        settings.load_profile(profiles.from_environment())
-    opt = config.option
     try:
-        spec = load_driver(opt.driver)
+        profile = profiles.select(config.getoption("hypothesis_profile", None))
+    except InvalidArgument as exc:
+        raise pytest.UsageError(f"invalid hypothesis profile: {exc}") from None
+    driver = _option(config, "wddm_driver") or "reference"
+    try:
+        spec = load_driver(driver)
     except DriverLoadError as exc:
         raise pytest.UsageError(str(exc)) from None
+    text = _option(config, "wddm_kernel_mode")
     try:
-        mode = KernelMode.parse(opt.kernel_mode)
+        mode = KernelMode.parse(text)
     except ValueError as exc:
-        raise pytest.UsageError(f"invalid --kernel-mode {opt.kernel_mode!r}: {exc}") from None
-    if not opt.ddi_timeout > 0:
-        raise pytest.UsageError(f"invalid --ddi-timeout {opt.ddi_timeout!r}: must be positive")
-    run = Run(spec, mode, opt.wddm_seed, opt.ddi_timeout, _command(config))
-    if opt.update_baseline and not opt.baseline:
+        raise pytest.UsageError(f"invalid --kernel-mode {text!r}: {exc}") from None
+    timeout = _option(config, "wddm_ddi_timeout")
+    if not timeout > 0:
+        raise pytest.UsageError(f"invalid --ddi-timeout {timeout!r}: must be positive")
+    seed = _option(config, "wddm_seed")
+    run = Run(spec, mode, seed, timeout, "", profile=profile)
+    baseline, update = _option(config, "wddm_baseline"), _option(config, "wddm_update_baseline")
+    if update and not baseline:
         raise pytest.UsageError("invalid --update-baseline: give the file with --baseline=FILE")
-    if opt.baseline:
-        run.baseline_path = Path(opt.baseline)
-        run.update_baseline = opt.update_baseline
+    if baseline:
+        run.baseline_path = Path(baseline)
+        run.update_baseline = update
         if not (run.update_baseline and not run.baseline_path.exists()):
             try:
                 run.baseline = baselines.load(run.baseline_path)
             except baselines.BaselineError as exc:
                 raise pytest.UsageError(str(exc)) from None
-    run.corpora = _corpora(opt.fuzz_corpora)
+    run.corpora = _corpora(_option(config, "wddm_fuzz_corpora"))
     run.regressions = _regressions(config)
-    run.json_path = Path(opt.report_json) if opt.report_json else None
-    run.html_path = Path(opt.report_html) if opt.report_html else None
+    run.json_path = _writable("--report-json", _option(config, "wddm_report_json"))
+    run.html_path = _writable("--report-html", _option(config, "wddm_report_html"))
+    run.command = _command(config, run)
     config.stash[RUN] = run
     config.pluginmanager.register(Results(run, config), "wddm-conformance-results")
+    return run
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Activate the run when the suite's directory is collected (before its modules are
+    imported); a bad option is then still a usage error before any check runs."""
+    config = collector.config
+    if RUN in config.stash:
+        return
+    path = getattr(collector, "path", None)
+    if path is None:
+        return
+    path = path.resolve()
+    if path == SUITE_DIR or SUITE_DIR in path.parents:
+        config.stash[ACTIVE] = "collection"
+        _activate(config)
+
+
+def _writable(option: str, given: str | None) -> Path | None:
+    """``given`` if a report can be written there (missing directories are created then)."""
+    if not given:
+        return None
+    path = Path(given)
+    if path.is_dir():
+        raise pytest.UsageError(f"invalid {option} {given!r}: {path} is a directory")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise pytest.UsageError(
+            f"invalid {option} {given!r}: {ancestor} is a file, not a directory"
+        )
+    target = path if path.exists() else ancestor
+    if not os.access(target, os.W_OK):
+        raise pytest.UsageError(f"invalid {option} {given!r}: {target} is not writable")
+    return path
 
 
 def _corpora(given: str | None) -> Path:
@@ -190,7 +412,7 @@ def _corpora(given: str | None) -> Path:
 def _regressions(config: pytest.Config) -> Path | None:
     """``--fuzz-regressions``, else the ini value (relative to the rootdir), else the
     default directory of ``fuzz promote`` under the rootdir when it exists."""
-    given = config.option.fuzz_regressions
+    given = _option(config, "wddm_fuzz_regressions")
     if given:
         path = Path(given)
         if not path.is_dir():
@@ -208,15 +430,60 @@ def _regressions(config: pytest.Config) -> Path | None:
     return default if default.is_dir() else None
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def _command(config: pytest.Config, run: Run) -> str:
+    """A command line that repeats this run from the directory it was started in: the
+    arguments given (``--pyargs wddm_conformance.suite``, paths), ``-k``/``-m``, the
+    driver, the kernel's settings, the hypothesis profile and the baseline."""
+    opt = config.option
+    parts = ["pytest"]
+    if config.args_source is pytest.Config.ArgsSource.ARGS:
+        parts += ["--pyargs", *config.args] if opt.pyargs else list(config.args)
+    if getattr(opt, "keyword", ""):
+        parts += ["-k", opt.keyword]
+    if getattr(opt, "markexpr", ""):
+        parts += ["-m", opt.markexpr]
+    parts += [
+        f"--wddm-driver={run.spec.spec}",
+        f"--kernel-mode={run.mode}",
+        f"--wddm-seed={run.seed}",
+        f"--ddi-timeout={run.ddi_timeout:g}",
+        f"--hypothesis-profile={run.profile}",
+    ]
+    if run.baseline_path is not None:
+        parts.append(f"--baseline={run.baseline_path}")
+    return shlex.join(parts)
+
+
+def _header(config: pytest.Config) -> list[str]:
+    from . import CONTRACT_VERSION, __version__
+
     run = config.stash[RUN]
     cls = f"{run.spec.cls.__module__}:{run.spec.cls.__qualname__}"
-    return [
+    lines = [
         f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}): driver {run.spec.spec} "
         f"({cls}), kernel mode {run.mode}, seed {run.seed}, DDI timeout {run.ddi_timeout:g} s, "
-        f"hypothesis profile {settings._current_profile}",
+        f"hypothesis profile {run.profile}",
         f"repeat with: {run.command}",
     ]
+    if not config.stash.get(SHORT_DRIVER, False):
+        lines.append(
+            "wddm-conformance: --driver is not this plugin's option here (another plugin or "
+            "conftest owns it): name the miniport with --wddm-driver"
+        )
+    return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if RUN not in config.stash:
+        return None
+    return _header(config)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str] | None:
+    """The header of a run that became active only when the suite was collected."""
+    if config.stash.get(ACTIVE, "") != "collection" or RUN not in config.stash:
+        return None
+    return _header(config)
 
 
 def _is_suite(item: pytest.Item) -> bool:
@@ -233,6 +500,10 @@ def requirement_ids(item: pytest.Item) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if RUN not in config.stash:
+        return
+    from .requirements import catalogue
+
     known = catalogue()
     for item in items:
         ids = requirement_ids(item)
@@ -249,32 +520,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
-# ------------------------------------------------------------------------- the fixtures
-
-
-@pytest.fixture
-def wddm_run(request: pytest.FixtureRequest) -> Run:
-    """The run: driver spec, kernel mode, seed, timeout."""
-    return request.config.stash[RUN]
-
-
-@pytest.fixture
-def make_kernel(wddm_run: Run) -> Callable[..., Kernel]:
-    """``make_kernel(mode=None, **KernelConfig fields)``: a fresh kernel for the driver under test."""
-    return wddm_run.kernel
-
-
-@pytest.fixture
-def kernel(wddm_run: Run) -> Kernel:
-    """A fresh simulated kernel (the run's mode) with the driver under test started."""
-    return wddm_run.kernel()
-
-
 # ------------------------------------------------------------------------- outcomes
 
 
 def _driver_failure(exc: BaseException) -> BaseException:
     """The DriverFailure inside hypothesis' exception groups, if there is one."""
+    from .errors import DriverFailure
+
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             found = _driver_failure(inner)
@@ -293,6 +545,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if RUN not in item.config.stash:
+        return report
     ids = requirement_ids(item)
     if not ids:
         return report
@@ -300,6 +554,10 @@ def pytest_runtest_makereport(
         return report
     if report.when == "setup" and report.passed:
         return report
+    from . import baseline as baselines
+    from .errors import BugCheck, DriverFailure
+    from .results import Status, classify
+
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         status, requirement, message = Status.SKIP, "", reason.removeprefix("Skipped: ")
@@ -349,9 +607,13 @@ def _record(report: pytest.TestReport) -> dict[str, Any] | None:
 def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
 ) -> tuple[str, str, str] | None:
+    if RUN not in config.stash:
+        return None
     record = _record(report)
     if record is None or not report.failed:
         return None
+    from .results import Status
+
     status = record["status"]
     if record["verdict"] == "unexpected" and status == Status.PASS:
         return "failed", "U", "UNEXPECTED-PASS"
@@ -375,10 +637,14 @@ class Results:
             self.run.results[record["id"]] = record
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from . import baseline as baselines
+        from .report import build_report, write_reports
+        from .results import Status
+
         run = self.run
         if self.worker or not run.results:
             return
-        report = build_report(run, str(settings._current_profile), sys.version.split()[0])
+        report = build_report(run, run.profile, sys.version.split()[0])
         write_reports(report, run.json_path, run.html_path)
         if run.update_baseline and run.baseline_path is not None:
             statuses = {name: Status(r["status"]) for name, r in run.results.items()}
@@ -392,6 +658,8 @@ class Results:
             )
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        from .results import Status
+
         run = self.run
         if self.worker or not run.results:
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,11 @@ class KernelMode:
     def __str__(self) -> str:
         names = [name for name, attr in self.NAMES.items() if getattr(self, attr)]
         return ",".join(names) or "default"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """hypothesis' pretty-printer hook: ``KernelMode.parse('tiny-buffers')``, not every
+        field (and the class's name table) in a falsifying example."""
+        p.text(f"KernelMode.parse({str(self)!r})")
 
 
 #: Every mode the end-to-end workload runs under: the default, each stress alone, and all together.
