@@ -118,6 +118,32 @@ def test_an_unrelated_projects_hypothesis_settings_are_untouched(tmp_path: Path,
     assert installed["examples_run"] == installed["max_examples"] == 100
 
 
+@pytest.mark.parametrize("how", ["HYPOTHESIS_PROFILE=quick", "--hypothesis-profile=quick"])
+def test_the_suites_profile_applies_to_the_suites_checks(tmp_path: Path, how: str) -> None:
+    """A driver repository's own hypothesis tests, run beside the suite, keep their settings
+    unless hypothesis' own option loads a profile for everyone."""
+    write(tmp_path, "test_unrelated.py", HYPOTHESIS_TEST)
+    env = {"HYPOTHESIS_PROFILE": "quick"} if how.startswith("HYPO") else {}
+    args = [] if env else [how]
+    result = run(
+        tmp_path,
+        "test_unrelated.py",
+        "--pyargs",
+        "wddm_conformance.suite",
+        "-k",
+        "test_unrelated or test_malformed_command_buffers",
+        "--hypothesis-show-statistics",
+        *args,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hypothesis profile quick" in result.stdout
+    stats = result.stdout.split("test_malformed_command_buffers_are_rejected_or_stay_isolated:")[1]
+    assert "Stopped because settings.max_examples=5\n" in stats, stats
+    mine = json.loads((tmp_path / "settings.json").read_text())
+    assert mine["examples_run"] == (100 if env else 5)
+
+
 def test_an_unrelated_project_gets_no_header_marker_or_fixture(tmp_path: Path) -> None:
     write(tmp_path, "test_unrelated.py", "def test_nothing():\n    pass\n")
     result = run(tmp_path, "-v")
