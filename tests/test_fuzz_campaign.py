@@ -112,8 +112,23 @@ def test_a_driver_that_does_not_load_stops_the_campaign_at_once(tmp_path: Path) 
     output, _ = proc.communicate(timeout=STALL)
     assert proc.returncode == 3, output
     (line,) = [line for line in output.splitlines() if line.startswith("error:")]
-    assert "cannot import module 'nonexistent'" in line
-    assert "exec/s 0" not in output
+    assert "invalid --driver 'nonexistent:X': cannot import module 'nonexistent'" in line
+    assert output.strip() == line  # one line, no summary of a campaign that never ran
+
+
+def test_a_driver_that_does_not_load_is_named_when_resuming_too(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    first = _campaign_cli(work, "render", "--driver=tests.mutants:DoubleFetch", "--runs", "300")
+    assert first.wait(timeout=STALL) == 1  # a finding, kept in the work directory
+    stale = _campaign_cli(work, "render", "--driver=tests.mutants:Nope", "--runs", "300")
+    output, _ = stale.communicate(timeout=STALL)
+    assert stale.returncode == 2, output  # another driver's campaign is not resumed
+    assert "holds a campaign of render on tests.mutants:DoubleFetch" in output
+    (work / "campaign.json").unlink()  # the same driver name, now broken: still named
+    again = _campaign_cli(work, "render", "--driver=tests.mutants:Nope", "--runs", "300")
+    output, _ = again.communicate(timeout=STALL)
+    assert again.returncode == 3, output
+    assert "has no attribute 'Nope'" in output
 
 
 def test_jobs_that_all_die_at_start_stop_the_campaign(tmp_path: Path, driver_dir: Path) -> None:

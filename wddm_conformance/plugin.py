@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import os
 import shlex
 import sys
 from collections.abc import Generator
@@ -394,9 +393,18 @@ def _writable(option: str, given: str | None) -> Path | None:
         raise pytest.UsageError(
             f"invalid {option} {given!r}: {ancestor} is a file, not a directory"
         )
-    target = path if path.exists() else ancestor
-    if not os.access(target, os.W_OK):
-        raise pytest.UsageError(f"invalid {option} {given!r}: {target} is not writable")
+    # Trying is the only test that holds for root and for /proc, /sys or read-only mounts.
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"invalid {option} {given!r}: cannot write there ({exc.strerror or exc})"
+        ) from None
+    if not existed:
+        path.unlink()
     return path
 
 

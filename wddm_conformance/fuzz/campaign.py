@@ -93,7 +93,7 @@ class Campaign:
 
     def command(self) -> list[str]:
         """The libFuzzer command line of this campaign."""
-        cmd = [sys.executable, str(script(self.target)), str(self.corpus)]
+        cmd = [sys.executable, str(script(self.target)), f"--driver={self.driver}", str(self.corpus)]
         cmd += [str(d) for d in self.seed_dirs()]
         cmd += [
             f"-artifact_prefix={self.artifacts}{os.sep}",
@@ -230,6 +230,12 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
         d.mkdir(parents=True, exist_ok=True)
     state_path = c.work / "campaign.json"
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    for what, value in (("target", c.target), ("driver", c.driver)):
+        if state.get(what, value) != value:
+            raise ValueError(
+                f"{c.work} holds a campaign of {state.get('target')} on {state.get('driver')}: "
+                f"resume it with the same target and --driver, or give this one its own --work DIR"
+            )
     before = float(state.get("elapsed", 0.0))
     sessions = int(state.get("sessions", 0))
     if sessions:
@@ -247,6 +253,7 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     )
     tail: list[str] = []
     kept_before = _kept(c)
+    found_before = len(load_findings(c.findings))
     cannot_run = ""
     interrupted = ""
     over_time = threading.Event()
@@ -339,7 +346,8 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
         summary += f"\n{interrupted}: run the same command again to resume"
     if over_time.is_set():
         summary += f"\nstopped {c.grace:g} s past the time budget: libFuzzer did not stop by itself"
-    failed = proc.returncode not in (0, None) and not findings and not interrupted
+    new_findings = len(findings) > found_before
+    failed = proc.returncode not in (0, None) and not new_findings and not interrupted
     if failed and not cannot_run and not over_time.is_set():
         cannot_run = f"libFuzzer exited with status {proc.returncode}: {_child_error(tail)}"
     if cannot_run:
@@ -349,8 +357,11 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
         plot(samples, c.work / "progress.png", f"{c.target} on {c.driver}")
     except RuntimeError as exc:
         summary += f"\nno plot: {exc}"
-    print(summary, file=out)
-    print(f"work directory: {c.work}", file=out)
+    if cannot_run and not any(s.execs for s in parser.samples):
+        print(f"error: {cannot_run} (log: {log_path})", file=out)  # nothing ran: no summary
+    else:
+        print(summary, file=out)
+        print(f"work directory: {c.work}", file=out)
     internal = any(f.get("status") == "INTERNAL-ERROR" for f in findings)
     code = 3 if internal or cannot_run else 1 if findings else 0
     return Outcome(code, findings, summary, before + elapsed)

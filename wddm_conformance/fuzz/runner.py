@@ -194,7 +194,7 @@ def one_input(target: Target, findings: Findings, only: str | None) -> Callable[
     return test_one_input
 
 
-def load(name: str) -> tuple[DriverSpec, Target]:
+def load(name: str, where: str = ENV_DRIVER) -> tuple[DriverSpec, Target]:
     """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it, set up.
 
     Set-up runs before libFuzzer's -timeout applies, so its DDI calls go through the
@@ -202,7 +202,7 @@ def load(name: str) -> tuple[DriverSpec, Target]:
     Raises DriverLoadError, or the DriverFailure of a driver that breaks a rule while the
     target is set up.
     """
-    spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=ENV_DRIVER)
+    spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=where)
     target = target_class(name)(spec)  # type: ignore[call-arg]
     start = getattr(target, "start", None)
     if callable(start):
@@ -219,13 +219,14 @@ def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], li
     breaks a rule while the target is set up is recorded as a finding of the empty input,
     which reproduces it, and ends the process the same way.
     """
+    where = "--driver" if any(a.startswith("--driver=") for a in argv) else ENV_DRIVER
     rest = relaunchable(take_options(argv))
     follow_campaign()
     import atheris
 
     driver = os.environ.get(ENV_DRIVER, "reference")
     try:
-        spec, target = load(name)
+        spec, target = load(name, where)
     except DriverLoadError as exc:
         sys.exit(f"error: {exc}")
     except DriverFailure as exc:

@@ -58,9 +58,10 @@ COVERS = {
     "target", [pytest.param(name, marks=requirement(*ids)) for name, ids in COVERS.items()]
 )
 def test_fuzz_inputs_replay_cleanly(wddm_run: Run, target: str) -> None:
-    folders = [wddm_run.corpora / target, wddm_run.corpora / "regressions" / target]
+    # The driver repository's own regressions first: a failure names its input.
+    folders = [wddm_run.corpora / "regressions" / target, wddm_run.corpora / target]
     if wddm_run.regressions is not None:
-        folders.append(wddm_run.regressions / target)
+        folders.insert(0, wddm_run.regressions / target)
     files = list(inputs([f for f in folders if f.is_dir()]))
     if not files:
         pytest.skip(f"no {target} inputs to replay in {', '.join(map(str, folders))}")
