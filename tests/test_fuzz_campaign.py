@@ -34,7 +34,7 @@ STALL = 120
 
 def _campaign_cli(work: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "wddm_conformance", "fuzz", "run", *args, "--work", str(work)],
+        [sys.executable, "-m", "wddm_conformance", "fuzz", "run", "--work", str(work), *args],
         cwd=work.parent,
         env=_env(**env),
         stdout=subprocess.PIPE,
@@ -269,3 +269,40 @@ def test_a_missing_input_file_is_named(
     missing = tmp_path / "render-REN-VALIDATE-0123"
     assert main(["fuzz", command, str(missing)]) == 2
     assert capsys.readouterr().err == f"wddm-conformance: error: {missing} does not exist\n"
+
+
+def test_an_input_that_hangs_is_a_finding_with_its_input(tmp_path: Path, driver_dir: Path) -> None:
+    spec = _driver(
+        driver_dir,
+        "rendershang",
+        """
+        import time
+        from wddm_conformance.reference import ReferenceMiniport
+
+        class Miniport(ReferenceMiniport):
+            def render(self, hContext, args):
+                while True:
+                    time.sleep(0.01)
+        """,
+    )
+    work = tmp_path / "work"
+    proc = _campaign_cli(
+        work, "render", f"--driver={spec}", "--time", "600", "--", "-timeout=1",
+        PYTHONPATH=os.pathsep.join([str(driver_dir), _env()["PYTHONPATH"]]),
+    )  # fmt: skip
+    output, _ = proc.communicate(timeout=STALL)
+    assert proc.returncode == 1, output
+    assert "ALL-BOUNDED" in (work / "summary.txt").read_text()
+    (record,) = (work / "findings").glob("*.json")
+    assert '"status": "TIMEOUT"' in record.read_text()
+    (timeout,) = (work / "artifacts").glob("timeout-*")
+    assert record.with_suffix("").read_bytes() == timeout.read_bytes()
+    repro = subprocess.run(
+        [sys.executable, "-m", "wddm_conformance", "fuzz", "repro", str(record.with_suffix(""))],
+        cwd=tmp_path,
+        env=_env(PYTHONPATH=os.pathsep.join([str(driver_dir), _env()["PYTHONPATH"]])),
+        capture_output=True,
+        text=True,
+        timeout=STALL,
+    )
+    assert repro.returncode == 1 and "TIMEOUT  ALL-BOUNDED" in repro.stdout, repro.stdout

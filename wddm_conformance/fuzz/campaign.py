@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import VIDEO_TDR_FAILURE, Tdr
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
-from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS
+from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, Findings
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
@@ -337,6 +338,7 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     if report is not None:  # the sanitizer stopped the process before the harness could record it
         crashes = [Path(a) for a in parser.artifacts if Path(a).name.startswith("crash-")]
         sanitizer.record(report, c.target, c.driver, crashes[-1] if crashes else None, c.findings)
+    record_timeouts(c)
     findings = load_findings(c.findings)
     samples = read_csv(c.work / "stats.csv")
     summary = summarize(c.target, c.driver, samples, findings, before + elapsed)
@@ -365,6 +367,28 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     internal = any(f.get("status") == "INTERNAL-ERROR" for f in findings)
     code = 3 if internal or cannot_run else 1 if findings else 0
     return Outcome(code, findings, summary, before + elapsed)
+
+
+def record_timeouts(c: Campaign) -> int:
+    """Record each input libFuzzer gave up on as hung (its ``timeout-*`` artifacts, from the
+    process itself or any -fork job) as a finding: TIMEOUT, ALL-BOUNDED, with its input.
+    The target cannot record these itself: libFuzzer's alarm ends the process. Returns how
+    many were recorded."""
+    findings = Findings(str(c.findings), c.target, c.driver)
+    done = 0
+    for artifact in sorted(c.artifacts.glob("timeout-*")):
+        data = artifact.read_bytes()
+        hung = Tdr(
+            VIDEO_TDR_FAILURE,
+            (0, 0, 0, 0),
+            "ALL-BOUNDED",
+            "",
+            "the input ran past libFuzzer's -timeout: a DDI call did not return "
+            f"(fuzz repro {artifact.name} names it)",
+        )
+        findings.record(data, hung)
+        done += 1
+    return done
 
 
 def _kept(c: Campaign) -> int:
