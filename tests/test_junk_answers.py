@@ -11,7 +11,7 @@ from wddm_conformance.errors import BugCheck, DriverLoadError, DriverViolation
 from wddm_conformance.kernel import Kernel
 from wddm_conformance.results import Status, classify
 
-JUNK = [None, "STATUS_SUCCESS", True, 3.0, 0x12345678]
+JUNK = [None, "STATUS_SUCCESS", True, 3.0, 0x12345678, 2**70, 2**32]
 
 
 def _kernel_with(method: str, value: Any) -> Kernel:
@@ -26,6 +26,8 @@ def test_render_returning_junk_is_ren_status(junk: Any) -> None:
         render_program(_kernel_with("render", junk))
     assert caught.value.requirement == "REN-STATUS"
     assert "DxgkDdiRender" in str(caught.value)
+    if isinstance(junk, int) and junk >> 32:
+        assert f"{junk:#x}" in str(caught.value)  # as returned, not masked to STATUS_SUCCESS
 
 
 @pytest.mark.parametrize("junk", JUNK, ids=repr)

@@ -101,6 +101,11 @@ def test_status_name_unknown_int_is_hex_and_flagged() -> None:
     assert status_name(-1) == "0xFFFFFFFF (not a status the DDI may return)"
 
 
+@pytest.mark.parametrize("value", [2**70, 2**32, -(2**31) - 1])
+def test_status_name_shows_a_value_outside_32_bits_as_returned(value: int) -> None:
+    assert status_name(value) == f"{value:#x} (not a 32-bit NTSTATUS)"
+
+
 @pytest.mark.parametrize("value", [None, "0", 1.0, True, False, [0]])
 def test_status_name_non_int_is_flagged(value: object) -> None:
     assert status_name(value) == f"{value!r} (not an NTSTATUS integer)"

@@ -51,12 +51,18 @@ def NT_SUCCESS(status: int) -> bool:
 
 
 def status_name(status: object) -> str:
-    """Render a DDI return value for messages: the WDK name, or the raw value if unknown."""
+    """Render a DDI return value for messages: the WDK name, or the value as returned.
+
+    A negative value that fits a 32-bit LONG is shown as its bit pattern, as C sees it; a
+    value outside 32 bits is shown whole, never masked (2**32 is not STATUS_SUCCESS).
+    """
     if isinstance(status, int) and not isinstance(status, bool):
         try:
             return NTSTATUS(status).name
         except ValueError:
-            return f"0x{status & 0xFFFFFFFF:08X} (not a status the DDI may return)"
+            if -(1 << 31) <= status <= 0xFFFFFFFF:
+                return f"0x{status & 0xFFFFFFFF:08X} (not a status the DDI may return)"
+            return f"{status:#x} (not a 32-bit NTSTATUS)"
     return f"{status!r} (not an NTSTATUS integer)"
 
 
