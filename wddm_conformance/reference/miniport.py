@@ -120,7 +120,10 @@ class ReferenceMiniport:
         self.opened: dict[int, int] = {}  # device-specific handle -> allocation handle
         self.devices: dict[int, _Device] = {}
         self.contexts: dict[int, int] = {}  # context -> device
-        self.submitted_fences: list[int] = []
+        #: The newest SubmissionFenceId and the number of submissions: counters, not a record
+        #: of every fence, because one adapter lives through a whole fuzz campaign.
+        self.last_submitted_fence = 0
+        self.submitted_fence_count = 0
 
     # ------------------------------------------------------------------ adapter
 
@@ -525,7 +528,8 @@ class ReferenceMiniport:
         return STATUS_SUCCESS
 
     def submit_command(self, args: DXGKARG_SUBMITCOMMAND) -> int:
-        self.submitted_fences.append(args.SubmissionFenceId)
+        self.last_submitted_fence = args.SubmissionFenceId
+        self.submitted_fence_count += 1
         return STATUS_SUCCESS
 
     # ------------------------------------------------------------------ paging
