@@ -14,7 +14,12 @@ from collections.abc import Callable
 
 import pytest
 
+from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.errors import HarnessError
+from wddm_conformance.fuzz.base import FUZZ_CONFIG
+from wddm_conformance.kernel import Kernel
+from wddm_conformance.program import AllocRef, Copy
+from wddm_conformance.reference.miniport import ReferenceMiniport
 from wddm_conformance.sysmem import FIRST_PFN, SystemMemory
 
 
@@ -56,3 +61,31 @@ def test_a_freed_frame_comes_back_only_after_every_other_free_frame() -> None:
         sysmem.allocate(1)
     sysmem.free([b])
     assert sysmem.allocate(1) == (b,)
+
+
+# ---------------------------------------------------------------------- kernel and reference driver
+
+
+def test_the_last_allocation_of_a_resource_takes_the_resource_with_it() -> None:
+    k = Kernel("reference", config=FUZZ_CONFIG)
+    device = k.create_device()
+    a, b = k.create_allocations(device, [AllocationRequest(4096)] * 2, resource=0)
+    driver: ReferenceMiniport = k.driver
+    assert a.resource and a.resource in driver.resources
+    k.destroy_allocation(a)
+    assert a.resource in driver.resources  # b still belongs to it
+    k.destroy_allocation(b)
+    assert a.resource not in driver.resources
+
+
+def test_submissions_leave_nothing_behind_in_the_reference_driver() -> None:
+    k = Kernel("reference", config=FUZZ_CONFIG)
+    device = k.create_device()
+    context = k.create_context(device)
+    a, b = k.create_allocations(device, [AllocationRequest(4096)] * 2)
+    program = [Copy(AllocRef(1), AllocRef(2), 16)]
+
+    def submit() -> None:
+        k.run_program(context, [None, a, b], program)
+
+    assert retained(submit, warmup=50, count=2000) < 16 << 10

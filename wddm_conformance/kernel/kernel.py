@@ -20,6 +20,7 @@ from ..ddi import (
     DXGK_ALLOCATIONINFO,
     DXGK_ALLOCATIONINFOFLAGS,
     DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_DESTROYALLOCATIONFLAGS,
     DXGK_DRIVERCAPS,
     DXGK_OPENALLOCATIONINFO,
     DXGK_SEGMENTDESCRIPTOR,
@@ -404,7 +405,10 @@ class Kernel:
         return info.hDeviceSpecificAllocation
 
     def destroy_allocation(self, a: Allocation) -> None:
-        """Release memory (unmapping aperture pages first), close handles, then DxgkDdiDestroyAllocation."""
+        """Release memory (unmapping aperture pages first), close handles, then DxgkDdiDestroyAllocation.
+
+        The last live allocation of a resource takes the resource with it (DestroyResource).
+        """
         self.vidmm.release(a)
         for device in self.devices:
             handle = a.opened.pop(id(device), None)
@@ -412,7 +416,13 @@ class Kernel:
                 self.caller.call(
                     "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle])
                 )
-        self.caller.call("destroy_allocation", DXGKARG_DESTROYALLOCATION(1, [a.hAllocation]))
+        args = DXGKARG_DESTROYALLOCATION(1, [a.hAllocation])
+        if a.resource and not any(
+            o.resource == a.resource for o in self.allocations.values() if o is not a
+        ):
+            args.hResource = a.resource
+            args.Flags = DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
+        self.caller.call("destroy_allocation", args)
         a.transition("destroy")
         del self.allocations[a.id]
 

@@ -22,6 +22,7 @@ from wddm_conformance.ddi import (
     DXGK_BUILDPAGINGBUFFER_OPERATION,
     DXGK_BUILDPAGINGBUFFER_TRANSFER,
     DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_DESTROYALLOCATIONFLAGS,
     DXGK_DISCARDCONTENTFLAGS,
     DXGK_DRIVERCAPS,
     DXGK_MAPAPERTUREFLAGS,
@@ -291,7 +292,7 @@ class ReferenceMiniport:
             allocation = self.allocations.pop(handle, None)
             if allocation is not None and allocation.resource:
                 self.resources.get(allocation.resource, set()).discard(handle)
-        if args.Flags & 0x1 and args.hResource:  # DestroyResource
+        if args.Flags & DXGK_DESTROYALLOCATIONFLAGS.DestroyResource and args.hResource:
             self.resources.pop(args.hResource, None)
         return STATUS_SUCCESS
 
