@@ -78,6 +78,17 @@ def test_the_last_allocation_of_a_resource_takes_the_resource_with_it() -> None:
     assert a.resource not in driver.resources
 
 
+def test_the_kernel_forgets_a_destroyed_device() -> None:
+    k = Kernel("reference", config=FUZZ_CONFIG)
+    first = k.create_device()
+    for _ in range(3):
+        device = k.create_device()
+        k.create_context(device)
+        k.destroy_device(device)
+        assert device.state == "destroyed"
+    assert k.devices == [first]
+
+
 def test_submissions_leave_nothing_behind_in_the_reference_driver() -> None:
     k = Kernel("reference", config=FUZZ_CONFIG)
     device = k.create_device()

@@ -157,7 +157,10 @@ class Kernel:
         return context
 
     def destroy_device(self, device: Device) -> None:
-        """Destroy a device: its contexts, its opened allocation handles, then the device itself."""
+        """Destroy a device: its contexts, its opened allocation handles, then the device itself.
+
+        The kernel forgets it: :attr:`devices` lists the devices that exist.
+        """
         if self.caps.SupportsContexts:
             for context in device.contexts:
                 if context.state == "active":
@@ -172,6 +175,7 @@ class Kernel:
             )
         self.caller.call("destroy_device", device.hDevice)
         device.transition("destroy")
+        self.devices.remove(device)
 
     def lose_device(self, device: Device, reason: str) -> None:
         """Put ``device`` in the lost state: the kernel refuses its further submissions (REN-DEVICELOST)."""
