@@ -9,15 +9,17 @@ the verdict does not depend on the machine's speed or load.
 from __future__ import annotations
 
 import gc
+import random
 import tracemalloc
 from collections.abc import Callable
 
 import pytest
 
-from wddm_conformance.driver import AllocationRequest
+from wddm_conformance.driver import AllocationRequest, load_driver
 from wddm_conformance.errors import HarnessError
 from wddm_conformance.fuzz.base import FUZZ_CONFIG
-from wddm_conformance.kernel import Kernel
+from wddm_conformance.fuzz.statemachine import StateMachineTarget
+from wddm_conformance.kernel import Kernel, KernelConfig
 from wddm_conformance.program import AllocRef, Copy
 from wddm_conformance.reference.miniport import ReferenceMiniport
 from wddm_conformance.sysmem import FIRST_PFN, SystemMemory
@@ -100,3 +102,26 @@ def test_submissions_leave_nothing_behind_in_the_reference_driver() -> None:
         k.run_program(context, [None, a, b], program)
 
     assert retained(submit, warmup=50, count=2000) < 16 << 10
+
+
+# ---------------------------------------------------------------------- fuzz targets
+
+
+def test_the_statemachine_target_frees_each_inputs_kernel_before_the_next() -> None:
+    target = StateMachineTarget(load_driver("reference"))
+    rng = random.Random(11)
+    inputs = [rng.randbytes(rng.choice((64, 256, 1024))) for _ in range(60)]
+    for data in inputs[:5]:
+        target.run(data)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for data in inputs[5:]:
+            target.run(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # One input's kernel holds its video memory, a KernelConfig().memory_segment_size
+    # bytearray; at most one may be alive at any time.
+    one_kernel = KernelConfig().memory_segment_size
+    assert peak < 2 * one_kernel, f"peak {peak >> 20} MiB: kernels of earlier inputs were still alive"
