@@ -16,7 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from wddm_conformance.driver import AllocationRequest, load_driver
-from wddm_conformance.errors import HarnessError
+from wddm_conformance.errors import DriverFailure, HarnessError
+from wddm_conformance.fuzz import CORPORA, target_class
 from wddm_conformance.fuzz.base import FUZZ_CONFIG
 from wddm_conformance.fuzz.statemachine import StateMachineTarget
 from wddm_conformance.kernel import Kernel, KernelConfig
@@ -125,3 +126,37 @@ def test_the_statemachine_target_frees_each_inputs_kernel_before_the_next() -> N
     # bytearray; at most one may be alive at any time.
     one_kernel = KernelConfig().memory_segment_size
     assert peak < 2 * one_kernel, f"peak {peak >> 20} MiB: kernels of earlier inputs were still alive"
+
+
+@pytest.mark.parametrize(
+    ("target_name", "driver", "seed"),
+    [
+        # Every input fails once the rig is up: each discards it.
+        ("render", "tests.mutants:DoubleFetch", "op-copy"),
+        # The rig's own set-up fails (its pool is filled): every input builds one anew.
+        ("build_paging_buffer", "tests.mutants:FillsTooLittle", "fill-memory-4096"),
+    ],
+)
+def test_a_rig_given_up_on_is_freed_before_the_next_is_built(
+    target_name: str, driver: str, seed: str
+) -> None:
+    target = target_class(target_name)(load_driver(driver))  # type: ignore[call-arg]
+    data = (CORPORA / target_name / seed).read_bytes()
+
+    def fail() -> None:
+        with pytest.raises(DriverFailure):
+            target.run(data)
+
+    for _ in range(5):
+        fail()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(80):
+            fail()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # A rig's video memory alone is FUZZ_CONFIG.memory_segment_size; the one given up on
+    # and the next may overlap, dozens may not.
+    assert peak < 4 * FUZZ_CONFIG.memory_segment_size, f"peak {peak >> 20} MiB"
