@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import random
 import tracemalloc
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -18,7 +19,8 @@ import pytest
 from wddm_conformance.driver import AllocationRequest, load_driver
 from wddm_conformance.errors import DriverFailure, HarnessError
 from wddm_conformance.fuzz import CORPORA, target_class
-from wddm_conformance.fuzz.base import FUZZ_CONFIG
+from wddm_conformance.fuzz.base import FUZZ_CONFIG, RigTarget
+from wddm_conformance.fuzz.runner import ENV_DRIVER, load
 from wddm_conformance.fuzz.statemachine import StateMachineTarget
 from wddm_conformance.kernel import Kernel, KernelConfig
 from wddm_conformance.program import AllocRef, Copy
@@ -160,3 +162,20 @@ def test_a_rig_given_up_on_is_freed_before_the_next_is_built(
     # A rig's video memory alone is FUZZ_CONFIG.memory_segment_size; the one given up on
     # and the next may overlap, dozens may not.
     assert peak < 4 * FUZZ_CONFIG.memory_segment_size, f"peak {peak >> 20} MiB"
+
+
+def test_a_fuzzing_process_freezes_what_it_starts_with_but_not_the_rig(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV_DRIVER, "reference")
+    before = gc.get_freeze_count()
+    try:
+        _, target = load("render")
+        assert gc.get_freeze_count() > before
+        assert isinstance(target, RigTarget)
+        kernel = weakref.ref(target.rig.kernel)
+        target._rig = None
+        gc.collect()
+        assert kernel() is None, "the first rig was frozen: given up on, it would never be freed"
+    finally:
+        gc.unfreeze()

@@ -9,6 +9,7 @@ only the driver's own modules for coverage, and hands :func:`one_input` to ather
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -154,6 +155,11 @@ def load(name: str) -> tuple[DriverSpec, Target]:
     """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it."""
     spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=ENV_DRIVER)
     target = target_class(name)(spec)  # type: ignore[call-arg]
+    # What exists now (modules, hypothesis, the target) lives as long as the process: the
+    # collector need not scan it again, so the collections that free each input's (or
+    # failed rig's) reference cycles stay cheap. The rig is built after, so it can be freed.
+    gc.collect()
+    gc.freeze()
     # A driver that cannot start is a load error, now; one that starts but breaks a rule on
     # the way is a finding, which the first input reports.
     with contextlib.suppress(DriverFailure):
