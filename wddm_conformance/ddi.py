@@ -272,6 +272,12 @@ class DXGKARG_CREATEALLOCATION:
     Flags: DXGK_CREATEALLOCATIONFLAGS = DXGK_CREATEALLOCATIONFLAGS(0)
 
 
+class DXGK_DESTROYALLOCATIONFLAGS(IntFlag):
+    """DXGKARG_DESTROYALLOCATION.Flags bits."""
+
+    DestroyResource = 0x1
+
+
 @dataclass(slots=True)
 class DXGKARG_DESTROYALLOCATION:
     """DxgkDdiDestroyAllocation arguments."""
@@ -279,7 +285,7 @@ class DXGKARG_DESTROYALLOCATION:
     NumAllocations: int = 0
     pAllocationList: list[int] = field(default_factory=list)
     hResource: int = 0
-    Flags: int = 0  # DestroyResource 0x1
+    Flags: DXGK_DESTROYALLOCATIONFLAGS = DXGK_DESTROYALLOCATIONFLAGS(0)
 
 
 @dataclass(slots=True)

@@ -5,14 +5,14 @@ the GPU model: the memory manager allocates MDLs from it as backing store for
 evicted allocations and for aperture mappings, and the emulated GPU reaches it by
 physical address (``pfn * 4096 + offset``), as a bus-mastering device would.
 
-PFNs are handed out monotonically and reused only after every other frame has been
-used once, so a stale mapping to a freed page faults instead of silently reaching a
-new owner (ALL-ISOLATION: "never freed pages").
+PFNs are handed out in rising order, wrapping round at the top: a freed frame is handed
+out again only after every other free frame has been, so a stale mapping to a freed
+page faults instead of silently reaching a new owner (ALL-ISOLATION: "never freed
+pages"). The only bookkeeping is the allocated pages and one cursor, so a kernel that
+allocates and frees for hours (a fuzz campaign) holds no record of its past frames.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 from .ddi import MDL, PAGE_SIZE
 from .errors import HarnessError
@@ -28,8 +28,7 @@ class SystemMemory:
     def __init__(self, max_pages: int = 1 << 20) -> None:
         self.max_pages = max_pages
         self.pages: dict[int, bytearray] = {}
-        self._next = FIRST_PFN
-        self._freed: deque[int] = deque()
+        self._cursor = FIRST_PFN
 
     @property
     def limit(self) -> int:
@@ -40,16 +39,18 @@ class SystemMemory:
         """Allocate ``count`` zeroed pages; returns their PFNs (not contiguous in general)."""
         out: list[int] = []
         for _ in range(count):
-            if self._next < self.max_pages:
-                pfn = self._next
-                self._next += 1
-            elif self._freed:
-                pfn = self._freed.popleft()
-            else:
+            if len(self.pages) >= self.max_pages - FIRST_PFN:
                 raise HarnessError(f"system memory exhausted ({self.max_pages} pages)")
+            pfn = self._cursor
+            while pfn in self.pages:
+                pfn = self._after(pfn)
+            self._cursor = self._after(pfn)
             self.pages[pfn] = bytearray(PAGE_SIZE)
             out.append(pfn)
         return tuple(out)
+
+    def _after(self, pfn: int) -> int:
+        return pfn + 1 if pfn + 1 < self.max_pages else FIRST_PFN
 
     def allocate_mdl(self, byte_count: int) -> MDL:
         """An MDL describing freshly allocated pages for ``byte_count`` bytes."""
@@ -61,7 +62,6 @@ class SystemMemory:
         for pfn in pfns:
             if self.pages.pop(pfn, None) is None:
                 raise HarnessError(f"freeing page frame 0x{pfn:X} that is not allocated")
-            self._freed.append(pfn)
 
     def page(self, pfn: int) -> bytearray | None:
         """The bytes of page ``pfn``, or None if it is not allocated."""

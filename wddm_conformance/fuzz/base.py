@@ -9,6 +9,7 @@ on what ran before. Any exception discards the rig; the next input gets a fresh 
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,10 +153,18 @@ class RigTarget:
         self.spec = spec
         self.invoker = invoker
         self._rig: Rig | None = None
+        self._builds = 0
 
     @property
     def rig(self) -> Rig:
         if self._rig is None or not self._rig.healthy:
+            if self._builds:
+                # The rig given up on (or the one whose set-up failed) is held in reference
+                # cycles, the kernel's and the driver's: free it now, not when the
+                # collector's schedule says, or they pile up.
+                self._rig = None
+                gc.collect()
+            self._builds += 1
             self._rig = Rig(self.spec, self.invoker)
         return self._rig
 

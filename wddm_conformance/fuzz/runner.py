@@ -10,6 +10,7 @@ watchdog, instruments only the driver's own modules for coverage, and hands
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -204,6 +205,11 @@ def load(name: str, where: str = ENV_DRIVER) -> tuple[DriverSpec, Target]:
     """
     spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=where)
     target = target_class(name)(spec)  # type: ignore[call-arg]
+    # What exists now (modules, hypothesis, the target) lives as long as the process: the
+    # collector need not scan it again, so the collections that free each input's (or
+    # failed rig's) reference cycles stay cheap. The rig is built after, so it can be freed.
+    gc.collect()
+    gc.freeze()
     start = getattr(target, "start", None)
     if callable(start):
         start(WatchdogInvoker(SETUP_TIMEOUT))

@@ -20,6 +20,7 @@ from ..ddi import (
     DXGK_ALLOCATIONINFO,
     DXGK_ALLOCATIONINFOFLAGS,
     DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_DESTROYALLOCATIONFLAGS,
     DXGK_DRIVERCAPS,
     DXGK_OPENALLOCATIONINFO,
     DXGK_SEGMENTDESCRIPTOR,
@@ -156,7 +157,10 @@ class Kernel:
         return context
 
     def destroy_device(self, device: Device) -> None:
-        """Destroy a device: its contexts, its opened allocation handles, then the device itself."""
+        """Destroy a device: its contexts, its opened allocation handles, then the device itself.
+
+        The kernel forgets it: :attr:`devices` lists the devices that exist.
+        """
         if self.caps.SupportsContexts:
             for context in device.contexts:
                 if context.state == "active":
@@ -171,6 +175,7 @@ class Kernel:
             )
         self.caller.call("destroy_device", device.hDevice)
         device.transition("destroy")
+        self.devices.remove(device)
 
     def lose_device(self, device: Device, reason: str) -> None:
         """Put ``device`` in the lost state: the kernel refuses its further submissions (REN-DEVICELOST)."""
@@ -404,7 +409,10 @@ class Kernel:
         return info.hDeviceSpecificAllocation
 
     def destroy_allocation(self, a: Allocation) -> None:
-        """Release memory (unmapping aperture pages first), close handles, then DxgkDdiDestroyAllocation."""
+        """Release memory (unmapping aperture pages first), close handles, then DxgkDdiDestroyAllocation.
+
+        The last live allocation of a resource takes the resource with it (DestroyResource).
+        """
         self.vidmm.release(a)
         for device in self.devices:
             handle = a.opened.pop(id(device), None)
@@ -412,7 +420,13 @@ class Kernel:
                 self.caller.call(
                     "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle])
                 )
-        self.caller.call("destroy_allocation", DXGKARG_DESTROYALLOCATION(1, [a.hAllocation]))
+        args = DXGKARG_DESTROYALLOCATION(1, [a.hAllocation])
+        if a.resource and not any(
+            o.resource == a.resource for o in self.allocations.values() if o is not a
+        ):
+            args.hResource = a.resource
+            args.Flags = DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
+        self.caller.call("destroy_allocation", args)
         a.transition("destroy")
         del self.allocations[a.id]
 

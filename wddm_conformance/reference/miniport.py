@@ -22,6 +22,7 @@ from wddm_conformance.ddi import (
     DXGK_BUILDPAGINGBUFFER_OPERATION,
     DXGK_BUILDPAGINGBUFFER_TRANSFER,
     DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_DESTROYALLOCATIONFLAGS,
     DXGK_DISCARDCONTENTFLAGS,
     DXGK_DRIVERCAPS,
     DXGK_MAPAPERTUREFLAGS,
@@ -120,7 +121,10 @@ class ReferenceMiniport:
         self.opened: dict[int, int] = {}  # device-specific handle -> allocation handle
         self.devices: dict[int, _Device] = {}
         self.contexts: dict[int, int] = {}  # context -> device
-        self.submitted_fences: list[int] = []
+        #: The newest SubmissionFenceId and the number of submissions: counters, not a record
+        #: of every fence, because one adapter lives through a whole fuzz campaign.
+        self.last_submitted_fence = 0
+        self.submitted_fence_count = 0
 
     # ------------------------------------------------------------------ adapter
 
@@ -288,7 +292,7 @@ class ReferenceMiniport:
             allocation = self.allocations.pop(handle, None)
             if allocation is not None and allocation.resource:
                 self.resources.get(allocation.resource, set()).discard(handle)
-        if args.Flags & 0x1 and args.hResource:  # DestroyResource
+        if args.Flags & DXGK_DESTROYALLOCATIONFLAGS.DestroyResource and args.hResource:
             self.resources.pop(args.hResource, None)
         return STATUS_SUCCESS
 
@@ -525,7 +529,8 @@ class ReferenceMiniport:
         return STATUS_SUCCESS
 
     def submit_command(self, args: DXGKARG_SUBMITCOMMAND) -> int:
-        self.submitted_fences.append(args.SubmissionFenceId)
+        self.last_submitted_fence = args.SubmissionFenceId
+        self.submitted_fence_count += 1
         return STATUS_SUCCESS
 
     # ------------------------------------------------------------------ paging

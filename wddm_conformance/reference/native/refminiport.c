@@ -199,8 +199,8 @@ typedef struct _REF_ADAPTER {
     REF_TABLE Opened;            /* self.opened: handle -> Allocation (and Device) */
     REF_TABLE Devices;           /* self.devices: handle */
     REF_TABLE Contexts;          /* self.contexts: handle -> Device */
-    UINT LastSubmittedFenceId;   /* self.submitted_fences[-1] */
-    SIZE_T SubmittedFenceCount;  /* len(self.submitted_fences) */
+    UINT LastSubmittedFenceId;   /* self.last_submitted_fence */
+    SIZE_T SubmittedFenceCount;  /* self.submitted_fence_count */
 } REF_ADAPTER;
 
 /* The live adapters, most recently added first. DDIs that receive only a device or
