@@ -256,7 +256,7 @@ def test_github_actions_example_gives_pytest_only_options_it_knows(tmp_path: Pat
     assert words[:5] == ["python", "-m", "pytest", "--pyargs", "wddm_conformance.suite"]
     options = [w for w in words[5:] if w != "${baseline[@]}"]
     assert {w.split("=")[0] for w in options if w.startswith("-")} == {
-        "-n", "--driver", "--junitxml", "--report-json", "--report-html"
+        "-n", "--wddm-driver", "--junitxml", "--report-json", "--report-html"
     }  # fmt: skip
     (tmp_path / "wddm-baseline.csv").write_text("", encoding="utf-8")
     argv = [w.replace("$DRIVER", "reference") for w in options]
