@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument(
-        "--profile", default="default", help="hypothesis profile (default: default)"
+        "--profile", default="wddm-default", help="hypothesis profile (default: wddm-default)"
     )
     args = parser.parse_args(argv)
     serial: list[float] = []
