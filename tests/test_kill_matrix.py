@@ -14,6 +14,7 @@ from tests import mutants as m
 from wddm_conformance.requirements import checkable
 
 
+@pytest.mark.killmatrix
 @pytest.mark.parametrize("driver", km.drivers(), ids=lambda c: c.__name__)
 def test_the_suite_fails_exactly_the_rules_the_driver_breaks(driver: type) -> None:
     report = km.run_suite(km.spec(driver), *km.options(driver))
