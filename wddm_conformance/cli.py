@@ -12,16 +12,18 @@
 from __future__ import annotations
 
 import argparse
+import marshal
 import sys
 from collections.abc import Sequence
 
-from . import CONTRACT_VERSION, __version__
+from . import CONTRACT_VERSION, __version__, isolation
 from .ddi import DXGK_START_INFO
-from .driver import load_driver
+from .driver import DriverSpec, load_driver
 from .errors import DriverLoadError
 from .kernel import ALL_MODES, KernelConfig, KernelMode
 from .results import Status, classify
 from .sysmem import SystemMemory
+from .watchdog import watch_interrupts
 from .workload import run_workload
 
 
@@ -59,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds before a DDI call is a TDR (default 5)",
     )
+    check.add_argument(
+        "--isolate",
+        choices=("mode", "none"),
+        default="mode",
+        help="run each mode in a process of its own that a crash, hang or memory flood of "
+        "the driver ends without ending the run (default), or 'none': in this process",
+    )
+    check.add_argument(
+        "--mode-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="wall-clock limit of one isolated mode (default 300)",
+    )
     disasm = sub.add_parser("disasm", help="disassemble a DMA buffer dump")
     disasm.add_argument("file", help="binary file, or '-' for standard input")
     disasm.add_argument(
@@ -79,23 +95,45 @@ def _check(args: argparse.Namespace) -> int:
     print(
         f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}) driver={args.driver} seed={args.seed}"
     )
+    watch_interrupts()
+    isolated = args.isolate == "mode" and isolation.available()
+    limits = isolation.Limits(seconds=args.mode_timeout)
     failures = 0
     for mode in modes:
-        error: BaseException | None = None
-        try:
-            report = run_workload(
-                spec, mode, args.seed, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout)
-            )
-            detail = f"{len(report.steps)} steps, {report.submissions} submissions, {report.ddi_calls} DDI calls"
-        except Exception as exc:
-            error = exc
-        outcome = classify(error)
-        if outcome.status is not Status.PASS:
+
+        def job(mode: KernelMode = mode) -> bytes:
+            return marshal.dumps(_check_mode(spec, mode, args))
+
+        ended = isolation.run(job, limits) if isolated else job()
+        if isinstance(ended, isolation.Death):
+            status = Status.TIMEOUT if ended.timed_out else Status.CRASH
+            if ended.kind == "raised":
+                status = Status.INTERNAL_ERROR
+            bugcheck = ended.bugcheck
+            detail = ended.describe().replace("the check's process", "the mode's process")
+            detail = f"{bugcheck} {detail}" if bugcheck else detail
+        else:
+            status_text, detail = marshal.loads(ended)
+            status = Status(status_text)
+        if status is not Status.PASS:
             failures += 1
-            detail = outcome.message
-        print(f"{outcome.status.value:<14} mode={mode}: {detail}")
+        print(f"{status.value:<14} mode={mode}: {detail}", flush=True)
     print(f"{len(modes) - failures} passed, {failures} failed")
     return 0 if failures == 0 else 1
+
+
+def _check_mode(spec: DriverSpec, mode: KernelMode, args: argparse.Namespace) -> tuple[str, str]:
+    """``(status, detail)`` of the workload in one kernel mode."""
+    error: BaseException | None = None
+    try:
+        report = run_workload(
+            spec, mode, args.seed, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout)
+        )
+        detail = f"{len(report.steps)} steps, {report.submissions} submissions, {report.ddi_calls} DDI calls"
+    except Exception as exc:
+        error = exc
+    outcome = classify(error)
+    return str(outcome.status), detail if outcome.status is Status.PASS else outcome.message
 
 
 def _disasm(args: argparse.Namespace) -> int:

@@ -46,7 +46,9 @@ from .fuzz import CORPORA, REGRESSIONS
 
 if TYPE_CHECKING:
     from .driver import DriverSpec
+    from .isolation import Limits
     from .kernel import Kernel, KernelMode
+    from .results import Status
 
 SUITE_PACKAGE = "wddm_conformance.suite"
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -74,6 +76,9 @@ class Run:
     regressions: Path | None = None
     #: The hypothesis profile of the suite's checks.
     profile: str = ""
+    #: Where each check runs: in a process of its own under these limits, or (None) in
+    #: the run's own process (``--isolate=none``).
+    limits: Limits | None = None
     #: Outcome records by test id, gathered from the reports (on the xdist controller too).
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -131,6 +136,9 @@ DEFAULTS: dict[str, Any] = {
     "wddm_report_html": None,
     "wddm_fuzz_corpora": None,
     "wddm_fuzz_regressions": None,
+    "wddm_isolate": "check",
+    "wddm_check_timeout": 300.0,
+    "wddm_check_memory": 2048,
 }
 
 
@@ -223,6 +231,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="your regression inputs (DIR/TARGET/, written by `wddm-conformance fuzz promote`), "
         "replayed by the suite (default: the wddm_fuzz_regressions ini value, else "
         "./wddm-regressions under the rootdir when it exists)",
+    )
+    _add(
+        group,
+        "--isolate",
+        dest="wddm_isolate",
+        choices=("check", "none"),
+        default="check",
+        help="where each conformance check runs: 'check' (default), a process of its own "
+        "that a crash, a hang or a memory flood of the driver ends without ending the run; "
+        "'none', the run's own process (for debuggers; implied by --pdb and --trace)",
+    )
+    _add(
+        group,
+        "--check-timeout",
+        dest="wddm_check_timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="wall-clock limit of one isolated check (default 300; 0: none)",
+    )
+    _add(
+        group,
+        "--check-memory",
+        dest="wddm_check_memory",
+        type=int,
+        default=2048,
+        metavar="MIB",
+        help="memory one isolated check may allocate, in MiB (default 2048; 0: no limit; "
+        "not applied under AddressSanitizer)",
     )
     parser.addini(
         "wddm_fuzz_regressions",
@@ -354,6 +391,7 @@ def _activate(config: pytest.Config) -> Run:
                 run.baseline = baselines.load(run.baseline_path)
             except baselines.BaselineError as exc:
                 raise pytest.UsageError(str(exc)) from None
+    run.limits = _limits(config)
     run.corpora = _corpora(_option(config, "wddm_fuzz_corpora"))
     run.regressions = _regressions(config)
     run.json_path = _writable("--report-json", _option(config, "wddm_report_json"))
@@ -408,6 +446,24 @@ def _writable(option: str, given: str | None) -> Path | None:
     return path
 
 
+def _limits(config: pytest.Config) -> Limits | None:
+    """The isolation limits of the run's checks, or None when checks run in-process."""
+    from . import isolation, watchdog
+
+    watchdog.watch_interrupts()
+    seconds, memory = _option(config, "wddm_check_timeout"), _option(config, "wddm_check_memory")
+    if not seconds >= 0:
+        raise pytest.UsageError(f"invalid --check-timeout {seconds!r}: must be 0 or more")
+    if memory < 0:
+        raise pytest.UsageError(f"invalid --check-memory {memory!r}: must be 0 or more")
+    debugging = config.getoption("usepdb", False) or config.getoption("trace", False)
+    if _option(config, "wddm_isolate") == "none" or debugging or not isolation.available():
+        return None
+    return isolation.Limits(
+        seconds=seconds or None, memory=memory << 20 if memory else None, grace=2.0
+    )
+
+
 def _corpora(given: str | None) -> Path:
     if given:
         path = Path(given)
@@ -459,6 +515,14 @@ def _command(config: pytest.Config, run: Run) -> str:
     ]
     if run.baseline_path is not None:
         parts.append(f"--baseline={run.baseline_path}")
+    for dest, option in (
+        ("wddm_isolate", "--isolate"),
+        ("wddm_check_timeout", "--check-timeout"),
+        ("wddm_check_memory", "--check-memory"),
+    ):
+        value = _option(config, dest)
+        if value != DEFAULTS[dest]:
+            parts.append(f"{option}={value:g}" if isinstance(value, float) else f"{option}={value}")
     return shlex.join(parts)
 
 
@@ -472,6 +536,7 @@ def _header(config: pytest.Config) -> list[str]:
         f"({cls}), kernel mode {run.mode}, seed {run.seed}, DDI timeout {run.ddi_timeout:g} s, "
         f"hypothesis profile {run.profile}",
         f"repeat with: {run.command}",
+        _isolation_line(run),
     ]
     if not config.stash.get(SHORT_DRIVER, False):
         lines.append(
@@ -479,6 +544,18 @@ def _header(config: pytest.Config) -> list[str]:
             "conftest owns it): name the miniport with --wddm-driver"
         )
     return lines
+
+
+def _isolation_line(run: Run) -> str:
+    limits = run.limits
+    if limits is None:
+        return (
+            "isolation: none, checks run in this process (a driver that crashes, exits or "
+            "hangs ends the run)"
+        )
+    seconds = f"{limits.seconds:g} s" if limits.seconds else "no time limit"
+    memory = f"{limits.memory >> 20} MiB" if limits.memory else "no memory limit"
+    return f"isolation: a process per check ({seconds}, {memory})"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -531,6 +608,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ------------------------------------------------------------------------- outcomes
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Run each conformance check in a process of its own (unless ``--isolate=none``)."""
+    run = item.config.stash.get(RUN, None)
+    if run is None or run.limits is None or not _is_suite(item):
+        return None
+    from .isolated_check import run_check
+
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for report in run_check(item, nextitem, run, run.limits):
+        ihook.pytest_runtest_logreport(report=report)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
 def _driver_failure(exc: BaseException) -> BaseException:
     """The DriverFailure inside hypothesis' exception groups, if there is one."""
     from .errors import DriverFailure
@@ -562,7 +655,6 @@ def pytest_runtest_makereport(
         return report
     if report.when == "setup" and report.passed:
         return report
-    from . import baseline as baselines
     from .errors import BugCheck, DriverFailure
     from .results import Status, classify
 
@@ -576,7 +668,40 @@ def pytest_runtest_makereport(
             exc = _driver_failure(exc)
         outcome = classify(exc)
         status, requirement, message = outcome.status, outcome.requirement, outcome.message
-    run = item.config.stash[RUN]
+    return conclude(
+        item.config.stash[RUN],
+        report,
+        ids,
+        status,
+        requirement,
+        message,
+        ddi=exc.ddi if isinstance(exc, DriverFailure) else "",
+        bugcheck=str(exc.data) if isinstance(exc, BugCheck) else "",
+        details=_notes(exc) if exc is not None else "",
+    )
+
+
+def conclude(
+    run: Run,
+    report: pytest.TestReport,
+    ids: list[str],
+    status: Status,
+    requirement: str,
+    message: str,
+    *,
+    ddi: str = "",
+    bugcheck: str = "",
+    details: str = "",
+) -> pytest.TestReport:
+    """Attach a check's outcome record to its report and judge it against the baseline.
+
+    The record (the ``wddm`` user property) is what the terminal summary, the JSON and
+    HTML reports and JUnit show; a failure's text becomes ``STATUS: message`` plus
+    ``details``. A result the baseline expects becomes an expected failure (xfail).
+    """
+    from . import baseline as baselines
+    from .results import Status
+
     test = baselines.test_id(report.nodeid)
     verdict = baselines.judge(status, run.baseline.get(test) if run.baseline_path else None)
     record = {
@@ -587,15 +712,14 @@ def pytest_runtest_makereport(
         "verdict": verdict.kind,
         "requirements": ids,
         "violated": requirement,
-        "ddi": exc.ddi if isinstance(exc, DriverFailure) else "",
+        "ddi": ddi,
         "message": message,
-        "bugcheck": str(exc.data) if isinstance(exc, BugCheck) else "",
+        "bugcheck": bugcheck,
         "duration": round(report.duration, 4),
     }
     report.user_properties = [*report.user_properties, (PROPERTY, json.dumps(record))]
-    if status in (Status.FAIL, Status.CRASH, Status.TIMEOUT) and exc is not None:
-        notes = _notes(exc)
-        report.longrepr = f"{status}: {message}" + (f"\n{notes}" if notes else "")
+    if status in (Status.FAIL, Status.CRASH, Status.TIMEOUT) and (message or details):
+        report.longrepr = f"{status}: {message}" + (f"\n{details}" if details else "")
     if verdict.kind == "expected" and status not in (Status.PASS, Status.SKIP):
         report.outcome = "skipped"
         report.wasxfail = verdict.reason

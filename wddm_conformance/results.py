@@ -42,6 +42,9 @@ def classify(exc: BaseException | None) -> Outcome:
         return Outcome(Status.CRASH, exc.requirement, str(exc))
     if isinstance(exc, DriverFailure):
         return Outcome(Status.FAIL, exc.requirement, str(exc))
+    if isinstance(exc, MemoryError):
+        # Isolated checks run under a memory limit; the driver under test holds the memory.
+        return Outcome(Status.CRASH, "", "out of memory (the check's memory limit, --check-memory)")
     if isinstance(exc, DriverLoadError):
         return Outcome(Status.FAIL, "", str(exc))
     return Outcome(Status.INTERNAL_ERROR, "", f"harness error: {type(exc).__name__}: {exc}")

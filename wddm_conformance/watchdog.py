@@ -5,6 +5,12 @@ here, outside it: :class:`WatchdogInvoker` arms a real-time interval timer aroun
 call, and the signal handler raises :class:`~wddm_conformance.errors.DdiTimeout`
 inside the driver's frame, which the kernel reports as a TDR (bug check 0x116).
 Signals only reach the main thread; elsewhere the call runs without a watchdog.
+In an isolated child (:mod:`wddm_conformance.isolation`) each call is also announced
+on the child's beacon, so the parent kills a call that outlives its watchdog.
+
+A ``KeyboardInterrupt`` is a real Ctrl-C only when :func:`watch_interrupts` saw the
+SIGINT arrive (:func:`real_interrupt`); one a driver raises is an exception like any
+other (0x1E).
 """
 
 from __future__ import annotations
@@ -15,9 +21,39 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
+from . import isolation
 from .errors import DdiTimeout
 
 _armed = 0
+_interrupts_watched = False
+_interrupted = False
+
+
+def watch_interrupts() -> None:
+    """From now on, tell a real Ctrl-C (SIGINT) from a KeyboardInterrupt raised by code.
+
+    Installs a SIGINT handler that notes the signal, then raises KeyboardInterrupt as
+    Python's default does. Nothing happens off the main thread or when another
+    handler than Python's default is installed.
+    """
+    global _interrupts_watched
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    signal.signal(signal.SIGINT, _on_sigint)
+    _interrupts_watched = True
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def real_interrupt() -> bool:
+    """Whether a KeyboardInterrupt now is a real Ctrl-C: SIGINT arrived, or nobody watches."""
+    return _interrupted or not _interrupts_watched
 
 
 def armed() -> bool:
@@ -44,6 +80,17 @@ class WatchdogInvoker:
         self._usable = seconds > 0 and hasattr(signal, "setitimer")
 
     def __call__(self, ddi: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        beacon = isolation.current
+        if beacon is None:
+            return self._call(ddi, fn, args)
+        usable = self._usable and threading.current_thread() is threading.main_thread()
+        beacon.enter(ddi, self.seconds if usable else 0)
+        try:
+            return self._call(ddi, fn, args)
+        finally:
+            beacon.leave(ddi)
+
+    def _call(self, ddi: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if not self._usable or threading.current_thread() is not threading.main_thread():
             return fn(*args)
         seconds = self.seconds

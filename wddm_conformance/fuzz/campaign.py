@@ -94,7 +94,12 @@ class Campaign:
 
     def command(self) -> list[str]:
         """The libFuzzer command line of this campaign."""
-        cmd = [sys.executable, str(script(self.target)), f"--driver={self.driver}", str(self.corpus)]
+        cmd = [
+            sys.executable,
+            str(script(self.target)),
+            f"--driver={self.driver}",
+            str(self.corpus),
+        ]
         cmd += [str(d) for d in self.seed_dirs()]
         cmd += [
             f"-artifact_prefix={self.artifacts}{os.sep}",

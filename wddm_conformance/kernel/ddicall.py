@@ -7,7 +7,8 @@ driver into the outcome a real system would have:
 * :class:`~wddm_conformance.errors.DdiTimeout` -> :class:`~wddm_conformance.errors.Tdr` (0x116, ALL-BOUNDED);
 * an unhandled user-mode access fault -> 0x1E with STATUS_ACCESS_VIOLATION (REN-USERFAULT);
 * a write past a kernel buffer's guard zone -> 0x1E (the buffer's cursor rule);
-* any other exception -> 0x1E (ALL-NORAISE);
+* any other exception -> 0x1E (ALL-NORAISE), KeyboardInterrupt and SystemExit included
+  (only a real Ctrl-C, :func:`~wddm_conformance.watchdog.real_interrupt`, stops the run);
 * :class:`~wddm_conformance.errors.HarnessError` passes through: it is the harness's fault.
 """
 
@@ -30,7 +31,7 @@ from ..errors import (
 )
 from ..memory import KernelAccessViolation, MemoryViolation, Region, UserAccessFault
 from ..status import status_name
-from ..watchdog import Invoker
+from ..watchdog import Invoker, real_interrupt
 
 #: Which rule a write outside a kernel buffer's window breaks, per DDI.
 CURSOR_RULE = {
@@ -86,11 +87,9 @@ class DdiCaller:
                 ddi,
                 f"memory corruption: {exc}",
             ) from exc
-        except KeyboardInterrupt:
-            raise
-        except (
-            BaseException
-        ) as exc:  # SystemExit, GeneratorExit...: a driver must not raise anything
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt...: a driver raises nothing
+            if isinstance(exc, KeyboardInterrupt) and real_interrupt():
+                raise
             self.trace.append(f"{ddi} -> raised {type(exc).__name__}")
             raise BugCheck(
                 KMODE_EXCEPTION_NOT_HANDLED,

@@ -52,7 +52,9 @@ class NativeBuildError(DriverLoadError):
 
 def reference_source() -> Path:
     """The C port of the reference miniport, shipped with the package."""
-    return Path(str(resources.files("wddm_conformance.reference").joinpath("native", "refminiport.c")))
+    return Path(
+        str(resources.files("wddm_conformance.reference").joinpath("native", "refminiport.c"))
+    )
 
 
 def cache_dir() -> Path:

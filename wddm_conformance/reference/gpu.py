@@ -26,6 +26,7 @@ only where the aperture or system memory makes the range discontiguous.
 from __future__ import annotations
 
 from collections.abc import Callable
+from mmap import mmap
 from typing import Final
 
 from wddm_conformance.ddi import DXGK_START_INFO, PAGE_SIZE
@@ -38,7 +39,9 @@ MEMORY_SEGMENT_BASE: Final = 0x1_0000_0000
 APERTURE_SEGMENT_BASE: Final = 0x2_0000_0000
 NUM_REGISTERS: Final = 16
 
-Chunk = tuple[bytearray, int, int, int]  # (backing bytes, offset in them, length, physical address)
+Chunk = tuple[
+    bytearray | mmap, int, int, int
+]  # (backing bytes, offset in them, length, physical address)
 
 
 class _Fault(Exception):
@@ -54,7 +57,9 @@ class EmulatedGpu:
 
     def __init__(self, sysmem: SystemMemory, info: DXGK_START_INFO) -> None:
         self.sysmem = sysmem
-        self.vram = bytearray(info.MemorySegmentSize)
+        # Anonymous memory is zero until touched: a fresh adapter costs no 16 MiB memset.
+        size = info.MemorySegmentSize
+        self.vram: bytearray | mmap = mmap(-1, size) if size > 0 else bytearray()
         self.vram_view = memoryview(self.vram)
         self.mem_base = MEMORY_SEGMENT_BASE
         self.mem_size = info.MemorySegmentSize

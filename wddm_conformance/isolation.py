@@ -1,0 +1,358 @@
+"""Running untrusted driver code in a process the harness can stop by force.
+
+The driver under test is the least trustworthy code in the run. Each isolated job (one
+conformance check, one ``check`` mode) runs in a child process forked from the harness,
+so whatever the driver does there -- a segfault or an abort in C, ``os._exit``, a hang
+that swallows the watchdog's interrupt or blocks in C, a flood of memory, a thread left
+running -- ends that job with a :class:`Death` the caller reports (CRASH or TIMEOUT), and
+the run goes on. The parent never runs driver code; every job starts from the same
+pristine state, so one job cannot change another's verdict (docs/INTERPRETING.md, §6).
+
+Limits (:class:`Limits`):
+
+* a hard wall-clock limit for the whole job (``seconds``);
+* a DDI that has not returned ``grace`` seconds after its watchdog fired: the
+  :class:`Beacon`, a page shared with the child, says which DDI runs and until when;
+* a memory limit (``RLIMIT_DATA``, bytes above what the child inherits), so an
+  allocation past it fails inside the driver instead of waking the system's
+  out-of-memory killer. It is not applied under AddressSanitizer, whose shadow memory
+  needs terabytes of address space.
+
+POSIX only (``os.fork``); :func:`available` says whether it can be used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import functools
+import gc
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from mmap import mmap
+from pathlib import Path
+
+from .errors import (
+    KMODE_EXCEPTION_NOT_HANDLED,
+    STATUS_ACCESS_VIOLATION,
+    VIDEO_TDR_FAILURE,
+    BugCheckData,
+)
+
+#: Exit status of a child whose job raised instead of returning (a harness fault).
+JOB_RAISED = 70
+#: Exit status of a child that ran out of memory (its limit, or the machine's).
+OUT_OF_MEMORY = 71
+#: How often the parent reads the beacon while it waits (seconds).
+POLL = 0.25
+
+STATUS_BREAKPOINT = 0x80000003
+STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
+STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
+
+#: The exception a signal stands for in a kernel-mode driver: the code of the
+#: KMODE_EXCEPTION_NOT_HANDLED bug check Windows raises for it (DDI_FACTS.md: 0x1E).
+SIGNAL_EXCEPTIONS = {
+    signal.SIGSEGV: STATUS_ACCESS_VIOLATION,
+    signal.SIGBUS: STATUS_ACCESS_VIOLATION,
+    signal.SIGILL: STATUS_ILLEGAL_INSTRUCTION,
+    signal.SIGFPE: STATUS_INTEGER_DIVIDE_BY_ZERO,
+    signal.SIGABRT: STATUS_BREAKPOINT,  # abort()/assert(): NT_ASSERT breaks in, as in a checked build
+    signal.SIGTRAP: STATUS_BREAKPOINT,
+}
+
+
+def available() -> bool:
+    """Whether jobs can be isolated here (``os.fork`` exists)."""
+    return hasattr(os, "fork")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far an isolated job may go.
+
+    ``seconds``: wall-clock limit of the whole job (None: none). ``memory``: bytes the
+    child may allocate above what it inherits (None: no limit). ``grace``: seconds a
+    DDI may run past its watchdog's deadline before the child is killed.
+    """
+
+    seconds: float | None = 300.0
+    memory: int | None = 2 << 30
+    grace: float = 2.0
+
+
+class Beacon:
+    """A page shared by the parent and its isolated child: which DDI the child is in,
+    and the monotonic time (``time.monotonic``, system-wide) by which it must return.
+
+    The child's watchdog writes it around every DDI call (:meth:`enter`, :meth:`leave`);
+    the parent reads it while it waits (:meth:`read`). ``grace``: seconds a DDI may run
+    past its watchdog's deadline.
+    """
+
+    _FORMAT = struct.Struct("dd?64s")  # deadline, since, in a DDI, DDI name
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._page = mmap(-1, self._FORMAT.size)
+        self._FORMAT.pack_into(self._page, 0, math.inf, 0.0, False, b"")
+
+    def enter(self, ddi: str, seconds: float) -> None:
+        """``ddi`` starts; its watchdog fires after ``seconds`` (<= 0: it has none)."""
+        now = time.monotonic()
+        deadline = now + seconds + self.grace if seconds > 0 else math.inf
+        self._FORMAT.pack_into(self._page, 0, deadline, now, True, ddi.encode()[:64])
+
+    def leave(self, ddi: str) -> None:
+        self._FORMAT.pack_into(self._page, 0, math.inf, time.monotonic(), False, ddi.encode()[:64])
+
+    def read(self) -> tuple[float, float, bool, str]:
+        """``(deadline, since, in_ddi, ddi)``; ``ddi`` is the running or the last DDI."""
+        deadline, since, in_ddi, name = self._FORMAT.unpack_from(self._page, 0)
+        return deadline, since, in_ddi, name.rstrip(b"\0").decode(errors="replace")
+
+
+#: The beacon of this process when it is an isolated child (set by :func:`run`).
+current: Beacon | None = None
+
+
+@dataclass(frozen=True)
+class Death:
+    """How an isolated job ended without a result.
+
+    ``kind``: "signal" (killed by ``signal``), "exit" (exited with ``exit_status``),
+    "raised" (the job itself raised: a harness fault; ``output`` is the traceback),
+    "memory" (it ran out of memory: ``Limits.memory`` or the machine's),
+    "timeout" (the job outlived ``Limits.seconds``) or "hung-ddi" (``ddi`` did not
+    return ``grace`` seconds after its watchdog fired). ``ddi``: the DDI that was
+    running, or the last one called (``in_ddi`` says which). ``output``: what the child
+    wrote to the crash file (faulthandler's traceback), possibly empty.
+    """
+
+    kind: str
+    ddi: str = ""
+    in_ddi: bool = False
+    signal: int = 0
+    exit_status: int = 0
+    seconds: float = 0.0
+    output: str = ""
+
+    @property
+    def timed_out(self) -> bool:
+        return self.kind in ("timeout", "hung-ddi")
+
+    @property
+    def bugcheck(self) -> BugCheckData | None:
+        """The bug check Windows would raise for this death, if there is one."""
+        if self.timed_out and self.in_ddi:
+            return BugCheckData(VIDEO_TDR_FAILURE, (0, 0, 0, 0))
+        code = SIGNAL_EXCEPTIONS.get(signal.Signals(self.signal)) if self.signal else None
+        if code is not None and self.in_ddi:
+            return BugCheckData(KMODE_EXCEPTION_NOT_HANDLED, (code, 0, 0, 0))
+        return None
+
+    def describe(self) -> str:
+        """One line: what happened, where."""
+        where = (
+            f"in {self.ddi}"
+            if self.in_ddi
+            else (f"after {self.ddi} returned" if self.ddi else "before any DDI call")
+        )
+        if self.kind == "hung-ddi":
+            return (
+                f"{self.ddi} did not return within {self.seconds:g} s and did not stop when "
+                "interrupted (it swallowed the watchdog's DdiTimeout or blocked outside "
+                "Python): the check's process was killed"
+            )
+        if self.kind == "timeout":
+            return (
+                f"the check did not finish within {self.seconds:g} s (its time limit) {where}: "
+                "the check's process was killed"
+            )
+        if self.kind == "memory":
+            return f"the check's process ran out of memory {where} (see --check-memory)"
+        if self.kind == "raised":
+            last = self.output.strip().splitlines()[-1:] or ["?"]
+            return f"the harness failed in the check's process {where}: {last[0]}"
+        if self.kind == "signal":
+            name = signal.Signals(self.signal).name
+            return f"the check's process was killed by {name} (signal {self.signal}) {where}"
+        return f"the check's process exited with status {self.exit_status} {where}"
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _asan_loaded() -> bool:
+    return hasattr(_libc(), "__asan_init")
+
+
+def _data_segment() -> int:
+    """Bytes of this process's data segment (VmData), 0 when /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _limit_memory(extra: int) -> None:
+    if _asan_loaded():
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    want = _data_segment() + extra
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft == resource.RLIM_INFINITY or want < soft:
+        resource.setrlimit(resource.RLIMIT_DATA, (want, hard))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the child gets SIGKILL when the parent dies (no orphan keeps a hang going)."""
+    libc = _libc()
+    if sys.platform.startswith("linux") and libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(
+    job: Callable[[], bytes], result: Path, crash: Path, limits: Limits, parent: int
+) -> None:
+    """The child's side: never returns."""
+    status = JOB_RAISED
+    try:
+        gc.freeze()  # the inherited heap is never traversed, so never copied on write
+        _die_with_parent(parent)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limits.memory is not None:
+            _limit_memory(limits.memory)
+        import faulthandler
+
+        crash_file = open(crash, "w")  # noqa: SIM115 (open until os._exit)
+        faulthandler.enable(crash_file, all_threads=False)
+        data = job()
+        with open(result, "wb") as out:
+            out.write(data)
+        status = 0
+    except MemoryError:
+        status = OUT_OF_MEMORY
+    except BaseException:
+        import traceback
+
+        with contextlib.suppress(BaseException), open(result, "w") as out:
+            out.write(traceback.format_exc())
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+
+def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
+    """Run ``job`` in a forked child under ``limits``; its return value, or how it died.
+
+    ``job`` runs in the child only; it returns bytes the parent gets back unchanged.
+    A ``KeyboardInterrupt`` in the parent (a real Ctrl-C) kills the child and propagates.
+    """
+    global current
+    beacon = Beacon(limits.grace)
+    _libc(), _asan_loaded()  # looked up once, in the parent
+    tmp = _scratch()
+    result, crash = tmp / f"result-{os.getpid()}", tmp / f"crash-{os.getpid()}"
+    for stale in (result, crash):
+        stale.unlink(missing_ok=True)
+    try:
+        done_r, done_w = os.pipe()
+        parent = os.getpid()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            os.close(done_r)
+            current = beacon
+            _child(job, result, crash, limits, parent)
+        os.close(done_w)
+        try:
+            killed = _wait(pid, done_r, beacon, limits, start)
+        except BaseException:
+            _kill(pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise
+        finally:
+            os.close(done_r)
+        _, wait_status = os.waitpid(pid, 0)
+        _, _, in_ddi, ddi = beacon.read()
+        output = crash.read_text(errors="replace") if crash.exists() else ""
+        if killed is not None:
+            return Death(killed[0], ddi, in_ddi, seconds=killed[1], output=output)
+        exited = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
+        if exited == 0 and result.exists():
+            return result.read_bytes()
+        if exited == OUT_OF_MEMORY:
+            return Death("memory", ddi, in_ddi, output=output)
+        if exited == JOB_RAISED and result.exists():
+            return Death("raised", ddi, in_ddi, output=result.read_text(errors="replace"))
+        if os.WIFSIGNALED(wait_status):
+            return Death("signal", ddi, in_ddi, signal=os.WTERMSIG(wait_status), output=output)
+        code = os.waitstatus_to_exitcode(wait_status)
+        return Death("exit", ddi, in_ddi, exit_status=code, output=output)
+    finally:
+        for done_with in (result, crash):
+            done_with.unlink(missing_ok=True)
+
+
+@functools.cache
+def _scratch() -> Path:
+    """This process's directory for its children's result and crash files."""
+    path = Path(tempfile.mkdtemp(prefix="wddm-isolated-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _wait(
+    pid: int, done: int, beacon: Beacon, limits: Limits, start: float
+) -> tuple[str, float] | None:
+    """Wait until the child ends (None) or must be killed: ``(kind, seconds)``."""
+    while True:
+        now = time.monotonic()
+        timeout = POLL
+        if limits.seconds is not None:
+            left = start + limits.seconds - now
+            if left <= 0:
+                _kill(pid)
+                return "timeout", limits.seconds
+            timeout = min(timeout, left)
+        ready, _, _ = select.select([done], [], [], timeout)
+        if ready:
+            return None
+        deadline, since, _, _ = beacon.read()
+        if time.monotonic() > deadline:
+            _kill(pid)
+            return "hung-ddi", round(deadline - since - limits.grace, 3)
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return None  # it ended, but a process it started still holds the pipe
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGKILL)
