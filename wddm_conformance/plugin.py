@@ -763,10 +763,41 @@ class Results:
         self.run = run
         self.worker = hasattr(config, "workerinput")
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = _record(report)
+        if record is None and report.when == "???" and report.failed:
+            record = self._lost(report)
         if record is not None:
             self.run.results[record["id"]] = record
+
+    def _lost(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The record of a check whose xdist worker died (only with ``--isolate=none``:
+        isolated checks never take their worker down)."""
+        from .results import Status
+
+        path, _, name = report.nodeid.partition("::")
+        module = Path(path.replace("\\", "/")).stem
+        if not (SUITE_DIR / f"{module}.py").is_file():
+            return None
+        message = f"the process running the check died: {report.longrepr}"
+        ids = _marked_requirements(module, name.split("[")[0])
+        return _record(conclude(self.run, report, ids, Status.CRASH, "", message))
+
+
+def _marked_requirements(module: str, function: str) -> list[str]:
+    """The requirement IDs of suite check ``module::function``, read from its markers."""
+    import importlib
+
+    try:
+        test = getattr(importlib.import_module(f"{SUITE_PACKAGE}.{module}"), function)
+    except (ImportError, AttributeError):
+        return []
+    ids: list[str] = []
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name == "requirement":
+            ids += [i for i in mark.args if i not in ids]
+    return ids
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from . import baseline as baselines
