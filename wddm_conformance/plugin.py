@@ -766,7 +766,7 @@ class Results:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = _record(report)
-        if record is None and report.when == "???" and report.failed:
+        if record is None and str(report.when) == "???" and report.failed:  # xdist: worker died
             record = self._lost(report)
         if record is not None:
             self.run.results[record["id"]] = record
