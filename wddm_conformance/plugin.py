@@ -785,20 +785,6 @@ class Results:
         return _record(conclude(self.run, report, ids, Status.CRASH, "", message))
 
 
-def _marked_requirements(module: str, function: str) -> list[str]:
-    """The requirement IDs of suite check ``module::function``, read from its markers."""
-    import importlib
-
-    try:
-        test = getattr(importlib.import_module(f"{SUITE_PACKAGE}.{module}"), function)
-    except (ImportError, AttributeError):
-        return []
-    ids: list[str] = []
-    for mark in getattr(test, "pytestmark", []):
-        if mark.name == "requirement":
-            ids += [i for i in mark.args if i not in ids]
-    return ids
-
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from . import baseline as baselines
         from .report import build_report, write_reports
@@ -848,3 +834,18 @@ def _marked_requirements(module: str, function: str) -> list[str]:
                 tr.line(f"report written to {path}")
         if run.update_baseline and run.baseline_path is not None:
             tr.line(f"baseline written to {run.baseline_path}")
+
+
+def _marked_requirements(module: str, function: str) -> list[str]:
+    """The requirement IDs of suite check ``module::function``, read from its markers."""
+    import importlib
+
+    try:
+        test = getattr(importlib.import_module(f"{SUITE_PACKAGE}.{module}"), function)
+    except (ImportError, AttributeError):
+        return []
+    ids: list[str] = []
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name == "requirement":
+            ids += [i for i in mark.args if i not in ids]
+    return ids
