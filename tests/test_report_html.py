@@ -374,3 +374,58 @@ def test_minimal_report() -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "No unexpected results." in page
     assert page.rstrip().endswith("</html>")
+
+
+def _with_blocked_requirement() -> dict[str, Any]:
+    """The sample where the failing check is also tagged with PAT-OK, which it never judged,
+    and says how to reproduce it alone."""
+    report = copy.deepcopy(_sample())
+    failing = report["tests"][0]
+    failing["requirements"] = ["REN-PREPATCH", "PAT-OK"]
+    failing["reproduce"] = {
+        "command": "pytest --pyargs 'wddm_conformance.suite.test_render::test_render_pre_patches"
+        "[default]' --wddm-driver=mydriver:Miniport --kernel-mode=default --wddm-seed=1234",
+        "hypothesis": "@reproduce_failure('6.170.17', b'AAFBAkEAQQBBAAA=')",
+        "fuzz": "wddm-conformance fuzz repro corpora/render/x --target=render --driver=<d>",
+    }
+    ok = report["requirements"][1]
+    ok["status"] = "NOT-JUDGED"
+    ok["blocked_by"] = [{"by": "REN-PREPATCH", "status": "FAIL", "checks": [failing["id"]]}]
+    ok["note"] = f"not judged: blocked by REN-PREPATCH (check {failing['id']})"
+    return report
+
+
+def test_a_requirement_not_judged_names_the_rule_and_check_that_blocked_it() -> None:
+    page = render_html(_with_blocked_requirement())
+    row = re.search(r"<tr[^>]*>\s*<td class=mono>PAT-OK</td>.*?</tr>", page, flags=re.S)
+    assert row is not None
+    assert 'st-not-judged">NOT-JUDGED<' in row.group(0)
+    assert "not judged: blocked by " in row.group(0)
+    article = _failure_article(page, "test_render.py::test_render_pre_patches[default]")
+    anchor = re.search(r'<article[^>]*id="([^"]+)"', article)
+    assert anchor is not None
+    assert f'href="#{anchor.group(1)}" class=mono>test_render.py::' in row.group(0)
+    assert 'href="#req-REN-PREPATCH"' in row.group(0)
+    assert "<th>Not judged</th>" in article and ">PAT-OK</a>" in article
+    assert re.search(r"<h3>DxgkDdiPatch <span class=\"badge st-not-judged\">", page)
+    parsed = _collect(page)
+    for href in parsed.hrefs:
+        assert href[1:] in parsed.ids, href
+
+
+def test_a_failure_says_how_to_reproduce_it_alone_and_the_commands_wrap() -> None:
+    page = render_html(_with_blocked_requirement())
+    article = _failure_article(page, "test_render.py::test_render_pre_patches[default]")
+    assert (
+        "<th>Run alone</th><td><code class=cmd>pytest --pyargs &#x27;wddm_conformance.suite."
+        "test_render::test_render_pre_patches[default]&#x27; --wddm-driver=mydriver:Miniport"
+    ) in article
+    assert "<th>Hypothesis</th><td><code class=cmd>@reproduce_failure(&#x27;6.170.17" in article
+    assert "<th>Fuzz input</th><td><code class=cmd>wddm-conformance fuzz repro corpora/" in article
+    assert "--driver=&lt;d&gt;" in article
+    # long IDs and commands break inside words rather than widen the page
+    css = page.split("<style>")[1].split("</style>")[0]
+    rule = re.search(r"td\.failures[^{]*code\.cmd[^{]*\{([^}]*)\}", css)
+    assert rule is not None and "overflow-wrap: anywhere" in rule.group(1)
+    assert re.search(r"code\.cmd \{[^}]*white-space: pre-wrap", css)
+    assert page.count("<td class=failures>") == len(_sample()["requirements"])

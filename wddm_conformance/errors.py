@@ -49,6 +49,9 @@ class DriverFailure(Exception):
 
     requirement: str
     ddi: str
+    #: A command that reproduces this failure outside pytest, else "": the suite's
+    #: fuzz-input replay sets ``wddm-conformance fuzz repro FILE --target=T --driver=D``.
+    reproduce: str = ""
 
     def __init__(self, requirement: str, ddi: str, message: str) -> None:
         super().__init__(message)

@@ -56,13 +56,28 @@ def run_check(
     outcome = isolation.run(job, limits)
     item.session._setupstate.teardown_exact(nextitem)
     if isinstance(outcome, isolation.Death):
-        return [_dead(item, run, outcome, time.monotonic() - start)]
+        dead = _dead(item, run, outcome, time.monotonic() - start)
+        return [dead, _teardown(dead)]
     data = marshal.loads(outcome)
     for message, category, filename, lineno in data["warnings"]:
         warnings.warn_explicit(message, _category(category), filename, lineno)
     return [
         config.hook.pytest_report_from_serializable(config=config, data=r) for r in data["reports"]
     ]
+
+
+def _teardown(report: pytest.TestReport) -> pytest.TestReport:
+    """The passed tear-down report that closes a dead check as pytest closes every check;
+    it carries the check's properties, which JUnit reads from the tear-down."""
+    return pytest.TestReport(
+        report.nodeid,
+        report.location,
+        report.keywords,
+        "passed",
+        None,
+        "teardown",
+        user_properties=report.user_properties,
+    )
 
 
 def _qualname(category: type[Warning]) -> str:
@@ -131,6 +146,6 @@ def _dead(item: pytest.Item, run: Run, death: isolation.Death, seconds: float) -
             part for part in (str(bugcheck or ""), f"[{rule}]" if rule else "", message) if part
         ),
         ddi=death.ddi if death.in_ddi else "",
-        bugcheck=str(bugcheck) if bugcheck else "",
+        bugcheck=bugcheck,
         details="\n\n".join(details),
     )

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import shlex
 import sys
 from collections.abc import Generator
@@ -46,6 +47,7 @@ from .fuzz import CORPORA, REGRESSIONS
 
 if TYPE_CHECKING:
     from .driver import DriverSpec
+    from .errors import BugCheckData
     from .isolation import Limits
     from .kernel import Kernel, KernelMode
     from .results import Status
@@ -64,7 +66,11 @@ class Run:
     mode: KernelMode
     seed: int
     ddi_timeout: float
+    #: The command line that repeats the whole run (the report header's "repeat with").
     command: str
+    #: The options of ``command`` without what selects checks (arguments, ``-k``, ``-m``):
+    #: with a check's ID they make the command that runs that check alone.
+    options: list[str] = field(default_factory=list)
     baseline_path: Path | None = None
     baseline: dict[str, str] = field(default_factory=dict)
     update_baseline: bool = False
@@ -396,6 +402,7 @@ def _activate(config: pytest.Config) -> Run:
     run.regressions = _regressions(config)
     run.json_path = _writable("--report-json", _option(config, "wddm_report_json"))
     run.html_path = _writable("--report-html", _option(config, "wddm_report_html"))
+    run.options = _options(config, run)
     run.command = _command(config, run)
     config.stash[RUN] = run
     config.pluginmanager.register(Results(run, config), "wddm-conformance-results")
@@ -496,8 +503,8 @@ def _regressions(config: pytest.Config) -> Path | None:
 
 def _command(config: pytest.Config, run: Run) -> str:
     """A command line that repeats this run from the directory it was started in: the
-    arguments given (``--pyargs wddm_conformance.suite``, paths), ``-k``/``-m``, the
-    driver, the kernel's settings, the hypothesis profile and the baseline."""
+    arguments given (``--pyargs wddm_conformance.suite``, paths), ``-k``/``-m``, then
+    :func:`_options`."""
     opt = config.option
     parts = ["pytest"]
     if config.args_source is pytest.Config.ArgsSource.ARGS:
@@ -506,16 +513,28 @@ def _command(config: pytest.Config, run: Run) -> str:
         parts += ["-k", opt.keyword]
     if getattr(opt, "markexpr", ""):
         parts += ["-m", opt.markexpr]
-    parts += [
+    return shlex.join(parts + run.options)
+
+
+def _options(config: pytest.Config, run: Run) -> list[str]:
+    """The run's options that decide a check's result: the driver, the kernel's settings,
+    the hypothesis profile (and seed, when given), the baseline, the replayed fuzz inputs
+    and the isolation limits that differ from their defaults."""
+    parts = [
         f"--wddm-driver={run.spec.spec}",
         f"--kernel-mode={run.mode}",
         f"--wddm-seed={run.seed}",
         f"--ddi-timeout={run.ddi_timeout:g}",
         f"--hypothesis-profile={run.profile}",
     ]
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is not None:
+        parts.append(f"--hypothesis-seed={seed}")
     if run.baseline_path is not None:
         parts.append(f"--baseline={run.baseline_path}")
     for dest, option in (
+        ("wddm_fuzz_corpora", "--fuzz-corpora"),
+        ("wddm_fuzz_regressions", "--fuzz-regressions"),
         ("wddm_isolate", "--isolate"),
         ("wddm_check_timeout", "--check-timeout"),
         ("wddm_check_memory", "--check-memory"),
@@ -523,7 +542,7 @@ def _command(config: pytest.Config, run: Run) -> str:
         value = _option(config, dest)
         if value != DEFAULTS[dest]:
             parts.append(f"{option}={value:g}" if isinstance(value, float) else f"{option}={value}")
-    return shlex.join(parts)
+    return parts
 
 
 def _header(config: pytest.Config) -> list[str]:
@@ -641,6 +660,34 @@ def _notes(exc: BaseException) -> str:
     return "\n".join(str(n) for n in notes)
 
 
+def _all_notes(exc: BaseException) -> str:
+    """The notes of ``exc`` and of every exception grouped inside it."""
+    text = _notes(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        text += "".join("\n" + _all_notes(inner) for inner in exc.exceptions)
+    return text
+
+
+#: What hypothesis prints to reproduce a failure: the decorator (``print_blob``, on in the
+#: ``ci`` profile) in the exception's notes, the seed (a failure it could not replay) in
+#: the "Hypothesis" report section.
+_BLOB = re.compile(r"@reproduce_failure\([^()]*\)")
+_SEED = re.compile(r"--hypothesis-seed=(-?\d+)")
+
+
+def _hypothesis_reproduction(
+    item: pytest.Item, report: pytest.TestReport, exc: BaseException | None
+) -> tuple[str, str]:
+    """The ``@reproduce_failure(...)`` decorator and the ``--hypothesis-seed=N`` option
+    hypothesis printed for this failure ("" for what it did not print)."""
+    texts = [_all_notes(exc) if exc is not None else ""]
+    texts.append(str(getattr(item, "hypothesis_report_information", "")))
+    texts += [content for name, content in report.sections if name == "Hypothesis"]
+    text = "\n".join(texts)
+    blob, seed = _BLOB.search(text), _SEED.search(text)
+    return (blob.group(0) if blob else "", seed.group(0) if seed else "")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -658,6 +705,7 @@ def pytest_runtest_makereport(
     from .errors import BugCheck, DriverFailure
     from .results import Status, classify
 
+    hypothesis = seed = ""
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         status, requirement, message = Status.SKIP, "", reason.removeprefix("Skipped: ")
@@ -665,10 +713,11 @@ def pytest_runtest_makereport(
     else:
         exc = call.excinfo.value if call.excinfo is not None else None
         if exc is not None:
+            hypothesis, seed = _hypothesis_reproduction(item, report, exc)
             exc = _driver_failure(exc)
         outcome = classify(exc)
         status, requirement, message = outcome.status, outcome.requirement, outcome.message
-    return conclude(
+    report = conclude(
         item.config.stash[RUN],
         report,
         ids,
@@ -676,9 +725,47 @@ def pytest_runtest_makereport(
         requirement,
         message,
         ddi=exc.ddi if isinstance(exc, DriverFailure) else "",
-        bugcheck=str(exc.data) if isinstance(exc, BugCheck) else "",
+        bugcheck=exc.data if isinstance(exc, BugCheck) else None,
         details=_notes(exc) if exc is not None else "",
+        hypothesis=hypothesis,
+        hypothesis_seed=seed,
+        fuzz=exc.reproduce if isinstance(exc, DriverFailure) else "",
     )
+    # pytest copies the item's properties into the tear-down report, where JUnit reads them.
+    mine = [p for p in report.user_properties if _ours(p[0])]
+    item.user_properties[:] = [p for p in item.user_properties if not _ours(p[0])] + mine
+    return report
+
+
+def check_id(report: pytest.TestReport) -> str:
+    """The check's directory-independent ID, ``test_render.py::name[params]``, also when
+    its node ID has no file (``::name``: pytest's ID of a check whose file was itself the
+    collection argument, as in :func:`check_command`)."""
+    from . import baseline as baselines
+
+    test = baselines.test_id(report.nodeid)
+    if test.startswith("::") and report.location:
+        test = Path(str(report.location[0]).replace("\\", "/")).name + test
+    return test
+
+
+def check_command(run: Run, report: pytest.TestReport, seed: str = "") -> str:
+    """The command that runs the check of ``report`` alone with the run's options (and
+    ``seed``, a ``--hypothesis-seed=N`` option, instead of the run's): ``pytest --pyargs
+    wddm_conformance.suite.MODULE::NAME --wddm-driver=...`` for a suite check, which works
+    from any directory the run's driver imports from; the node ID for any other test."""
+    folder = report.nodeid.partition("::")[0].replace("\\", "/").rpartition("/")[0]
+    file, _, name = check_id(report).partition("::")
+    module = file.removesuffix(".py")
+    suite = not folder or folder.endswith("wddm_conformance/suite")
+    if suite and (SUITE_DIR / file).is_file():
+        target = ["--pyargs", f"{SUITE_PACKAGE}.{module}::{name}"]
+    else:
+        target = [report.nodeid]
+    options = run.options
+    if seed:
+        options = [o for o in options if not o.startswith("--hypothesis-seed=")] + [seed]
+    return shlex.join(["pytest", *target, *options])
 
 
 def conclude(
@@ -690,19 +777,27 @@ def conclude(
     message: str,
     *,
     ddi: str = "",
-    bugcheck: str = "",
+    bugcheck: BugCheckData | None = None,
     details: str = "",
+    hypothesis: str = "",
+    hypothesis_seed: str = "",
+    fuzz: str = "",
 ) -> pytest.TestReport:
     """Attach a check's outcome record to its report and judge it against the baseline.
 
-    The record (the ``wddm`` user property) is what the terminal summary, the JSON and
-    HTML reports and JUnit show; a failure's text becomes ``STATUS: message`` plus
-    ``details``. A result the baseline expects becomes an expected failure (xfail).
+    The record (the ``wddm`` user property, a JSON object; :func:`junit_properties` adds
+    its fields one by one for JUnit) is what the terminal summary, the JSON and HTML
+    reports and JUnit show. ``reproduce`` in it says how to run the check alone: the
+    command (:func:`check_command`, with ``hypothesis_seed``, hypothesis'
+    ``--hypothesis-seed=N``, when it printed one), hypothesis' ``@reproduce_failure``
+    decorator (``hypothesis``) and the command that replays a fuzz input (``fuzz``), ""
+    when there is none. A failure's text becomes ``STATUS: message`` plus ``details``.
+    A result the baseline expects becomes an expected failure (xfail).
     """
     from . import baseline as baselines
     from .results import Status
 
-    test = baselines.test_id(report.nodeid)
+    test = check_id(report)
     verdict = baselines.judge(status, run.baseline.get(test) if run.baseline_path else None)
     record = {
         "id": test,
@@ -714,10 +809,20 @@ def conclude(
         "violated": requirement,
         "ddi": ddi,
         "message": message,
-        "bugcheck": bugcheck,
+        "bugcheck": str(bugcheck) if bugcheck else "",
+        "bugcheck_code": f"0x{bugcheck.code:X}" if bugcheck else "",
+        "bugcheck_parameters": [f"0x{p:X}" for p in bugcheck.parameters] if bugcheck else [],
         "duration": round(report.duration, 4),
+        "reproduce": {
+            "command": check_command(run, report, hypothesis_seed),
+            "hypothesis": hypothesis,
+            "fuzz": fuzz,
+        },
     }
-    report.user_properties = [*report.user_properties, (PROPERTY, json.dumps(record))]
+    report.user_properties = [
+        *(p for p in report.user_properties if not _ours(p[0])),
+        *junit_properties(record),
+    ]
     if status in (Status.FAIL, Status.CRASH, Status.TIMEOUT) and (message or details):
         report.longrepr = f"{status}: {message}" + (f"\n{details}" if details else "")
     if verdict.kind == "expected" and status not in (Status.PASS, Status.SKIP):
@@ -727,6 +832,39 @@ def conclude(
         report.outcome = "failed"
         report.longrepr = verdict.reason
     return report
+
+
+def _ours(name: str) -> bool:
+    return name == PROPERTY or name.startswith(PROPERTY + ".")
+
+
+def junit_properties(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The JUnit ``<property>`` elements of a check: the whole record as JSON under
+    ``wddm``, then its fields one by one (``wddm.status``, ``wddm.violated`` -- the rule
+    it broke --, ``wddm.requirements`` and ``wddm.not_judged`` -- the IDs it is tagged
+    with, and those of them it did not judge, comma-separated --, ``wddm.ddi``,
+    ``wddm.bugcheck.code``, ``wddm.bugcheck.parameters``, ``wddm.reproduce`` and, when
+    there is one, ``wddm.reproduce.hypothesis`` and ``wddm.reproduce.fuzz``)."""
+    from .report import not_judged
+
+    reproduce = record["reproduce"]
+    props = [
+        (PROPERTY, json.dumps(record)),
+        (f"{PROPERTY}.status", record["status"]),
+        (f"{PROPERTY}.verdict", record["verdict"]),
+        (f"{PROPERTY}.violated", record["violated"]),
+        (f"{PROPERTY}.requirements", ",".join(record["requirements"])),
+        (f"{PROPERTY}.not_judged", ",".join(not_judged(record))),
+        (f"{PROPERTY}.ddi", record["ddi"]),
+        (f"{PROPERTY}.bugcheck", record["bugcheck"]),
+        (f"{PROPERTY}.bugcheck.code", record["bugcheck_code"]),
+        (f"{PROPERTY}.bugcheck.parameters", ",".join(record["bugcheck_parameters"])),
+        (f"{PROPERTY}.reproduce", reproduce["command"]),
+    ]
+    for key in ("hypothesis", "fuzz"):
+        if reproduce[key]:
+            props.append((f"{PROPERTY}.reproduce.{key}", reproduce[key]))
+    return props
 
 
 def _record(report: pytest.TestReport) -> dict[str, Any] | None:
@@ -784,7 +922,6 @@ class Results:
         ids = _marked_requirements(module, name.split("[")[0])
         return _record(conclude(self.run, report, ids, Status.CRASH, "", message))
 
-
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from . import baseline as baselines
         from .report import build_report, write_reports
@@ -829,11 +966,49 @@ class Results:
             first = record["message"].splitlines()[0] if record["message"] else ""
             mark = " (expected by the baseline)" if record["verdict"] == "expected" else ""
             tr.line(f"{record['status']:<14} {record['id']}{mark}: {first}"[:400])
+            if record["status"] != Status.SKIP:
+                for line in reproduction(record):
+                    tr.line(" " * 15 + line)
+        for line in matrix_summary(list(run.results.values())):
+            tr.line(line)
         for path in (run.json_path, run.html_path):
             if path is not None:
                 tr.line(f"report written to {path}")
         if run.update_baseline and run.baseline_path is not None:
             tr.line(f"baseline written to {run.baseline_path}")
+
+
+def reproduction(record: dict[str, Any]) -> list[str]:
+    """How to reproduce a check's result alone, a line per way (its record's ``reproduce``)."""
+    reproduce = record["reproduce"]
+    lines = [f"alone: {reproduce['command']}"]
+    if reproduce["hypothesis"]:
+        lines.append(f"hypothesis: {reproduce['hypothesis']} (add it to the check)")
+    if reproduce["fuzz"]:
+        lines.append(f"fuzz input: {reproduce['fuzz']}")
+    return lines
+
+
+def matrix_summary(records: list[dict[str, Any]]) -> list[str]:
+    """The requirement matrix of the reports in a few lines: the count per status, the IDs
+    that failed, and the IDs not judged grouped by what blocked them."""
+    from .report import REQUIREMENT_STATUSES, blocker, requirement_matrix
+
+    rows = requirement_matrix(records)
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in REQUIREMENT_STATUSES}
+    lines = ["requirements: " + "  ".join(f"{s}: {n}" for s, n in counts.items())]
+    for status in REQUIREMENT_STATUSES[:3]:  # CRASH, TIMEOUT, FAIL
+        ids = [r["id"] for r in rows if r["status"] == status]
+        if ids:
+            lines.append(f"{status:<14} {', '.join(ids)}")
+    blocked: dict[str, list[str]] = {}
+    for row in rows:
+        for entry in row["blocked_by"] if row["status"] == "NOT-JUDGED" else []:
+            ids = blocked.setdefault(blocker(entry["status"], entry["by"]), [])
+            ids += [] if row["id"] in ids else [row["id"]]
+    for by, ids in sorted(blocked.items()):
+        lines.append(f"{'NOT-JUDGED':<14} blocked by {by}: {', '.join(ids)}")
+    return lines
 
 
 def _marked_requirements(module: str, function: str) -> list[str]:

@@ -1,9 +1,10 @@
 """The conformance report: one JSON document per run, and the HTML page made from it.
 
 The JSON holds the run (driver, mode, seed: enough to repeat it), a summary by status,
-one record per check, and the requirement matrix: every catalogue ID with the worst
-status of the checks that name it or that it was violated in, NOT-RUN when no check
-ran, and DOCUMENTED-ONLY for rules that cannot be observed outside a real kernel.
+one record per check (with the command that repeats that check alone), and the
+requirement matrix (:func:`requirement_matrix`): every catalogue ID with the verdict of
+the checks that judged it. An ID fails only when a check failed naming it; an ID whose
+check stopped first on another rule (or on none) is NOT-JUDGED, neither PASS nor FAIL.
 """
 
 from __future__ import annotations
@@ -19,26 +20,83 @@ from .results import Status
 if TYPE_CHECKING:
     from .plugin import Run
 
-#: Worst first: the status a requirement shows when its checks disagree.
-SEVERITY = [
-    Status.INTERNAL_ERROR,
-    Status.CRASH,
-    Status.TIMEOUT,
-    Status.FAIL,
-    Status.PASS,
-    Status.SKIP,
-]
+#: Statuses of a check that broke a rule; a requirement shows the worst of those naming it.
+FAILING = (Status.CRASH, Status.TIMEOUT, Status.FAIL)
+#: A requirement none of whose failing checks named it, while one of its checks failed on
+#: something else (another rule, no rule, a harness fault) before judging it.
+NOT_JUDGED = "NOT-JUDGED"
+NOT_RUN = "NOT-RUN"
+DOCUMENTED_ONLY = "DOCUMENTED-ONLY"
+#: Every status a requirement row can show, worst first.
+REQUIREMENT_STATUSES = (
+    *(str(s) for s in FAILING),
+    NOT_JUDGED,
+    str(Status.PASS),
+    str(Status.SKIP),
+    NOT_RUN,
+    DOCUMENTED_ONLY,
+)
+
+
+def failed_naming(test: dict[str, Any]) -> str:
+    """The requirement ``test`` (a record) failed naming, or "" (passed, skipped, no rule)."""
+    if test["status"] in FAILING:
+        return str(test.get("violated") or "")
+    return ""
+
+
+def not_judged(test: dict[str, Any]) -> list[str]:
+    """The tagged IDs ``test`` (a record) did not judge: all of them but the one it failed
+    naming, when it did not pass or skip; none otherwise."""
+    if test["status"] in (Status.PASS, Status.SKIP):
+        return []
+    named = failed_naming(test)
+    return [i for i in test["requirements"] if i != named]
+
+
+def blocker(status: str, violated: str) -> str:
+    """What stopped a check from judging the IDs it is tagged with, for people: the rule
+    it failed on, else its status without a rule."""
+    if violated and status in FAILING:
+        return violated
+    if status == Status.INTERNAL_ERROR:
+        return "an INTERNAL-ERROR (a harness fault)"
+    return f"a {status} that names no rule"
 
 
 def requirement_matrix(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every catalogue requirement with the worst status among the checks that concern it."""
+    """Every catalogue requirement and its verdict, from the run's check records.
+
+    A row's ``status`` is the worst of the FAIL/CRASH/TIMEOUT checks that failed naming it
+    (``failures``); else NOT-JUDGED when a check tagged with it failed on another rule or
+    on none (``blocked_by``: one entry per blocker, ``by`` the rule or "", its ``status``
+    and ``checks``; ``note`` says it in a sentence); else PASS when a check tagged with it
+    passed, SKIP when all skipped, NOT-RUN when none ran; DOCUMENTED-ONLY for rules that
+    cannot be observed outside a real kernel. ``tests`` counts the checks tagged with it
+    or failing on it.
+    """
     rows: list[dict[str, Any]] = []
     for req in catalogue().values():
-        mine = [t for t in tests if req.id in t["requirements"] or t["violated"] == req.id]
-        statuses = {Status(t["status"]) for t in mine}
-        status = next((str(s) for s in SEVERITY if s in statuses), "NOT-RUN")
+        named = [t for t in tests if failed_naming(t) == req.id]
+        tagged = [t for t in tests if req.id in t["requirements"]]
+        blocked = [t for t in tagged if req.id in not_judged(t)]
+        groups: dict[tuple[str, str], list[str]] = {}
+        for t in blocked:
+            key = (failed_naming(t), str(t["status"]))
+            groups.setdefault(key, []).append(t["id"])
+        blocked_by = [
+            {"by": by, "status": status, "checks": sorted(checks)}
+            for (by, status), checks in sorted(groups.items())
+        ]
+        statuses = {str(t["status"]) for t in named} or {str(t["status"]) for t in tagged}
         if req.documented_only:
-            status = "DOCUMENTED-ONLY"
+            status = DOCUMENTED_ONLY
+        elif named:
+            status = next(str(s) for s in FAILING if s in statuses)
+        elif blocked:
+            status = NOT_JUDGED
+        else:
+            status = next((str(s) for s in (Status.PASS, Status.SKIP) if s in statuses), NOT_RUN)
         rows.append(
             {
                 "id": req.id,
@@ -47,13 +105,23 @@ def requirement_matrix(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "oracle": req.oracle,
                 "documented_only": req.documented_only,
                 "status": status,
-                "tests": len(mine),
-                "failures": sorted(
-                    t["id"] for t in mine if t["status"] not in (Status.PASS, Status.SKIP)
-                ),
+                "tests": len({t["id"] for t in named + tagged}),
+                "failures": sorted(t["id"] for t in named),
+                "blocked_by": blocked_by,
+                "note": _note(blocked_by) if status == NOT_JUDGED else "",
             }
         )
     return rows
+
+
+def _note(blocked_by: list[dict[str, Any]]) -> str:
+    """``not judged: blocked by REN-PREPATCH (check a.py::x and 2 more); ...``"""
+    parts = []
+    for entry in blocked_by:
+        first, *rest = entry["checks"]
+        more = f" and {len(rest)} more" if rest else ""
+        parts.append(f"{blocker(entry['status'], entry['by'])} (check {first}{more})")
+    return "not judged: blocked by " + "; ".join(parts)
 
 
 def build_report(run: Run, hypothesis_profile: str, python: str) -> dict[str, Any]:

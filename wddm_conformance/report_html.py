@@ -1,10 +1,13 @@
 """Render a conformance-report dict as one self-contained HTML page.
 
 The JSON report is what tools read; this page is what people read. A driver author opening
-it should see at a glance which requirements pass or fail per DDI, jump from a failing
+it should see at a glance which requirements pass or fail per DDI (a requirement fails only
+where a check failed naming it; one whose check stopped first on another rule is "not
+judged" and names the rule and the check that blocked it), jump from a failing
 requirement to the failures that broke it, read each failure with the requirement's full
 text and the faulting DMA instruction highlighted, and find everything needed to repeat
-the run (driver, kernel mode, seed, timeout, command).
+the run (driver, kernel mode, seed, timeout, command) and each failure alone (the
+check's command, hypothesis' ``@reproduce_failure`` decorator, the fuzz input's repro).
 
 The page has inline CSS only: no external stylesheets, fonts, images or scripts, so it can
 be attached to a bug or archived by CI and still render the same offline. Every piece of
@@ -30,8 +33,11 @@ STATUS_ORDER = ("PASS", "FAIL", "CRASH", "TIMEOUT", "SKIP", "INTERNAL-ERROR")
 NOT_FAILURES = frozenset({"PASS", "SKIP"})
 """Test statuses that do not get an entry in the failures section."""
 
-FAILING_REQUIREMENT = frozenset({"FAIL", "CRASH", "TIMEOUT", "INTERNAL-ERROR"})
-"""Requirement statuses whose matrix row links to its failures."""
+FAILING_REQUIREMENT = frozenset({"FAIL", "CRASH", "TIMEOUT"})
+"""Requirement statuses whose matrix row links to the failures that named it."""
+
+NOT_JUDGED = "NOT-JUDGED"
+"""A requirement whose checks stopped on another rule (or none) before judging it."""
 
 SHORT_TEXT = 160
 """Requirement text longer than this is shortened in the matrix (full text in a tooltip)."""
@@ -86,6 +92,7 @@ pre .elided { color: #6e7781; font-style: italic; }
 .st-internal-error { background: #0550ae; }
 .st-documented-only, .st-not-run, .st-unknown { background: #eaeef2; color: #1f2328;
   border-color: #afb8c1; }
+.st-not-judged { background: #fff; color: #9a6700; border-color: #d4a72c; }
 .st-flaky { background: #fff8c5; color: #4d2d00; border-color: #d4a72c; }
 .v-unexpected { background: #fff; color: #cf222e; border-color: #cf222e; }
 .v-expected { background: #fff; color: #57606a; border-color: #8c959f; }
@@ -104,6 +111,9 @@ tr.documented-only td .badge { font-style: normal; }
 ul.compact { padding-left: 1.2rem; }
 ul.compact li { margin: .15rem 0; }
 .skip-reason { color: #57606a; white-space: pre-wrap; }
+td.failures, td.failures .mono, code.cmd { overflow-wrap: anywhere; word-break: break-word; }
+code.cmd { white-space: pre-wrap; }
+.blocked { color: #57606a; }
 details > summary { cursor: pointer; font-weight: 600; margin: .5rem 0; }
 a { color: #0969da; }
 :target { outline: 3px solid #d4a72c; outline-offset: 2px; }
@@ -282,26 +292,25 @@ def _matrix(
             text = _text(r.get("text"))
             short = text if len(text) <= SHORT_TEXT else text[: SHORT_TEXT - 1].rstrip() + "…"
             failed = [_text(f) for f in _sequence(r.get("failures"))]
-            if not failed and status in FAILING_REQUIREMENT:
+            if not failed and "failures" not in r and status in FAILING_REQUIREMENT:
                 failed = [
                     _text(t.get("id"))
                     for t in tests
-                    if _text(t.get("id")) in failure_anchor
-                    and (
-                        _text(t.get("violated")) == rid
-                        or rid in [_text(x) for x in _sequence(t.get("requirements"))]
-                    )
+                    if _text(t.get("id")) in failure_anchor and _named(t, rid)
                 ]
-            links = [
-                f'<a href="#{failure_anchor[f]}" class=mono>{_e(f)}</a>'
-                if f in failure_anchor
-                else f"<span class=mono>{_e(f)}</span>"
-                for f in failed
+            links = [_check_link(f, failure_anchor) for f in failed]
+            blocked = [_mapping(b) for b in _sequence(r.get("blocked_by"))]
+            if status == NOT_JUDGED:
+                links += [_blocked_html(b, failure_anchor, req_anchor) for b in blocked]
+            first = [f for f in failed if f in failure_anchor] + [
+                _text(c)
+                for b in blocked
+                for c in _sequence(b.get("checks"))
+                if _text(c) in failure_anchor
             ]
             status_cell = _badge(status)
-            linked = [f for f in failed if f in failure_anchor]
-            if linked:
-                status_cell = f'<a href="#{failure_anchor[linked[0]]}">{status_cell}</a>'
+            if first:
+                status_cell = f'<a href="#{failure_anchor[first[0]]}">{status_cell}</a>'
             if documented_only:
                 oracle = "documented only"
                 n_tests = '<span class="muted">—</span>'
@@ -319,7 +328,7 @@ def _matrix(
                 f"<td>{_e(oracle)}</td>"
                 f"<td>{status_cell}</td>"
                 f"<td class=num>{n_tests}</td>"
-                f"<td>{'<br>'.join(links)}</td></tr>"
+                f"<td class=failures>{'<br>'.join(links)}</td></tr>"
             )
         out.append("</table>")
     out.append("</section>")
@@ -373,10 +382,33 @@ def _failures(
                 )
                 + "</td></tr>"
             )
+        unjudged = [c for c in checked if c != violated or status not in FAILING_REQUIREMENT]
+        if unjudged:
+            facts.append(
+                "<tr><th>Not judged</th><td><span class=mono>"
+                + ", ".join(
+                    f'<a href="#{req_anchor[c]}">{_e(c)}</a>' if c in req_anchor else _e(c)
+                    for c in unjudged
+                )
+                + '</span> <span class="muted">(tagged, not reached: '
+                + ("blocked by this failure" if violated else "the check failed on no rule")
+                + ")</span></td></tr>"
+            )
         if ddi:
             facts.append(f"<tr><th>DDI</th><td class=mono>{_e(ddi)}</td></tr>")
         if bugcheck:
             facts.append(f"<tr><th>Bug check</th><td class=mono>{_e(bugcheck)}</td></tr>")
+        reproduce = _mapping(t.get("reproduce"))
+        for key, label in (
+            ("command", "Run alone"),
+            ("hypothesis", "Hypothesis"),
+            ("fuzz", "Fuzz input"),
+        ):
+            if _text(reproduce.get(key)):
+                facts.append(
+                    f"<tr><th>{label}</th><td><code class=cmd>{_e(reproduce.get(key))}</code>"
+                    "</td></tr>"
+                )
         if facts:
             out.append('<table class="kv">' + "".join(facts) + "</table>")
         message = _text(t.get("message"))
@@ -425,6 +457,40 @@ def _all_tests(tests: list[Mapping[str, Any]], failure_anchor: Mapping[str, str]
         )
     out.append("</table>\n</details>\n</section>")
     return "\n".join(out)
+
+
+def _named(test: Mapping[str, Any], rid: str) -> bool:
+    """Whether ``test`` failed naming ``rid`` (a record without ``violated``, as older
+    reports have: whether it is tagged with it)."""
+    if "violated" not in test:
+        return rid in [_text(x) for x in _sequence(test.get("requirements"))]
+    return _text(test.get("violated")) == rid
+
+
+def _check_link(check: str, failure_anchor: Mapping[str, str]) -> str:
+    if check in failure_anchor:
+        return f'<a href="#{failure_anchor[check]}" class=mono>{_e(check)}</a>'
+    return f"<span class=mono>{_e(check)}</span>"
+
+
+def _blocked_html(
+    entry: Mapping[str, Any], failure_anchor: Mapping[str, str], req_anchor: Mapping[str, str]
+) -> str:
+    """``not judged: blocked by REN-X (check a, b)`` with links to the rule and the checks."""
+    by, status = _text(entry.get("by")), _text(entry.get("status"))
+    if by:
+        rule = (
+            f'<a href="#{req_anchor[by]}" class=mono>{_e(by)}</a>' if by in req_anchor else _e(by)
+        )
+    elif status == "INTERNAL-ERROR":
+        rule = "an INTERNAL-ERROR (a harness fault)"
+    else:
+        rule = f"a {_e(status)} that names no rule"
+    checks = ", ".join(
+        _check_link(_text(c), failure_anchor) for c in _sequence(entry.get("checks"))
+    )
+    plural = "s" if len(_sequence(entry.get("checks"))) > 1 else ""
+    return f'<span class="blocked">not judged: blocked by {rule} (check{plural} {checks})</span>'
 
 
 # --- message listing -------------------------------------------------------------------------
@@ -495,6 +561,7 @@ _SEVERITY = (
     "CRASH",
     "TIMEOUT",
     "FAIL",
+    "NOT-JUDGED",
     "PASS",
     "SKIP",
     "NOT-RUN",

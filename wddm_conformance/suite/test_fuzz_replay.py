@@ -8,6 +8,8 @@ repository's own regression inputs (``--fuzz-regressions=DIR``, see ``fuzz promo
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from ..errors import DriverFailure
@@ -70,7 +72,7 @@ def test_fuzz_inputs_replay_cleanly(wddm_run: Run, target: str) -> None:
         try:
             runner.run(path.read_bytes())
         except DriverFailure as exc:
-            exc.add_note(
-                f"fuzz input {path}: replay with `wddm-conformance fuzz repro {path} --driver={wddm_run.spec.spec}`"
-            )
+            command = ["wddm-conformance", "fuzz", "repro", str(path), f"--target={target}"]
+            exc.reproduce = shlex.join([*command, f"--driver={wddm_run.spec.spec}"])
+            exc.add_note(f"fuzz input {path}: replay with `{exc.reproduce}`")
             raise
