@@ -105,6 +105,61 @@ def test_passes_skips_and_the_rest() -> None:
     assert all(r["note"] == "" for r in got.values())
 
 
+# ------------------------------------------------------------------------- reproducing alone
+
+
+def _report(nodeid: str, path: str) -> pytest.TestReport:
+    return pytest.TestReport(nodeid, (path, 1, "x"), {}, "failed", None, "call")
+
+
+def test_the_check_command_selects_the_check_by_module_with_the_runs_options() -> None:
+    from wddm_conformance.driver import load_driver
+    from wddm_conformance.kernel import KernelMode
+    from wddm_conformance.plugin import Run, check_command, check_id
+
+    options = ["--wddm-driver=reference", "--hypothesis-seed=1", "--isolate=none"]
+    run = Run(load_driver("reference"), KernelMode(), 0, 5.0, "pytest", options=options)
+    in_checkout = _report(
+        "wddm_conformance/suite/test_render.py::test_x[a b]",
+        "wddm_conformance/suite/test_render.py",
+    )
+    assert check_command(run, in_checkout) == (
+        "pytest --pyargs 'wddm_conformance.suite.test_render::test_x[a b]' "
+        "--wddm-driver=reference --hypothesis-seed=1 --isolate=none"
+    )
+    # a seed hypothesis printed for the failure replaces the run's
+    assert check_command(run, in_checkout, "--hypothesis-seed=9").endswith(
+        "--wddm-driver=reference --isolate=none --hypothesis-seed=9"
+    )
+    # the node ID pytest gives a check whose file was the argument names no file
+    alone = _report("::test_x", "../venv/site-packages/wddm_conformance/suite/test_patch.py")
+    assert check_id(alone) == "test_patch.py::test_x"
+    assert check_command(run, alone).startswith(
+        "pytest --pyargs wddm_conformance.suite.test_patch::"
+    )
+    # a test of another project keeps its node ID
+    other = _report("tests/test_render.py::test_y", "tests/test_render.py")
+    assert check_command(run, other).startswith("pytest tests/test_render.py::test_y --wddm-")
+
+
+def test_hypothesis_reproduction_is_read_from_notes_and_report_sections() -> None:
+    from wddm_conformance.plugin import _hypothesis_reproduction
+
+    class Item:
+        hypothesis_report_information = ""
+
+    exc = ExceptionGroup("two", [ValueError("a"), ValueError("b")])
+    exc.exceptions[1].add_note("You can reproduce ... @reproduce_failure('6.1', b'AAE=') as a")
+    report = _report("a.py::t", "a.py")
+    report.sections.append(("Hypothesis", "or by running pytest with --hypothesis-seed=42."))
+    item: Any = Item()
+    assert _hypothesis_reproduction(item, report, exc) == (
+        "@reproduce_failure('6.1', b'AAE=')",
+        "--hypothesis-seed=42",
+    )
+    assert _hypothesis_reproduction(item, _report("a.py::t", "a.py"), ValueError()) == ("", "")
+
+
 # ------------------------------------------------------------------------- running the suite
 
 

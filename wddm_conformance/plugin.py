@@ -672,7 +672,7 @@ def _all_notes(exc: BaseException) -> str:
 #: ``ci`` profile) in the exception's notes, the seed (a failure it could not replay) in
 #: the "Hypothesis" report section.
 _BLOB = re.compile(r"@reproduce_failure\([^()]*\)")
-_SEED = re.compile(r"--hypothesis-seed=(-?\d+)")
+_SEED = re.compile(r"--hypothesis-seed=-?\d+")
 
 
 def _hypothesis_reproduction(
@@ -967,9 +967,9 @@ class Results:
             mark = " (expected by the baseline)" if record["verdict"] == "expected" else ""
             tr.line(f"{record['status']:<14} {record['id']}{mark}: {first}"[:400])
             if record["status"] != Status.SKIP:
-                for line in reproduction(record):
+                for line in _reproduction(record):
                     tr.line(" " * 15 + line)
-        for line in matrix_summary(list(run.results.values())):
+        for line in _matrix_summary(list(run.results.values())):
             tr.line(line)
         for path in (run.json_path, run.html_path):
             if path is not None:
@@ -978,7 +978,7 @@ class Results:
             tr.line(f"baseline written to {run.baseline_path}")
 
 
-def reproduction(record: dict[str, Any]) -> list[str]:
+def _reproduction(record: dict[str, Any]) -> list[str]:
     """How to reproduce a check's result alone, a line per way (its record's ``reproduce``)."""
     reproduce = record["reproduce"]
     lines = [f"alone: {reproduce['command']}"]
@@ -989,25 +989,26 @@ def reproduction(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def matrix_summary(records: list[dict[str, Any]]) -> list[str]:
-    """The requirement matrix of the reports in a few lines: the count per status, the IDs
-    that failed, and the IDs not judged grouped by what blocked them."""
-    from .report import REQUIREMENT_STATUSES, blocker, requirement_matrix
+def _matrix_summary(records: list[dict[str, Any]]) -> list[str]:
+    """The reports' requirement matrix in a few lines: the count per status, the IDs that
+    failed, and the IDs not judged grouped by what blocked them."""
+    from .report import FAILING, NOT_JUDGED, REQUIREMENT_STATUSES, blocker, requirement_matrix
 
     rows = requirement_matrix(records)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in REQUIREMENT_STATUSES}
     lines = ["requirements: " + "  ".join(f"{s}: {n}" for s, n in counts.items())]
-    for status in REQUIREMENT_STATUSES[:3]:  # CRASH, TIMEOUT, FAIL
+    for status in FAILING:
         ids = [r["id"] for r in rows if r["status"] == status]
         if ids:
             lines.append(f"{status:<14} {', '.join(ids)}")
     blocked: dict[str, list[str]] = {}
-    for row in rows:
-        for entry in row["blocked_by"] if row["status"] == "NOT-JUDGED" else []:
+    for row in (r for r in rows if r["status"] == NOT_JUDGED):
+        for entry in row["blocked_by"]:
             ids = blocked.setdefault(blocker(entry["status"], entry["by"]), [])
-            ids += [] if row["id"] in ids else [row["id"]]
+            if row["id"] not in ids:
+                ids.append(row["id"])
     for by, ids in sorted(blocked.items()):
-        lines.append(f"{'NOT-JUDGED':<14} blocked by {by}: {', '.join(ids)}")
+        lines.append(f"{NOT_JUDGED:<14} blocked by {by}: {', '.join(ids)}")
     return lines
 
 

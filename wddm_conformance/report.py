@@ -79,24 +79,16 @@ def requirement_matrix(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for req in catalogue().values():
         named = [t for t in tests if failed_naming(t) == req.id]
         tagged = [t for t in tests if req.id in t["requirements"]]
-        blocked = [t for t in tagged if req.id in not_judged(t)]
-        groups: dict[tuple[str, str], list[str]] = {}
-        for t in blocked:
-            key = (failed_naming(t), str(t["status"]))
-            groups.setdefault(key, []).append(t["id"])
-        blocked_by = [
-            {"by": by, "status": status, "checks": sorted(checks)}
-            for (by, status), checks in sorted(groups.items())
-        ]
-        statuses = {str(t["status"]) for t in named} or {str(t["status"]) for t in tagged}
+        blocked_by = _blockers([t for t in tagged if req.id in not_judged(t)])
         if req.documented_only:
             status = DOCUMENTED_ONLY
         elif named:
-            status = next(str(s) for s in FAILING if s in statuses)
-        elif blocked:
+            status = next(str(s) for s in FAILING if s in {t["status"] for t in named})
+        elif blocked_by:
             status = NOT_JUDGED
         else:
-            status = next((str(s) for s in (Status.PASS, Status.SKIP) if s in statuses), NOT_RUN)
+            ran = {t["status"] for t in tagged}
+            status = next((str(s) for s in (Status.PASS, Status.SKIP) if s in ran), NOT_RUN)
         rows.append(
             {
                 "id": req.id,
@@ -112,6 +104,17 @@ def requirement_matrix(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _blockers(blocked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks in ``blocked`` grouped by the rule (or "") and the status they failed on."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for t in blocked:
+        groups.setdefault((failed_naming(t), str(t["status"])), []).append(t["id"])
+    return [
+        {"by": by, "status": status, "checks": sorted(checks)}
+        for (by, status), checks in sorted(groups.items())
+    ]
 
 
 def _note(blocked_by: list[dict[str, Any]]) -> str:
