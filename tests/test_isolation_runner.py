@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -279,6 +280,53 @@ def test_a_ddi_without_a_watchdog_is_stopped_by_the_time_limit_as_a_tdr() -> Non
 
 
 # ----------------------------------------------------------------- nothing outlives a job
+
+
+def test_a_job_that_closes_its_inherited_files_is_still_stopped() -> None:
+    """The parent must not take the end of its pipe for the end of the child."""
+
+    def job() -> bytes:
+        os.closerange(3, 65536)
+        hang()
+        return b""
+
+    def run_it() -> None:
+        box.append(isolation.run(job, isolation.Limits(seconds=1.0, memory=None, grace=2.0)))
+
+    box: list[bytes | isolation.Death] = []
+    waiter = threading.Thread(target=run_it, daemon=True)
+    waiter.start()
+    waiter.join(60)  # the limit is 1 s: a minute is a hang, not a slow machine
+    assert box, "isolation.run did not return: it waited for a child past its time limit"
+    (death,) = box
+    assert isinstance(death, isolation.Death) and death.kind == "timeout"
+
+
+@pytest.mark.parametrize("ending", ["killed", "returned"])
+def test_no_process_the_job_started_outlives_it(ending: str, pids: Callable[[], list[int]]) -> None:
+    def job() -> bytes:
+        note_pid(os.getpid())
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        note_pid(grandchild.pid)
+        pid = os.fork()
+        if pid == 0:  # a forked grandchild, holding the parent's pipe
+            hang()
+            os._exit(0)
+        note_pid(pid)
+        if ending == "killed":
+            hang()
+        return b"done"
+
+    outcome = isolation.run(job, isolation.Limits(seconds=2.0, memory=None, grace=2.0))
+    if ending == "killed":
+        assert isinstance(outcome, isolation.Death) and outcome.kind == "timeout"
+    else:
+        assert outcome == b"done"
+    child, *grandchildren = pids()
+    assert len(grandchildren) == 2
+    assert gone(child)
+    alive = [pid for pid in grandchildren if not wait_gone(pid)]
+    assert not alive, f"the job's processes {alive} outlived it"
 
 
 def test_a_real_ctrl_c_kills_the_child_and_propagates(pids: Callable[[], list[int]]) -> None:

@@ -18,6 +18,10 @@ Limits (:class:`Limits`):
   out-of-memory killer. It is not applied under AddressSanitizer, whose shadow memory
   needs terabytes of address space.
 
+The child leads a process group of its own, and the whole group is killed when the job
+ends, however it ends: a process the driver started (forked or spawned) does not outlive
+its job. One that leaves the group (``setsid``) is beyond reach.
+
 POSIX only (``os.fork``); :func:`available` says whether it can be used.
 """
 
@@ -56,6 +60,8 @@ JOB_RAISED = 70
 OUT_OF_MEMORY = 71
 #: How often the parent reads the beacon while it waits (seconds).
 POLL = 0.25
+#: How often, at most, it asks whether the child has ended once the child's pipe is closed.
+SHORT_POLL = 0.01
 
 STATUS_BREAKPOINT = 0x80000003
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
@@ -241,6 +247,11 @@ def _child(
     """The child's side: never returns."""
     status = JOB_RAISED
     try:
+        os.setpgid(0, 0)  # the job's processes are one group, killed with it (_kill)
+        # Out of the terminal's foreground group: its Ctrl-C reaches the parent alone, and
+        # output to the terminal never stops the child (SIGTTOU under `stty tostop`).
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
         gc.freeze()  # the inherited heap is never traversed, so never copied on write
         _die_with_parent(parent)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -291,6 +302,8 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
             current = beacon
             _child(job, result, crash, limits, parent)
         os.close(done_w)
+        with contextlib.suppress(OSError):  # the child does it too; whoever is first
+            os.setpgid(pid, pid)
         try:
             killed = _wait(pid, done_r, beacon, limits, start)
         except BaseException:
@@ -300,6 +313,7 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
             raise
         finally:
             os.close(done_r)
+        _kill(pid)  # what the job left running in its group (the child itself has ended)
         _, wait_status = os.waitpid(pid, 0)
         _, _, in_ddi, ddi = beacon.read()
         output = crash.read_text(errors="replace") if crash.exists() else ""
@@ -332,7 +346,15 @@ def _scratch() -> Path:
 def _wait(
     pid: int, done: int, beacon: Beacon, limits: Limits, start: float
 ) -> tuple[str, float] | None:
-    """Wait until the child ends (None) or must be killed: ``(kind, seconds)``."""
+    """Wait until the child ends (None; it is left unreaped) or must be killed:
+    ``(kind, seconds)``.
+
+    ``done`` is the read end of a pipe only the child holds open: its end of file wakes
+    the parent at once when the child exits. The job may have closed it, though, or a
+    process it started may hold it, so the child's exit is always asked of the kernel.
+    """
+    watched = [done]
+    pause = 0.0001  # after the end of file: the child is most likely exiting right now
     while True:
         now = time.monotonic()
         timeout = POLL
@@ -342,17 +364,23 @@ def _wait(
                 _kill(pid)
                 return "timeout", limits.seconds
             timeout = min(timeout, left)
-        ready, _, _ = select.select([done], [], [], timeout)
-        if ready:
+        if watched:
+            if select.select(watched, [], [], timeout)[0]:
+                watched = []  # end of file: from now on it is always ready
+        else:
+            time.sleep(min(timeout, pause))
+            pause = min(pause * 2, SHORT_POLL)
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             return None
         deadline, since, _, _ = beacon.read()
         if time.monotonic() > deadline:
             _kill(pid)
             return "hung-ddi", round(deadline - since - limits.grace, 3)
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            return None  # it ended, but a process it started still holds the pipe
 
 
 def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, ChildProcessError):
-        os.kill(pid, signal.SIGKILL)
+    """SIGKILL the child ``pid`` and every process of its group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # not yet its own group's leader
