@@ -224,9 +224,15 @@ class DriverSpec:
     gpu_cls: type[Any]
 
     def instantiate(self) -> Miniport:
-        """Construct the driver; a constructor that raises is a one-line DriverLoadError."""
+        """Construct the driver; a constructor that raises is a one-line DriverLoadError.
+
+        Except MemoryError: a driver that allocates past the check's memory limit is a
+        CRASH (``results.classify``), not a bad ``--driver``.
+        """
         try:
             return self.cls()  # type: ignore[no-any-return]
+        except MemoryError:
+            raise
         except Exception as exc:
             raise DriverLoadError(
                 f"invalid --driver {self.spec!r}: constructing {self.cls.__qualname__}() raised {_one_line(exc)}"
