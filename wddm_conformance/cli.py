@@ -109,9 +109,16 @@ def _check(args: argparse.Namespace) -> int:
             status = Status.TIMEOUT if ended.timed_out else Status.CRASH
             if ended.kind == "raised":
                 status = Status.INTERNAL_ERROR
-            bugcheck = ended.bugcheck
-            detail = ended.describe().replace("the check's process", "the mode's process")
-            detail = f"{bugcheck} {detail}" if bugcheck else detail
+            bugcheck, rule = ended.bugcheck, ended.rule
+            detail = " ".join(
+                part
+                for part in (
+                    str(bugcheck or ""),
+                    f"[{rule}]" if rule else "",
+                    ended.describe().replace("the check's process", "the mode's process"),
+                )
+                if part
+            )
         else:
             status_text, detail = marshal.loads(ended)
             status = Status(status_text)

@@ -109,10 +109,10 @@ def _dead(item: pytest.Item, run: Run, death: isolation.Death, seconds: float) -
 
     out, err = _captured(item)
     if death.kind == "raised":
-        status, rule = Status.INTERNAL_ERROR, ""
+        status = Status.INTERNAL_ERROR
     else:
         status = Status.TIMEOUT if death.timed_out else Status.CRASH
-        rule = ("ALL-BOUNDED" if death.timed_out else "ALL-NORAISE") if death.in_ddi else ""
+    rule = death.rule
     bugcheck = death.bugcheck
     message = death.describe()
     tail = [line for line in (out + err).splitlines() if line.strip()][-OUTPUT_TAIL:]

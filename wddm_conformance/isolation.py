@@ -159,6 +159,14 @@ class Death:
         return self.kind in ("timeout", "hung-ddi")
 
     @property
+    def rule(self) -> str:
+        """The requirement the driver broke by dying in a DDI: ALL-BOUNDED when it was
+        killed for hanging, ALL-NORAISE otherwise; "" outside a DDI or for a harness fault."""
+        if not self.in_ddi or self.kind == "raised":
+            return ""
+        return "ALL-BOUNDED" if self.timed_out else "ALL-NORAISE"
+
+    @property
     def bugcheck(self) -> BugCheckData | None:
         """The bug check Windows would raise for this death, if there is one."""
         if self.timed_out and self.in_ddi:
