@@ -146,7 +146,7 @@ def test_a_signal_is_a_death_by_that_signal() -> None:
         False,
         "",
     )
-    assert death.bugcheck is None  # not in a DDI: nothing Windows would see
+    assert death.bugcheck is None and death.rule == ""  # not in a DDI: nothing Windows sees
     assert "SIGSEGV" in death.describe() and "before any DDI call" in death.describe()
     assert "Fatal Python error: Segmentation fault" in death.output  # faulthandler's stack
 
@@ -175,6 +175,7 @@ def test_a_signal_in_a_ddi_is_the_bug_check_of_its_exception(
         KMODE_EXCEPTION_NOT_HANDLED,
         code,
     )
+    assert death.rule == "ALL-NORAISE"
     assert death.describe().endswith("in DxgkDdiRender")
 
 
@@ -211,7 +212,7 @@ def test_a_job_that_raises_is_a_harness_fault_with_its_traceback() -> None:
 
     death = isolation.run(job, ROOMY)
     assert isinstance(death, isolation.Death)
-    assert death.kind == "raised"
+    assert death.kind == "raised" and death.rule == ""
     assert "Traceback" in death.output and "ValueError: the harness broke" in death.output
     assert death.describe().endswith("ValueError: the harness broke")
 
@@ -268,6 +269,7 @@ def test_a_ddi_that_outlives_its_watchdog_by_the_grace_is_a_hung_ddi() -> None:
         0.3,
     )
     assert death.bugcheck is not None and death.bugcheck.code == VIDEO_TDR_FAILURE
+    assert death.rule == "ALL-BOUNDED"
     assert "did not return within 0.3 s" in death.describe()
 
 
