@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import sys
 import threading
 import time
 
@@ -20,6 +21,8 @@ from wddm_conformance.reference.miniport import ReferenceMiniport
 
 #: What :class:`HogsMemory` holds per instance (bytes).
 HOG = 2 << 30
+#: What a driver prints just before it dies (its report shows the driver's last output).
+LAST_WORDS = "hostile driver's last words:"
 #: What :class:`HugeStatus` returns from Render: no NTSTATUS, and 0 (SUCCESS) when masked.
 HUGE = 2**70
 
@@ -43,6 +46,7 @@ class ExitsInPatch(ReferenceMiniport):
     """Patch ends the process with ``os._exit(3)``: no exception, no clean-up."""
 
     def patch(self, args: DXGKARG_PATCH) -> int:
+        print(f"{LAST_WORDS} exiting", flush=True)
         os._exit(3)
 
 
@@ -64,6 +68,7 @@ class SegfaultsInRender(ReferenceMiniport):
     """Render reads address 0 through ctypes: SIGSEGV in the driver's process."""
 
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        print(f"{LAST_WORDS} reading address 0", file=sys.stderr, flush=True)
         ctypes.string_at(0)
         return super().render(hContext, args)
 
