@@ -244,6 +244,14 @@ def test_memory_past_the_limit_is_a_memory_death() -> None:
     assert isolation.run(lambda: bytes(bytearray(16 << 20)[:1]), limits) == b"\0"
 
 
+@pytest.mark.skipif(not Path("/proc/self/oom_score_adj").exists(), reason="Linux only")
+def test_the_machine_s_out_of_memory_killer_takes_the_child_before_the_harness() -> None:
+    before = Path("/proc/self/oom_score_adj").read_text()
+    job = Path("/proc/self/oom_score_adj").read_bytes
+    assert isolation.run(job, ROOMY) == b"1000\n"
+    assert Path("/proc/self/oom_score_adj").read_text() == before
+
+
 def test_a_job_past_its_time_limit_is_a_timeout(pids: Callable[[], list[int]]) -> None:
     def job() -> bytes:
         note_pid(os.getpid())

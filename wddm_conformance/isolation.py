@@ -16,7 +16,8 @@ Limits (:class:`Limits`):
 * a memory limit (``RLIMIT_DATA``, bytes above what the child inherits), so an
   allocation past it fails inside the driver instead of waking the system's
   out-of-memory killer. It is not applied under AddressSanitizer, whose shadow memory
-  needs terabytes of address space.
+  needs terabytes of address space. Should the machine run out all the same, its
+  out-of-memory killer picks the child first (Linux: ``oom_score_adj`` 1000).
 
 The child leads a process group of its own, and the whole group is killed when the job
 ends, however it ends: a process the driver started (forked or spawned) does not outlive
@@ -58,6 +59,10 @@ from .errors import (
 JOB_RAISED = 70
 #: Exit status of a child that ran out of memory (its limit, or the machine's).
 OUT_OF_MEMORY = 71
+#: The child's /proc/self/oom_score_adj (Linux): when the machine runs out of memory
+#: anyway (limits x workers above its memory), its out-of-memory killer kills the job,
+#: which is reported, rather than the harness.
+OOM_SCORE_ADJ = 1000
 #: How often the parent reads the beacon while it waits (seconds).
 POLL = 0.25
 #: How often, at most, it asks whether the child has ended once the child's pipe is closed.
@@ -260,6 +265,8 @@ def _child(
         # output to the terminal never stops the child (SIGTTOU under `stty tostop`).
         signal.signal(signal.SIGTTOU, signal.SIG_IGN)
         signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+        with contextlib.suppress(OSError):  # Linux: the machine's OOM killer takes the job first
+            Path("/proc/self/oom_score_adj").write_text(f"{OOM_SCORE_ADJ}\n")
         gc.freeze()  # the inherited heap is never traversed, so never copied on write
         _die_with_parent(parent)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
