@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import marshal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import CONTRACT_VERSION, __version__, isolation
 from .ddi import DXGK_START_INFO
@@ -32,6 +32,32 @@ def _mode(text: str) -> KernelMode:
         return KernelMode.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _at_least_0(kind: type[float] | type[int]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` that is 0 or more (NaN is not)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: not a number") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be 0 or more")
+        return value
+
+    return parse
+
+
+def _in_mode_terms(text: str) -> str:
+    """An isolated check's words for an isolated mode of ``check``."""
+    for check, mode in (
+        ("the check's", "the mode's"),
+        ("the check did not", "the mode did not"),
+        ("--check-memory", "--mode-memory"),
+    ):
+        text = text.replace(check, mode)
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,10 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--mode-timeout",
-        type=float,
+        type=_at_least_0(float),
         default=300.0,
         metavar="SECONDS",
-        help="wall-clock limit of one isolated mode (default 300)",
+        help="wall-clock limit of one isolated mode (default 300; 0: none)",
+    )
+    check.add_argument(
+        "--mode-memory",
+        type=_at_least_0(int),
+        default=2048,
+        metavar="MIB",
+        help="memory one isolated mode may allocate, in MiB (default 2048; 0: no limit; "
+        "not applied under AddressSanitizer)",
     )
     disasm = sub.add_parser("disasm", help="disassemble a DMA buffer dump")
     disasm.add_argument("file", help="binary file, or '-' for standard input")
@@ -97,7 +131,10 @@ def _check(args: argparse.Namespace) -> int:
     )
     watch_interrupts()
     isolated = args.isolate == "mode" and isolation.available()
-    limits = isolation.Limits(seconds=args.mode_timeout)
+    limits = isolation.Limits(
+        seconds=args.mode_timeout or None,
+        memory=args.mode_memory << 20 if args.mode_memory else None,
+    )
     failures = 0
     for mode in modes:
 
@@ -115,7 +152,7 @@ def _check(args: argparse.Namespace) -> int:
                 for part in (
                     str(bugcheck or ""),
                     f"[{rule}]" if rule else "",
-                    ended.describe().replace("the check's process", "the mode's process"),
+                    _in_mode_terms(ended.describe()),
                 )
                 if part
             )
@@ -140,7 +177,10 @@ def _check_mode(spec: DriverSpec, mode: KernelMode, args: argparse.Namespace) ->
     except Exception as exc:
         error = exc
     outcome = classify(error)
-    return str(outcome.status), detail if outcome.status is Status.PASS else outcome.message
+    if outcome.status is Status.PASS:
+        return str(outcome.status), detail
+    message = _in_mode_terms(outcome.message) if isinstance(error, MemoryError) else outcome.message
+    return str(outcome.status), message
 
 
 def _disasm(args: argparse.Namespace) -> int:
