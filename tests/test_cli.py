@@ -17,6 +17,11 @@ def test_check_passes_the_reference_driver(capsys: pytest.CaptureFixture[str]) -
     assert "2 passed, 0 failed" in out
 
 
+def test_a_mode_timeout_of_0_is_no_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--mode", "default", "--mode-timeout=0", "--mode-memory=0"]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
 def test_check_names_the_broken_requirement_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--driver", "tests.mutants:UnmapToNothing", "--mode", "default"]) == 1
     out = capsys.readouterr().out
@@ -39,6 +44,9 @@ def test_check_reports_a_crash_as_crash(capsys: pytest.CaptureFixture[str]) -> N
         (["check", "--driver", "wddm_conformance.reference:Nope"], "has no attribute 'Nope'"),
         (["check", "--driver", "wddm_conformance.ddi:MDL"], "missing DDI method(s): start_device"),
         (["check", "--mode", "warp-speed"], "unknown kernel mode 'warp-speed'"),
+        (["check", "--mode-timeout=-1"], "--mode-timeout: invalid value '-1': must be 0 or more"),
+        (["check", "--mode-timeout=nan"], "--mode-timeout: invalid value 'nan': must be 0 or more"),
+        (["check", "--mode-memory=lots"], "--mode-memory: invalid value 'lots': not a number"),
     ],
 )
 def test_bad_input_is_one_line_usage_error_without_traceback(argv: list[str], culprit: str) -> None:

@@ -423,6 +423,12 @@ CHECK_ROWS = {
         "BugCheck 0x1E (KMODE_EXCEPTION_NOT_HANDLED) (0x80000003, 0x0, 0x0, 0x0) "
         "[ALL-NORAISE] the mode's process was killed by SIGABRT (signal 6) in DxgkDdiRender",
     ),
+    "hogs-memory": (
+        spec(hostile.HogsMemory),
+        "CRASH",
+        "out of memory (the mode's memory limit, --mode-memory)",
+        "--mode-memory=256",
+    ),
     "leaves-thread": (spec(hostile.LeavesThread), "PASS", ""),
     "huge-status": (
         spec(hostile.HugeStatus),
@@ -434,7 +440,7 @@ CHECK_ROWS = {
 
 @pytest.mark.parametrize("name", CHECK_ROWS)
 def test_check_reports_a_hostile_driver_s_mode_and_ends(name: str, tmp_path: Path) -> None:
-    driver, status, says = CHECK_ROWS[name]
+    driver, status, says, *options = CHECK_ROWS[name]
     if driver.startswith("native:"):
         driver = native(driver.removeprefix("native:"))
     process = subprocess.Popen(
@@ -447,6 +453,7 @@ def test_check_reports_a_hostile_driver_s_mode_and_ends(name: str, tmp_path: Pat
             "--mode=default",
             "--ddi-timeout=1",
             f"--mode-timeout={CHECK_TIMEOUT}",
+            *options,
         ],
         cwd=tmp_path,
         env=env(),
