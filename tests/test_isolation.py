@@ -337,8 +337,8 @@ def assert_reports(row: Row, out: Path, done: subprocess.CompletedProcess[str]) 
     for test_id in ids:
         assert test_id in page, test_id
 
-    # JUnit: one test case per check; the broken ones fail (or error, when the driver
-    # cannot even be constructed) with the status first.
+    # JUnit: one test case per check, its verdict in its properties; the broken ones fail
+    # (or error, when the driver cannot even be constructed) with the status first.
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     assert int(suite.get("tests", -1)) == len(ids)
@@ -346,9 +346,12 @@ def assert_reports(row: Row, out: Path, done: subprocess.CompletedProcess[str]) 
     assert int(suite.get("skipped", -1)) == counts["SKIP"]
     cases = {f"{c.get('classname')}.{c.get('name')}": c for c in suite.iter("testcase")}
     assert len(cases) == len(ids)
-    for test_id, (status, *_) in want.items():
+    for test_id, (status, rule, ddi, _) in want.items():
         file, _, name = test_id.partition("::")
         case = cases[f"{file.removesuffix('.py')}.{name}"]
+        props = {q.get("name"): q.get("value") for q in case.iter("property")}
+        got = (props.get("wddm.status"), props.get("wddm.violated"), props.get("wddm.ddi"))
+        assert got == (status, rule, ddi), (test_id, props)
         problems = [*case.iter("failure"), *case.iter("error")]
         if status == "PASS":
             assert not problems, test_id
