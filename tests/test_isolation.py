@@ -15,6 +15,7 @@ the limits that must not be hit are generous, and the assertions are about statu
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -513,11 +515,15 @@ def test_a_real_ctrl_c_stops_the_run_and_writes_the_report_of_what_ran(
     )
     assert process.stdout is not None
     seen = []
+    # Were the run to hang before its first result, reading its output would too.
+    stuck = threading.Timer(120, os.killpg, (process.pid, signal.SIGKILL))
+    stuck.start()
     try:
         for line in process.stdout:  # until the check that passes has been reported
             seen.append(line)
             if "PASSED" in line:
                 break
+        stuck.cancel()
         assert any(PRIVATE in line and "PASSED" in line for line in seen), "".join(seen)
         if to == "terminal":
             os.killpg(process.pid, signal.SIGINT)
@@ -525,7 +531,9 @@ def test_a_real_ctrl_c_stops_the_run_and_writes_the_report_of_what_ran(
             process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=120)
     except BaseException:
-        os.killpg(process.pid, signal.SIGKILL)
+        stuck.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
     text = "".join(seen) + rest
