@@ -60,7 +60,7 @@ class Row:
     ``outcomes``: check function -> (status, violated requirement, DDI, start of the bug
     check); a check not named passes. ``says``: text the message of every non-passing
     check contains; ``last_words``: the driver's last output, which the text of every
-    non-passing check shows (JUnit, terminal).
+    non-passing check shows in its JUnit failure text.
     """
 
     driver: str
