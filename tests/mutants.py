@@ -17,10 +17,13 @@ from wddm_conformance.ddi import (
     DXGK_BUILDPAGINGBUFFER_OPERATION,
     DXGK_BUILDPAGINGBUFFER_TRANSFER,
     DXGK_CREATEALLOCATIONFLAGS,
+    DXGK_OPENALLOCATIONINFO,
     DXGK_PATCHFLAGS,
     DXGK_TRANSFERFLAGS,
     DXGKARG_BUILDPAGINGBUFFER,
     DXGKARG_CREATEALLOCATION,
+    DXGKARG_DESTROYALLOCATION,
+    DXGKARG_OPENALLOCATION,
     DXGKARG_PATCH,
     DXGKARG_RENDER,
     DXGKARG_SUBMITCOMMAND,
@@ -829,6 +832,82 @@ class NoBoundsCheck(ReferenceMiniport):
 
 
 BREAKS[NoBoundsCheck] = "REN-VALIDATE"
+
+
+# --------------------------------------------------------------------------- the harness's objects
+
+
+class ClearsAllocationInfo(ReferenceMiniport):
+    """Empties the kernel's pAllocationInfo list after a successful CreateAllocation."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        if status == STATUS_SUCCESS:
+            args.pAllocationInfo.clear()
+        return status
+
+
+class AppendsAllocationInfo(ReferenceMiniport):
+    """Appends an element of its own to the kernel's pAllocationInfo list after a successful CreateAllocation."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        if status == STATUS_SUCCESS:
+            args.pAllocationInfo.append(dataclasses.replace(args.pAllocationInfo[-1]))
+        return status
+
+
+class ReplacesOpenAllocationInfo(ReferenceMiniport):
+    """Opens allocations into DXGK_OPENALLOCATIONINFO objects of its own and puts them in the kernel's list."""
+
+    def open_allocation(self, hDevice: int, args: DXGKARG_OPENALLOCATION) -> int:
+        mine = [DXGK_OPENALLOCATIONINFO(hAllocation=i.hAllocation) for i in args.pOpenAllocation]
+        status = super().open_allocation(hDevice, dataclasses.replace(args, pOpenAllocation=mine))
+        args.pOpenAllocation[:] = mine
+        return status
+
+
+class ClearsDestroyList(ReferenceMiniport):
+    """Empties the kernel's pAllocationList (the handles to destroy) once it destroyed them."""
+
+    def destroy_allocation(self, args: DXGKARG_DESTROYALLOCATION) -> int:
+        status = super().destroy_allocation(args)
+        args.pAllocationList.clear()
+        return status
+
+
+class KeepsDmaBuffer(ReferenceMiniport):
+    """Keeps each Render's pDmaBuffer and writes a NOP through it, inside its bounds, during the next Render."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        kept = self.__dict__.get("kept_dma")
+        if kept is not None:
+            kept.write(isa.encode("NOP"))
+        self.__dict__["kept_dma"] = args.pDmaBuffer
+        return super().render(hContext, args)
+
+
+class KeepsCommandBuffer(ReferenceMiniport):
+    """Keeps each Render's pCommand and reads through it again during the next Render."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        kept, length = self.__dict__.get("kept_command", (None, 0))
+        if kept is not None and length:
+            kept.read(min(length, 4))
+        self.__dict__["kept_command"] = (args.pCommand, args.CommandLength)
+        return super().render(hContext, args)
+
+
+BREAKS.update(
+    {
+        ClearsAllocationInfo: "ALL-READONLY",
+        AppendsAllocationInfo: "ALL-READONLY",
+        ReplacesOpenAllocationInfo: "ALL-READONLY",
+        ClearsDestroyList: "ALL-READONLY",
+        KeepsDmaBuffer: "ALL-READONLY",
+        KeepsCommandBuffer: "ALL-NORAISE",
+    }
+)
 
 
 #: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).

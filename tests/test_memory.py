@@ -10,9 +10,15 @@ from wddm_conformance.errors import HarnessError
 from wddm_conformance.memory import (
     GUARD_BYTES,
     GUARD_FILL,
+    UNLEASED,
     KernelAccessViolation,
     KernelBuffer,
+    LateAccess,
+    Lease,
+    LeaseBook,
     MemoryViolation,
+    Ptr,
+    RetiredBufferAccess,
     UserAccessFault,
     UserBuffer,
 )
@@ -363,3 +369,78 @@ def test_ptr_read_and_write_go_through_the_region_at_byte_offsets() -> None:
     assert p.read(4) == b"\x00\x00xy"
     (p + 1).write(b"12345678")  # bytes 12..20: past the 16-byte window
     assert region.violations == [MemoryViolation("write-outside-window", "dma", 12, 8)]
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def _lent(region: KernelBuffer | UserBuffer, book: LeaseBook, call: int = 1) -> tuple[Lease, Ptr]:
+    lease = Lease("DxgkDdiRender", call, book)
+    return lease, region.ptr(0, stride=4).lend(lease)
+
+
+def test_memory_no_call_was_given_is_never_retired() -> None:
+    region = KernelBuffer("driver's own", 8)
+    assert region.lease is UNLEASED and region.ptr().lease is UNLEASED
+    region.ptr().write(b"ok")
+    assert region.read(0, 2) == b"ok"
+
+
+def test_pointers_computed_from_a_lent_pointer_are_retired_with_it() -> None:
+    book = LeaseBook()
+    region = KernelBuffer("dma", 64)
+    lease, p = _lent(region, book, call=7)
+    q = p + 2  # byte 8
+    q.write(b"live")
+    lease.retired = True
+    book.current = Lease("DxgkDdiPatch", 9, book)
+    with pytest.raises(RetiredBufferAccess) as caught:
+        q.write(b"late")
+    assert region.content(8, 12) == b"live"  # the late write reached nothing
+    assert book.late == [LateAccess("dma", 8, 4, True, "DxgkDdiRender", 7, "DxgkDdiPatch", 9)]
+    assert caught.value.access is book.late[0]
+    assert (caught.value.offset, caught.value.write) == (8, True)
+    assert "wrote 4 byte(s) at +8 of dma during DxgkDdiPatch (DDI call 9)" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["kernel", "user"])
+def test_a_retired_region_refuses_reads_and_writes_even_without_a_pointer(kind: str) -> None:
+    book = LeaseBook()
+    region: KernelBuffer | UserBuffer = (
+        KernelBuffer("plo", 16) if kind == "kernel" else UserBuffer("pCommand", b"\0" * 16)
+    )
+    lease, _ = _lent(region, book)
+    lease.retired = True
+    with pytest.raises(RetiredBufferAccess):
+        region.read(4, 4)
+    with pytest.raises(RetiredBufferAccess):
+        region.write(0, b"x")
+    assert [(a.write, a.during) for a in book.late] == [(False, ""), (True, "")]
+    assert region.violations == []  # not a window violation: the buffer is gone
+
+
+def test_a_region_lent_again_gets_a_fresh_pointer_and_the_old_one_stays_retired() -> None:
+    book = LeaseBook()
+    region = KernelBuffer("dma", 16)
+    first, old = _lent(region, book, call=1)
+    first.retired = True
+    second, new = _lent(region, book, call=2)
+    new.write(b"ok")
+    region.write(2, b"ok")  # the region is lent to the running call again
+    region.ptr(4).write(b"ok")  # so is a pointer the driver makes from it
+    assert region.lease is second and new is not old
+    with pytest.raises(RetiredBufferAccess):
+        old.read(2)
+    assert book.late[0].call == 1
+
+
+def test_lending_a_pointer_lent_before_copies_it() -> None:
+    book = LeaseBook()
+    region = KernelBuffer("dma", 16)
+    first, old = _lent(region, book, call=1)
+    first.retired = True
+    again = old.lend(Lease("DxgkDdiPatch", 2, book))
+    assert again is not old and again == old
+    again.write(b"ok")
+    with pytest.raises(RetiredBufferAccess):
+        old.write(b"no")

@@ -9,6 +9,11 @@ Two kinds of structure live here:
 * Argument blocks (DXGKARG_RENDER, DXGKARG_PATCH, DXGKARG_BUILDPAGINGBUFFER,
   DXGKARG_CREATEALLOCATION, ...) are dataclasses whose pointer fields are ``Ptr``.
   The driver advances the [in/out] cursors by assigning to the fields.
+* Arrays of structures or handles the kernel owns (``pAllocationInfo``, ``pOpenAllocation``,
+  ``pOpenHandleList``, the destroy list) are Python lists of a fixed length, named with
+  their count field in the block's ``KERNEL_ARRAYS``. The driver fills in fields of
+  the elements; changing a list itself (its length, an element object, the pointer
+  field) is ALL-READONLY, as C gives the driver no way to do it.
 
 Only the fields the seeds and DDI_FACTS.md name are modelled; fields the harness
 adds for its own model are marked "harness:" in their comments.
@@ -271,6 +276,9 @@ class DXGKARG_CREATEALLOCATION:
     hResource: int = 0  # [in/out]
     Flags: DXGK_CREATEALLOCATIONFLAGS = DXGK_CREATEALLOCATIONFLAGS(0)
 
+    #: harness: (array, its count field) the kernel owns: fixed length, elements kept.
+    KERNEL_ARRAYS: ClassVar[tuple[tuple[str, str], ...]] = (("pAllocationInfo", "NumAllocations"),)
+
 
 class DXGK_DESTROYALLOCATIONFLAGS(IntFlag):
     """DXGKARG_DESTROYALLOCATION.Flags bits."""
@@ -286,6 +294,8 @@ class DXGKARG_DESTROYALLOCATION:
     pAllocationList: list[int] = field(default_factory=list)
     hResource: int = 0
     Flags: DXGK_DESTROYALLOCATIONFLAGS = DXGK_DESTROYALLOCATIONFLAGS(0)
+
+    KERNEL_ARRAYS: ClassVar[tuple[tuple[str, str], ...]] = (("pAllocationList", "NumAllocations"),)
 
 
 @dataclass(slots=True)
@@ -304,6 +314,8 @@ class DXGKARG_OPENALLOCATION:
     pOpenAllocation: list[DXGK_OPENALLOCATIONINFO] = field(default_factory=list)
     Flags: int = 0
 
+    KERNEL_ARRAYS: ClassVar[tuple[tuple[str, str], ...]] = (("pOpenAllocation", "NumAllocations"),)
+
 
 @dataclass(slots=True)
 class DXGKARG_CLOSEALLOCATION:
@@ -311,6 +323,8 @@ class DXGKARG_CLOSEALLOCATION:
 
     NumAllocations: int = 0
     pOpenHandleList: list[int] = field(default_factory=list)
+
+    KERNEL_ARRAYS: ClassVar[tuple[tuple[str, str], ...]] = (("pOpenHandleList", "NumAllocations"),)
 
 
 # --------------------------------------------------------------------------- render and patch

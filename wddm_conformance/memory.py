@@ -18,6 +18,12 @@ it happens, so a failure names the buffer and the offset:
   fetched twice can be found (double fetch), and can change bytes right after the
   first read that covers them (TOCTOU). A read past the end is recorded and faults,
   as if the next page were unmapped.
+
+Every region and pointer the kernel hands to a DDI call carries that call's
+:class:`Lease`, which is retired when the call returns. A later read or write through
+it (the driver kept the pointer, or the region) is a :class:`RetiredBufferAccess`,
+recorded on the kernel's :class:`LeaseBook` and raised at the access, as a stale
+pointer into memory the kernel has freed or reused faults under Driver Verifier.
 """
 
 from __future__ import annotations
@@ -62,6 +68,97 @@ class KernelAccessViolation(Exception):
         self.write = write
 
 
+@dataclass(frozen=True, slots=True)
+class LateAccess:
+    """One read or write through a buffer after the DDI call it was given to returned.
+
+    ``given_to``/``call`` name that call (DDI, and the kernel's count of DDI calls from
+    1); ``during``/``during_call`` the call running when the access happened ("" and 0
+    when none was: a driver thread).
+    """
+
+    region: str
+    offset: int
+    length: int
+    write: bool
+    given_to: str
+    call: int
+    during: str
+    during_call: int
+
+    def __str__(self) -> str:
+        verb = "wrote" if self.write else "read"
+        when = (
+            f"during {self.during} (DDI call {self.during_call})"
+            if self.during
+            else "outside any DDI call (from a driver thread)"
+        )
+        return (
+            f"{verb} {self.length} byte(s) at +{self.offset} of {self.region} {when}, through a "
+            f"pointer given to {self.given_to} (DDI call {self.call}) after that call had "
+            f"returned: the kernel frees or reuses a buffer once the call it was given to returns"
+        )
+
+
+class RetiredBufferAccess(KernelAccessViolation):
+    """Raised at a read or write through a retired buffer (see :class:`LateAccess`)."""
+
+    def __init__(self, access: LateAccess) -> None:
+        super().__init__(str(access), offset=access.offset, write=access.write)
+        self.access = access
+
+
+class LeaseBook:
+    """One kernel's record of lending: the lease of the running call, and the late accesses seen.
+
+    The kernel's DDI caller sets ``current`` around each call and reports ``late``
+    (oldest first) when a call ends; a driver that catches the
+    :class:`RetiredBufferAccess` it got, or touched a buffer from its own thread
+    between calls, is still caught there.
+    """
+
+    __slots__ = ("current", "late")
+
+    def __init__(self) -> None:
+        #: The lease of the DDI call running now (None between calls).
+        self.current: Lease | None = None
+        self.late: list[LateAccess] = []
+
+
+class Lease:
+    """The DDI call a region or pointer was handed to; ``retired`` once that call returned."""
+
+    __slots__ = ("book", "call", "ddi", "retired")
+
+    def __init__(self, ddi: str, call: int, book: LeaseBook | None) -> None:
+        self.ddi = ddi
+        self.call = call
+        self.book = book
+        self.retired = False
+
+    def late(self, region: Region, offset: int, length: int, write: bool) -> RetiredBufferAccess:
+        """Record an access through this retired lease; the exception to raise at the access."""
+        book = self.book
+        running = book.current if book is not None else None
+        access = LateAccess(
+            region.name,
+            offset,
+            length,
+            write,
+            self.ddi,
+            self.call,
+            running.ddi if running is not None else "",
+            running.call if running is not None else 0,
+        )
+        if book is not None:
+            book.late.append(access)
+        return RetiredBufferAccess(access)
+
+
+#: The lease of memory no DDI call was given (the driver's own regions, the harness's): never retired.
+UNLEASED: Final = Lease("", 0, None)
+
+
 @dataclass(frozen=True)
 class MemoryViolation:
     """One rule broken while touching a region: what, where, how much."""
@@ -78,12 +175,14 @@ class MemoryViolation:
 class Region(ABC):
     """A named span of simulated memory. Subclasses decide what each access means."""
 
-    __slots__ = ("data", "name", "violations")
+    __slots__ = ("data", "lease", "name", "violations")
 
     def __init__(self, name: str, data: bytearray) -> None:
         self.name = name
         self.data = data
         self.violations: list[MemoryViolation] = []
+        #: The DDI call this region was last handed to (see :class:`Lease`).
+        self.lease: Lease = UNLEASED
 
     @abstractmethod
     def read(self, offset: int, length: int) -> bytes:
@@ -151,6 +250,8 @@ class KernelBuffer(Region):
         self.read_lo, self.read_hi = lo, hi
 
     def read(self, offset: int, length: int) -> bytes:
+        if self.lease.retired:
+            raise self.lease.late(self, offset, length, False)
         end = offset + length
         if offset < 0 or length < 0 or end > len(self.data):
             self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
@@ -167,6 +268,8 @@ class KernelBuffer(Region):
 
     def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
         length = len(payload)
+        if self.lease.retired:
+            raise self.lease.late(self, offset, length, True)
         end = offset + length
         if not self.writable:
             self.violations.append(MemoryViolation("write-readonly", self.name, offset, length))
@@ -226,6 +329,8 @@ class UserBuffer(Region):
         self.epochs.append(len(self.reads))
 
     def read(self, offset: int, length: int) -> bytes:
+        if self.lease.retired:
+            raise self.lease.late(self, offset, length, False)
         end = offset + length
         if offset < 0 or length < 0 or end > self.size:
             self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
@@ -243,6 +348,8 @@ class UserBuffer(Region):
         return out
 
     def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
+        if self.lease.retired:
+            raise self.lease.late(self, offset, len(payload), True)
         self.violations.append(MemoryViolation("write-readonly", self.name, offset, len(payload)))
         if offset >= 0 and offset + len(payload) <= self.size:
             self.data[offset : offset + len(payload)] = payload
@@ -288,17 +395,25 @@ class Ptr:
     bytes (1 for ``pDmaBuffer``, 24 for ``pPatchLocationListOut``), and ``p - q``
     counts elements. ``offset`` and the ``at`` of reads and writes are in bytes. Reads
     and writes go through the region, which enforces and records the rules.
+
+    ``lease`` is the DDI call the pointer was given to; pointers computed from it share
+    it, so all of them are retired together when that call returns, even if the region
+    is handed to a later call again. A pointer no call was given (``UNLEASED``) is as
+    good as its region: usable while the region is lent to the running call.
     """
 
-    __slots__ = ("offset", "region", "stride")
+    __slots__ = ("lease", "offset", "region", "stride")
 
-    def __init__(self, region: Region, offset: int = 0, stride: int = 1) -> None:
+    def __init__(
+        self, region: Region, offset: int = 0, stride: int = 1, lease: Lease = UNLEASED
+    ) -> None:
         self.region = region
         self.offset = offset
         self.stride = stride
+        self.lease = lease
 
     def __add__(self, n: int) -> Ptr:
-        return Ptr(self.region, self.offset + n * self.stride, self.stride)
+        return Ptr(self.region, self.offset + n * self.stride, self.stride, self.lease)
 
     def __sub__(self, other: Ptr) -> int:
         if other.region is not self.region:  # the driver's mistake, so not a HarnessError
@@ -316,12 +431,28 @@ class Ptr:
         return hash((id(self.region), self.offset))
 
     def read(self, length: int, at: int = 0) -> bytes:
-        """Read ``length`` bytes at ``self + at``."""
+        """Read ``length`` bytes at ``self + at``; RetiredBufferAccess once its call returned."""
+        if self.lease.retired:
+            raise self.lease.late(self.region, self.offset + at, length, False)
         return self.region.read(self.offset + at, length)
 
     def write(self, payload: bytes | bytearray | memoryview, at: int = 0) -> None:
-        """Write ``payload`` at ``self + at``."""
+        """Write ``payload`` at ``self + at``; RetiredBufferAccess once its call returned."""
+        if self.lease.retired:
+            raise self.lease.late(self.region, self.offset + at, len(payload), True)
         self.region.write(self.offset + at, payload)
+
+    def lend(self, lease: Lease) -> Ptr:
+        """This pointer handed to the call of ``lease``, with its region.
+
+        A pointer never lent before is lent itself (the kernel makes one per call); one
+        already lent is copied, so the earlier call's pointer stays retired.
+        """
+        self.region.lease = lease
+        if self.lease is UNLEASED:
+            self.lease = lease
+            return self
+        return Ptr(self.region, self.offset, self.stride, lease)
 
     def __repr__(self) -> str:
         return f"Ptr({self.region.name}+{self.offset})"

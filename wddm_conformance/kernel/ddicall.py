@@ -7,13 +7,25 @@ driver into the outcome a real system would have:
 * :class:`~wddm_conformance.errors.DdiTimeout` -> :class:`~wddm_conformance.errors.Tdr` (0x116, ALL-BOUNDED);
 * an unhandled user-mode access fault -> 0x1E with STATUS_ACCESS_VIOLATION (REN-USERFAULT);
 * a write past a kernel buffer's guard zone -> 0x1E (the buffer's cursor rule);
+* a read or write through a buffer of a call that has returned -> 0x1E with
+  STATUS_ACCESS_VIOLATION (ALL-READONLY for a write, ALL-NORAISE for a read), also
+  when the driver caught it or made it from its own thread between calls;
 * any other exception -> 0x1E (ALL-NORAISE), KeyboardInterrupt and SystemExit included
   (only a real Ctrl-C, :func:`~wddm_conformance.watchdog.real_interrupt`, stops the run);
 * :class:`~wddm_conformance.errors.HarnessError` passes through: it is the harness's fault.
+
+It also lends each call its memory: every ``Ptr`` in the argument blocks (and its
+region) is put under a :class:`~wddm_conformance.memory.Lease` retired when the call
+returns (a pointer lent to an earlier call is replaced by a fresh one), and the
+kernel-owned arrays (``KERNEL_ARRAYS``) are checked to still be the same objects of the
+same length (ALL-READONLY).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import operator
+import typing
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -25,11 +37,23 @@ from ..errors import (
     VIDEO_TDR_FAILURE,
     BugCheck,
     DdiTimeout,
+    DriverFailure,
     DriverViolation,
     HarnessError,
     Tdr,
 )
-from ..memory import KernelAccessViolation, MemoryViolation, Region, UserAccessFault
+from ..memory import (
+    UNLEASED,
+    KernelAccessViolation,
+    LateAccess,
+    Lease,
+    LeaseBook,
+    MemoryViolation,
+    Ptr,
+    Region,
+    RetiredBufferAccess,
+    UserAccessFault,
+)
 from ..status import status_name
 from ..watchdog import Invoker, real_interrupt
 
@@ -39,6 +63,127 @@ CURSOR_RULE = {
     "build_paging_buffer": "PGB-CURSOR",
     "patch": "PAT-RANGE",
 }
+
+
+#: Per argument type: its Ptr fields, and its KERNEL_ARRAYS with the Ptr fields of their
+#: elements (None: it has neither).
+_Plan = tuple[tuple[str, ...], tuple[tuple[str, str, tuple[str, ...]], ...]]
+_PLANS: dict[type, _Plan | None] = {int: None, type(None): None}
+
+#: A kernel-owned array as handed over: owner, field, count field, the list, its elements, the count.
+_Handed = tuple[Any, str, str, list[Any], tuple[Any, ...], Any]
+
+
+def _pointer_fields(cls: type) -> tuple[str, ...]:
+    if not dataclasses.is_dataclass(cls):
+        return ()
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if Ptr in (hints[f.name], *typing.get_args(hints[f.name]))
+    )
+
+
+def _plan(cls: type) -> _Plan | None:
+    """What an argument type carries that the caller lends and checks (computed once per type)."""
+    plan = None
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        arrays = tuple(
+            (name, count, _pointer_fields(typing.get_args(hints[name])[0]))
+            for name, count in getattr(cls, "KERNEL_ARRAYS", ())
+        )
+        pointers = _pointer_fields(cls)
+        if pointers or arrays:
+            plan = (pointers, arrays)
+    _PLANS[cls] = plan
+    return plan
+
+
+def _lend(args: tuple[Any, ...], lease: Lease) -> list[_Handed]:
+    """Give every Ptr in ``args`` to ``lease`` and note the kernel arrays (a hot path)."""
+    handed: list[_Handed] = []
+    for arg in args:
+        cls = type(arg)
+        plan = _PLANS[cls] if cls in _PLANS else _plan(cls)
+        if plan is None:
+            continue
+        pointers, arrays = plan
+        for name in pointers:
+            p = getattr(arg, name)
+            if isinstance(p, Ptr):
+                if p.lease is UNLEASED:  # what the kernel made for this call: lent as it is
+                    p.lease = p.region.lease = lease
+                else:
+                    setattr(arg, name, p.lend(lease))
+        for name, count_name, inner in arrays:
+            items = getattr(arg, name)
+            for field in inner:
+                for item in items:
+                    p = getattr(item, field)
+                    if isinstance(p, Ptr):
+                        if p.lease is UNLEASED:
+                            p.lease = p.region.lease = lease
+                        else:
+                            setattr(item, field, p.lend(lease))
+            handed.append((arg, name, count_name, items, tuple(items), getattr(arg, count_name)))
+    return handed
+
+
+def _array_changed(h: _Handed) -> str:
+    """How the driver changed a kernel array, or "" if it did not."""
+    owner, name, count_name, items, elements, count = h
+    now = getattr(owner, name)
+    if now is not items:
+        return (
+            f"replaced the [in] pointer {name} (the kernel's {len(elements)}-element array) "
+            f"with {_short(now)}"
+        )
+    if len(now) != len(elements):
+        return f"changed the length of {name} ({count_name} {count}, now {len(now)})"
+    for i, (mine, theirs) in enumerate(zip(elements, now, strict=True)):
+        if theirs is mine:
+            continue
+        if type(mine) is int:
+            if theirs != mine or type(theirs) is not int:
+                return (
+                    f"wrote element {i} of {name}, a const array of handles "
+                    f"(0x{mine:X}, now {_short(theirs)})"
+                )
+            continue
+        other = (
+            f"another {type(mine).__name__} object"
+            if type(theirs) is type(mine)
+            else _short(theirs)
+        )
+        return (
+            f"replaced element {i} of {name} (the kernel's {type(mine).__name__}) with "
+            f"{other}: the driver may only fill in the fields of the element it was given"
+        )
+    now_count = getattr(owner, count_name)
+    if now_count != count or type(now_count) is not type(count):
+        return f"changed {count_name}, an [in] field, from {count} to {_short(now_count)}"
+    return ""
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"a {type(value).__name__} ({text[:40]}...)"
+
+
+def _late(access: list[LateAccess], ddi: str) -> BugCheck:
+    """The bug check for the first late access in ``access`` (which it empties)."""
+    first = access[0]
+    more = f" (+{len(access) - 1} more)" if len(access) > 1 else ""
+    access.clear()
+    return BugCheck(
+        KMODE_EXCEPTION_NOT_HANDLED,
+        (STATUS_ACCESS_VIOLATION, 0, 1 if first.write else 0, first.offset),
+        "ALL-READONLY" if first.write else "ALL-NORAISE",
+        first.during or first.given_to,
+        f"{'memory corruption' if first.write else 'access violation'}: {first}{more}",
+    )
 
 
 class DdiCaller:
@@ -51,11 +196,50 @@ class DdiCaller:
         self.calls = 0
         #: What the last call returned (a status, or whatever junk the driver returned).
         self.last_status: Any = None
+        #: The DDI running now and the late accesses through retired buffers not yet reported.
+        self.book = LeaseBook()
 
     def call(self, method: str, *args: Any) -> Any:
+        """Call DDI ``method`` with ``args``; return what it returned, or raise what it broke.
+
+        Raises :class:`~wddm_conformance.errors.BugCheck` (CRASH), :class:`~wddm_conformance.errors.Tdr`
+        (TIMEOUT), :class:`~wddm_conformance.errors.DriverViolation` for a changed kernel
+        array (ALL-READONLY), and lets :class:`~wddm_conformance.errors.HarnessError` through.
+        """
         ddi = DDI_METHODS[method]
         fn = getattr(self.driver, method)
         self.calls += 1
+        book = self.book
+        lease = Lease(ddi, self.calls, book)
+        handed = _lend(args, lease)
+        book.current = lease
+        try:
+            result = self._invoke(method, ddi, fn, args)
+        except DriverFailure:
+            if book.late:  # what happened first: the access through a retired buffer
+                raise _late(book.late, ddi) from None
+            raise
+        finally:
+            book.current = None
+            lease.retired = True
+        if book.late:
+            self.trace.append(f"{ddi} -> access through a retired buffer")
+            raise _late(book.late, ddi)
+        for h in handed:
+            owner, name, count_name, items, elements, count = h
+            if (
+                getattr(owner, name) is not items
+                or len(items) != len(elements)
+                or getattr(owner, count_name) is not count
+                or not all(map(operator.is_, items, elements))
+            ) and (problem := _array_changed(h)):
+                self.trace.append(f"{ddi} -> changed {name}")
+                raise DriverViolation("ALL-READONLY", ddi, problem)
+        self.trace.append((ddi, result))  # formatted only when a report asks (hot path)
+        self.last_status = result
+        return result
+
+    def _invoke(self, method: str, ddi: str, fn: Any, args: tuple[Any, ...]) -> Any:
         try:
             result = self.invoker(ddi, fn, args)
         except DdiTimeout as exc:
@@ -69,6 +253,9 @@ class DdiCaller:
             ) from None
         except HarnessError:
             raise
+        except RetiredBufferAccess as exc:
+            self.trace.append(f"{ddi} -> access through a retired buffer")
+            raise _late(self.book.late or [exc.access], ddi) from None
         except UserAccessFault as exc:
             self.trace.append(f"{ddi} -> unhandled user-mode access fault")
             raise BugCheck(
@@ -98,8 +285,6 @@ class DdiCaller:
                 ddi,
                 f"an exception escaped the DDI: {type(exc).__name__}: {exc}",
             ) from exc
-        self.trace.append((ddi, result))  # formatted only when a report asks (hot path)
-        self.last_status = result
         return result
 
     def sequence(self) -> str:

@@ -13,8 +13,10 @@ Deterministic: the same driver, mode, config (seed) and calls give the same even
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
+from operator import attrgetter
 
 from ..ddi import (
     DXGK_ALLOCATIONINFO,
@@ -49,6 +51,14 @@ from .vidmm import VidMm
 #: Bytes the dummy page holds, so reads through an unmapped aperture range are recognisable.
 DUMMY_PATTERN = b"DUMMYPG!"
 CREATE = "DxgkDdiCreateAllocation"
+_INFO_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(DXGK_ALLOCATIONINFO)))
+
+
+def _own_copy(info: DXGK_ALLOCATIONINFO) -> DXGK_ALLOCATIONINFO:
+    """The kernel's copy of what the driver filled in: the driver may keep the original and write it later."""
+    copy = DXGK_ALLOCATIONINFO(*_INFO_FIELDS(info))
+    copy.PreferredSegment = list(copy.PreferredSegment)
+    return copy
 
 
 class Kernel:
@@ -204,13 +214,14 @@ class Kernel:
         buffers = [
             KernelBuffer("pPrivateDriverData", len(d), writable=False, initial=d) for d in datas
         ]
-        infos = [
+        # The kernel's own tuple: what the driver does to the list it gets cannot reach it.
+        infos = tuple(
             DXGK_ALLOCATIONINFO(pPrivateDriverData=b.ptr(), PrivateDriverDataSize=b.size)
             for b in buffers
-        ]
+        )
         args = DXGKARG_CREATEALLOCATION(
             NumAllocations=len(infos),
-            pAllocationInfo=infos,
+            pAllocationInfo=list(infos),
             hResource=resource or 0,
             Flags=DXGK_CREATEALLOCATIONFLAGS.Resource
             if resource is not None
@@ -231,7 +242,7 @@ class Kernel:
             raise DriverViolation(
                 "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
             )
-        self._judge_allocation_info(args)
+        self._judge_allocation_info(infos)
         self._judge_resource(resource, args.hResource)
         for i, (request, info) in enumerate(zip(requests, infos, strict=True)):
             where = f"allocation {i} of {len(infos)}"
@@ -251,7 +262,7 @@ class Kernel:
             a = Allocation(
                 self._next_allocation,
                 info.hAllocation,
-                info,
+                _own_copy(info),
                 device,
                 resource=args.hResource if resource is not None else 0,
             )
@@ -261,10 +272,10 @@ class Kernel:
             out.append(a)
         return out
 
-    def _judge_allocation_info(self, args: DXGKARG_CREATEALLOCATION) -> None:
-        handles = [info.hAllocation for info in args.pAllocationInfo]
+    def _judge_allocation_info(self, infos: Sequence[DXGK_ALLOCATIONINFO]) -> None:
+        handles = [info.hAllocation for info in infos]
         live = {a.hAllocation for a in self.allocations.values()}
-        for i, info in enumerate(args.pAllocationInfo):
+        for i, info in enumerate(infos):
             where = f"allocation {i} of {len(handles)}"
             if not isinstance(info.hAllocation, int) or info.hAllocation == 0:
                 raise DriverViolation(
@@ -300,7 +311,7 @@ class Kernel:
             )
 
     def _probe_half_made(
-        self, device: Device, infos: list[DXGK_ALLOCATIONINFO], status: int
+        self, device: Device, infos: Sequence[DXGK_ALLOCATIONINFO], status: int
     ) -> None:
         """ALC-ATOMIC: a handle a failed batch left behind must not name a live allocation."""
         for i, info in enumerate(infos):
