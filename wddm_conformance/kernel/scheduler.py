@@ -50,6 +50,7 @@ from ..status import (
     STATUS_SUCCESS,
     status_name,
 )
+from .blame import Event, Facts, Verdict, decide
 from .ddicall import memory_violations
 from .objects import Allocation, Context
 from .vidmm import Range, coverage
@@ -112,6 +113,42 @@ class RenderResult:
 
 
 @dataclass
+class _Progress:
+    """One command buffer's way through repeated Render calls."""
+
+    cmd: UserBuffer
+    plin: UserBuffer | None
+    out_of_bounds: tuple[str, ...]
+    consumed: int = 0  # bytes of pCommand the driver has consumed
+    multipass: int = 0  # [in/out]: the driver's own progress marker, kept across split calls
+    seen: set[tuple[int, int, bytes]] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _RenderBuffers:
+    """The kernel buffers of one Render call, and the allocation list it was shown."""
+
+    alist: KernelBuffer
+    dma: KernelBuffer
+    private: KernelBuffer
+    plo: KernelBuffer
+    view: list[DXGK_ALLOCATIONLIST]
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What the judge of one submission needs: who submitted what, and what the kernel did."""
+
+    context: Context
+    uses: Sequence[AllocationUse]
+    dma: bytes
+    patched: bool
+    stale: list[Range]
+    paged_out: list[Range]
+    out_of_bounds: tuple[str, ...]
+
+
+@dataclass
 class _Part:
     dma: KernelBuffer
     written: int
@@ -163,9 +200,14 @@ class Scheduler:
         fault_at: int | None = None,
         toctou: tuple[int, bytes] | None = None,
         patch_fault_at: int | None = None,
+        out_of_bounds: Sequence[str] = (),
     ) -> RenderResult:
-        """Translate, submit and execute one command buffer (see the module docstring)."""
-        k = self.k
+        """Translate, submit and execute one command buffer (see the module docstring).
+
+        ``out_of_bounds`` describes the references of the command buffer the caller knows
+        reach outside their allocation (see :func:`~wddm_conformance.program.out_of_bounds`):
+        whatever the driver's acceptance of them leads to is blamed on REN-VALIDATE.
+        """
         context.require("active")
         device = context.device
         if device.state == "lost":
@@ -180,127 +222,153 @@ class Scheduler:
             raw = b"".join(e.pack() for e in patch_list_in)
             plin = UserBuffer("pPatchLocationListIn", raw, fault_at=patch_fault_at)
         result = RenderResult(STATUS_SUCCESS, command_buffer=cmd, patch_list_in=plin)
-        cfg = k.config
-        consumed = 0
-        multipass = 0  # [in/out]: the driver's own progress marker, kept across split calls
-        seen: set[tuple[int, int, bytes]] = set()
+        progress = _Progress(cmd, plin, tuple(out_of_bounds))
         while True:
-            if result.render_calls >= cfg.max_render_passes:
+            if result.render_calls >= self.k.config.max_render_passes:
                 raise DriverViolation(
                     "REN-SPLIT", RENDER, f"still unfinished after {result.render_calls} calls"
                 )
-            view = self._entries(context, uses, for_render=True)
-            alist = KernelBuffer(
+            args, buffers = self._render_args(context, uses, progress)
+            result.render_calls += 1
+            status = self._call_render(context, args, progress)
+            part, consumed_now = self._judge_render(args, status, progress, buffers)
+            result.status = status
+            if status == STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE:
+                self.k.lose_device(
+                    device, "DxgkDdiRender returned GRAPHICS_GPU_EXCEPTION_ON_DEVICE"
+                )
+                return result
+            if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
+                return result
+            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER:
+                self._judge_split(args, part, consumed_now, progress, result.render_calls)
+            if part.written:
+                submitted = self._submit_part(context, uses, part, progress.out_of_bounds)
+                result.submissions.extend(submitted)
+            progress.consumed = consumed_now
+            if status == STATUS_SUCCESS:
+                return result
+
+    def _render_args(
+        self, context: Context, uses: Sequence[AllocationUse], progress: _Progress
+    ) -> tuple[DXGKARG_RENDER, _RenderBuffers]:
+        """Fresh kernel buffers and the arguments of the next DxgkDdiRender call."""
+        cfg = self.k.config
+        view = self._entries(context, uses, for_render=True)
+        b = _RenderBuffers(
+            KernelBuffer(
                 "pAllocationList",
                 len(view) * DXGK_ALLOCATIONLIST.SIZE,
                 writable=False,
                 initial=b"".join(e.pack() for e in view),
-            )
-            dma = KernelBuffer("DMA buffer", cfg.dma_buffer_size, fill=UNWRITTEN)
-            private = KernelBuffer("DMA buffer private data", k.caps.DmaBufferPrivateDataSize)
-            plo = KernelBuffer(
+            ),
+            KernelBuffer("DMA buffer", cfg.dma_buffer_size, fill=UNWRITTEN),
+            KernelBuffer("DMA buffer private data", self.k.caps.DmaBufferPrivateDataSize),
+            KernelBuffer(
                 "pPatchLocationListOut",
                 cfg.patch_list_entries * D3DDDI_PATCHLOCATIONLIST.SIZE,
                 fill=UNWRITTEN,
+            ),
+            view,
+        )
+        cmd, plin = progress.cmd, progress.plin
+        args = DXGKARG_RENDER(
+            pCommand=cmd.ptr(progress.consumed),
+            CommandLength=len(cmd.data) - progress.consumed,
+            pDmaBuffer=b.dma.ptr(),
+            DmaSize=cfg.dma_buffer_size,
+            pDmaBufferPrivateData=b.private.ptr(),
+            DmaBufferPrivateDataSize=b.private.size,
+            pAllocationList=b.alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE),
+            AllocationListSize=len(view),
+            pPatchLocationListIn=plin.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE)
+            if plin is not None
+            else None,
+            PatchLocationListInSize=len(plin.data) // D3DDDI_PATCHLOCATIONLIST.SIZE
+            if plin is not None
+            else 0,
+            pPatchLocationListOut=b.plo.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
+            PatchLocationListOutSize=cfg.patch_list_entries,
+            MultipassOffset=progress.multipass,
+        )
+        return args, b
+
+    def _call_render(self, context: Context, args: DXGKARG_RENDER, progress: _Progress) -> int:
+        """Call DxgkDdiRender; its status if it is one Render may return (REN-STATUS).
+
+        An exception escaping a call on a command buffer with known out-of-bounds
+        references is blamed by :mod:`.blame` (reading past a list it did not check).
+        """
+        progress.cmd.new_epoch()
+        if progress.plin is not None:
+            progress.plin.new_epoch()
+        try:
+            status = self.k.caller.call("render", context.hContext, args)
+        except BugCheck as exc:
+            facts = Facts(
+                Event.EXCEPTION, raised=exc.requirement, out_of_bounds=progress.out_of_bounds
             )
-            args = DXGKARG_RENDER(
-                pCommand=cmd.ptr(consumed),
-                CommandLength=len(command) - consumed,
-                pDmaBuffer=dma.ptr(),
-                DmaSize=cfg.dma_buffer_size,
-                pDmaBufferPrivateData=private.ptr(),
-                DmaBufferPrivateDataSize=private.size,
-                pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE),
-                AllocationListSize=len(view),
-                pPatchLocationListIn=plin.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE)
-                if plin is not None
-                else None,
-                PatchLocationListInSize=len(patch_list_in) if patch_list_in is not None else 0,
-                pPatchLocationListOut=plo.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
-                PatchLocationListOutSize=cfg.patch_list_entries,
-                MultipassOffset=multipass,
+            verdict = decide(facts)
+            if verdict.requirement == exc.requirement:
+                raise
+            raise BugCheck(
+                exc.code,
+                exc.parameters,
+                verdict.requirement,
+                RENDER,
+                f"{verdict.sentence}; then {exc}",
+            ) from exc
+        if not isinstance(status, int) or isinstance(status, bool) or status not in RENDER_STATUSES:
+            raise DriverViolation(
+                "REN-STATUS",
+                RENDER,
+                f"returned {status_name(status)}, which DxgkDdiRender may not return",
             )
-            result.render_calls += 1
-            cmd.new_epoch()
-            if plin is not None:
-                plin.new_epoch()
-            status = k.caller.call("render", context.hContext, args)
-            if (
-                not isinstance(status, int)
-                or isinstance(status, bool)
-                or status not in RENDER_STATUSES
-            ):
-                raise DriverViolation(
-                    "REN-STATUS",
-                    RENDER,
-                    f"returned {status_name(status)}, which DxgkDdiRender may not return",
-                )
-            part, consumed_now = self._judge_render(
-                args, status, cmd, plin, alist, dma, private, plo, consumed, view
+        return status
+
+    def _judge_split(
+        self, args: DXGKARG_RENDER, part: _Part, consumed_now: int, progress: _Progress, calls: int
+    ) -> None:
+        """INSUFFICIENT_DMA_BUFFER: allowed only outside contract mode, and only with progress."""
+        cfg = self.k.config
+        if self.k.caps.GuaranteedContractDma:
+            raise DriverViolation(
+                "REN-CONTRACT",
+                RENDER,
+                "returned INSUFFICIENT_DMA_BUFFER in guaranteed-contract DMA mode: a command buffer "
+                f"that needs more than the {cfg.dma_buffer_size}-byte DMA buffer must be rejected",
             )
-            result.status = status
-            if status == STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE:
-                k.lose_device(device, "DxgkDdiRender returned GRAPHICS_GPU_EXCEPTION_ON_DEVICE")
-                return result
-            if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
-                return result
-            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER and k.caps.GuaranteedContractDma:
-                raise DriverViolation(
-                    "REN-CONTRACT",
-                    RENDER,
-                    "returned INSUFFICIENT_DMA_BUFFER in guaranteed-contract DMA mode: a command buffer "
-                    f"that needs more than the {cfg.dma_buffer_size}-byte DMA buffer must be rejected",
-                )
-            if (
-                status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
-                and part.written == 0
-                and consumed_now == consumed
-            ):
-                raise DriverViolation(
-                    "REN-SPLIT",
-                    RENDER,
-                    f"returned INSUFFICIENT_DMA_BUFFER on an empty {cfg.dma_buffer_size}-byte DMA buffer without "
-                    f"consuming or writing anything: a command that cannot fit must be an error, not a livelock",
-                )
-            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER:
-                state = (consumed_now, _int(args.MultipassOffset), bytes(dma.data[: part.written]))
-                if state in seen:
-                    raise DriverViolation(
-                        "REN-SPLIT",
-                        RENDER,
-                        f"livelock: call {result.render_calls} left pCommand (+{consumed_now}), MultipassOffset "
-                        f"and the DMA bytes exactly as an earlier call did, so it never finishes",
-                    )
-                seen.add(state)
-                multipass = _int(args.MultipassOffset)
-            if part.written:
-                result.submissions.extend(self._submit_part(context, uses, part))
-            consumed = consumed_now
-            if status == STATUS_SUCCESS:
-                return result
+        if part.written == 0 and consumed_now == progress.consumed:
+            raise DriverViolation(
+                "REN-SPLIT",
+                RENDER,
+                f"returned INSUFFICIENT_DMA_BUFFER on an empty {cfg.dma_buffer_size}-byte DMA buffer without "
+                f"consuming or writing anything: a command that cannot fit must be an error, not a livelock",
+            )
+        state = (consumed_now, _int(args.MultipassOffset), bytes(part.dma.data[: part.written]))
+        if state in progress.seen:
+            raise DriverViolation(
+                "REN-SPLIT",
+                RENDER,
+                f"livelock: call {calls} left pCommand (+{consumed_now}), MultipassOffset "
+                f"and the DMA bytes exactly as an earlier call did, so it never finishes",
+            )
+        progress.seen.add(state)
+        progress.multipass = _int(args.MultipassOffset)
 
     def _judge_render(
-        self,
-        args: DXGKARG_RENDER,
-        status: int,
-        cmd: UserBuffer,
-        plin: UserBuffer | None,
-        alist: KernelBuffer,
-        dma: KernelBuffer,
-        private: KernelBuffer,
-        plo: KernelBuffer,
-        consumed: int,
-        view: list[DXGK_ALLOCATIONLIST],
+        self, args: DXGKARG_RENDER, status: int, progress: _Progress, b: _RenderBuffers
     ) -> tuple[_Part, int]:
+        """Judge what one Render call left in its buffers; the part to submit and pCommand's advance."""
         checks = [
-            (cmd, "REN-UNDERRUN"),
-            (alist, "ALL-READONLY"),
-            (dma, "REN-CURSORS"),
-            (plo, "REN-CURSORS"),
-            (private, "REN-CURSORS"),
+            (progress.cmd, "REN-UNDERRUN"),
+            (b.alist, "ALL-READONLY"),
+            (b.dma, "REN-CURSORS"),
+            (b.plo, "REN-CURSORS"),
+            (b.private, "REN-CURSORS"),
         ]
-        if plin is not None:
-            checks.append((plin, "REN-UNDERRUN"))
+        if progress.plin is not None:
+            checks.append((progress.plin, "REN-UNDERRUN"))
         memory_violations(RENDER, checks)
         if (
             args.DmaSize != self.k.config.dma_buffer_size
@@ -312,73 +380,50 @@ class Scheduler:
                 "changed the [in] fields DmaSize or PatchLocationListOutSize",
             )
         if status not in (STATUS_SUCCESS, STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER):
-            return _Part(dma, 0, private, b"", view), consumed
-        written = _cursor(args.pDmaBuffer, dma, dma.size, "pDmaBuffer")
-        entries = _cursor(args.pPatchLocationListOut, plo, plo.size, "pPatchLocationListOut")
-        if entries % D3DDDI_PATCHLOCATIONLIST.SIZE:
-            raise DriverViolation(
-                "REN-CURSORS",
-                RENDER,
-                f"pPatchLocationListOut advanced by {entries} bytes, not whole entries",
-            )
-        count = entries // D3DDDI_PATCHLOCATIONLIST.SIZE
-        if dma.data.count(UNWRITTEN, written, dma.size) != dma.size - written:
-            raise DriverViolation(
-                "REN-CURSORS", RENDER, f"wrote DMA bytes past pDmaBuffer (+{written})"
-            )
-        if plo.data.count(UNWRITTEN, entries, plo.size) != plo.size - entries:
-            raise DriverViolation(
-                "REN-CURSORS",
-                RENDER,
-                f"wrote patch locations past pPatchLocationListOut (entry {count})",
-            )
-        if not isinstance(args.pCommand, Ptr) or args.pCommand.region is not cmd:
-            raise DriverViolation(
-                "REN-SPLIT",
-                RENDER,
-                f"pCommand left at {args.pCommand!r}, not inside the command buffer",
-            )
-        consumed_now = consumed if status == STATUS_SUCCESS else args.pCommand.offset
-        if status == STATUS_SUCCESS:
-            consumed_now = len(cmd.data)
-        elif not consumed <= consumed_now <= len(cmd.data):
-            raise DriverViolation(
-                "REN-SPLIT",
-                RENDER,
-                f"pCommand moved to +{args.pCommand.offset}, outside [+{consumed}, +{len(cmd.data)}]",
-            )
-        patches = bytes(plo.data[:entries])
-        last_split = -1
-        size = len(view)
-        for i, (index, _, _, _, patch_offset, split_offset) in enumerate(
-            D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(patches)
-        ):
-            if index >= size:
-                raise DriverViolation(
-                    "REN-PATCHOUT",
-                    RENDER,
-                    f"patch location {i} names allocation index {index}, but AllocationListSize is {size}",
-                )
-            if patch_offset >= written:
-                raise DriverViolation(
-                    "REN-PATCHOUT",
-                    RENDER,
-                    f"patch location {i} has PatchOffset {patch_offset}, outside the {written} bytes written",
-                )
-            if split_offset <= last_split:
-                raise DriverViolation(
-                    "REN-PATCHOUT",
-                    RENDER,
-                    f"patch location {i}: SplitOffset {split_offset} is not above the previous {last_split}",
-                )
-            last_split = split_offset
-        return _Part(dma, written, private, patches, view), consumed_now
+            return _Part(b.dma, 0, b.private, b"", b.view), progress.consumed
+        written, entries = _judge_cursors(args, b)
+        consumed_now = _judge_command_cursor(args, status, progress)
+        patches = bytes(b.plo.data[:entries])
+        _judge_patch_out(patches, len(b.view), written)
+        return _Part(b.dma, written, b.private, patches, b.view), consumed_now
 
     # ------------------------------------------------------------------ submit
 
     def _submit_part(
-        self, context: Context, uses: Sequence[AllocationUse], part: _Part
+        self,
+        context: Context,
+        uses: Sequence[AllocationUse],
+        part: _Part,
+        out_of_bounds: tuple[str, ...] = (),
     ) -> list[Submission]:
+        k = self.k
+        self._make_resident(uses)
+        view = self._entries(context, uses, for_render=False)
+        stale, paged_out, moved = self._moves(part.render_view, view, uses)
+        # A DMA buffer split across submissions is patched range by range (PAT-RANGE).
+        need_patch = k.mode.always_repatch or k.mode.split_submissions or moved
+        ranges = [(0, part.written, 0, part.count)]
+        if k.mode.split_submissions:
+            ranges = self._split(part) or ranges
+        out: list[Submission] = []
+        for start, end, p_start, p_len in ranges:
+            self.fence += 1
+            fence = self.fence
+            if need_patch:
+                self._patch_range(context, part, view, (start, end, p_start, p_len), fence)
+            dma = bytes(part.dma.data[start:end])
+            self._call_submit(
+                context.hContext, part.written, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
+            )
+            execution = k.gpu.execute(dma, privileged=False)
+            patches = part.patches[p_start * 24 : (p_start + p_len) * 24]
+            out.append(Submission(fence, dma, start, end, need_patch, patches, execution))
+            scene = _Scene(context, uses, dma, need_patch, stale, paged_out, out_of_bounds)
+            self._judge_execution(scene, fence, execution)
+        return out
+
+    def _make_resident(self, uses: Sequence[AllocationUse]) -> None:
+        """Page every allocation in (evicting or relocating first under the stress modes)."""
         k = self.k
         allocations = [u.allocation for u in uses if u.allocation is not None]
         pinned = frozenset(a.id for a in allocations)
@@ -393,12 +438,23 @@ class Scheduler:
         if k.mode.forced_relocation:
             for a in allocations:
                 k.vidmm.relocate(a, pinned)
-        view = self._entries(context, uses, for_render=False)
+
+    def _moves(
+        self,
+        render_view: list[DXGK_ALLOCATIONLIST],
+        view: list[DXGK_ALLOCATIONLIST],
+        uses: Sequence[AllocationUse],
+    ) -> tuple[list[Range], list[Range], bool]:
+        """Where entries were at Render and are no more: (stale, paged_out, anything moved).
+
+        ``stale``: the old ranges of entries that moved out of a memory segment;
+        ``paged_out``: where entries given as paged out last were (never to be trusted).
+        """
         sizes = [u.allocation.size if u.allocation is not None else 0 for u in uses]
         stale: list[Range] = []
-        paged_out: list[Range] = []  # where paged-out entries last were: never to be trusted
+        paged_out: list[Range] = []
         moved = False
-        for r, n, size in zip(part.render_view, view, sizes, strict=True):
+        for r, n, size in zip(render_view, view, sizes, strict=True):
             if not n.hDeviceSpecificAllocation:
                 continue
             if r.SegmentId == 0 or (r.SegmentId, r.PhysicalAddress) != (
@@ -410,48 +466,30 @@ class Scheduler:
                     stale.append((r.PhysicalAddress, size))
                 elif not r.SegmentId and r.PhysicalAddress != n.PhysicalAddress:
                     paged_out.append((r.PhysicalAddress, size))
-        # A DMA buffer split across submissions is patched range by range (PAT-RANGE).
-        need_patch = k.mode.always_repatch or k.mode.split_submissions or moved
-        ranges = [(0, part.written, 0, part.count)]
-        if k.mode.split_submissions:
-            ranges = self._split(part) or ranges
-        out: list[Submission] = []
-        for start, end, p_start, p_len in ranges:
-            self.fence += 1
-            fence = self.fence
-            if need_patch:
-                self._patch(context, part, view, start, end, p_start, p_len, fence)
-                if k.mode.always_repatch:
-                    # Preemption: the same range is patched again with the same addresses.
-                    once = bytes(part.dma.data[start:end])
-                    self._patch(context, part, view, start, end, p_start, p_len, fence)
-                    if part.dma.data[start:end] != once:
-                        raise DriverViolation(
-                            "PAT-REPATCH",
-                            PATCH,
-                            f"patching range [{start}, {end}) a second time with the same addresses changed it "
-                            f"{describe_difference(bytes(part.dma.data[start:end]), once)}",
-                        )
-            dma = bytes(part.dma.data[start:end])
-            self._call_submit(
-                context.hContext, part.written, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
+        return stale, paged_out, moved
+
+    def _patch_range(
+        self,
+        context: Context,
+        part: _Part,
+        view: list[DXGK_ALLOCATIONLIST],
+        span: tuple[int, int, int, int],
+        fence: int,
+    ) -> None:
+        """Patch one range; under always-repatch (preemption) patch it again and compare."""
+        start, end = span[0], span[1]
+        self._patch(context, part, view, *span, fence)
+        if not self.k.mode.always_repatch:
+            return
+        once = bytes(part.dma.data[start:end])
+        self._patch(context, part, view, *span, fence)
+        if part.dma.data[start:end] != once:
+            raise DriverViolation(
+                "PAT-REPATCH",
+                PATCH,
+                f"patching range [{start}, {end}) a second time with the same addresses changed it "
+                f"{describe_difference(bytes(part.dma.data[start:end]), once)}",
             )
-            execution = k.gpu.execute(dma, privileged=False)
-            out.append(
-                Submission(
-                    fence,
-                    dma,
-                    start,
-                    end,
-                    need_patch,
-                    part.patches[p_start * 24 : (p_start + p_len) * 24],
-                    execution,
-                )
-            )
-            self._judge_execution(
-                context, uses, dma, fence, need_patch, execution, stale, paged_out
-            )
-        return out
 
     def _split(self, part: _Part) -> list[tuple[int, int, int, int]] | None:
         """Ranges split at instruction boundaries, with their patch sub-lists.
@@ -621,112 +659,107 @@ class Scheduler:
                 )
         self.completed_fence = fence
 
-    def _judge_execution(
-        self,
-        context: Context,
-        uses: Sequence[AllocationUse],
-        dma: bytes,
-        fence: int,
-        patched: bool,
-        execution: GpuExecution,
-        stale: list[Range],
-        paged_out: list[Range],
-    ) -> None:
-        k = self.k
-
-        def blame(address: int | None, length: int = 1) -> str:
-            # An address a paged-out entry (SegmentId 0) used to have was trusted: REN-PAGEDOUT.
-            if address is not None and _inside(address, length, paged_out):
-                return "REN-PAGEDOUT"
-            # An address that reaches no memory at all was never patched: without a Patch call
-            # the pre-patch missed it, after one the patch list did. One inside memory was
-            # aimed at somebody else's bytes.
-            reaches_memory = address is not None and (
-                _inside(address, length, segments)
-                or k.sysmem.page(address // PAGE_SIZE) is not None
-            )
-            if not reaches_memory:
-                return "REN-FULLPATCH" if patched else "REN-PREPATCH"
-            if not patched:
-                return "ALL-ISOLATION"
-            if address is not None and _inside(address, length, stale):
-                return "REN-FULLPATCH"
-            if address is not None and _inside(address, length, [(k.dummy_page_address, 4096)]):
-                return "REN-FULLPATCH"  # an aperture address from before an unmap survived Patch
-            return "ALL-ISOLATION"
-
-        segments = [(d.BaseAddress, d.Size) for d in k.segments.values()]
+    def _judge_execution(self, scene: _Scene, fence: int, execution: GpuExecution) -> None:
+        """Judge what the GPU did with one submission; blame comes from :mod:`.blame`."""
         if execution.fault is not None:
             fault = execution.fault
-            if fault.kind in ("privileged-instruction", "illegal-instruction"):
-                rule = "REN-VALIDATE"  # Render let a command through that the GPU refuses
-            elif fault.address is not None and k.is_dummy_mapped(fault.address):
-                rule = "PGB-UNMAP"
-            else:
-                rule = blame(fault.address)
-            k.lose_device(context.device, str(fault))
+            verdict = self._blame(scene, Event.FAULT, fault.address, 1, fault.kind)
+            self.k.lose_device(scene.context.device, str(fault))
             raise DriverViolation(
-                rule,
+                verdict.requirement,
                 RENDER,
-                f"the DMA buffer it built faulted on the GPU: {fault}\n{k.gpu.disassemble(dma, mark=fault.dma_offset)}",
+                f"the DMA buffer it built faulted on the GPU: {fault}; {verdict.sentence}\n"
+                f"{self.k.gpu.disassemble(scene.dma, mark=fault.dma_offset)}",
                 {"fault": str(fault)},
             )
-        self._judge_fences(PATCH, execution.fences, fence, patched)
-        if not k.config.check_isolation:
+        self._judge_fences(PATCH, execution.fences, fence, scene.patched)
+        if not self.k.config.check_isolation:
             return
-        dummy: Range = (k.dummy_page_address, 4096)
-        allowed: list[Range] = [dummy]  # reads through an unmapped range are harmless (PGB-UNMAP)
-        writable: list[Range] = []  # the dummy page is never a write target
-        for use in uses:
-            if use.allocation is not None:
-                spans = k.vidmm.physical_ranges(use.allocation)
-                allowed += spans
-                if use.write:
-                    writable += spans
-        allowed_merged, _ = coverage(allowed)
-        writable_merged, _ = coverage(writable)
-        # Bindings hold segment addresses (aperture addresses included), not the pages behind them.
+        self._judge_bindings(scene, execution.bindings)
+        self._judge_accesses(scene, execution)
+
+    def _judge_bindings(self, scene: _Scene, bindings: dict[int, int]) -> None:
+        """Bindings hold segment addresses (aperture included), not the pages behind them."""
         bindable = [
             (u.allocation.address, u.allocation.size)
-            for u in uses
+            for u in scene.uses
             if u.allocation is not None and u.allocation.state == "resident"
         ]
-        bindable.append(dummy)  # a NULL allocation may be bound to the dummy page: harmless
-        for slot, address in execution.bindings.items():
+        bindable.append(self._dummy())  # a NULL allocation may be bound to the dummy page
+        for slot, address in bindings.items():
             if address and not _inside(address, 0, bindable):  # an end-of-allocation bind is legal
-                rule = blame(address)
-                if rule == "ALL-ISOLATION" or (
-                    rule == "REN-FULLPATCH" and not _inside(address, 0, [dummy, *stale])
-                ):
-                    rule = "REN-NULLALLOC"  # a bind only Patch wrote: the NULL allocation's
+                verdict = self._blame(scene, Event.BIND, address, 1)
                 raise DriverViolation(
-                    rule,
+                    verdict.requirement,
                     RENDER,
-                    f"binding slot {slot} holds 0x{address:X}, neither 0 (the NULL allocation) nor an address "
-                    f"inside the allocations of this submission\n{k.gpu.disassemble(dma)}",
+                    f"binding slot {slot} holds 0x{address:X}, neither 0 (the NULL allocation) nor "
+                    f"an address inside the allocations of this submission; {verdict.sentence}\n"
+                    f"{self.k.gpu.disassemble(scene.dma)}",
                 )
-        for kind, accesses, ranges, rule in (
-            ("read", execution.reads, allowed_merged, "ALL-ISOLATION"),
-            ("write", execution.writes, writable_merged, "REN-ALLOCINDEX"),
+
+    def _judge_accesses(self, scene: _Scene, execution: GpuExecution) -> None:
+        """Every logged GPU read inside the submission, every write inside its writable part."""
+        allowed, writable = self._submission_ranges(scene.uses)
+        allowed_merged, _ = coverage([self._dummy(), *allowed])  # reads via an unmap: PGB-UNMAP's
+        writable_merged, _ = coverage(writable)  # the dummy page is never a write target
+        for event, accesses, ranges in (
+            (Event.READ, execution.reads, allowed_merged),
+            (Event.WRITE, execution.writes, writable_merged),
         ):
             outside = _first_outside(accesses, ranges)
             if outside is None:
                 continue
             address, length = outside
-            if _inside(address, length, [dummy, *stale, *paged_out]):
-                rule_here = blame(
-                    address, length
-                )  # a stale reference reached where something used to be
-            elif _inside(address, length, allowed_merged):
-                rule_here = rule
-            else:
-                rule_here = blame(address, length)
+            verdict = self._blame(scene, event, address, length)
+            kind = event.value
             raise DriverViolation(
-                rule_here,
+                verdict.requirement,
                 RENDER,
                 f"the GPU {kind} {length} byte(s) at 0x{address:X}, outside the "
-                f"{'writable ' if kind == 'write' else ''}allocations of this submission\n{k.gpu.disassemble(dma)}",
+                f"{'writable ' if kind == 'write' else ''}allocations of this submission; "
+                f"{verdict.sentence}\n{self.k.gpu.disassemble(scene.dma)}",
             )
+
+    def _submission_ranges(self, uses: Sequence[AllocationUse]) -> tuple[list[Range], list[Range]]:
+        """Physical ranges of the submission's allocations, and of those it may write."""
+        allowed: list[Range] = []
+        writable: list[Range] = []
+        for use in uses:
+            if use.allocation is not None:
+                spans = self.k.vidmm.physical_ranges(use.allocation)
+                allowed += spans
+                if use.write:
+                    writable += spans
+        return allowed, writable
+
+    def _dummy(self) -> Range:
+        return (self.k.dummy_page_address, PAGE_SIZE)
+
+    def _blame(
+        self, scene: _Scene, event: Event, address: int | None, length: int, fault_kind: str = ""
+    ) -> Verdict:
+        """Gather the facts of ``scene`` around one access and ask :func:`.blame.decide`."""
+        k = self.k
+        segments = [(d.BaseAddress, d.Size) for d in k.segments.values()]
+        reaches = address is not None and (
+            _inside(address, length, segments) or k.sysmem.page(address // PAGE_SIZE) is not None
+        )
+        return decide(
+            Facts(
+                event,
+                address,
+                length,
+                patched=scene.patched,
+                fault_kind=fault_kind,
+                unmapped_aperture=address is not None and k.is_dummy_mapped(address),
+                reaches_memory=reaches,
+                paged_out=tuple(scene.paged_out),
+                stale=tuple(scene.stale),
+                dummy=self._dummy(),
+                submission=tuple(self._submission_ranges(scene.uses)[0]),
+                out_of_bounds=scene.out_of_bounds,
+            )
+        )
 
     # ------------------------------------------------------------------ paging submissions
 
@@ -805,6 +838,77 @@ def _cursor(ptr: object, region: KernelBuffer, size: int, name: str) -> int:
             "REN-CURSORS", RENDER, f"{name} left at {ptr!r}, outside its {size}-byte buffer"
         )
     return ptr.offset
+
+
+def _judge_cursors(args: DXGKARG_RENDER, b: _RenderBuffers) -> tuple[int, int]:
+    """REN-CURSORS: bytes written to the DMA buffer and to the patch list, nothing past them."""
+    written = _cursor(args.pDmaBuffer, b.dma, b.dma.size, "pDmaBuffer")
+    entries = _cursor(args.pPatchLocationListOut, b.plo, b.plo.size, "pPatchLocationListOut")
+    if entries % D3DDDI_PATCHLOCATIONLIST.SIZE:
+        raise DriverViolation(
+            "REN-CURSORS",
+            RENDER,
+            f"pPatchLocationListOut advanced by {entries} bytes, not whole entries",
+        )
+    if b.dma.data.count(UNWRITTEN, written, b.dma.size) != b.dma.size - written:
+        raise DriverViolation(
+            "REN-CURSORS", RENDER, f"wrote DMA bytes past pDmaBuffer (+{written})"
+        )
+    if b.plo.data.count(UNWRITTEN, entries, b.plo.size) != b.plo.size - entries:
+        raise DriverViolation(
+            "REN-CURSORS",
+            RENDER,
+            "wrote patch locations past pPatchLocationListOut "
+            f"(entry {entries // D3DDDI_PATCHLOCATIONLIST.SIZE})",
+        )
+    return written, entries
+
+
+def _judge_command_cursor(args: DXGKARG_RENDER, status: int, progress: _Progress) -> int:
+    """REN-SPLIT: where pCommand was left; how much of the command buffer is consumed."""
+    cmd, consumed = progress.cmd, progress.consumed
+    if not isinstance(args.pCommand, Ptr) or args.pCommand.region is not cmd:
+        raise DriverViolation(
+            "REN-SPLIT",
+            RENDER,
+            f"pCommand left at {args.pCommand!r}, not inside the command buffer",
+        )
+    if status == STATUS_SUCCESS:
+        return len(cmd.data)
+    if not consumed <= args.pCommand.offset <= len(cmd.data):
+        raise DriverViolation(
+            "REN-SPLIT",
+            RENDER,
+            f"pCommand moved to +{args.pCommand.offset}, outside [+{consumed}, +{len(cmd.data)}]",
+        )
+    return args.pCommand.offset
+
+
+def _judge_patch_out(patches: bytes, size: int, written: int) -> None:
+    """REN-PATCHOUT: each output patch location names a list entry and a written byte, in order."""
+    last_split = -1
+    for i, (index, _, _, _, patch_offset, split_offset) in enumerate(
+        D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(patches)
+    ):
+        if index >= size:
+            raise DriverViolation(
+                "REN-PATCHOUT",
+                RENDER,
+                f"patch location {i} names allocation index {index}, but AllocationListSize is {size}",
+            )
+        if patch_offset >= written:
+            raise DriverViolation(
+                "REN-PATCHOUT",
+                RENDER,
+                f"patch location {i} has PatchOffset {patch_offset}, outside the {written} bytes written",
+            )
+        if split_offset <= last_split:
+            raise DriverViolation(
+                "REN-PATCHOUT",
+                RENDER,
+                f"patch location {i}: SplitOffset {split_offset} is not above the previous {last_split}",
+            )
+        last_split = split_offset
 
 
 def _first_outside(accesses: list[Range], ranges: list[Range]) -> Range | None:
