@@ -130,22 +130,3 @@ def expect_unchanged(
                 f"{what}: {a} changed {describe_difference(got, want)} although no entry of the "
                 f"allocation list gave it WriteOperation",
             )
-
-
-#: What the kernel sees when a driver accepted a reference outside the submission and the
-#: GPU then ran it: in a scenario built to be rejected, each is REN-VALIDATE at root.
-CONSEQUENCES_OF_ACCEPTING = frozenset(
-    {"ALL-ISOLATION", "REN-PREPATCH", "REN-FULLPATCH", "REN-PAGEDOUT", "REN-ALLOCINDEX"}
-)
-
-
-def as_validation_failure(exc: DriverViolation, what: str) -> DriverViolation:
-    """Re-blame what the GPU did with a command buffer that had to be rejected (REN-VALIDATE)."""
-    if exc.requirement not in CONSEQUENCES_OF_ACCEPTING:
-        return exc
-    return DriverViolation(
-        "REN-VALIDATE",
-        exc.ddi,
-        f"accepted {what}, which reaches outside the submission's allocations; then {exc}",
-        exc.details,
-    )

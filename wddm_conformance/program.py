@@ -128,23 +128,44 @@ def describe_difference(got: bytes, want: bytes) -> str:
     return f"in length ({len(got)} bytes, want {len(want)})"
 
 
+def touches(op: Op) -> list[tuple[AllocRef, int, bool]]:
+    """(reference, length in bytes, writes) of every allocation reference of ``op``."""
+    if isinstance(op, Copy | Xor):
+        return [(op.dst, op.size, True), (op.src, op.size, False)]
+    if isinstance(op, Fill):
+        return [(op.dst, op.size, True)]
+    if isinstance(op, Write):
+        return [(op.dst, 4, True)]
+    return [] if op.ref is None else [(op.ref, 0, False)]
+
+
+def out_of_bounds(
+    program: Iterable[Op], sizes: Mapping[int, int], list_length: int | None = None
+) -> list[str]:
+    """The references of ``program`` that reach outside their allocation-list entry, described.
+
+    ``sizes``: entry index -> allocation size in bytes (the NULL element absent).
+    Arithmetic is exact: an offset a 32-bit sum would wrap (0xFFFFFF00 + 0x200 bytes) and
+    an index with bit 31 set are outside. With ``list_length``, a Bind of a NULL element
+    inside the list is not listed (what it binds is the driver's choice).
+    """
+    out: list[str] = []
+    for op in program:
+        for ref, size, _ in touches(op):
+            if ref.index not in sizes:
+                null = list_length is not None and 0 <= ref.index < list_length
+                if not (null and isinstance(op, Bind)):
+                    out.append(f"{op} (outside allocation-list entry {ref.index}: no allocation)")
+            elif ref.offset < 0 or size < 0 or ref.offset + size > sizes[ref.index]:
+                out.append(
+                    f"{op} (bytes [{ref.offset}, {ref.offset + size}) are outside allocation-list "
+                    f"entry {ref.index}'s {sizes[ref.index]} bytes)"
+                )
+    return out
+
+
 def check_bounds(program: Iterable[Op], sizes: Mapping[int, int]) -> None:
     """Raise ValueError if an operation reaches outside an allocation (programs for valid tests)."""
-    for op in program:
-        spans: list[tuple[AllocRef, int]] = []
-        if isinstance(op, Copy | Xor):
-            spans = [(op.dst, op.size), (op.src, op.size)]
-        elif isinstance(op, Fill):
-            spans = [(op.dst, op.size)]
-        elif isinstance(op, Write):
-            spans = [(op.dst, 4)]
-        elif op.ref is not None:
-            spans = [(op.ref, 0)]
-        for ref, size in spans:
-            if (
-                ref.index not in sizes
-                or ref.offset < 0
-                or size < 0
-                or ref.offset + size > sizes[ref.index]
-            ):
-                raise ValueError(f"{op} reaches outside allocation-list entry {ref.index}")
+    bad = out_of_bounds(program, sizes)
+    if bad:
+        raise ValueError(bad[0])

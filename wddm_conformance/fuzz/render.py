@@ -27,20 +27,18 @@ from typing import ClassVar
 
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import CommandEncoder
-from ..errors import DriverViolation
 from ..kernel import Allocation, AllocationUse
 from ..oracles import (
     ERRORS,
     UNDERRUN_ERRORS,
     VALIDATION_ERRORS,
-    as_validation_failure,
     expect_memory,
     expect_rejected,
     expect_single_fetch,
     expect_success,
     expect_unchanged,
 )
-from ..program import AllocRef, Bind, Copy, Op, Write
+from ..program import AllocRef, Bind, Copy, Op, Write, out_of_bounds
 from ..status import STATUS_SUCCESS
 from .base import (
     OP_KINDS,
@@ -202,6 +200,12 @@ def classify(scenario: RenderInput) -> Kind:
     return kind
 
 
+def bounds(scenario: RenderInput) -> list[str]:
+    """The references of the scenario's program the harness knows are out of bounds."""
+    sizes = {i: n for i, n in enumerate(scenario.sizes) if i and scenario.entries[i - 1].pool}
+    return out_of_bounds(scenario.program, sizes, len(scenario.sizes))
+
+
 def boundaries(encoder: CommandEncoder, program: tuple[Op, ...]) -> list[int]:
     """Byte offsets between the encoded commands of ``program`` (0 and the end included)."""
     return [len(encoder.encode(program[:i]).command) for i in range(len(program) + 1)]
@@ -283,20 +287,16 @@ class RenderTarget(RigTarget):
             at = s.fault_at % len(command)
             toctou = (at, bytes([command[at] ^ (s.fault_byte or 1)]))
         patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
-        try:
-            result = k.render(
-                rig.context,
-                command,
-                uses,
-                patch_list_in=patch_list_in(encoded.patch_locations, s),
-                fault_at=fault_at,
-                toctou=toctou,
-                patch_fault_at=patch_fault,
-            )
-        except DriverViolation as exc:
-            if kind == Kind.INVALID and fault_at is None:
-                raise as_validation_failure(exc, "its program") from exc
-            raise
+        result = k.render(
+            rig.context,
+            command,
+            uses,
+            patch_list_in=patch_list_in(encoded.patch_locations, s),
+            fault_at=fault_at,
+            toctou=toctou,
+            patch_fault_at=patch_fault,
+            out_of_bounds=bounds(s) if kind == Kind.INVALID and fault_at is None else (),
+        )
         what = f"render input ({kind.name.lower()})"
         expect_unchanged(k, untouched, "REN-ALLOCINDEX", what)
         if fault_at is not None and fault_at < len(command):

@@ -203,17 +203,20 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def match(facts: Facts) -> Rule:
+    """The first row of :data:`RULES` that holds for ``facts`` (the last always holds)."""
+    return next(rule for rule in RULES if rule.holds(facts))
+
+
 def decide(facts: Facts) -> Verdict:
-    """The first row of :data:`RULES` that holds for ``facts``: its ID and sentence.
+    """The requirement ID and sentence of the first row that holds for ``facts``.
 
     The exception row keeps ``facts.raised`` as the requirement.
     """
-    for rule in RULES:
-        if rule.holds(facts):
-            bad = facts.out_of_bounds[0] if facts.out_of_bounds else ""
-            sentence = rule.sentence.format(out_of_bounds=bad, raised=facts.raised)
-            return Verdict(rule.requirement or facts.raised, sentence)
-    raise AssertionError("the last row of RULES always holds")  # pragma: no cover
+    rule = match(facts)
+    bad = facts.out_of_bounds[0] if facts.out_of_bounds else ""
+    sentence = rule.sentence.format(out_of_bounds=bad, raised=facts.raised)
+    return Verdict(rule.requirement or facts.raised, sentence)
 
 
 def markdown() -> str:

@@ -38,7 +38,7 @@ from ..ddi import (
 from ..driver import AllocationRequest, DriverSpec, load_driver
 from ..errors import DriverLoadError, DriverViolation, HarnessError
 from ..memory import KernelBuffer
-from ..program import Op, apply, referenced_indices, written_indices
+from ..program import Op, apply, out_of_bounds, referenced_indices, written_indices
 from ..status import CREATE_ALLOCATION_STATUSES, STATUS_SUCCESS, status_name
 from ..sysmem import SystemMemory
 from ..watchdog import Invoker, WatchdogInvoker
@@ -508,11 +508,17 @@ class Kernel:
         program: Sequence[Op],
         **kwargs: object,
     ) -> RenderResult:
-        """Encode ``program`` with the driver's encoder and submit it; WriteOperation set where it writes."""
+        """Encode ``program`` with the driver's encoder and submit it; WriteOperation set where it writes.
+
+        The program's out-of-bounds references (:func:`~wddm_conformance.program.out_of_bounds`)
+        go to the scheduler, which blames what the GPU does with them on REN-VALIDATE.
+        """
         writes = written_indices(program)
         uses = [AllocationUse(a, i in writes) for i, a in enumerate(allocation_list)]
         encoded = self.encoder.encode(program)
         kwargs.setdefault("patch_list_in", encoded.patch_locations)
+        sizes = {i: a.size for i, a in enumerate(allocation_list) if a is not None}
+        kwargs.setdefault("out_of_bounds", out_of_bounds(program, sizes, len(allocation_list)))
         return self.scheduler.render(context, encoded.command, uses, **kwargs)  # type: ignore[arg-type]
 
     def expected_after(
