@@ -910,6 +910,32 @@ BREAKS.update(
 )
 
 
+class AddsOffsetsIn32Bits(ReferenceMiniport):
+    """Checks offset + size in 32 bits: an offset near 2^32 wraps and passes the bounds check."""
+
+    @staticmethod
+    def _fits(offset: int, size: int, allocation_size: int) -> bool:
+        return (offset + size) & 0xFFFF_FFFF <= allocation_size
+
+
+class ComparesIndicesSigned(ReferenceMiniport):
+    """Compares allocation indices as signed 32-bit: bit 31 set passes, and the list is read before its start."""
+
+    @staticmethod
+    def _in_list(index: int, count: int) -> bool:
+        return index - (index & 0x8000_0000) * 2 < count
+
+    @staticmethod
+    def _entry(
+        args: DXGKARG_RENDER, entries: list[DXGK_ALLOCATIONLIST], index: int
+    ) -> DXGK_ALLOCATIONLIST:
+        return DXGK_ALLOCATIONLIST.read(args.pAllocationList, index - (index & 0x8000_0000) * 2)
+
+
+BREAKS[AddsOffsetsIn32Bits] = "REN-VALIDATE"
+BREAKS[ComparesIndicesSigned] = "REN-VALIDATE"
+
+
 #: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).
 CONFORMING = [
     ReferenceMiniport,

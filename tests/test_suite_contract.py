@@ -72,7 +72,10 @@ def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     [
         (["--driver=nocolon"], "expected 'module:Class'"),
         (["--driver=no_such_module:Miniport"], "cannot import module 'no_such_module'"),
-        (["--driver=wddm_conformance.reference.miniport:NoSuchClass"], "has no attribute 'NoSuchClass'"),
+        (
+            ["--driver=wddm_conformance.reference.miniport:NoSuchClass"],
+            "has no attribute 'NoSuchClass'",
+        ),
         (["--driver=wddm_conformance.reference.miniport:PAGE_SIZE"], "is not a class"),
         (["--driver=wddm_conformance.errors:HarnessError"], "invalid --driver"),
         (["--kernel-mode=sideways"], "unknown kernel mode 'sideways'"),

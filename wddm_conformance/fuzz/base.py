@@ -194,6 +194,9 @@ class RigTarget:
 OP_KINDS = ("copy", "fill", "write", "xor", "bind", "unbind")
 #: Bit of the kind byte that turns clamping off: indices, offsets and sizes are taken raw.
 RAW = 0x80
+#: With RAW: indices and offsets are 32 bits wide (an index with bit 31 set, an offset near
+#: 2^32 that a 32-bit bounds check wraps), not 8 and 16.
+WIDE = 0x40
 MAX_OPS = 16
 
 
@@ -201,14 +204,15 @@ def read_op(r: Reader, sizes: Sequence[int]) -> Op:
     """One operation over allocation-list entries of ``sizes``; in bounds unless the RAW bit is set."""
     code = r.u8()
     kind, raw = OP_KINDS[code % 8 % len(OP_KINDS)], bool(code & RAW)
+    wide = raw and bool(code & WIDE)
     count = len(sizes)
 
     def index() -> int:
-        value = r.u8()
+        value = r.u32() if wide else r.u8()
         return value if raw else value % count
 
     def offset(size: int, length: int) -> int:
-        value = r.u16()
+        value = r.u32() if wide else r.u16()
         return value if raw else value % max(size - length + 1, 1)
 
     if kind in ("copy", "xor"):
@@ -237,20 +241,33 @@ def write_op(w: Writer, op: Op, sizes: Sequence[int]) -> None:
     """The inverse of :func:`read_op`: clamped fields for an operation that stays in bounds
     (clamping leaves it as it is), raw fields for one that does not."""
     raw = not _in_bounds(op, sizes)
-    flag, less = (RAW, 0) if raw else (0, 1)
+    wide = raw and any(r.index > 0xFF or r.offset > 0xFFFF for r, _, _ in spans(op))
+    flag, less = (RAW | (WIDE if wide else 0), 0) if raw else (0, 1)
+    index, offset = (w.u32, w.u32) if wide else (w.u8, w.u16)
     if isinstance(op, Copy | Xor):
         w.u8(OP_KINDS.index("copy" if isinstance(op, Copy) else "xor") | flag)
-        w.u8(op.dst.index).u8(op.src.index).u16(op.size - less)
-        w.u16(op.dst.offset).u16(op.src.offset)
+        index(op.dst.index)
+        index(op.src.index)
+        w.u16(op.size - less)
+        offset(op.dst.offset)
+        offset(op.src.offset)
     elif isinstance(op, Fill):
-        w.u8(OP_KINDS.index("fill") | flag).u8(op.dst.index).u16(op.size - less)
-        w.u16(op.dst.offset).u32(op.pattern)
+        w.u8(OP_KINDS.index("fill") | flag)
+        index(op.dst.index)
+        w.u16(op.size - less)
+        offset(op.dst.offset)
+        w.u32(op.pattern)
     elif isinstance(op, Write):
-        w.u8(OP_KINDS.index("write") | flag).u8(op.dst.index).u16(op.dst.offset).u32(op.value)
+        w.u8(OP_KINDS.index("write") | flag)
+        index(op.dst.index)
+        offset(op.dst.offset)
+        w.u32(op.value)
     elif op.ref is None:
         w.u8(OP_KINDS.index("unbind")).u8(op.slot)
     else:
-        w.u8(OP_KINDS.index("bind") | flag).u8(op.slot).u8(op.ref.index).u16(op.ref.offset)
+        w.u8(OP_KINDS.index("bind") | flag).u8(op.slot)
+        index(op.ref.index)
+        offset(op.ref.offset)
 
 
 def _in_bounds(op: Op, sizes: Sequence[int]) -> bool:

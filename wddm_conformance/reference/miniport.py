@@ -340,13 +340,13 @@ class ReferenceMiniport:
 
         def reference(index: int, offset: int, size: int, write: bool) -> int:
             """Validate an allocation reference; return its pre-patch address (0 when paged out)."""
-            if index >= len(entries):
+            if not self._in_list(index, len(entries)):
                 raise _Reject(STATUS_INVALID_HANDLE)
-            entry = entries[index]
+            entry = self._entry(args, entries, index)
             allocation = self._allocation_of(entry.hDeviceSpecificAllocation)
             if allocation is None:
                 raise _Reject(STATUS_INVALID_HANDLE)
-            if offset + size > allocation.size:
+            if not self._fits(offset, size, allocation.size):
                 raise _Reject(STATUS_INVALID_PARAMETER)
             if write and not self._may_write(entry):
                 raise _Reject(STATUS_INVALID_PARAMETER)
@@ -426,6 +426,23 @@ class ReferenceMiniport:
         """REN-VALIDATE: privileged user commands never reach the GPU."""
         if command.privileged:
             raise _Reject(STATUS_PRIVILEGED_INSTRUCTION)
+
+    @staticmethod
+    def _in_list(index: int, count: int) -> bool:
+        """REN-VALIDATE: an allocation index names an entry of the list (unsigned compare)."""
+        return index < count
+
+    @staticmethod
+    def _entry(
+        args: DXGKARG_RENDER, entries: list[DXGK_ALLOCATIONLIST], index: int
+    ) -> DXGK_ALLOCATIONLIST:
+        """The allocation-list entry ``index`` (already validated)."""
+        return entries[index]
+
+    @staticmethod
+    def _fits(offset: int, size: int, allocation_size: int) -> bool:
+        """REN-VALIDATE: ``size`` bytes at ``offset`` lie inside the allocation (no wrap: 64-bit sum)."""
+        return offset + size <= allocation_size
 
     @staticmethod
     def _may_write(entry: DXGK_ALLOCATIONLIST) -> bool:

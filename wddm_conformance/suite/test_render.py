@@ -73,8 +73,17 @@ def test_render_rejects_illegal_commands(kernel: Kernel) -> None:
         Copy(AllocRef(1), AllocRef(2, 4096), 8192),  # past the end of the source
         Fill(AllocRef(2, 8192), 4, 0),  # just past the end
         Write(AllocRef(3), 1),  # an index outside the allocation list
+        Copy(AllocRef(1, 0xFFFF_FF00), AllocRef(2), 0x200),  # the end wraps at 2^32
+        Write(AllocRef(0x8000_0001), 1),  # bit 31 set: negative when compared signed
     ],
-    ids=["dst-overrun", "src-overrun", "fill-past-end", "bad-index"],
+    ids=[
+        "dst-overrun",
+        "src-overrun",
+        "fill-past-end",
+        "bad-index",
+        "wrapped-offset",
+        "high-bit-index",
+    ],
 )
 def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: object) -> None:
     ctx, a, b = pair(kernel, 8192, aperture=False)
