@@ -549,25 +549,13 @@ class Scheduler:
         part.dma.set_write_window(start, end)
         part.dma.violations.clear()
         part.private.violations.clear()
-        args = DXGKARG_PATCH(
-            hContext=context.hContext,
-            DmaBufferSegmentId=0,
-            DmaBufferPhysicalAddress=0,
-            pDmaBuffer=part.dma.ptr(),
-            DmaBufferSize=part.written,
-            DmaBufferSubmissionStartOffset=start,
-            DmaBufferSubmissionEndOffset=end,
-            pDmaBufferPrivateData=part.private.ptr(),
-            DmaBufferPrivateDataSize=part.private.size,
-            DmaBufferPrivateDataSubmissionStartOffset=0,
-            DmaBufferPrivateDataSubmissionEndOffset=part.private.size,
-            pAllocationList=alist.ptr(stride=DXGK_ALLOCATIONLIST.SIZE),
-            AllocationListSize=len(view),
-            pPatchLocationList=plist.ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE),
-            PatchLocationListSize=part.count,
-            PatchLocationListSubmissionStart=p_start,
-            PatchLocationListSubmissionLength=p_len,
-            SubmissionFenceId=fence,
+        args = _patch_args(
+            context.hContext,
+            (part.dma, part.written, start, end),
+            part.private,
+            (alist, len(view)),
+            (plist, part.count, p_start, p_len),
+            fence,
         )
         status = k.caller.call("patch", args)
         self._require_patch_success(
@@ -773,27 +761,8 @@ class Scheduler:
         before = bytes(buffer.data)
         buffer.set_write_window(0, written)
         buffer.violations.clear()
-        args = DXGKARG_PATCH(
-            hContext=0,
-            DmaBufferSegmentId=0,
-            DmaBufferPhysicalAddress=0,
-            pDmaBuffer=buffer.ptr(),
-            DmaBufferSize=written,
-            DmaBufferSubmissionStartOffset=0,
-            DmaBufferSubmissionEndOffset=written,
-            pDmaBufferPrivateData=private.ptr(),
-            DmaBufferPrivateDataSize=private.size,
-            DmaBufferPrivateDataSubmissionStartOffset=0,
-            DmaBufferPrivateDataSubmissionEndOffset=private.size,
-            pAllocationList=None,
-            AllocationListSize=0,
-            pPatchLocationList=None,
-            PatchLocationListSize=0,
-            PatchLocationListSubmissionStart=0,
-            PatchLocationListSubmissionLength=0,
-            SubmissionFenceId=fence,
-            Flags=DXGK_PATCHFLAGS.Paging,
-        )
+        args = _patch_args(0, (buffer, written, 0, written), private, None, None, fence)
+        args.Flags = DXGK_PATCHFLAGS.Paging
         status = k.caller.call("patch", args)
         self._require_patch_success(
             status, f"a {written}-byte paging buffer ({operation})", "PAT-PAGING"
@@ -825,6 +794,39 @@ class Scheduler:
             )
         self._judge_fences(PATCH, execution.fences, fence, True)
         return execution
+
+
+def _patch_args(
+    hContext: int,
+    dma: tuple[KernelBuffer, int, int, int],
+    private: KernelBuffer,
+    alist: tuple[KernelBuffer, int] | None,
+    plist: tuple[KernelBuffer, int, int, int] | None,
+    fence: int,
+) -> DXGKARG_PATCH:
+    """DXGKARG_PATCH for ``dma`` (buffer, size, start, end), ``alist`` (buffer, entries)
+    and ``plist`` (buffer, entries, submission start, length); None: a paging buffer's."""
+    buffer, size, start, end = dma
+    return DXGKARG_PATCH(
+        hContext=hContext,
+        DmaBufferSegmentId=0,
+        DmaBufferPhysicalAddress=0,
+        pDmaBuffer=buffer.ptr(),
+        DmaBufferSize=size,
+        DmaBufferSubmissionStartOffset=start,
+        DmaBufferSubmissionEndOffset=end,
+        pDmaBufferPrivateData=private.ptr(),
+        DmaBufferPrivateDataSize=private.size,
+        DmaBufferPrivateDataSubmissionStartOffset=0,
+        DmaBufferPrivateDataSubmissionEndOffset=private.size,
+        pAllocationList=alist[0].ptr(stride=DXGK_ALLOCATIONLIST.SIZE) if alist else None,
+        AllocationListSize=alist[1] if alist else 0,
+        pPatchLocationList=plist[0].ptr(stride=D3DDDI_PATCHLOCATIONLIST.SIZE) if plist else None,
+        PatchLocationListSize=plist[1] if plist else 0,
+        PatchLocationListSubmissionStart=plist[2] if plist else 0,
+        PatchLocationListSubmissionLength=plist[3] if plist else 0,
+        SubmissionFenceId=fence,
+    )
 
 
 def _int(value: object) -> int:
