@@ -19,7 +19,7 @@ MINE = (0x1001_0000, 0x2000)  # an allocation of the submission
 #: (row index, facts, requirement): the facts reach that row first.
 CASES = [
     (0, Facts(Event.READ, 0x1, reaches_memory=False, out_of_bounds=("Copy(...)",)), "REN-VALIDATE"),
-    (1, Facts(Event.EXCEPTION, raised="ALL-NORAISE"), "ALL-NORAISE"),
+    (1, Facts(Event.EXCEPTION, raised="ALL-NORAISE", out_of_bounds=("x",)), "ALL-NORAISE"),
     (2, Facts(Event.FAULT, 0x1000_0000, fault_kind="privileged-instruction"), "REN-VALIDATE"),
     (
         3,
@@ -59,6 +59,13 @@ def test_the_accepted_out_of_bounds_reference_is_named_in_the_sentence() -> None
     )
     assert decide(facts).requirement == "REN-VALIDATE"
     assert bad in decide(facts).sentence
+
+
+def test_a_read_past_a_kernel_buffer_on_an_out_of_bounds_program_is_ren_validate() -> None:
+    facts = Facts(
+        Event.EXCEPTION, raised="ALL-NORAISE", out_of_bounds=("x",), read_past_buffer=True
+    )
+    assert match(facts) is RULES[0]
 
 
 def test_an_exception_other_than_all_noraise_keeps_its_rule_even_when_out_of_bounds() -> None:

@@ -33,10 +33,12 @@ from ..ddi import (
 )
 from ..driver import GpuExecution
 from ..errors import (
+    KMODE_EXCEPTION_NOT_HANDLED,
     SCHEDULER_INVALID_FENCE_ID,
     SCHEDULER_PAGING_COMMAND_FAILED,
     SCHEDULER_PATCH_FAILED,
     SCHEDULER_SUBMIT_FAILED,
+    STATUS_ACCESS_VIOLATION,
     VIDEO_SCHEDULER_INTERNAL_ERROR,
     BugCheck,
     DriverViolation,
@@ -305,8 +307,15 @@ class Scheduler:
         try:
             status = self.k.caller.call("render", context.hContext, args)
         except BugCheck as exc:
+            read = exc.code == KMODE_EXCEPTION_NOT_HANDLED and exc.parameters[0::2] == (
+                STATUS_ACCESS_VIOLATION,
+                0,
+            )
             facts = Facts(
-                Event.EXCEPTION, raised=exc.requirement, out_of_bounds=progress.out_of_bounds
+                Event.EXCEPTION,
+                raised=exc.requirement,
+                out_of_bounds=progress.out_of_bounds,
+                read_past_buffer=read,
             )
             verdict = decide(facts)
             if verdict.requirement == exc.requirement:
