@@ -78,7 +78,8 @@ class BugCheckData:
 
     def __str__(self) -> str:
         name = BUGCHECK_NAMES.get(self.code, "BUGCHECK")
-        params = ", ".join(f"0x{p:X}" for p in self.parameters)
+        # ULONG_PTR parameters: a negative value shows as its 64-bit two's complement.
+        params = ", ".join(f"0x{p % (1 << 64):X}" for p in self.parameters)
         return f"BugCheck 0x{self.code:X} ({name}) ({params})"
 
 
