@@ -9,6 +9,7 @@ or TIMEOUT, the bug check Windows would raise, the DDI, the driver's last output
 
 from __future__ import annotations
 
+import functools
 import importlib
 import marshal
 import time
@@ -33,6 +34,7 @@ def run_check(
 ) -> list[pytest.TestReport]:
     """The reports of ``item``'s set-up, call and tear-down, run in a child process."""
     config = item.config
+    _warm_up()
     start = time.monotonic()
 
     def job() -> bytes:
@@ -78,6 +80,19 @@ def _teardown(report: pytest.TestReport) -> pytest.TestReport:
         "teardown",
         user_properties=report.user_properties,
     )
+
+
+@functools.cache
+def _warm_up() -> None:
+    """Import in the parent what checks import on first use, so that no check's process
+    imports (and compiles) it again."""
+    import hypothesis.internal.conjecture.optimiser  # noqa: F401
+
+    from . import report  # noqa: F401
+    from .fuzz import TARGETS, target_class
+
+    for name in TARGETS:
+        target_class(name)
 
 
 def _qualname(category: type[Warning]) -> str:

@@ -330,3 +330,16 @@ def require_status(ddi: str, status: object, allowed: frozenset[int], requiremen
         ddi,
         f"returned {status_name(status)}; allowed: {', '.join(sorted(status_name(s) for s in allowed))}",
     )
+
+
+def _plan_every_argument_type() -> None:
+    """Plan the DDI argument types at import: an isolated check's process then inherits the
+    plans instead of evaluating type hints again in every check."""
+    from .. import ddi
+
+    for value in vars(ddi).values():
+        if isinstance(value, type) and dataclasses.is_dataclass(value) and value not in _PLANS:
+            _plan(value)
+
+
+_plan_every_argument_type()
