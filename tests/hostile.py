@@ -110,3 +110,14 @@ class BlocksInRender(ReferenceMiniport):
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
         time.sleep(3600)
         return super().render(hContext, args)
+
+
+class SegfaultsOnLongCommands(ReferenceMiniport):
+    """Render segfaults only on command buffers longer than 200 bytes: set-up passes and a
+    fuzz campaign meets the crash on an input."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        if args.CommandLength > 200:
+            print(f"{LAST_WORDS} reading address 0", file=sys.stderr, flush=True)
+            ctypes.string_at(0)
+        return super().render(hContext, args)

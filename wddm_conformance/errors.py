@@ -111,6 +111,11 @@ class Tdr(BugCheck):
     """A DDI call did not return in time: the timeout detection and recovery bug check (TIMEOUT)."""
 
 
+class ProcessDied(DriverFailure):
+    """The process running the driver died where Windows names no bug check: the driver
+    exited it, or it ran out of memory (status CRASH)."""
+
+
 class DdiTimeout(BaseException):
     """Raised inside a hung DDI call by the watchdog; a BaseException so driver ``except Exception`` cannot swallow it."""
 

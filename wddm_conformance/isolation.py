@@ -52,7 +52,11 @@ from .errors import (
     KMODE_EXCEPTION_NOT_HANDLED,
     STATUS_ACCESS_VIOLATION,
     VIDEO_TDR_FAILURE,
+    BugCheck,
     BugCheckData,
+    DriverFailure,
+    ProcessDied,
+    Tdr,
 )
 
 #: Exit status of a child whose job raised instead of returning (a harness fault).
@@ -181,8 +185,19 @@ class Death:
             return BugCheckData(KMODE_EXCEPTION_NOT_HANDLED, (code, 0, 0, 0))
         return None
 
-    def describe(self) -> str:
-        """One line: what happened, where."""
+    def failure(self, process: str = "the check's process") -> DriverFailure:
+        """The death as the driver failure a report records: a TDR, a bug check, or
+        :class:`~wddm_conformance.errors.ProcessDied`."""
+        message = self.describe(process)
+        bugcheck = self.bugcheck
+        if self.timed_out:
+            return Tdr(VIDEO_TDR_FAILURE, (0, 0, 0, 0), self.rule, self.ddi, message)
+        if bugcheck is not None:
+            return BugCheck(bugcheck.code, bugcheck.parameters, self.rule, self.ddi, message)
+        return ProcessDied(self.rule, self.ddi, message)
+
+    def describe(self, process: str = "the check's process") -> str:
+        """One line: what happened, where; ``process`` names the process that died."""
         where = (
             f"in {self.ddi}"
             if self.in_ddi
@@ -192,22 +207,22 @@ class Death:
             return (
                 f"{self.ddi} did not return within {self.seconds:g} s and did not stop when "
                 "interrupted (it swallowed the watchdog's DdiTimeout or blocked outside "
-                "Python): the check's process was killed"
+                f"Python): {process} was killed"
             )
         if self.kind == "timeout":
             return (
-                f"the check did not finish within {self.seconds:g} s (its time limit) {where}: "
-                "the check's process was killed"
+                f"it did not finish within {self.seconds:g} s (its time limit) {where}: "
+                f"{process} was killed"
             )
         if self.kind == "memory":
-            return f"the check's process ran out of memory {where} (see --check-memory)"
+            return f"{process} ran out of memory {where} (see --check-memory)"
         if self.kind == "raised":
             last = self.output.strip().splitlines()[-1:] or ["?"]
-            return f"the harness failed in the check's process {where}: {last[0]}"
+            return f"the harness failed in {process} {where}: {last[0]}"
         if self.kind == "signal":
             name = signal.Signals(self.signal).name
-            return f"the check's process was killed by {name} (signal {self.signal}) {where}"
-        return f"the check's process exited with status {self.exit_status} {where}"
+            return f"{process} was killed by {name} (signal {self.signal}) {where}"
+        return f"{process} exited with status {self.exit_status} {where}"
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .errors import BugCheck, DriverFailure, DriverLoadError, Tdr
+from .errors import BugCheck, DriverFailure, DriverLoadError, ProcessDied, Tdr
 
 
 class Status(StrEnum):
@@ -38,7 +38,7 @@ def classify(exc: BaseException | None) -> Outcome:
         return Outcome(Status.PASS)
     if isinstance(exc, Tdr):
         return Outcome(Status.TIMEOUT, exc.requirement, str(exc))
-    if isinstance(exc, BugCheck):
+    if isinstance(exc, BugCheck | ProcessDied):
         return Outcome(Status.CRASH, exc.requirement, str(exc))
     if isinstance(exc, DriverFailure):
         return Outcome(Status.FAIL, exc.requirement, str(exc))

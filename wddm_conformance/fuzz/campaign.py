@@ -23,6 +23,7 @@ child's own error as one line, exit status 3.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -38,10 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..driver import load_driver
 from ..errors import VIDEO_TDR_FAILURE, Tdr
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
-from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, Findings
+from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, SETUP_TIMEOUT, Findings
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
@@ -343,7 +345,7 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     if report is not None:  # the sanitizer stopped the process before the harness could record it
         crashes = [Path(a) for a in parser.artifacts if Path(a).name.startswith("crash-")]
         sanitizer.record(report, c.target, c.driver, crashes[-1] if crashes else None, c.findings)
-    record_timeouts(c)
+    record_deaths(c)
     findings = load_findings(c.findings)
     samples = read_csv(c.work / "stats.csv")
     summary = summarize(c.target, c.driver, samples, findings, before + elapsed)
@@ -354,7 +356,16 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     if over_time.is_set():
         summary += f"\nstopped {c.grace:g} s past the time budget: libFuzzer did not stop by itself"
     new_findings = len(findings) > found_before
-    failed = proc.returncode not in (0, None) and not new_findings and not interrupted
+    # The target ends its process once it has recorded a set-up failure as a finding, and
+    # libFuzzer ends it on an input that kills it: a finding, maybe one an earlier session
+    # recorded.
+    known = {str(f.get("sha1", "")) for f in findings}
+    died_on_finding = any(
+        Path(a).is_file() and hashlib.sha1(Path(a).read_bytes()).hexdigest() in known
+        for a in parser.artifacts
+    )
+    recorded = "; recorded as " in _child_error(tail) or died_on_finding
+    failed = proc.returncode not in (0, None) and not (new_findings or recorded or interrupted)
     if failed and not cannot_run and not over_time.is_set():
         cannot_run = f"libFuzzer exited with status {proc.returncode}: {_child_error(tail)}"
     if cannot_run:
@@ -374,25 +385,40 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     return Outcome(code, findings, summary, before + elapsed)
 
 
-def record_timeouts(c: Campaign) -> int:
-    """Record each input libFuzzer gave up on as hung (its ``timeout-*`` artifacts, from the
-    process itself or any -fork job) as a finding: TIMEOUT, ALL-BOUNDED, with its input.
-    The target cannot record these itself: libFuzzer's alarm ends the process. Returns how
-    many were recorded."""
+def record_deaths(c: Campaign) -> int:
+    """Record each input libFuzzer saw end a fuzzing process (its ``crash-*``, ``oom-*`` and
+    ``timeout-*`` artifacts, from the process itself or any -fork job) that the target
+    could not record itself: a segfault or an abort in the driver, a hang libFuzzer's alarm
+    ended. Each is replayed in a process of its own and recorded as what its death stands
+    for (INTERPRETING.md §5); a hang that no longer hangs on replay is still a TIMEOUT under
+    ALL-BOUNDED. Returns how many were recorded."""
+    from .triage import replay_isolated
+
     findings = Findings(str(c.findings), c.target, c.driver)
+    known = {str(f.get("sha1", "")) for f in load_findings(c.findings)}
+    spec = None
     done = 0
-    for artifact in sorted(c.artifacts.glob("timeout-*")):
-        data = artifact.read_bytes()
-        hung = Tdr(
-            VIDEO_TDR_FAILURE,
-            (0, 0, 0, 0),
-            "ALL-BOUNDED",
-            "",
-            "the input ran past libFuzzer's -timeout: a DDI call did not return "
-            f"(fuzz repro {artifact.name} names it)",
-        )
-        findings.record(data, hung)
-        done += 1
+    for pattern in ("crash-*", "oom-*", "timeout-*"):
+        for artifact in sorted(c.artifacts.glob(pattern)):
+            data = artifact.read_bytes()
+            if hashlib.sha1(data).hexdigest() in known:
+                continue
+            spec = spec or load_driver(c.driver)
+            _, failure = replay_isolated(spec, c.target, data, SETUP_TIMEOUT)
+            if failure is None and pattern == "timeout-*":
+                failure = Tdr(
+                    VIDEO_TDR_FAILURE,
+                    (0, 0, 0, 0),
+                    "ALL-BOUNDED",
+                    "",
+                    "the input ran past libFuzzer's -timeout: a DDI call did not return "
+                    f"(fuzz repro {artifact.name} names it)",
+                )
+            if failure is None:
+                continue
+            findings.record(data, failure)
+            known.add(hashlib.sha1(data).hexdigest())
+            done += 1
     return done
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import isolation
 from ..driver import DriverSpec, load_driver
 from ..errors import BugCheck, DriverFailure, DriverLoadError
 from ..results import classify
@@ -204,6 +205,11 @@ def load(name: str, where: str = ENV_DRIVER) -> tuple[DriverSpec, Target]:
     target is set up.
     """
     spec = load_driver(os.environ.get(ENV_DRIVER, "reference"), where=where)
+    return spec, set_up(name, spec)
+
+
+def set_up(name: str, spec: DriverSpec) -> Target:
+    """Target ``name`` for ``spec``'s driver, set up (see :func:`load`)."""
     target = target_class(name)(spec)  # type: ignore[call-arg]
     # What exists now (modules, hypothesis, the target) lives as long as the process: the
     # collector need not scan it again, so the collections that free each input's (or
@@ -213,7 +219,19 @@ def load(name: str, where: str = ENV_DRIVER) -> tuple[DriverSpec, Target]:
     start = getattr(target, "start", None)
     if callable(start):
         start(WatchdogInvoker(SETUP_TIMEOUT))
-    return spec, target
+    return target
+
+
+def _set_up_dies(name: str, spec: DriverSpec) -> isolation.Death | None:
+    """How setting the target up killed a process of its own (a segfault, an exit, a hang
+    that ignores the watchdog), or None when it ended (set up, or failed in a way the
+    set-up in this process reports: a broken rule)."""
+    if not isolation.available():
+        return None
+    ended = isolation.run(lambda: (set_up(name, spec), b"")[1], isolation.Limits(seconds=120.0))
+    if isinstance(ended, isolation.Death) and ended.kind != "raised":
+        return ended
+    return None
 
 
 def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], list[str]]:
@@ -232,7 +250,19 @@ def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], li
 
     driver = os.environ.get(ENV_DRIVER, "reference")
     try:
-        spec, target = load(name, where)
+        spec = load_driver(driver, where=where)
+    except DriverLoadError as exc:
+        sys.exit(f"error: {exc}")
+    died = _set_up_dies(name, spec)
+    if died is not None:
+        failure = died.failure("the fuzzing process")
+        stem = Findings(os.environ.get(ENV_FINDINGS), name, driver).record(b"", failure)
+        where = f"; recorded as {stem}" if stem is not None else ""
+        sys.exit(
+            f"error: {driver} killed the process while the {name} target was set up: {failure}{where}"
+        )
+    try:
+        target = set_up(name, spec)
     except DriverLoadError as exc:
         sys.exit(f"error: {exc}")
     except DriverFailure as exc:

@@ -22,7 +22,7 @@ from ..errors import HarnessError
 from ..kernel import KernelMode
 from ..plugin import Run
 from ..suite.test_lifecycle import DriverLife
-from ..watchdog import Invoker, direct_invoker
+from ..watchdog import Invoker, WatchdogInvoker, direct_invoker
 
 SETTINGS = settings(
     database=None,
@@ -32,15 +32,16 @@ SETTINGS = settings(
 )
 
 
-def machine_test(spec: DriverSpec) -> Callable[[bytes], Any]:
-    """``fuzz_one_input`` of DriverLife for ``spec``'s driver."""
+def machine_test(spec: DriverSpec, ddi_timeout: float = 0.0) -> Callable[[bytes], Any]:
+    """``fuzz_one_input`` of DriverLife for ``spec``'s driver; its kernels time DDI calls
+    with a watchdog of ``ddi_timeout`` seconds (0: none, libFuzzer's -timeout guards)."""
     try:
         from hypothesis.stateful import get_state_machine_test
     except ImportError as exc:  # pragma: no cover - depends on the hypothesis version
         raise HarnessError(
             "this hypothesis has no get_state_machine_test; upgrade hypothesis to fuzz the state machine"
         ) from exc
-    run = Run(spec, KernelMode(), 0, 5.0, "fuzz statemachine")
+    run = Run(spec, KernelMode(), 0, ddi_timeout, "fuzz statemachine")
     machine = type("DriverLifeOf", (DriverLife,), {"run": run})
     factory: Any = get_state_machine_test  # typed differently across hypothesis versions
     test: Any = factory(machine, settings=SETTINGS)
@@ -56,7 +57,8 @@ class StateMachineTarget:
 
     def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
         self.spec = spec
-        self.fuzz_one_input = machine_test(spec)
+        seconds = invoker.seconds if isinstance(invoker, WatchdogInvoker) else 0.0
+        self.fuzz_one_input = machine_test(spec, seconds)
 
     def run(self, data: bytes) -> None:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .. import isolation
 from ..driver import DriverSpec, load_driver
 from ..errors import DriverFailure
 from ..requirements import catalogue
@@ -41,6 +43,8 @@ class Replay:
     scenario: str
     calls: str
     dma: str
+    #: Python's stack when the replay's process died (faulthandler), else "".
+    stack: str = ""
 
     @property
     def reproduced(self) -> bool:
@@ -112,6 +116,30 @@ def replay(spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0
     return Replay(classify(error), scenario, calls, dma)
 
 
+def replay_isolated(
+    spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0
+) -> tuple[Replay, DriverFailure | None]:
+    """:func:`replay` in a process of its own, so that an input that kills it (a segfault,
+    an abort, an exit, a hang that ignores the watchdog) is reported as what Windows would
+    do (INTERPRETING.md §5, "When the check's process dies"), not lost. Returns the replay
+    and, when the process died, the failure its death stands for."""
+    if not isolation.available():
+        return replay(spec, target_name, data, timeout), None
+
+    def job() -> bytes:
+        r = replay(spec, target_name, data, timeout)
+        o = r.outcome
+        return marshal.dumps((o.status.value, o.requirement, o.message, r.scenario, r.calls, r.dma))
+
+    ended = isolation.run(job, isolation.Limits(seconds=max(60.0, 4 * timeout)))
+    if isinstance(ended, isolation.Death):
+        failure = ended.failure("the replay's process")
+        scenario = f"{target_name}: the input killed the replay's process"
+        return Replay(classify(failure), scenario, "", "", ended.output.strip()), failure
+    status, requirement, message, scenario, calls, dma = marshal.loads(ended)
+    return Replay(Outcome(Status(status), requirement, message), scenario, calls, dma), None
+
+
 def render_replay(r: Replay, target: str, driver: str) -> str:
     """The replay as text for a terminal or a bug report."""
     lines = [f"target {target}, driver {driver}", r.scenario, ""]
@@ -128,6 +156,8 @@ def render_replay(r: Replay, target: str, driver: str) -> str:
         lines += ["", "DDI calls (oldest first):", r.calls]
     if r.dma and r.dma not in o.message:
         lines += ["", "last DMA buffer the GPU ran:", r.dma]
+    if r.stack:
+        lines += ["", "Python stack when the process died:", r.stack]
     return "\n".join(lines)
 
 
@@ -136,7 +166,7 @@ def repro(path: Path, target: str | None, driver: str | None, out: IO[str] = sys
     name = infer_target(path, target)
     driver = driver or str(sidecar(path).get("driver") or "reference")
     spec = load_driver(driver)
-    r = replay(spec, name, path.read_bytes())
+    r, _ = replay_isolated(spec, name, path.read_bytes())
     print(render_replay(r, name, driver), file=out)
     return 1 if r.reproduced else 0
 
