@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from mmap import mmap
 from pathlib import Path
 
+from . import watchdog
 from .errors import (
     KMODE_EXCEPTION_NOT_HANDLED,
     STATUS_ACCESS_VIOLATION,
@@ -394,6 +395,10 @@ def _wait(
                 _kill(pid)
                 return "timeout", limits.seconds
             timeout = min(timeout, left)
+        if watchdog.interrupted():
+            # A Ctrl-C that arrived during fork was raised, and lost, in an at-fork hook
+            # (logging's lock release): the handler noted it all the same.
+            raise KeyboardInterrupt
         if watched:
             if select.select(watched, [], [], timeout)[0]:
                 watched = []  # end of file: from now on it is always ready

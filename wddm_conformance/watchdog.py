@@ -51,6 +51,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def interrupted() -> bool:
+    """Whether a real Ctrl-C (SIGINT) has arrived since :func:`watch_interrupts`."""
+    return _interrupted
+
+
 def real_interrupt() -> bool:
     """Whether a KeyboardInterrupt now is a real Ctrl-C: SIGINT arrived, or nobody watches."""
     return _interrupted or not _interrupts_watched
