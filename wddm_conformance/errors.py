@@ -60,13 +60,30 @@ class DriverFailure(Exception):
 
 
 class DriverViolation(DriverFailure):
-    """The driver broke a contract rule; the system survives (status FAIL)."""
+    """The driver broke a contract rule; the system survives (status FAIL).
+
+    ``details`` are kept as plain data: strings, numbers, bytes and lists, tuples and
+    dicts of them; anything else becomes its ``str()``, so a failure holds no kernel,
+    driver or memory object alive (hypothesis keeps the failure of every failing example).
+    """
 
     def __init__(
         self, requirement: str, ddi: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
         super().__init__(requirement, ddi, f"[{requirement}] {ddi}: {message}")
-        self.details: dict[str, Any] = details or {}
+        self.details: dict[str, Any] = {str(k): _plain(v) for k, v in (details or {}).items()}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain data (see :class:`DriverViolation`)."""
+    kind = type(value)
+    if value is None or kind in (str, int, float, bool, bytes):
+        return value
+    if kind in (list, tuple):
+        return kind(_plain(v) for v in value)
+    if kind is dict:
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from ..kernel import Kernel
 from ..plugin import RUN, Run
+from ..release import release_last
 
 
 @pytest.fixture
@@ -28,3 +29,10 @@ def make_kernel(wddm_run: Run) -> Callable[..., Kernel]:
 def kernel(wddm_run: Run) -> Kernel:
     """A fresh simulated kernel (the run's mode) with the driver under test started."""
     return wddm_run.kernel()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A check that has ended keeps no kernel alive: its failing examples' frames and the
+    failure pytest keeps in ``sys.last_value`` are released (after the report and any
+    ``--pdb`` session, which come before teardown)."""
+    release_last()

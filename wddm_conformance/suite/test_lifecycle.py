@@ -5,6 +5,7 @@ After every step every live allocation must hold what the harness's model says."
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -27,6 +28,7 @@ from ..oracles import expect_success
 from ..plugin import Run
 from ..profiles import suite_settings
 from ..program import apply, describe_difference
+from ..release import defer, release_deferred
 from ..strategies import programs
 
 requirement = pytest.mark.requirement
@@ -47,6 +49,7 @@ class DriverLife(RuleBasedStateMachine):
     allocations = Bundle("allocations")
 
     def __init__(self) -> None:
+        release_deferred()  # the failures of the examples before this one
         super().__init__()
         self.k: Kernel = self.run.kernel()
         self.devices: list[Device] = [self.k.create_device()]
@@ -116,6 +119,14 @@ class DriverLife(RuleBasedStateMachine):
         device = self._device(pick)
         self.devices.remove(device)
         self.k.destroy_device(device)
+
+    def teardown(self) -> None:
+        """Hypothesis calls this at the end of every example, in a ``finally`` block. The
+        failure in flight, if any, is released when the next example starts; the machine
+        lets go of its kernel and its model now, as hypothesis keeps the machine (in the
+        example's data, which closures of its own reach) after the failure is released."""
+        defer(sys.exc_info()[1])
+        del self.k, self.devices, self.shadow, self.live
 
     @invariant()
     def memory_matches_the_model(self) -> None:

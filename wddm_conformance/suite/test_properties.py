@@ -14,6 +14,7 @@ from ..kernel import ALL_MODES, AllocationUse, KernelMode
 from ..plugin import Run
 from ..profiles import suite_settings
 from ..program import Op
+from ..release import per_example
 from ..strategies import malformed, programs
 from .support import run_checked, skip_unless_splitting
 
@@ -33,6 +34,7 @@ SIZES = [0, 24 << 10, 16 << 10, 4096]
 @pytest.mark.parametrize("mode", ALL_MODES, ids=str)
 @SUITE
 @given(data=st.data())
+@per_example
 def test_gpu_memory_matches_the_program_model(
     wddm_run: Run, mode: KernelMode, data: st.DataObject
 ) -> None:
@@ -51,6 +53,7 @@ def test_gpu_memory_matches_the_program_model(
 @requirement("REN-STATUS", "ALL-ISOLATION")
 @SUITE
 @given(data=st.data())
+@per_example
 def test_malformed_command_buffers_are_rejected_or_stay_isolated(
     wddm_run: Run, data: st.DataObject
 ) -> None:
