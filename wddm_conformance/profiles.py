@@ -11,6 +11,12 @@ The suite's profile is chosen, in order, by hypothesis' ``--hypothesis-profile=N
 profile alone: the suite's checks build their settings on the chosen profile with
 :func:`suite_settings`, so installing the harness never changes another project's
 hypothesis settings. The project's own tests opt in from its ``conftest.py``.
+
+Whatever the profile, the suite's checks leave out hypothesis' ``explain`` phase unless
+``--hypothesis-explain`` is given: once an example fails it traces every line of every
+later example and keeps each example's trace until the check ends, which made a suite
+run on a failing driver take three times as long and four times the memory (the
+falsifying example, its notes and the ``@reproduce_failure`` blob do not need it).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ NAMES = (DEFAULT, "ci", "nightly", "quick")
 _selected: str | None = None
 #: Whether the selected profile is the one hypothesis loaded globally (--hypothesis-profile).
 _global = False
+#: Whether the suite's checks run hypothesis' explain phase (``--hypothesis-explain``).
+_explain = False
 
 
 def _ours() -> dict[str, settings]:
@@ -86,12 +94,23 @@ def selected() -> str:
     return _selected or from_environment()
 
 
+def explain(on: bool) -> None:
+    """Whether the suite's checks run hypothesis' explain phase (the suite's
+    ``conftest.py`` passes ``--hypothesis-explain``); off until then."""
+    global _explain
+    _explain = on
+
+
 def suite_settings(**overrides: Any) -> settings:
-    """Settings for a suite check: the suite's profile plus ``overrides`` (hypothesis'
-    keyword arguments). The global verbosity (``--hypothesis-verbosity``) is kept."""
+    """Settings for a suite check: the suite's profile, without the explain phase unless
+    :func:`explain` turned it on, plus ``overrides`` (hypothesis' keyword arguments).
+    The global verbosity (``--hypothesis-verbosity``) is kept."""
     register()
-    loaded = settings()  # the global profile, with any --hypothesis-verbosity/-explain
+    loaded = settings()  # the global profile, with any --hypothesis-verbosity
     if _global:  # hypothesis loaded the suite's profile globally
-        return settings(loaded, **overrides)
-    parent = settings(settings.get_profile(selected()), verbosity=loaded.verbosity)
+        parent = loaded
+    else:
+        parent = settings(settings.get_profile(selected()), verbosity=loaded.verbosity)
+    if not _explain:
+        parent = settings(parent, phases=[p for p in parent.phases if p is not Phase.explain])
     return settings(parent, **overrides)

@@ -8,9 +8,16 @@ from collections.abc import Callable
 
 import pytest
 
+from .. import profiles
 from ..kernel import Kernel
 from ..plugin import RUN, Run
 from ..release import release_last
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis' explain phase only when ``--hypothesis-explain`` asks for it
+    (:mod:`wddm_conformance.profiles`). Runs before the suite's modules are imported."""
+    profiles.explain(bool(config.getoption("hypothesis_explain", False)))
 
 
 @pytest.fixture
