@@ -360,3 +360,14 @@ def test_a_real_ctrl_c_kills_the_child_and_propagates(pids: Callable[[], list[in
     sender.join()
     (child,) = pids()
     assert gone(child)
+
+
+def test_a_ctrl_c_handled_earlier_in_the_process_does_not_stop_a_later_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a SIGINT that arrives while the job runs stops it: an xdist worker that ran a
+    test sending itself SIGINT goes on running isolated checks."""
+    from wddm_conformance import watchdog
+
+    monkeypatch.setattr(watchdog, "_sigints", watchdog.sigints() + 1)
+    assert isolation.run(lambda: b"ok", isolation.Limits()) == b"ok"

@@ -318,6 +318,7 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
     """
     global current
     beacon = Beacon(limits.grace)
+    sigints = watchdog.sigints()
     _libc(), _asan_loaded()  # looked up once, in the parent
     tmp = _scratch()
     result, crash = tmp / f"result-{os.getpid()}", tmp / f"crash-{os.getpid()}"
@@ -336,7 +337,7 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
         with contextlib.suppress(OSError):  # the child does it too; whoever is first
             os.setpgid(pid, pid)
         try:
-            killed = _wait(pid, done_r, beacon, limits, start)
+            killed = _wait(pid, done_r, beacon, limits, start, sigints)
         except BaseException:
             _kill(pid)
             with contextlib.suppress(ChildProcessError):
@@ -375,7 +376,7 @@ def _scratch() -> Path:
 
 
 def _wait(
-    pid: int, done: int, beacon: Beacon, limits: Limits, start: float
+    pid: int, done: int, beacon: Beacon, limits: Limits, start: float, sigints: int
 ) -> tuple[str, float] | None:
     """Wait until the child ends (None; it is left unreaped) or must be killed:
     ``(kind, seconds)``.
@@ -395,7 +396,7 @@ def _wait(
                 _kill(pid)
                 return "timeout", limits.seconds
             timeout = min(timeout, left)
-        if watchdog.interrupted():
+        if watchdog.sigints() != sigints:
             # A Ctrl-C that arrived during fork was raised, and lost, in an at-fork hook
             # (logging's lock release): the handler noted it all the same.
             raise KeyboardInterrupt

@@ -27,6 +27,7 @@ from .errors import DdiTimeout
 _armed = 0
 _interrupts_watched = False
 _interrupted = False
+_sigints = 0
 
 
 def watch_interrupts() -> None:
@@ -46,14 +47,15 @@ def watch_interrupts() -> None:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    global _interrupted
+    global _interrupted, _sigints
     _interrupted = True
+    _sigints += 1
     raise KeyboardInterrupt
 
 
-def interrupted() -> bool:
-    """Whether a real Ctrl-C (SIGINT) has arrived since :func:`watch_interrupts`."""
-    return _interrupted
+def sigints() -> int:
+    """How many real Ctrl-Cs (SIGINT) have arrived since :func:`watch_interrupts`."""
+    return _sigints
 
 
 def real_interrupt() -> bool:
