@@ -26,8 +26,9 @@ from .errors import DdiTimeout
 
 _armed = 0
 _interrupts_watched = False
-_interrupted = False
 _sigints = 0
+#: Set on the KeyboardInterrupt that :func:`watch_interrupts`' handler raises.
+REAL = "wddm_real_interrupt"
 
 
 def watch_interrupts() -> None:
@@ -47,10 +48,11 @@ def watch_interrupts() -> None:
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    global _interrupted, _sigints
-    _interrupted = True
+    global _sigints
     _sigints += 1
-    raise KeyboardInterrupt
+    interrupt = KeyboardInterrupt()
+    setattr(interrupt, REAL, True)
+    raise interrupt
 
 
 def sigints() -> int:
@@ -58,9 +60,11 @@ def sigints() -> int:
     return _sigints
 
 
-def real_interrupt() -> bool:
-    """Whether a KeyboardInterrupt now is a real Ctrl-C: SIGINT arrived, or nobody watches."""
-    return _interrupted or not _interrupts_watched
+def real_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is a real Ctrl-C: raised by the SIGINT handler, or nobody watches."""
+    return isinstance(exc, KeyboardInterrupt) and (
+        getattr(exc, REAL, False) or not _interrupts_watched
+    )
 
 
 def armed() -> bool:

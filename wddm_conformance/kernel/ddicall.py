@@ -275,7 +275,7 @@ class DdiCaller:
                 f"memory corruption: {exc}",
             ) from exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt...: a driver raises nothing
-            if isinstance(exc, KeyboardInterrupt) and real_interrupt():
+            if real_interrupt(exc):
                 raise
             self.trace.append(f"{ddi} -> raised {type(exc).__name__}")
             raise BugCheck(
