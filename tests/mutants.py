@@ -936,6 +936,88 @@ BREAKS[AddsOffsetsIn32Bits] = "REN-VALIDATE"
 BREAKS[ComparesIndicesSigned] = "REN-VALIDATE"
 
 
+class PatchListLosesOffset(ReferenceMiniport):
+    """Pre-patches right but writes AllocationOffset 0 into the output patch list: after Patch
+    each reference lands at the start of the right allocation, not at its offset."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        start = args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        for i in range(args.pPatchLocationListOut - start):
+            entry = D3DDDI_PATCHLOCATIONLIST.read(start, i)
+            entry.AllocationOffset = 0
+            entry.write(start, i)
+        return status
+
+
+class PrePatchLosesOffset(ReferenceMiniport):
+    """Pre-patches each reference with the start of its allocation, without the offset; the
+    patch list is right, so only a run that skips Patch goes wrong."""
+
+    @staticmethod
+    def _prepatch(entry: DXGK_ALLOCATIONLIST, offset: int) -> int:
+        return entry.PhysicalAddress if entry.SegmentId else 0
+
+
+class PatchLoopEndsAtLength(ReferenceMiniport):
+    """Walks the patch list from PatchLocationListSubmissionStart up to Length, not Start +
+    Length: right for the first range of a split submission, short for every later one."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        start = args.PatchLocationListSubmissionStart
+        args.PatchLocationListSubmissionLength = max(
+            0, args.PatchLocationListSubmissionLength - start
+        )
+        return super().patch(args)
+
+
+class TrustsPatchListIn(ReferenceMiniport):
+    """Takes each reference's allocation index and offset from pPatchLocationListIn (the
+    i-th reference of a call from the i-th input entry at or past pCommand) instead of the
+    command it decoded, for the pre-patched address and the output patch list alike."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        given: list[D3DDDI_PATCHLOCATIONLIST] = []
+        plin = args.pPatchLocationListIn
+        try:
+            if plin is not None:
+                given = [
+                    D3DDDI_PATCHLOCATIONLIST.read(plin, i)
+                    for i in range(args.PatchLocationListInSize)
+                ]
+        except UserAccessFault:
+            given = []
+        here = args.pCommand.offset
+        given = [e for e in given if e.PatchOffset >= here]
+        entries = [
+            DXGK_ALLOCATIONLIST.read(args.pAllocationList, i)
+            for i in range(args.AllocationListSize)
+        ]
+        dma, plo = args.pDmaBuffer, args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        for i in range(min(len(given), args.pPatchLocationListOut - plo)):
+            entry = D3DDDI_PATCHLOCATIONLIST.read(plo, i)
+            lie = given[i]
+            if lie.AllocationIndex >= len(entries):
+                continue
+            entry.AllocationIndex, entry.AllocationOffset = (
+                lie.AllocationIndex,
+                lie.AllocationOffset,
+            )
+            entry.write(plo, i)
+            target = entries[lie.AllocationIndex]
+            if target.hDeviceSpecificAllocation:
+                address = target.PhysicalAddress + lie.AllocationOffset if target.SegmentId else 0
+                (dma + entry.PatchOffset).write(address.to_bytes(8, "little"))
+        return status
+
+
+BREAKS[PatchListLosesOffset] = "REN-FULLPATCH"
+BREAKS[PrePatchLosesOffset] = "REN-PREPATCH"
+BREAKS[PatchLoopEndsAtLength] = "PAT-RANGE"
+BREAKS[TrustsPatchListIn] = "REN-PATCHIN"
+
+
 #: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).
 CONFORMING = [
     ReferenceMiniport,

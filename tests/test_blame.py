@@ -7,7 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from wddm_conformance.kernel.blame import RULES, Event, Facts, decide, markdown, match
+from wddm_conformance.kernel.blame import (
+    REFINABLE,
+    REPLAYS,
+    RULES,
+    Event,
+    Facts,
+    Failure,
+    Variation,
+    decide,
+    markdown,
+    match,
+    refine,
+    replay_markdown,
+)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "INTERPRETING.md"
 SEGMENT = (0x1000_0000, 0x100_0000)
@@ -85,4 +98,66 @@ def test_interpreting_section_5_lists_the_blame_table() -> None:
     assert found is not None, "docs/INTERPRETING.md lost its blame-table markers"
     assert found.group(1) == markdown(), (
         "INTERPRETING.md §5's blame list differs from kernel/blame.py RULES: paste markdown()"
+    )
+
+
+# ------------------------------------------------------------------ replays
+
+#: (row index, failure, the variation whose replay is right, requirement).
+REPLAY_CASES = [
+    (0, Failure("ALL-ISOLATION", deviates=True), Variation.HONEST, "REN-PATCHIN"),
+    (1, Failure("REN-FULLPATCH", patched=True, split=True), Variation.UNSPLIT, "PAT-RANGE"),
+    (2, Failure("REN-TRANSLATE", patched=True), Variation.UNPATCHED, "REN-FULLPATCH"),
+    (3, Failure("REN-TRANSLATE", patched=False), Variation.REPATCHED, "REN-PREPATCH"),
+]
+
+
+@pytest.mark.parametrize(
+    ("row", "failure", "right", "requirement"),
+    REPLAY_CASES,
+    ids=[str(c[0] + 1) for c in REPLAY_CASES],
+)
+def test_each_replay_row_names_its_rule_when_its_replay_is_right(
+    row: int, failure: Failure, right: Variation, requirement: str
+) -> None:
+    tried: list[Variation] = []
+
+    def replay(variation: Variation) -> bool:
+        tried.append(variation)
+        return variation is right
+
+    verdict = refine(failure, replay)
+    assert verdict is not None
+    assert (verdict.requirement, verdict.ddi) == (requirement, REPLAYS[row].ddi)
+    assert tried[-1] is REPLAYS[row].variation
+    assert refine(failure, lambda v: False) is None  # no replay right: the run's verdict stands
+
+
+def test_every_replay_row_has_a_case() -> None:
+    assert sorted(c[0] for c in REPLAY_CASES) == list(range(len(REPLAYS)))
+
+
+def test_replays_run_in_table_order_and_only_where_they_apply() -> None:
+    tried: list[Variation] = []
+    failure = Failure("REN-TRANSLATE", patched=True, split=True, deviates=True)
+    refine(failure, lambda v: tried.append(v) or False)  # type: ignore[func-returns-value]
+    assert tried == [Variation.HONEST, Variation.UNSPLIT, Variation.UNPATCHED]
+
+
+@pytest.mark.parametrize("rule", ["REN-VALIDATE", "REN-COPYFIRST", "PAT-FENCE", "ALC-ADAPTER"])
+def test_rules_outside_the_refinable_set_are_never_replayed(rule: str) -> None:
+    def replay(variation: Variation) -> bool:
+        raise AssertionError(f"replayed {variation} for {rule}")
+
+    assert rule not in REFINABLE
+    assert refine(Failure(rule, patched=True, split=True, deviates=True), replay) is None
+
+
+def test_interpreting_section_5_lists_the_replay_table() -> None:
+    text = DOC.read_text()
+    found = re.search(r"<!-- replay-table[^>]*-->\n(.*?)<!-- /replay-table -->", text, re.S)
+    assert found is not None, "docs/INTERPRETING.md lost its replay-table markers"
+    assert found.group(1) == replay_markdown(), (
+        "INTERPRETING.md §5's replay list differs from kernel/blame.py REPLAYS: paste "
+        "replay_markdown()"
     )

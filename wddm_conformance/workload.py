@@ -14,10 +14,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .attribution import run_program_checked
 from .driver import AllocationRequest, DriverSpec
 from .errors import DriverViolation
 from .kernel import Allocation, Kernel, KernelConfig, KernelMode
-from .oracles import expect_success
 from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, apply, describe_difference
 
 
@@ -63,10 +63,14 @@ class Workload:
 
     def submit(self, context: object, alist: list[Allocation | None], program: list[Op]) -> None:
         """Run a program and apply it to the shadow copies."""
-        result = self.k.run_program(context, alist, program)  # type: ignore[arg-type]
         shared = any(a is not None and a.creator.state == "destroyed" for a in alist)
-        expect_success(
-            result, "a valid program of the workload", "ALC-ADAPTER" if shared else "REN-TRANSLATE"
+        result = run_program_checked(
+            self.k,
+            context,  # type: ignore[arg-type]
+            alist,
+            program,
+            "a valid program of the workload",
+            "ALC-ADAPTER" if shared else "REN-TRANSLATE",
         )
         self.report.submissions += len(result.submissions)
         memory = {i: self.shadow[a.id] for i, a in enumerate(alist) if a is not None}

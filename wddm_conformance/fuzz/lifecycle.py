@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..attribution import run_program_checked
 from ..driver import AllocationRequest
 from ..errors import DriverViolation
 from ..kernel import Allocation, Context, Device, Kernel
-from ..oracles import expect_success
 from ..program import Op, apply, describe_difference
 from .base import Rig, RigTarget, describe_program, pattern, read_op, valid_op, write_op
 from .data import Reader, Writer
@@ -147,8 +147,7 @@ class _Life:
         sizes = (0, a.size, b.size)
         program = [op for op in action.program if valid_op(op, sizes)]
         ctx = self.context(self.device(action.other >> 3))
-        result = self.k.run_program(ctx, alist, program)
-        expect_success(result, "render in the life cycle")
+        run_program_checked(self.k, ctx, alist, program, "render in the life cycle")
         swizzle, unswizzle = self.k.gpu.swizzle, self.k.gpu.unswizzle
         views: dict[int, bytearray] = {}  # by allocation id: list entries naming one share it
         for x in (a, b):

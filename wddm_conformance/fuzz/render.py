@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import ClassVar
 
+from ..attribution import Submitted, attributed
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import CommandEncoder
 from ..kernel import Allocation, AllocationUse
@@ -79,6 +80,11 @@ class Fault(IntEnum):
     COMMAND = 1
     TOCTOU = 2
     PATCH_LIST = 3
+
+
+#: Inputs whose failure the replays of :mod:`wddm_conformance.attribution` may refine (a
+#: faulting pCommand or a TOCTOU race already names its own rule).
+ATTRIBUTABLE = (Fault.NONE, Fault.PATCH_LIST)
 
 
 class Kind(IntEnum):
@@ -281,6 +287,31 @@ class RenderTarget(RigTarget):
             boundaries(k.encoder, s.program) if s.damage in (Damage.TRUNCATE, Damage.INJECT) else []
         )
         command = damaged(encoded.command, s, k.encoder, cuts)
+        plist = patch_list_in(encoded.patch_locations, s)
+        if kind != Kind.VALID or s.damage != Damage.NONE or s.fault not in ATTRIBUTABLE:
+            self._judge(s, kind, alist, uses, command, cuts, plist, untouched, want)
+            return
+        patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
+        replayable = Submitted.snapshot(
+            k, rig.context, command, uses, plist, encoded.patch_locations, want, patch_fault
+        )
+        with attributed(k, replayable):
+            self._judge(s, kind, alist, uses, command, cuts, plist, untouched, want)
+
+    def _judge(
+        self,
+        s: RenderInput,
+        kind: Kind,
+        alist: list[Allocation | None],
+        uses: list[AllocationUse],
+        command: bytes,
+        cuts: list[int],
+        plist: list[D3DDDI_PATCHLOCATIONLIST] | None,
+        untouched: dict[Allocation, bytes],
+        want: dict[int, bytes],
+    ) -> None:
+        """Submit the command buffer the input made and judge the result by its kind."""
+        k = self.rig.kernel
         fault_at = s.fault_at % (len(command) + 8) if s.fault == Fault.COMMAND else None
         toctou = None
         if s.fault == Fault.TOCTOU and command:
@@ -288,10 +319,10 @@ class RenderTarget(RigTarget):
             toctou = (at, bytes([command[at] ^ (s.fault_byte or 1)]))
         patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
         result = k.render(
-            rig.context,
+            self.rig.context,
             command,
             uses,
-            patch_list_in=patch_list_in(encoded.patch_locations, s),
+            patch_list_in=plist,
             fault_at=fault_at,
             toctou=toctou,
             patch_fault_at=patch_fault,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from ..ddi import (
+    D3DDDI_PATCHLOCATIONLIST,
     DXGK_ALLOCATIONINFO,
     DXGK_ALLOCATIONINFOFLAGS,
     DXGK_CREATEALLOCATIONFLAGS,
@@ -47,6 +48,18 @@ from .modes import KernelConfig, KernelMode
 from .objects import Allocation, Context, Device
 from .scheduler import AllocationUse, RenderResult, Scheduler
 from .vidmm import VidMm
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSubmission:
+    """A program encoded for Render (:meth:`Kernel.encode_program`)."""
+
+    command: bytes
+    uses: tuple[AllocationUse, ...]
+    #: The encoder's pPatchLocationListIn: the honest input list.
+    patch_locations: tuple[D3DDDI_PATCHLOCATIONLIST, ...]
+    out_of_bounds: tuple[str, ...]
+
 
 #: Bytes the dummy page holds, so reads through an unmapped aperture range are recognisable.
 DUMMY_PATTERN = b"DUMMYPG!"
@@ -501,6 +514,22 @@ class Kernel:
         uses = [u if isinstance(u, AllocationUse) else AllocationUse(u) for u in allocation_list]
         return self.scheduler.render(context, command, uses, **kwargs)  # type: ignore[arg-type]
 
+    def encode_program(
+        self, allocation_list: Sequence[Allocation | None], program: Sequence[Op]
+    ) -> ProgramSubmission:
+        """``program`` as Render gets it: the driver's encoding, WriteOperation set where it
+        writes, and its references the harness knows reach outside their allocation
+        (:func:`~wddm_conformance.program.out_of_bounds`)."""
+        writes = written_indices(program)
+        encoded = self.encoder.encode(program)
+        sizes = {i: a.size for i, a in enumerate(allocation_list) if a is not None}
+        return ProgramSubmission(
+            encoded.command,
+            tuple(AllocationUse(a, i in writes) for i, a in enumerate(allocation_list)),
+            tuple(encoded.patch_locations),
+            tuple(out_of_bounds(program, sizes, len(allocation_list))),
+        )
+
     def run_program(
         self,
         context: Context,
@@ -508,18 +537,15 @@ class Kernel:
         program: Sequence[Op],
         **kwargs: object,
     ) -> RenderResult:
-        """Encode ``program`` with the driver's encoder and submit it; WriteOperation set where it writes.
+        """Encode ``program`` with the driver's encoder and submit it (:meth:`encode_program`).
 
-        The program's out-of-bounds references (:func:`~wddm_conformance.program.out_of_bounds`)
-        go to the scheduler, which blames what the GPU does with them on REN-VALIDATE.
+        The program's out-of-bounds references go to the scheduler, which blames what the
+        GPU does with them on REN-VALIDATE.
         """
-        writes = written_indices(program)
-        uses = [AllocationUse(a, i in writes) for i, a in enumerate(allocation_list)]
-        encoded = self.encoder.encode(program)
-        kwargs.setdefault("patch_list_in", encoded.patch_locations)
-        sizes = {i: a.size for i, a in enumerate(allocation_list) if a is not None}
-        kwargs.setdefault("out_of_bounds", out_of_bounds(program, sizes, len(allocation_list)))
-        return self.scheduler.render(context, encoded.command, uses, **kwargs)  # type: ignore[arg-type]
+        p = self.encode_program(allocation_list, program)
+        kwargs.setdefault("patch_list_in", p.patch_locations)
+        kwargs.setdefault("out_of_bounds", p.out_of_bounds)
+        return self.scheduler.render(context, p.command, p.uses, **kwargs)  # type: ignore[arg-type]
 
     def expected_after(
         self, allocation_list: Sequence[Allocation | None], program: Sequence[Op]

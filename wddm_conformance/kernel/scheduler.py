@@ -172,6 +172,8 @@ class Scheduler:
         self.completed_fence = 0
         #: Instruction-boundary picks for split submissions (empty: one cut near the middle).
         self.cuts: tuple[int, ...] = ()
+        #: DxgkDdiPatch calls on render submissions so far (paging buffers not counted).
+        self.patch_calls = 0
 
     # ------------------------------------------------------------------ render
 
@@ -566,6 +568,7 @@ class Scheduler:
             (plist, part.count, p_start, p_len),
             fence,
         )
+        self.patch_calls += 1
         status = k.caller.call("patch", args)
         self._require_patch_success(
             status, f"range [{start}, {end}) of a {part.written}-byte DMA buffer"

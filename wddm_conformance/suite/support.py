@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from ..attribution import run_program_checked
 from ..driver import AllocationRequest
 from ..kernel import Allocation, Context, Kernel, RenderResult
-from ..oracles import expect_memory, expect_success
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 
 
@@ -52,12 +52,9 @@ def run_checked(
     what: str,
     **kwargs: Any,
 ) -> RenderResult:
-    """Submit ``ops``; it must succeed and leave exactly what the program means in memory."""
-    want = k.expected_after(allocation_list, ops)
-    result = k.run_program(ctx, allocation_list, ops, **kwargs)
-    expect_success(result, what)
-    expect_memory(k, allocation_list, want, what)
-    return result
+    """Submit ``ops``; it must succeed and leave exactly what the program means in memory
+    (a failure names the step that broke it: :func:`~wddm_conformance.attribution.run_program_checked`)."""
+    return run_program_checked(k, ctx, allocation_list, ops, what, **kwargs)
 
 
 def skip_unless_splitting(k: Kernel) -> None:

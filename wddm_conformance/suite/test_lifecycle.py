@@ -21,10 +21,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from ..attribution import run_program_checked
 from ..driver import AllocationRequest
 from ..errors import DriverViolation
 from ..kernel import Allocation, Device, Kernel
-from ..oracles import expect_success
 from ..plugin import Run
 from ..profiles import suite_settings
 from ..program import apply, describe_difference
@@ -82,10 +82,12 @@ class DriverLife(RuleBasedStateMachine):
         memory = {1: self.shadow[a.id], 2: self.shadow[b.id]}  # aliases share one bytearray
         device = self._device(pick)
         ctx = self.k.create_context(device)
-        result = self.k.run_program(ctx, alist, ops)
         orphaned = any(x.creator.state == "destroyed" for x in (a, b))
-        expect_success(
-            result,
+        run_program_checked(
+            self.k,
+            ctx,
+            alist,
+            ops,
             f"program of {len(ops)} operations",
             "ALC-ADAPTER" if orphaned else "REN-TRANSLATE",  # its creating device is gone
         )

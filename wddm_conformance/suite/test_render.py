@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from ..attribution import run_program_checked
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, HarnessError
@@ -209,11 +210,9 @@ def test_render_without_an_input_patch_list_translates(make_kernel: MakeKernel, 
     alist = [None, a, b]
     ops = program()
     run_checked(k, ctx, alist, ops, "with the UMD's patch list")  # REN-TRANSLATE first
-    want = k.expected_after(alist, ops)
     patch_list_in: list[D3DDDI_PATCHLOCATIONLIST] | None = None if given == "absent" else []
-    result = k.run_program(ctx, alist, ops, patch_list_in=patch_list_in)
-    expect_success(result, f"{given} pPatchLocationListIn", "REN-PATCHIN")
-    expect_memory(k, alist, want, f"{given} pPatchLocationListIn", "REN-PATCHIN")
+    what = f"{given} pPatchLocationListIn"
+    run_program_checked(k, ctx, alist, ops, what, "REN-PATCHIN", patch_list_in=patch_list_in)
 
 
 @requirement("REN-PATCHIN")
@@ -229,10 +228,9 @@ def test_a_lying_input_patch_list_does_not_corrupt_the_output(make_kernel: MakeK
         )
         for e in k.encoder.encode(ops).patch_locations
     ]
-    want = k.expected_after(alist, ops)
-    result = k.run_program(ctx, alist, ops, patch_list_in=lies)
-    expect_success(result, "a lying pPatchLocationListIn", "REN-PATCHIN")
-    expect_memory(k, alist, want, "a lying pPatchLocationListIn", "REN-PATCHIN")
+    run_program_checked(
+        k, ctx, alist, ops, "a lying pPatchLocationListIn", "REN-PATCHIN", patch_list_in=lies
+    )
 
 
 @requirement("REN-ALLOCINDEX")
