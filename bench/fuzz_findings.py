@@ -56,26 +56,16 @@ from wddm_conformance.fuzz.runner import ENV_DRIVER, ENV_FINDINGS, ENV_ONLY
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS_MODULE = "tests.mutants"
 
-#: Fuzzable mutant -> the fuzz target that should find it.
-MUTANTS: dict[str, str] = {
-    "NoBoundsCheck": "render",
-    "DoubleFetch": "render",
-    "PassesPrivilegedCommands": "render",
-    "LetsUserFaultEscape": "render",
-    "PadsTruncatedCommand": "render",
-    "OverflowsDmaBuffer": "render",
-    "IgnoresWriteOperation": "render",
-    "TrustsPagedOut": "render",
-    "PatchIgnoresSubmissionStart": "patch",
-    "PatchNotIdempotent": "patch",
-    "UnmapLeavesOldPage": "build_paging_buffer",
-    "MultipassRestarts": "build_paging_buffer",
-    "MapsWrongPage": "build_paging_buffer",
-    "IgnoresTransferOffset": "build_paging_buffer",
-    "LeaksOnFailure": "create_allocation",
-    "GdiSizeOneRow": "create_allocation",
-    "ReadsForeignMemory": "lifecycle",
-}
+
+def _fuzzable() -> dict[str, str]:
+    """Fuzzable mutant name -> the fuzz target that should find it (``tests.mutants.FUZZABLE``)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    fuzzable: dict[type, str] = import_module(MUTANTS_MODULE).FUZZABLE
+    return {cls.__name__: target for cls, target in fuzzable.items()}
+
+
+MUTANTS: dict[str, str] = _fuzzable()
 MODES = ("seeded", "scratch")
 DEFAULT_BUDGET = 60
 POLL_S = 0.05

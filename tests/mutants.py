@@ -1018,6 +1018,32 @@ BREAKS[PatchLoopEndsAtLength] = "PAT-RANGE"
 BREAKS[TrustsPatchListIn] = "REN-PATCHIN"
 
 
+#: Mutants that break a validation or isolation rule, and the target that finds each.
+FUZZABLE: dict[type[ReferenceMiniport], str] = {
+    NoBoundsCheck: "render",
+    DoubleFetch: "render",
+    PassesPrivilegedCommands: "render",
+    LetsUserFaultEscape: "render",
+    PadsTruncatedCommand: "render",
+    OverflowsDmaBuffer: "render",
+    IgnoresWriteOperation: "render",
+    TrustsPagedOut: "render",
+    PatchIgnoresSubmissionStart: "patch",
+    PatchNotIdempotent: "patch",
+    PatchLoopEndsAtLength: "patch",
+    PatchListLosesOffset: "patch",
+    TrustsPatchListIn: "render",
+    PrePatchLosesOffset: "render",
+    UnmapLeavesOldPage: "build_paging_buffer",
+    MultipassRestarts: "build_paging_buffer",
+    MapsWrongPage: "build_paging_buffer",
+    IgnoresTransferOffset: "build_paging_buffer",
+    LeaksOnFailure: "create_allocation",
+    GdiSizeOneRow: "create_allocation",
+    ReadsForeignMemory: "lifecycle",
+}
+
+
 #: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).
 CONFORMING = [
     ReferenceMiniport,

@@ -36,26 +36,7 @@ SMOKE_RUNS = {
     "lifecycle": 800,
     "statemachine": 150,
 }
-#: Mutants that break a validation or isolation rule, and the target that finds each.
-FUZZABLE = {
-    m.NoBoundsCheck: "render",
-    m.DoubleFetch: "render",
-    m.PassesPrivilegedCommands: "render",
-    m.LetsUserFaultEscape: "render",
-    m.PadsTruncatedCommand: "render",
-    m.OverflowsDmaBuffer: "render",
-    m.IgnoresWriteOperation: "render",
-    m.TrustsPagedOut: "render",
-    m.PatchIgnoresSubmissionStart: "patch",
-    m.PatchNotIdempotent: "patch",
-    m.UnmapLeavesOldPage: "build_paging_buffer",
-    m.MultipassRestarts: "build_paging_buffer",
-    m.MapsWrongPage: "build_paging_buffer",
-    m.IgnoresTransferOffset: "build_paging_buffer",
-    m.LeaksOnFailure: "create_allocation",
-    m.GdiSizeOneRow: "create_allocation",
-    m.ReadsForeignMemory: "lifecycle",
-}
+FUZZABLE = m.FUZZABLE
 
 
 def _without_other_pythons(path: str) -> str:
