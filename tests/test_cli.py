@@ -17,6 +17,18 @@ def test_check_passes_the_reference_driver(capsys: pytest.CaptureFixture[str]) -
     assert "2 passed, 0 failed" in out
 
 
+def test_check_skips_tiny_buffers_for_a_guaranteed_contract_driver(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its user-mode driver never submits more than the DMA buffer holds: rejecting the
+    workload's oversized buffers is right, so the mode is SKIP with the reason, not FAIL."""
+    driver = "wddm_conformance.reference.miniport:ContractReferenceMiniport"
+    assert main(["check", "--driver", driver, "--mode", "default", "--mode", "tiny-buffers"]) == 0
+    out = capsys.readouterr().out
+    assert "SKIP           mode=tiny-buffers: guaranteed-contract DMA" in out
+    assert "1 passed, 0 failed, 1 skipped" in out
+
+
 def test_a_mode_timeout_of_0_is_no_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--mode", "default", "--mode-timeout=0", "--mode-memory=0"]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import pytest
 
 from tests import killmatrix as km
 from tests import mutants as m
+from wddm_conformance.kernel import ALL_MODES
 from wddm_conformance.report import FAILING
 from wddm_conformance.requirements import checkable
 
@@ -37,3 +38,13 @@ def test_the_suite_fails_exactly_the_rules_the_driver_breaks(driver: type) -> No
 def test_every_testable_requirement_has_a_mutant() -> None:
     broken = set().union(*(km.expected(c) for c in m.BREAKS))
     assert sorted(set(checkable()) - broken) == []
+
+
+@pytest.mark.killmatrix
+@pytest.mark.parametrize("mode", [str(mode) for mode in ALL_MODES[1:]])
+@pytest.mark.parametrize("driver", m.CONFORMING, ids=lambda c: c.__name__)
+def test_conforming_drivers_pass_the_suite_in_every_kernel_mode(driver: type, mode: str) -> None:
+    """A mode either makes a check meaningful or the check is SKIP with its reason: no
+    FAIL, CRASH or INTERNAL-ERROR for a correct driver in any --kernel-mode."""
+    report = km.run_suite(km.spec(driver), *km.OPTIONS, f"--kernel-mode={mode}")
+    assert km.caught(report) == {}, {k: v[:3] for k, v in km.caught(report).items()}

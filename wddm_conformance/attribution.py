@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .ddi import D3DDDI_PATCHLOCATIONLIST
-from .errors import DriverViolation
+from .errors import DriverViolation, NotJudged
 from .kernel import Allocation, AllocationUse, Context, Kernel, KernelMode, RenderResult
 from .kernel.blame import Failure, Variation, refine
 from .oracles import expect_memory, expect_success
@@ -172,7 +172,9 @@ def run_program_checked(
 
     ``kwargs`` go to :meth:`~.kernel.Kernel.render` (``patch_list_in`` defaults to the
     encoder's list). A failure names ``requirement`` unless the replays of
-    :func:`attributed` name the step that broke it (INTERPRETING.md §5).
+    :func:`attributed` name the step that broke it (INTERPRETING.md §5). A rejection by a
+    driver that may reject oversized work here (:attr:`~.kernel.Kernel.rejects_oversized`)
+    raises :class:`~.errors.NotJudged`.
     """
     want = k.expected_after(allocation_list, program)
     p = k.encode_program(allocation_list, program)
@@ -190,6 +192,8 @@ def run_program_checked(
     )
     with attributed(k, submitted):
         result = k.scheduler.render(context, p.command, p.uses, **kwargs)
+        if not result.ok and not result.refused and k.rejects_oversized:
+            raise NotJudged(f"{what}: {k.rejects_oversized}")
         expect_success(result, what, requirement)
         expect_memory(k, allocation_list, want, what, requirement)
     return result

@@ -20,11 +20,11 @@ from . import CONTRACT_VERSION, __version__, isolation
 from .ddi import DXGK_START_INFO
 from .driver import DriverSpec, load_driver
 from .errors import DriverLoadError
-from .kernel import ALL_MODES, KernelConfig, KernelMode
+from .kernel import ALL_MODES, Kernel, KernelConfig, KernelMode
 from .results import Status, classify
 from .sysmem import SystemMemory
 from .watchdog import watch_interrupts
-from .workload import run_workload
+from .workload import Workload
 
 
 def _mode(text: str) -> KernelMode:
@@ -135,7 +135,7 @@ def _check(args: argparse.Namespace) -> int:
         seconds=args.mode_timeout or None,
         memory=args.mode_memory << 20 if args.mode_memory else None,
     )
-    failures = 0
+    failures = skipped = 0
     for mode in modes:
 
         def job(mode: KernelMode = mode) -> bytes:
@@ -159,10 +159,13 @@ def _check(args: argparse.Namespace) -> int:
         else:
             status_text, detail = marshal.loads(ended)
             status = Status(status_text)
-        if status is not Status.PASS:
+        if status is Status.SKIP:
+            skipped += 1
+        elif status is not Status.PASS:
             failures += 1
         print(f"{status.value:<14} mode={mode}: {detail}", flush=True)
-    print(f"{len(modes) - failures} passed, {failures} failed")
+    passed = len(modes) - failures - skipped
+    print(f"{passed} passed, {failures} failed" + (f", {skipped} skipped" if skipped else ""))
     return 0 if failures == 0 else 1
 
 
@@ -170,9 +173,10 @@ def _check_mode(spec: DriverSpec, mode: KernelMode, args: argparse.Namespace) ->
     """``(status, detail)`` of the workload in one kernel mode."""
     error: BaseException | None = None
     try:
-        report = run_workload(
-            spec, mode, args.seed, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout)
-        )
+        kernel = Kernel(spec, mode, KernelConfig(seed=args.seed, ddi_timeout=args.ddi_timeout))
+        if kernel.rejects_oversized:
+            return str(Status.SKIP), kernel.rejects_oversized
+        report = Workload(kernel, args.seed).run()
         detail = f"{len(report.steps)} steps, {report.submissions} submissions, {report.ddi_calls} DDI calls"
     except Exception as exc:
         error = exc

@@ -10,6 +10,7 @@ Every message says who broke which rule in which state, h11 style.
 
 from __future__ import annotations
 
+import unittest
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,11 @@ STATUS_ACCESS_VIOLATION = 0xC0000005
 
 class HarnessError(Exception):
     """The harness is wrong or was used wrongly: reported as INTERNAL-ERROR, never as a driver failure."""
+
+
+class NotJudged(unittest.SkipTest):
+    """The check cannot judge this driver in this kernel mode: a SKIP with the reason
+    (a ``unittest.SkipTest``, which pytest and hypothesis both report as a skip)."""
 
 
 class DriverLoadError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .errors import BugCheck, DriverFailure, DriverLoadError, ProcessDied, Tdr
+from .errors import BugCheck, DriverFailure, DriverLoadError, NotJudged, ProcessDied, Tdr
 
 
 class Status(StrEnum):
@@ -36,6 +36,8 @@ def classify(exc: BaseException | None) -> Outcome:
     """Map the exception a check ended with (None: it passed) to an outcome."""
     if exc is None:
         return Outcome(Status.PASS)
+    if isinstance(exc, NotJudged):
+        return Outcome(Status.SKIP, "", str(exc))
     if isinstance(exc, Tdr):
         return Outcome(Status.TIMEOUT, exc.requirement, str(exc))
     if isinstance(exc, BugCheck | ProcessDied):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from ..driver import AllocationRequest, DriverSpec
+from ..errors import NotJudged
 from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 from ..watchdog import Invoker, direct_invoker
@@ -184,6 +185,8 @@ class RigTarget:
     def run(self, data: bytes) -> None:
         try:
             self._run(self.decode(data))
+        except NotJudged:
+            self._rig = None  # nothing this driver may be judged on in the input's variant
         except BaseException:
             self._rig = None
             raise

@@ -498,6 +498,14 @@ class Kernel:
         linear = self.cpu_read(a)
         return self.gpu.swizzle(linear) if a.swizzled else linear
 
+    @property
+    def rejects_oversized(self) -> str:
+        """Why valid work larger than the DMA buffer is rejected here, not split ("": it is
+        split): a guaranteed-contract driver under tiny buffers (seed 000, REN-CONTRACT)."""
+        if self.mode.tiny_buffers and self.caps.GuaranteedContractDma:
+            return "guaranteed-contract DMA: the driver rejects, never splits, an oversized buffer"
+        return ""
+
     def is_dummy_mapped(self, address: int) -> bool:
         return address - address % PAGE_SIZE in self.dummy_mapped
 

@@ -52,6 +52,18 @@ class KernelMode:
             mode = replace(mode, **{attr: True})
         return mode
 
+    @property
+    def patches_every_submission(self) -> bool:
+        """Every render submission goes through DxgkDdiPatch: the pre-patched addresses
+        alone never reach the GPU (REN-PREPATCH cannot be judged in this mode)."""
+        return (
+            self.always_repatch
+            or self.no_prepatching
+            or self.forced_eviction
+            or self.forced_relocation
+            or self.split_submissions
+        )
+
     def __str__(self) -> str:
         names = [name for name, attr in self.NAMES.items() if getattr(self, attr)]
         return ",".join(names) or "default"

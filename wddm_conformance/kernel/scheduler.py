@@ -519,11 +519,9 @@ class Scheduler:
             chosen = sorted({boundaries[c % len(boundaries)] for c in self.cuts})
         else:
             chosen = [boundaries[len(boundaries) // 2]]
-        offsets = [e[4] for e in D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(part.patches)]
-        if offsets != sorted(offsets):
-            return (
-                None  # patch list not ordered by offset: cannot split it into contiguous sub-lists
-            )
+        # Entries go with the range their SplitOffset is in; REN-PATCHOUT made SplitOffset
+        # strictly increasing (DDI_FACTS), so each range's entries are one contiguous run.
+        offsets = [e[5] for e in D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(part.patches)]
         ranges: list[tuple[int, int, int, int]] = []
         start, p_start = 0, 0
         for cut in [*chosen, part.written]:

@@ -60,7 +60,5 @@ def run_checked(
 def skip_unless_splitting(k: Kernel) -> None:
     """Tiny DMA buffers split a command buffer, except for a guaranteed-contract driver, whose
     user-mode driver guarantees the DMA buffer is large enough (it rejects, never splits)."""
-    if k.mode.tiny_buffers and k.caps.GuaranteedContractDma:
-        pytest.skip(
-            "guaranteed-contract DMA: the driver rejects, never splits, an oversized buffer"
-        )
+    if k.rejects_oversized:
+        pytest.skip(k.rejects_oversized)
