@@ -147,6 +147,12 @@ def test_user_memory_changed_after_reading_does_not_reach_the_dma_buffer(kernel:
     uses = [None, AllocationUse(a, True), AllocationUse(b, True)]
     umd_list = kernel.encoder.encode(honest).patch_locations
     result = kernel.render(ctx, before, uses, toctou=(lo, after[lo:hi]), patch_list_in=umd_list)
+    if result.render_calls > 1:
+        pytest.skip(
+            f"Render split the command buffer ({result.render_calls} calls): a later call may "
+            "read the changed bytes as new user content (INTERPRETING.md §5); the race is "
+            "judged where one call translates the whole buffer"
+        )
     expect_success(result, "TOCTOU program")
     expect_memory(
         kernel, alist, want, "user bytes changed right after the driver read them", "REN-COPYFIRST"
