@@ -1018,7 +1018,30 @@ BREAKS[PatchLoopEndsAtLength] = "PAT-RANGE"
 BREAKS[TrustsPatchListIn] = "REN-PATCHIN"
 
 
+class UnbindsToNeighbour(ReferenceMiniport):
+    """Translates an unbind (the NULL element) into a bind of the first other allocation of
+    the list: pre-patched and in the patch list alike, so the slot holds memory the
+    submission may use, and no foreign access ever shows it."""
+
+    @staticmethod
+    def _translate(opcode, fields, reference, entries):  # type: ignore[no-untyped-def]
+        if opcode == fmt.U_BIND:
+            slot, index, _ = fields
+            if index < len(entries) and entries[index].hDeviceSpecificAllocation == 0:
+                other = next(
+                    (i for i, e in enumerate(entries) if e.hDeviceSpecificAllocation), None
+                )
+                if other is not None:
+                    fields = (slot, other, 0)
+        return ReferenceMiniport._translate(opcode, fields, reference, entries)
+
+
+BREAKS[UnbindsToNeighbour] = "REN-NULLALLOC"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
+
+
 FUZZABLE: dict[type[ReferenceMiniport], str] = {
     NoBoundsCheck: "render",
     DoubleFetch: "render",
@@ -1034,6 +1057,7 @@ FUZZABLE: dict[type[ReferenceMiniport], str] = {
     PatchListLosesOffset: "patch",
     TrustsPatchListIn: "render",
     PrePatchLosesOffset: "render",
+    UnbindsToNeighbour: "render",
     UnmapLeavesOldPage: "build_paging_buffer",
     MultipassRestarts: "build_paging_buffer",
     MapsWrongPage: "build_paging_buffer",

@@ -12,13 +12,13 @@ import pytest
 
 from tests import mutants as m
 from wddm_conformance import attribution
-from wddm_conformance.driver import load_driver
-from wddm_conformance.errors import BugCheck, DriverFailure, DriverViolation
+from wddm_conformance.driver import GpuExecution, load_driver
+from wddm_conformance.errors import BugCheck, DriverFailure, DriverViolation, HarnessError
 from wddm_conformance.fuzz.base import VARIANTS
 from wddm_conformance.fuzz.patch import PatchInput, PatchTarget
 from wddm_conformance.fuzz.render import Entry, PatchList, RenderInput, RenderTarget
 from wddm_conformance.kernel import Kernel, KernelMode
-from wddm_conformance.program import AllocRef, Copy, Fill, Op, Write
+from wddm_conformance.program import AllocRef, Bind, Copy, Fill, Op, Write
 from wddm_conformance.suite.support import pair, program
 from wddm_conformance.workload import run_workload
 
@@ -179,3 +179,28 @@ def test_replays_leave_the_kernel_mode_and_the_device_as_they_were() -> None:
         attribution.run_program_checked(k, ctx, [None, a, b], program(4), "program")
     assert k.mode == KernelMode.parse("forced-relocation,split-submissions")
     assert ctx.device.state == "active"
+
+
+def test_an_unbind_patched_to_another_allocation_of_the_submission_is_ren_nullalloc() -> None:
+    ops: list[Op] = [Bind(3, AllocRef(1, 16)), Bind(3, None)]
+    _run(Kernel("reference"), ops)
+    with pytest.raises(DriverViolation) as caught:
+        _run(_kernel(m.UnbindsToNeighbour, "default"), ops)
+    assert caught.value.requirement == "REN-NULLALLOC"
+    assert "binding slot 3" in str(caught.value)
+
+
+def test_a_gpu_model_that_reports_no_binding_for_an_unbind_is_a_harness_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    k = Kernel("reference")
+    execute = k.gpu.execute
+
+    def forgetful(dma: bytes, *, privileged: bool) -> GpuExecution:
+        execution = execute(dma, privileged=privileged)
+        execution.bindings.clear()
+        return execution
+
+    monkeypatch.setattr(k.gpu, "execute", forgetful)
+    with pytest.raises(HarnessError, match="reported no binding for slot 5"):
+        _run(k, [Bind(5, None)])

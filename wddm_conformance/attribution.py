@@ -22,7 +22,7 @@ from .ddi import D3DDDI_PATCHLOCATIONLIST
 from .errors import DriverViolation, NotJudged
 from .kernel import Allocation, AllocationUse, Context, Kernel, KernelMode, RenderResult
 from .kernel.blame import Failure, Variation, refine
-from .oracles import expect_memory, expect_success
+from .oracles import expect_memory, expect_null_bindings, expect_success
 from .program import Op
 
 
@@ -33,7 +33,8 @@ class Submitted:
     ``want``: allocation-list index -> the GPU view a right run leaves there.
     ``start``: each allocation of the list with its CPU-view bytes and whether it was
     resident before the run (replays start from there). ``patch_fault_at``: the byte of
-    pPatchLocationListIn that faults (replays keep it).
+    pPatchLocationListIn that faults (replays keep it). ``program``: what the command
+    buffer encodes, for the oracles beyond memory (the NULL allocation's bindings).
     """
 
     context: Context
@@ -44,6 +45,7 @@ class Submitted:
     want: Mapping[int, bytes]
     start: tuple[tuple[Allocation, bytes, bool], ...]
     patch_fault_at: int | None = None
+    program: tuple[Op, ...] = ()
 
     @classmethod
     def snapshot(
@@ -56,6 +58,7 @@ class Submitted:
         honest: Sequence[D3DDDI_PATCHLOCATIONLIST],
         want: Mapping[int, bytes],
         patch_fault_at: int | None = None,
+        program: Sequence[Op] = (),
     ) -> Submitted:
         """Record the command buffer and the memory it starts from (call before submitting)."""
         seen: dict[int, tuple[Allocation, bytes, bool]] = {}
@@ -72,6 +75,7 @@ class Submitted:
             dict(want),
             tuple(seen.values()),
             patch_fault_at,
+            tuple(program),
         )
 
     @property
@@ -147,11 +151,14 @@ def _replay_is_right(k: Kernel, s: Submitted, variation: Variation, failure: Fai
             patch_list_in=patch_list_in,
             patch_fault_at=s.patch_fault_at,
         )
-        return result.ok and all(
-            k.gpu_view(use.allocation) == s.want[i]
+        if not result.ok or any(
+            k.gpu_view(use.allocation) != s.want[i]
             for i, use in enumerate(s.uses)
             if use.allocation is not None and i in s.want
-        )
+        ):
+            return False
+        expect_null_bindings(k, result, s.program, "replay")
+        return True
     except Exception:  # a replay that fails in any way is not "right"
         return False
     finally:
@@ -189,6 +196,7 @@ def run_program_checked(
         p.patch_locations,
         want,
         kwargs.get("patch_fault_at"),
+        program,
     )
     with attributed(k, submitted):
         result = k.scheduler.render(context, p.command, p.uses, **kwargs)
@@ -196,4 +204,5 @@ def run_program_checked(
             raise NotJudged(f"{what}: {k.rejects_oversized}")
         expect_success(result, what, requirement)
         expect_memory(k, allocation_list, want, what, requirement)
+        expect_null_bindings(k, result, program, what)
     return result

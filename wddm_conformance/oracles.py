@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .errors import DriverViolation
+from .ddi import PAGE_SIZE
+from .errors import DriverViolation, HarnessError
 from .kernel import Allocation, Kernel, RenderResult
-from .program import describe_difference
+from .program import AllocRef, Bind, Op, describe_difference
 from .status import (
     RENDER_STATUSES,
     STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
@@ -129,4 +130,43 @@ def expect_unchanged(
                 "DxgkDdiRender",
                 f"{what}: {a} changed {describe_difference(got, want)} although no entry of the "
                 f"allocation list gave it WriteOperation",
+            )
+
+
+def expect_null_bindings(
+    kernel: Kernel, result: RenderResult, program: Sequence[Op], what: str
+) -> None:
+    """REN-NULLALLOC: every slot ``program`` last unbinds (``Bind(slot, None)``) holds 0 or
+    an address in the dummy page after the run, never memory (another allocation of the
+    submission included).
+
+    The slots bound by each submission come from the GPU model's ``bindings``; a model
+    that reports none for a slot the program unbinds is a harness error (INTERPRETING.md
+    §1 Companions: a GPU model reports every slot a DMA range binds).
+    """
+    last: dict[int, AllocRef | None] = {}
+    for op in program:
+        if isinstance(op, Bind):
+            last[op.slot] = op.ref
+    unbound = sorted(slot for slot, ref in last.items() if ref is None)
+    if not unbound or not result.ok:
+        return
+    bound: dict[int, int] = {}
+    for submission in result.submissions:
+        bound.update(submission.execution.bindings)
+    dummy = kernel.dummy_page_address
+    for slot in unbound:
+        if slot not in bound:
+            raise HarnessError(
+                f"{what}: the GPU model reported no binding for slot {slot}, which the program "
+                "unbinds; a GPU model reports every slot a DMA range binds (INTERPRETING.md §1)"
+            )
+        address = bound[slot]
+        if address and not dummy <= address < dummy + PAGE_SIZE:
+            raise DriverViolation(
+                "REN-NULLALLOC",
+                "DxgkDdiRender",
+                f"{what}: binding slot {slot} holds 0x{address:X} after the program unbound it "
+                "(the NULL allocation); an unbind is patched to a harmless address (0 or the "
+                "dummy page), never to memory",
             )

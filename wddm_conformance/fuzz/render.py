@@ -34,6 +34,7 @@ from ..oracles import (
     UNDERRUN_ERRORS,
     VALIDATION_ERRORS,
     expect_memory,
+    expect_null_bindings,
     expect_rejected,
     expect_single_fetch,
     expect_success,
@@ -292,8 +293,9 @@ class RenderTarget(RigTarget):
             self._judge(s, kind, alist, uses, command, cuts, plist, untouched, want)
             return
         patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
+        honest = encoded.patch_locations
         replayable = Submitted.snapshot(
-            k, rig.context, command, uses, plist, encoded.patch_locations, want, patch_fault
+            k, rig.context, command, uses, plist, honest, want, patch_fault, s.program
         )
         with attributed(k, replayable):
             self._judge(s, kind, alist, uses, command, cuts, plist, untouched, want)
@@ -362,6 +364,8 @@ class RenderTarget(RigTarget):
                 rule = "REN-COPYFIRST"
             expect_success(result, what, rule)
             expect_memory(k, alist, want, what, rule)
+            if toctou is None:
+                expect_null_bindings(k, result, s.program, what)
 
     def describe(self, data: bytes) -> str:
         s = self.decode(data)
