@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from wddm_conformance.ddi import D3DDDI_PATCHLOCATIONLIST
 from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.program import (
+    Access,
     AllocRef,
     Bind,
     Copy,
@@ -21,7 +22,9 @@ from wddm_conformance.program import (
     apply,
     check_bounds,
     fill_bytes,
+    out_of_bounds,
     referenced_indices,
+    touches,
     written_indices,
 )
 from wddm_conformance.reference import formats as f
@@ -139,6 +142,76 @@ PROGRAM: list[Op] = [
     Bind(0, AllocRef(7)),
     Bind(1, None),
 ]
+
+
+@pytest.mark.parametrize(
+    ("op", "accesses"),
+    [
+        (
+            Copy(AllocRef(1, 8), AllocRef(2, 16), 32),
+            [Access(AllocRef(1, 8), 32, False, True), Access(AllocRef(2, 16), 32, True, False)],
+        ),
+        (
+            Xor(AllocRef(1, 8), AllocRef(2, 16), 32),
+            [Access(AllocRef(1, 8), 32, True, True), Access(AllocRef(2, 16), 32, True, False)],
+        ),
+        (Fill(AllocRef(3, 4), 10, 0xAA), [Access(AllocRef(3, 4), 10, False, True)]),
+        (Write(AllocRef(4, 12), 7), [Access(AllocRef(4, 12), 4, False, True)]),
+        (Bind(2, AllocRef(5, 64)), [Access(AllocRef(5, 64), 0, False, False)]),
+        (Bind(2, None), []),
+    ],
+    ids=["copy", "xor", "fill", "write", "bind", "unbind"],
+)
+def test_touches_names_the_bytes_each_operation_reads_and_writes(
+    op: Op, accesses: list[Access]
+) -> None:
+    assert list(touches(op)) == accesses
+
+
+def test_an_access_ends_exactly_where_a_32_bit_sum_would_wrap() -> None:
+    (dst, src) = touches(Copy(AllocRef(1, 0xFFFF_FF00), AllocRef(2), 0x200))
+    assert dst.end == 0x1_0000_0100 and src.end == 0x200
+    assert out_of_bounds([Write(AllocRef(1, 0xFFFF_FFFE), 0)], {1: 8192}) == [
+        "Write(dst=AllocRef(index=1, offset=4294967294), value=0) (bytes [4294967294, "
+        "4294967298) are outside allocation-list entry 1's 8192 bytes)"
+    ]
+    assert out_of_bounds([Write(AllocRef(0x8000_0001), 0)], {1: 8192}, 2) == [
+        "Write(dst=AllocRef(index=2147483649, offset=0), value=0) (outside allocation-list "
+        "entry 2147483649: no allocation)"
+    ]
+
+
+@st.composite
+def _op_on_two_entries(draw: st.DrawFn) -> Op:
+    def ref(length: int) -> AllocRef:
+        return AllocRef(draw(st.integers(1, 2)), draw(st.integers(0, 64 - length)))
+
+    kind = draw(st.sampled_from(["copy", "xor", "fill", "write", "bind"]))
+    if kind == "write":
+        return Write(ref(4), draw(st.integers(0, 0xFFFFFFFF)))
+    if kind == "bind":
+        return Bind(0, ref(0))
+    size = draw(st.integers(0, 64))
+    if kind == "fill":
+        return Fill(ref(size), size, draw(st.integers(0, 0xFFFFFFFF)))
+    return (Copy if kind == "copy" else Xor)(ref(size), ref(size), size)
+
+
+@given(
+    _op_on_two_entries(), st.binary(min_size=64, max_size=64), st.binary(min_size=64, max_size=64)
+)
+def test_apply_changes_only_bytes_touches_says_are_written(op: Op, one: bytes, two: bytes) -> None:
+    m = mem(a1=one, a2=two)
+    apply([op], m)
+    writable = {
+        (a.ref.index, i) for a in touches(op) if a.writes for i in range(a.ref.offset, a.end)
+    }
+    for index, before in ((1, one), (2, two)):
+        assert len(m[index]) == len(before)
+        changed = {
+            (index, i) for i, (x, y) in enumerate(zip(m[index], before, strict=True)) if x != y
+        }
+        assert changed <= writable
 
 
 def test_written_indices_are_destinations_only() -> None:
@@ -340,3 +413,37 @@ def test_check_bounds_rejects_a_bind_to_a_missing_entry() -> None:
     check_bounds([Bind(0, None), Bind(1, AllocRef(1, 0))], {1: 16})
     with pytest.raises(ValueError):
         check_bounds([Bind(0, AllocRef(5, 0))], {1: 16})
+
+
+# --------------------------------------------------------------------------- the fuzz targets' view
+
+#: Allocation-list entries of a render input: 0 is NULL, 1 and 2 hold 8 KiB each.
+FUZZ_SIZES = (0, 8192, 8192)
+FUZZ_OPS: list[tuple[Op, bool]] = [  # an operation, and whether every driver must accept it
+    (Copy(AllocRef(1, 8000), AllocRef(2), 192), True),
+    (Xor(AllocRef(2, 4), AllocRef(1, 4), 4096), True),
+    (Write(AllocRef(2, 8188), 1), True),
+    (Bind(3, AllocRef(1, 8192)), True),
+    (Copy(AllocRef(1, 0xFFFF_FF00), AllocRef(2), 0x200), False),  # the end wraps at 2^32
+    (Write(AllocRef(0x8000_0001), 1), False),  # bit 31 set: negative when compared signed
+    (Fill(AllocRef(1, 8190), 4, 0), False),
+    (Write(AllocRef(0, 0), 1), False),  # the NULL element
+    (Copy(AllocRef(1), AllocRef(2), 0), False),  # nothing to copy
+]
+
+
+@pytest.mark.parametrize(("op", "valid"), FUZZ_OPS, ids=lambda v: str(v)[:40])
+def test_the_fuzz_targets_judge_a_reference_as_the_program_model_does(op: Op, valid: bool) -> None:
+    from wddm_conformance.fuzz.base import read_op, valid_op, write_op
+    from wddm_conformance.fuzz.data import Reader, Writer
+    from wddm_conformance.fuzz.render import Entry, Kind, RenderInput, bounds, classify
+
+    assert valid_op(op, FUZZ_SIZES) is valid
+    scenario = RenderInput(0, (Entry(1, True), Entry(2, True)), (op,), sizes=FUZZ_SIZES)
+    sizes = {1: 8192, 2: 8192}
+    outside = bool(out_of_bounds([op], sizes, len(FUZZ_SIZES)))
+    assert bool(bounds(scenario)) is outside
+    assert (classify(scenario) == Kind.INVALID) is outside
+    w = Writer()  # the input format keeps every field, 32-bit ones included
+    write_op(w, op, FUZZ_SIZES)
+    assert read_op(Reader(w.bytes()), FUZZ_SIZES) == op

@@ -115,7 +115,8 @@ def _report(nodeid: str, path: str) -> pytest.TestReport:
 def test_the_check_command_selects_the_check_by_module_with_the_runs_options() -> None:
     from wddm_conformance.driver import load_driver
     from wddm_conformance.kernel import KernelMode
-    from wddm_conformance.plugin import Run, check_command, check_id
+    from wddm_conformance.plugin import check_command, check_id
+    from wddm_conformance.run import Run
 
     options = ["--wddm-driver=reference", "--hypothesis-seed=1", "--isolate=none"]
     run = Run(load_driver("reference"), KernelMode(), 0, 5.0, "pytest", options=options)

@@ -23,7 +23,7 @@ from . import isolation
 from .results import Status
 
 if TYPE_CHECKING:
-    from .plugin import Run
+    from .run import Run
 
 #: Lines of the driver's output kept in a dead check's message.
 OUTPUT_TAIL = 12

@@ -7,12 +7,12 @@ calls. A failing test and a fuzz finding therefore name the same requirement ID.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .ddi import PAGE_SIZE
 from .errors import DriverViolation, HarnessError
 from .kernel import Allocation, Kernel, RenderResult
-from .program import AllocRef, Bind, Op, describe_difference
+from .program import AllocRef, Bind, Op, apply, describe_difference
 from .status import (
     RENDER_STATUSES,
     STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
@@ -170,3 +170,77 @@ def expect_null_bindings(
                 "(the NULL allocation); an unbind is patched to a harmless address (0 or the "
                 "dummy page), never to memory",
             )
+
+
+class Shadow:
+    """The harness's model of what each tracked allocation holds, checked against memory.
+
+    Content is kept per allocation (so list entries naming one allocation share it) in
+    the GPU view: the bytes programs address, a swizzled allocation's tiled layout. The
+    CPU's writes and every program the driver ran are applied to it with the program
+    model (:func:`~wddm_conformance.program.apply`); :meth:`expect_held` then says
+    whether the kernel's memory agrees. Iterating gives the tracked allocations in the
+    order they were first recorded.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self._held: dict[int, tuple[Allocation, bytearray]] = {}
+
+    def __iter__(self) -> Iterator[Allocation]:
+        return (a for a, _ in self._held.values())
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __contains__(self, a: object) -> bool:
+        return isinstance(a, Allocation) and a.id in self._held
+
+    def record(self, a: Allocation, linear: bytes) -> None:
+        """From now on ``a`` must hold ``linear``: all its bytes, as the CPU sees them."""
+        gpu = self.k.gpu.swizzle(linear) if a.swizzled else linear
+        self._held[a.id] = (a, bytearray(gpu))
+
+    def cpu_write(self, a: Allocation, linear: bytes) -> None:
+        """Write all of ``a`` through the kernel's CPU path (``linear``: ``a.size`` bytes) and record it."""
+        self.k.cpu_write(a, 0, linear)
+        self.record(a, linear)
+
+    def forget(self, a: Allocation) -> None:
+        """Stop tracking ``a`` (destroyed); KeyError if it was not tracked."""
+        del self._held[a.id]
+
+    def apply(self, allocation_list: Sequence[Allocation | None], program: Iterable[Op]) -> None:
+        """Apply ``program``, run on ``allocation_list`` (every non-NULL entry tracked), to the model."""
+        memory = {i: self._held[a.id][1] for i, a in enumerate(allocation_list) if a is not None}
+        apply(program, memory)
+
+    def expect_held(
+        self,
+        requirement: str,
+        ddi: str,
+        when: str = "",
+        model: str = "the model",
+        allocations: Iterable[Allocation] | None = None,
+        linear: bool = False,
+    ) -> None:
+        """Every allocation of ``allocations`` (default: all tracked) holds what the model says.
+
+        Compared in the GPU view, or with ``linear`` in the CPU's (where a swizzled
+        allocation's first differing byte is counted in linear order). The first
+        difference raises ``DriverViolation(requirement, ddi, "<when><allocation> differs
+        from <model> at byte N (got .., want ..)")``.
+        """
+        for a in self if allocations is None else allocations:
+            want = bytes(self._held[a.id][1])
+            if linear:
+                got = self.k.cpu_read(a)
+                want = self.k.gpu.unswizzle(want) if a.swizzled else want
+            else:
+                got = self.k.gpu_view(a)
+            if got != want:
+                raise DriverViolation(
+                    requirement,
+                    ddi,
+                    f"{when}{a} differs from {model} {describe_difference(got, want)}",
+                )

@@ -37,78 +37,23 @@ import re
 import shlex
 import sys
 from collections.abc import Generator
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .fuzz import CORPORA, REGRESSIONS
+from .run import Run
 
 if TYPE_CHECKING:
-    from .driver import DriverSpec
     from .errors import BugCheckData
     from .isolation import Limits
-    from .kernel import Kernel, KernelMode
     from .results import Status
 
 SUITE_PACKAGE = "wddm_conformance.suite"
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 PROPERTY = "wddm"  # the user property that carries a test's outcome to the controller and JUnit
 GROUP = "wddm-conformance"
-
-
-@dataclass
-class Run:
-    """One conformance run: what is tested, how, and what came out."""
-
-    spec: DriverSpec
-    mode: KernelMode
-    seed: int
-    ddi_timeout: float
-    #: The command line that repeats the whole run (the report header's "repeat with").
-    command: str
-    #: The options of ``command`` without what selects checks (arguments, ``-k``, ``-m``):
-    #: with a check's ID they make the command that runs that check alone.
-    options: list[str] = field(default_factory=list)
-    baseline_path: Path | None = None
-    baseline: dict[str, str] = field(default_factory=dict)
-    update_baseline: bool = False
-    json_path: Path | None = None
-    html_path: Path | None = None
-    #: Seed corpora and the project's regression inputs the suite replays.
-    corpora: Path = CORPORA
-    #: The driver repository's own regression inputs (``<dir>/<target>/``), if it has any.
-    regressions: Path | None = None
-    #: The hypothesis profile of the suite's checks.
-    profile: str = ""
-    #: Where each check runs: in a process of its own under these limits, or (None) in
-    #: the run's own process (``--isolate=none``).
-    limits: Limits | None = None
-    #: Outcome records by test id, gathered from the reports (on the xdist controller too).
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def kernel(self, mode: KernelMode | str | None = None, **config: Any) -> Kernel:
-        """A fresh simulated kernel for this run's driver: the run's mode plus ``mode``."""
-        from .kernel import Kernel, KernelConfig, KernelMode
-
-        extra = KernelMode.parse(mode) if isinstance(mode, str) else mode or KernelMode()
-        combined = KernelMode(
-            **{f.name: getattr(self.mode, f.name) or getattr(extra, f.name) for f in fields(extra)}
-        )
-        cfg = replace(KernelConfig(seed=self.seed, ddi_timeout=self.ddi_timeout), **config)
-        return Kernel(self.spec, combined, cfg)
-
-    def __repr__(self) -> str:
-        # Short: hypothesis prints it in every falsifying example of a suite check.
-        return (
-            f"Run(driver={self.spec.spec!r}, mode={str(self.mode)!r}, seed={self.seed}, "
-            f"ddi_timeout={self.ddi_timeout:g})"
-        )
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        """hypothesis' pretty-printer hook (it would otherwise list every field)."""
-        p.text(repr(self))
 
 
 RUN = pytest.StashKey[Run]()

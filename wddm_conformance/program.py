@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,52 +73,81 @@ def fill_bytes(size: int, pattern: int) -> bytes:
     return (unit * (size // 4 + 1))[:size]
 
 
+class Access(NamedTuple):
+    """One allocation reference of an operation: the bytes it reads or writes there.
+
+    ``ref``: the allocation-list entry and byte offset exactly as the operation states
+    them (not clamped: an index or offset may lie outside the list or the allocation,
+    be negative or have bit 31 set). ``length``: bytes from ``ref.offset``, 0 for a
+    Bind (an address, no bytes). ``reads``/``writes``: whether the GPU reads or writes
+    those bytes (a Bind does neither; an Xor destination does both).
+    """
+
+    ref: AllocRef
+    length: int
+    reads: bool
+    writes: bool
+
+    @property
+    def end(self) -> int:
+        """One past the last byte, exact (an offset near 2^32 plus a length does not wrap)."""
+        return self.ref.offset + self.length
+
+
+def touches(op: Op) -> tuple[Access, ...]:
+    """Every allocation reference of ``op`` and the bytes it covers, destination first.
+
+    The one statement of which bytes an operation touches: a Copy reads ``size`` bytes
+    at ``src`` and writes them at ``dst``; an Xor reads both and writes ``dst``; a Fill
+    writes ``size`` bytes and a Write 4 at ``dst``; a Bind refers to ``ref`` without
+    touching a byte (length 0) and an unbind (``ref`` None) refers to nothing.
+    """
+    if isinstance(op, Copy | Xor):
+        xor = isinstance(op, Xor)
+        return (Access(op.dst, op.size, xor, True), Access(op.src, op.size, True, False))
+    if isinstance(op, Fill):
+        return (Access(op.dst, op.size, False, True),)
+    if isinstance(op, Write):
+        return (Access(op.dst, 4, False, True),)
+    return () if op.ref is None else (Access(op.ref, 0, False, False),)
+
+
 def written_indices(program: Iterable[Op]) -> set[int]:
     """Allocation-list indices a program writes (those need WriteOperation set)."""
-    out: set[int] = set()
-    for op in program:
-        if isinstance(op, Copy | Fill | Write | Xor):
-            out.add(op.dst.index)
-    return out
+    return {a.ref.index for op in program for a in touches(op) if a.writes}
 
 
 def referenced_indices(program: Iterable[Op]) -> set[int]:
     """Allocation-list indices a program reads, writes or binds."""
-    out: set[int] = set()
-    for op in program:
-        if isinstance(op, Copy | Xor):
-            out.update((op.dst.index, op.src.index))
-        elif isinstance(op, Fill | Write):
-            out.add(op.dst.index)
-        elif op.ref is not None:
-            out.add(op.ref.index)
-    return out
+    return {a.ref.index for op in program for a in touches(op)}
 
 
 def apply(program: Iterable[Op], memory: MutableMapping[int, bytearray]) -> dict[int, int]:
     """Apply ``program`` to ``memory`` (allocation index -> content); return the final bindings."""
     bindings: dict[int, int] = {}
     for op in program:
-        if isinstance(op, Copy):
-            data = bytes(memory[op.src.index][op.src.offset : op.src.offset + op.size])
-            memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = data
-        elif isinstance(op, Fill):
-            memory[op.dst.index][op.dst.offset : op.dst.offset + op.size] = fill_bytes(
-                op.size, op.pattern
-            )
-        elif isinstance(op, Write):
-            memory[op.dst.index][op.dst.offset : op.dst.offset + 4] = (
-                op.value & 0xFFFFFFFF
-            ).to_bytes(4, "little")
-        elif isinstance(op, Xor):
-            src = bytes(memory[op.src.index][op.src.offset : op.src.offset + op.size])
-            dst = memory[op.dst.index]
-            cur = bytes(dst[op.dst.offset : op.dst.offset + op.size])
-            mixed = int.from_bytes(cur, "little") ^ int.from_bytes(src, "little")
-            dst[op.dst.offset : op.dst.offset + op.size] = mixed.to_bytes(op.size, "little")
-        else:
+        if isinstance(op, Bind):
             bindings[op.slot] = -1 if op.ref is None else op.ref.index
+            continue
+        dst, *src = touches(op)
+        where = slice(dst.ref.offset, dst.end)
+        if isinstance(op, Copy):
+            data = _read(memory, src[0])
+        elif isinstance(op, Fill):
+            data = fill_bytes(op.size, op.pattern)
+        elif isinstance(op, Write):
+            data = (op.value & 0xFFFFFFFF).to_bytes(4, "little")
+        else:
+            mixed = int.from_bytes(_read(memory, dst), "little") ^ int.from_bytes(
+                _read(memory, src[0]), "little"
+            )
+            data = mixed.to_bytes(op.size, "little")
+        memory[dst.ref.index][where] = data
     return bindings
+
+
+def _read(memory: Mapping[int, bytearray], a: Access) -> bytes:
+    return bytes(memory[a.ref.index][a.ref.offset : a.end])
 
 
 def describe_difference(got: bytes, want: bytes) -> str:
@@ -126,17 +156,6 @@ def describe_difference(got: bytes, want: bytes) -> str:
         if g != w:
             return f"at byte {i} (got 0x{g:02X}, want 0x{w:02X})"
     return f"in length ({len(got)} bytes, want {len(want)})"
-
-
-def touches(op: Op) -> list[tuple[AllocRef, int, bool]]:
-    """(reference, length in bytes, writes) of every allocation reference of ``op``."""
-    if isinstance(op, Copy | Xor):
-        return [(op.dst, op.size, True), (op.src, op.size, False)]
-    if isinstance(op, Fill):
-        return [(op.dst, op.size, True)]
-    if isinstance(op, Write):
-        return [(op.dst, 4, True)]
-    return [] if op.ref is None else [(op.ref, 0, False)]
 
 
 def out_of_bounds(
@@ -151,15 +170,16 @@ def out_of_bounds(
     """
     out: list[str] = []
     for op in program:
-        for ref, size, _ in touches(op):
-            if ref.index not in sizes:
-                null = list_length is not None and 0 <= ref.index < list_length
+        for a in touches(op):
+            index, offset = a.ref.index, a.ref.offset
+            if index not in sizes:
+                null = list_length is not None and 0 <= index < list_length
                 if not (null and isinstance(op, Bind)):
-                    out.append(f"{op} (outside allocation-list entry {ref.index}: no allocation)")
-            elif ref.offset < 0 or size < 0 or ref.offset + size > sizes[ref.index]:
+                    out.append(f"{op} (outside allocation-list entry {index}: no allocation)")
+            elif offset < 0 or a.length < 0 or a.end > sizes[index]:
                 out.append(
-                    f"{op} (bytes [{ref.offset}, {ref.offset + size}) are outside allocation-list "
-                    f"entry {ref.index}'s {sizes[ref.index]} bytes)"
+                    f"{op} (bytes [{offset}, {a.end}) are outside allocation-list "
+                    f"entry {index}'s {sizes[index]} bytes)"
                 )
     return out
 

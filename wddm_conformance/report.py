@@ -18,7 +18,7 @@ from .requirements import catalogue
 from .results import Status
 
 if TYPE_CHECKING:
-    from .plugin import Run
+    from .run import Run
 
 #: Statuses of a check that broke a rule; a requirement shows the worst of those naming it.
 FAILING = (Status.CRASH, Status.TIMEOUT, Status.FAIL)

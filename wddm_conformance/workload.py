@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from .attribution import run_program_checked
 from .driver import AllocationRequest, DriverSpec
-from .errors import DriverViolation
 from .kernel import Allocation, Kernel, KernelConfig, KernelMode
-from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, apply, describe_difference
+from .oracles import Shadow
+from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 
 
 @dataclass
@@ -37,29 +37,24 @@ class Workload:
     def __init__(self, kernel: Kernel, seed: int = 0) -> None:
         self.k = kernel
         self.rng = random.Random(seed)
-        self.shadow: dict[int, bytearray] = {}
+        self.shadow = Shadow(kernel)
         self.report = WorkloadReport(kernel.mode)
 
     def _new(self, device: object, request: AllocationRequest) -> Allocation:
         (a,) = self.k.create_allocations(device, [request])  # type: ignore[arg-type]
-        content = self.rng.randbytes(a.size)
-        self.k.cpu_write(a, 0, content)
-        self.shadow[a.id] = bytearray(self.k.gpu.swizzle(content) if a.swizzled else content)
+        self.shadow.cpu_write(a, self.rng.randbytes(a.size))
         return a
 
     def check(self, step: str, allocations: list[Allocation]) -> None:
         """Every allocation must hold exactly what the shadow model says (compared in GPU view)."""
         self.report.steps.append(step)
-        for a in allocations:
-            got = self.k.gpu_view(a)
-            want = bytes(self.shadow[a.id])
-            if got != want:
-                raise DriverViolation(
-                    "REN-TRANSLATE",
-                    "end-to-end workload",
-                    f"after step {step!r} in mode {self.k.mode}: {a} differs from what the commands meant "
-                    f"{describe_difference(got, want)}",
-                )
+        self.shadow.expect_held(
+            "REN-TRANSLATE",
+            "end-to-end workload",
+            f"after step {step!r} in mode {self.k.mode}: ",
+            "what the commands meant",
+            allocations,
+        )
 
     def submit(self, context: object, alist: list[Allocation | None], program: list[Op]) -> None:
         """Run a program and apply it to the shadow copies."""
@@ -73,8 +68,7 @@ class Workload:
             "ALC-ADAPTER" if shared else "REN-TRANSLATE",
         )
         self.report.submissions += len(result.submissions)
-        memory = {i: self.shadow[a.id] for i, a in enumerate(alist) if a is not None}
-        apply(program, memory)
+        self.shadow.apply(alist, program)
 
     def random_program(self, alist: list[Allocation | None], count: int) -> list[Op]:
         """Random valid operations over the non-NULL entries of ``alist``."""
@@ -154,7 +148,7 @@ class Workload:
             self.check(name, everything)
 
         k.discard(vram)
-        self.shadow[vram.id] = bytearray(vram.size)
+        self.shadow.record(vram, bytes(vram.size))
         self.check("discard", everything)
 
         # ALC-ADAPTER: a shared allocation keeps working after its creating device is gone.

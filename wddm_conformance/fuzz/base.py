@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 from ..driver import AllocationRequest, DriverSpec
 from ..errors import NotJudged
 from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode
-from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, touches
 from ..watchdog import Invoker, direct_invoker
 from .data import Reader, Writer
 
@@ -244,7 +244,7 @@ def write_op(w: Writer, op: Op, sizes: Sequence[int]) -> None:
     """The inverse of :func:`read_op`: clamped fields for an operation that stays in bounds
     (clamping leaves it as it is), raw fields for one that does not."""
     raw = not _in_bounds(op, sizes)
-    wide = raw and any(r.index > 0xFF or r.offset > 0xFFFF for r, _, _ in spans(op))
+    wide = raw and any(a.ref.index > 0xFF or a.ref.offset > 0xFFFF for a in touches(op))
     flag, less = (RAW | (WIDE if wide else 0), 0) if raw else (0, 1)
     index, offset = (w.u32, w.u32) if wide else (w.u8, w.u16)
     if isinstance(op, Copy | Xor):
@@ -275,11 +275,10 @@ def write_op(w: Writer, op: Op, sizes: Sequence[int]) -> None:
 
 def _in_bounds(op: Op, sizes: Sequence[int]) -> bool:
     limits = {Copy: 4096, Xor: 4096, Fill: 8192}
-    for ref, length, _ in spans(op):
-        size = _size(sizes, ref.index)
-        if ref.index >= len(sizes) or ref.offset + length > size:
+    for a in touches(op):
+        if a.ref.index >= len(sizes) or a.end > _size(sizes, a.ref.index):
             return False
-        if not isinstance(op, Bind | Write) and not 1 <= length <= limits[type(op)]:
+        if not isinstance(op, Bind | Write) and not 1 <= a.length <= limits[type(op)]:
             return False
     if isinstance(op, Copy | Xor):
         return op.size <= min(_size(sizes, op.dst.index), _size(sizes, op.src.index))
@@ -300,23 +299,12 @@ def _size(sizes: Sequence[int], index: int) -> int:
     return sizes[index] if 0 <= index < len(sizes) else 0
 
 
-def spans(op: Op) -> list[tuple[AllocRef, int, bool]]:
-    """(reference, length, writes) of every allocation reference of ``op``."""
-    if isinstance(op, Copy | Xor):
-        return [(op.dst, op.size, True), (op.src, op.size, False)]
-    if isinstance(op, Fill):
-        return [(op.dst, op.size, True)]
-    if isinstance(op, Write):
-        return [(op.dst, 4, True)]
-    return [] if op.ref is None else [(op.ref, 0, False)]
-
-
 def valid_op(op: Op, sizes: Sequence[int]) -> bool:
     """In bounds, on a real allocation, with a non-empty length (what every driver must accept)."""
-    for ref, length, _ in spans(op):
-        if not 0 < ref.index < len(sizes) or ref.offset + length > sizes[ref.index]:
+    for a in touches(op):
+        if not 0 < a.ref.index < len(sizes) or a.end > sizes[a.ref.index]:
             return False
-        if length == 0 and not isinstance(op, Bind):
+        if a.length == 0 and not isinstance(op, Bind):
             return False
     return True
 

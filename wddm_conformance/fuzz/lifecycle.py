@@ -16,9 +16,9 @@ from typing import ClassVar
 
 from ..attribution import run_program_checked
 from ..driver import AllocationRequest
-from ..errors import DriverViolation
 from ..kernel import Allocation, Context, Device, Kernel
-from ..program import Op, apply, describe_difference
+from ..oracles import Shadow
+from ..program import Op
 from .base import Rig, RigTarget, describe_program, pattern, read_op, valid_op, write_op
 from .data import Reader, Writer
 
@@ -83,15 +83,19 @@ class LifecycleInput:
 
 
 class _Life:
-    """One input's run: the devices and allocations it made, and the shadow model."""
+    """One input's run: the devices it made, and the shadow model of the allocations it made."""
 
     def __init__(self, rig: Rig) -> None:
         self.k: Kernel = rig.kernel
         self.base = rig.device
         self.devices: list[Device] = [rig.device]
         self.contexts: dict[int, Context] = {id(rig.device): rig.context}
-        self.live: list[Allocation] = []
-        self.shadow: dict[int, bytearray] = {}
+        self.shadow = Shadow(self.k)
+
+    @property
+    def live(self) -> list[Allocation]:
+        """The allocations the input made and has not destroyed, oldest first."""
+        return list(self.shadow)
 
     def device(self, pick: int) -> Device:
         return self.devices[pick % len(self.devices)]
@@ -118,20 +122,19 @@ class _Life:
             if len(self.live) < MAX_LIVE:
                 request = KINDS[action.pick % len(KINDS)][1]
                 (a,) = k.create_allocations(self.device(action.pick >> 2), [request])
-                content = pattern(a.id * 31, a.size)
-                k.cpu_write(a, 0, content)
-                self.live.append(a)
-                self.shadow[a.id] = bytearray(content)
-        elif not self.live:
+                self.shadow.cpu_write(a, pattern(a.id * 31, a.size))
+        elif not self.shadow:
             return
         elif name == "destroy-allocation":
-            a = self.live.pop(action.pick % len(self.live))
-            del self.shadow[a.id]
+            live = self.live
+            a = live[action.pick % len(live)]
+            self.shadow.forget(a)
             k.destroy_allocation(a)
         elif name == "render":
             self.render(action)
         else:
-            a = self.live[action.pick % len(self.live)]
+            live = self.live
+            a = live[action.pick % len(live)]
             if name == "evict" and a.state == "resident":
                 k.evict(a)
             elif name == "page-in":
@@ -141,34 +144,18 @@ class _Life:
         self.check(name)
 
     def render(self, action: Action) -> None:
-        a = self.live[action.pick % len(self.live)]
-        b = self.live[action.other % len(self.live)]
+        live = self.live
+        a, b = live[action.pick % len(live)], live[action.other % len(live)]
         alist: list[Allocation | None] = [None, a, b]
         sizes = (0, a.size, b.size)
         program = [op for op in action.program if valid_op(op, sizes)]
         ctx = self.context(self.device(action.other >> 3))
         run_program_checked(self.k, ctx, alist, program, "render in the life cycle")
-        swizzle, unswizzle = self.k.gpu.swizzle, self.k.gpu.unswizzle
-        views: dict[int, bytearray] = {}  # by allocation id: list entries naming one share it
-        for x in (a, b):
-            if x.id not in views:
-                linear = self.shadow[x.id]
-                views[x.id] = bytearray(swizzle(linear)) if x.swizzled else linear
-        apply(program, {1: views[a.id], 2: views[b.id]})
-        for x in (a, b):
-            if x.swizzled:
-                self.shadow[x.id][:] = unswizzle(views[x.id])
+        self.shadow.apply(alist, program)
 
     def check(self, after: str) -> None:
-        for a in self.live:
-            got = self.k.cpu_read(a)
-            want = bytes(self.shadow[a.id])
-            if got != want:
-                raise DriverViolation(
-                    "REN-TRANSLATE" if after == "render" else "PGB-TRANSFER",
-                    "driver life cycle",
-                    f"after {after}, {a} differs from the model {describe_difference(got, want)}",
-                )
+        rule = "REN-TRANSLATE" if after == "render" else "PGB-TRANSFER"
+        self.shadow.expect_held(rule, "driver life cycle", f"after {after}, ", linear=True)
 
     def close(self) -> None:
         for a in self.live:

@@ -40,7 +40,7 @@ from ..oracles import (
     expect_success,
     expect_unchanged,
 )
-from ..program import AllocRef, Bind, Copy, Op, Write, out_of_bounds
+from ..program import AllocRef, Bind, Copy, Op, Write, out_of_bounds, touches
 from ..status import STATUS_SUCCESS
 from .base import (
     OP_KINDS,
@@ -51,7 +51,6 @@ from .base import (
     describe_program,
     read_program,
     sample_program,
-    spans,
     write_program,
 )
 from .data import Reader, Writer
@@ -190,19 +189,20 @@ def classify(scenario: RenderInput) -> Kind:
     sizes, entries = scenario.sizes, (Entry(0), *scenario.entries)
     kind = Kind.VALID
     for op in scenario.program:
-        for ref, length, writes in spans(op):
-            if not 0 <= ref.index < len(sizes):
+        for a in touches(op):
+            index = a.ref.index
+            if not 0 <= index < len(sizes):
                 return Kind.INVALID
-            if not entries[ref.index].pool:
+            if not entries[index].pool:
                 if isinstance(op, Bind):  # binding a NULL entry other than 0: driver-defined
                     kind = Kind.UNKNOWN
                     continue
                 return Kind.INVALID
-            if ref.offset + length > sizes[ref.index]:
+            if a.end > sizes[index]:
                 return Kind.INVALID
-            if length == 0 and not isinstance(op, Bind):
+            if a.length == 0 and not isinstance(op, Bind):
                 kind = Kind.UNKNOWN
-            if writes and not entries[ref.index].write and kind == Kind.VALID:
+            if a.writes and not entries[index].write and kind == Kind.VALID:
                 kind = Kind.WRITE_DENIED
     return kind
 

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 from hypothesis import HealthCheck, settings
 
 from ..driver import DriverSpec
+from ..driver_life import DriverLife
 from ..errors import HarnessError
 from ..kernel import KernelMode
-from ..plugin import Run
-from ..suite.test_lifecycle import DriverLife
+from ..run import Run
 from ..watchdog import Invoker, WatchdogInvoker, direct_invoker
 
 SETTINGS = settings(

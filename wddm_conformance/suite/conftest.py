@@ -10,8 +10,9 @@ import pytest
 
 from .. import profiles
 from ..kernel import Kernel
-from ..plugin import RUN, Run
+from ..plugin import RUN
 from ..release import release_last
+from ..run import Run
 
 
 def pytest_configure(config: pytest.Config) -> None:

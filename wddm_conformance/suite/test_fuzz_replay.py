@@ -15,7 +15,7 @@ import pytest
 from ..errors import DriverFailure
 from ..fuzz import target_class
 from ..fuzz.triage import inputs
-from ..plugin import Run
+from ..run import Run
 from ..watchdog import WatchdogInvoker
 
 requirement = pytest.mark.requirement

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from ..driver import AllocationRequest
 from ..kernel import ALL_MODES, AllocationUse, KernelMode
-from ..plugin import Run
 from ..profiles import suite_settings
 from ..program import Op
 from ..release import per_example
+from ..run import Run
 from ..strategies import malformed, programs
 from .support import run_checked, skip_unless_splitting
 
