@@ -1039,6 +1039,26 @@ class UnbindsToNeighbour(ReferenceMiniport):
 BREAKS[UnbindsToNeighbour] = "REN-NULLALLOC"
 
 
+class HangsInSecondPatch(ReferenceMiniport):
+    """Hangs in its second DxgkDdiPatch call on a render buffer (per adapter); the first
+    returns. Hypothesis re-running every hanging example while shrinking made a suite run
+    take one DDI timeout per re-run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.render_patches = 0
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        if not args.Flags & DXGK_PATCHFLAGS.Paging:
+            self.render_patches += 1
+            while self.render_patches >= 2:
+                pass
+        return super().patch(args)
+
+
+BREAKS[HangsInSecondPatch] = "ALL-BOUNDED"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
 
 

@@ -146,3 +146,16 @@ class DdiTimeout(BaseException):
         super().__init__(f"{ddi} did not return within {seconds:g} s")
         self.seconds = seconds
         self.ddi = ddi
+
+
+class CheckAbandoned(BaseException):
+    """A suite check ends at its first TDR: raised in place of the :class:`Tdr` (kept in
+    ``tdr``) so that hypothesis, which catches Exceptions, does not re-run the hanging
+    example while it shrinks, paying a DDI timeout per re-run. ``example``: what the check
+    was running, when known. Reported as the Tdr (TIMEOUT, ALL-BOUNDED; INTERPRETING §5).
+    """
+
+    def __init__(self, tdr: Tdr, example: str = "") -> None:
+        super().__init__(str(tdr))
+        self.tdr = tdr
+        self.example = example

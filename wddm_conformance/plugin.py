@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import json
 import re
 import shlex
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import watchdog
 from .fuzz import CORPORA, REGRESSIONS
 from .run import Run
 
@@ -330,7 +332,7 @@ def _activate(config: pytest.Config) -> Run:
     if not timeout > 0:
         raise pytest.UsageError(f"invalid --ddi-timeout {timeout!r}: must be positive")
     seed = _option(config, "wddm_seed")
-    run = Run(spec, mode, seed, timeout, "", profile=profile)
+    run = Run(spec, mode, seed, timeout, "", profile=profile, abandon_on_tdr=True)
     baseline, update = _option(config, "wddm_baseline"), _option(config, "wddm_update_baseline")
     if update and not baseline:
         raise pytest.UsageError("invalid --update-baseline: give the file with --baseline=FILE")
@@ -567,6 +569,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"invalid conformance check {item.nodeid}: it names no requirement "
                 f"(add @pytest.mark.requirement('ID'))"
             )
+        if _is_suite(item) and isinstance(item, pytest.Function):
+            _note_examples(item)
+
+
+def _note_examples(item: pytest.Function) -> None:
+    """Make a hypothesis check record each example's arguments before it runs, so that a
+    TDR that abandons the check (errors.CheckAbandoned) says which example hung."""
+    handle: Any = getattr(item.obj, "hypothesis", None)
+    inner = getattr(handle, "inner_test", None)
+    if inner is None or getattr(inner, "wddm_noted", False):
+        return
+    fixtures = set(item.fixturenames)
+
+    @functools.wraps(inner)
+    def noted(*args: Any, **kwargs: Any) -> Any:
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k not in fixtures)
+        watchdog.note_example(f"{item.name}({shown})")
+        return inner(*args, **kwargs)
+
+    noted.wddm_noted = True  # type: ignore[attr-defined]
+    handle.inner_test = noted  # hypothesis documents replacing inner_test (pytest-trio does)
 
 
 # ------------------------------------------------------------------------- outcomes

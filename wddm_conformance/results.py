@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .errors import BugCheck, DriverFailure, DriverLoadError, NotJudged, ProcessDied, Tdr
+from .errors import (
+    BugCheck,
+    CheckAbandoned,
+    DriverFailure,
+    DriverLoadError,
+    NotJudged,
+    ProcessDied,
+    Tdr,
+)
 
 
 class Status(StrEnum):
@@ -36,6 +44,9 @@ def classify(exc: BaseException | None) -> Outcome:
     """Map the exception a check ended with (None: it passed) to an outcome."""
     if exc is None:
         return Outcome(Status.PASS)
+    if isinstance(exc, CheckAbandoned):
+        where = f"; the check was running {exc.example}" if exc.example else ""
+        return Outcome(Status.TIMEOUT, exc.tdr.requirement, f"{exc.tdr}{where}")
     if isinstance(exc, NotJudged):
         return Outcome(Status.SKIP, "", str(exc))
     if isinstance(exc, Tdr):

@@ -46,6 +46,9 @@ class Run:
     #: Where each check runs: in a process of its own under these limits, or (None) in
     #: the run's own process (``--isolate=none``).
     limits: Limits | None = None
+    #: A TDR ends the check at once (errors.CheckAbandoned): hypothesis would re-run the
+    #: hanging example, a DDI timeout each time, while it shrinks (suite checks only).
+    abandon_on_tdr: bool = False
     #: Outcome records by test id, gathered from the reports (on the xdist controller too).
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -57,7 +60,12 @@ class Run:
         combined = KernelMode(
             **{f.name: getattr(self.mode, f.name) or getattr(extra, f.name) for f in fields(extra)}
         )
-        cfg = replace(KernelConfig(seed=self.seed, ddi_timeout=self.ddi_timeout), **config)
+        cfg = replace(
+            KernelConfig(
+                seed=self.seed, ddi_timeout=self.ddi_timeout, abandon_on_tdr=self.abandon_on_tdr
+            ),
+            **config,
+        )
         return Kernel(self.spec, combined, cfg)
 
     def __repr__(self) -> str:

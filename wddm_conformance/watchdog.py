@@ -27,6 +27,7 @@ from .errors import DdiTimeout
 _armed = 0
 _interrupts_watched = False
 _sigints = 0
+_example = ""
 #: Set on the KeyboardInterrupt that :func:`watch_interrupts`' handler raises.
 REAL = "wddm_real_interrupt"
 
@@ -76,6 +77,18 @@ class Invoker(Protocol):
     """Calls ``fn(*args)`` for DDI ``ddi``; may raise DdiTimeout."""
 
     def __call__(self, ddi: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any: ...
+
+
+def note_example(text: str) -> None:
+    """Record what the running check is trying now (a hypothesis example's arguments), for
+    the message of a TDR that abandons the check (:class:`~.errors.CheckAbandoned`)."""
+    global _example
+    _example = text
+
+
+def current_example() -> str:
+    """What :func:`note_example` last recorded ("" when nothing was)."""
+    return _example
 
 
 def direct_invoker(ddi: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

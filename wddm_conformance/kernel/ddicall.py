@@ -36,6 +36,7 @@ from ..errors import (
     STATUS_ACCESS_VIOLATION,
     VIDEO_TDR_FAILURE,
     BugCheck,
+    CheckAbandoned,
     DdiTimeout,
     DriverFailure,
     DriverViolation,
@@ -55,7 +56,7 @@ from ..memory import (
     UserAccessFault,
 )
 from ..status import status_name
-from ..watchdog import Invoker, real_interrupt
+from ..watchdog import Invoker, current_example, real_interrupt
 
 #: Which rule a write outside a kernel buffer's window breaks, per DDI.
 CURSOR_RULE = {
@@ -189,9 +190,17 @@ def _late(access: list[LateAccess], ddi: str) -> BugCheck:
 class DdiCaller:
     """Invokes driver DDIs through an invoker and records the call sequence."""
 
-    def __init__(self, driver: Miniport, invoker: Invoker, trace_length: int = 32) -> None:
+    def __init__(
+        self,
+        driver: Miniport,
+        invoker: Invoker,
+        trace_length: int = 32,
+        abandon_on_tdr: bool = False,
+    ) -> None:
         self.driver = driver
         self.invoker = invoker
+        #: A TDR raises :class:`~wddm_conformance.errors.CheckAbandoned`, not Tdr.
+        self.abandon_on_tdr = abandon_on_tdr
         self.trace: deque[str | tuple[str, Any]] = deque(maxlen=trace_length)
         self.calls = 0
         #: What the last call returned (a status, or whatever junk the driver returned).
@@ -244,13 +253,16 @@ class DdiCaller:
             result = self.invoker(ddi, fn, args)
         except DdiTimeout as exc:
             self.trace.append(f"{ddi} -> did not return")
-            raise Tdr(
+            tdr = Tdr(
                 VIDEO_TDR_FAILURE,
                 (0, 0, 0, 0),
                 "ALL-BOUNDED",
                 ddi,
                 f"did not return within {exc.seconds:g} s",
-            ) from None
+            )
+            if self.abandon_on_tdr:
+                raise CheckAbandoned(tdr, current_example()) from None
+            raise tdr from None
         except HarnessError:
             raise
         except RetiredBufferAccess as exc:

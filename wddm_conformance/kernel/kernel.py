@@ -90,7 +90,11 @@ class Kernel:
         self.rng = random.Random(self.config.seed)
         self.driver = self.spec.instantiate()
         self.encoder = self.spec.encoder()
-        self.caller = DdiCaller(self.driver, invoker or WatchdogInvoker(self.config.ddi_timeout))
+        self.caller = DdiCaller(
+            self.driver,
+            invoker or WatchdogInvoker(self.config.ddi_timeout),
+            abandon_on_tdr=self.config.abandon_on_tdr,
+        )
         self.sysmem = SystemMemory()
         info = DXGK_START_INFO(self.config.memory_segment_size, self.config.aperture_segment_size)
         self.gpu = self.spec.gpu(self.sysmem, info)

@@ -95,6 +95,9 @@ class KernelConfig:
     subtransfer_size: int | None = None
     #: Seconds a DDI call may take before the watchdog declares a TDR (TdrDdiDelay is 5 s).
     ddi_timeout: float = 5.0
+    #: A TDR ends the whole check (errors.CheckAbandoned, past hypothesis) instead of
+    #: raising Tdr: suite checks set it, so a hung driver costs one DDI timeout per check.
+    abandon_on_tdr: bool = False
     #: Cap on BuildPagingBuffer calls for one operation (livelock guard of last resort).
     max_paging_passes: int = 1 << 16
     #: Cap on Render calls for one command buffer.
