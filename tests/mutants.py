@@ -1059,6 +1059,28 @@ class HangsInSecondPatch(ReferenceMiniport):
 BREAKS[HangsInSecondPatch] = "ALL-BOUNDED"
 
 
+class ChecksOnlyTheStart(ReferenceMiniport):
+    """Checks that a reference starts inside its allocation, not that it ends there: a
+    reference that runs one byte past the end passes."""
+
+    @staticmethod
+    def _fits(offset: int, size: int, allocation_size: int) -> bool:
+        return offset <= allocation_size
+
+
+class RejectsExactEnd(ReferenceMiniport):
+    """Off by one the other way: a reference that ends exactly at its allocation's end is
+    rejected, so valid work fails."""
+
+    @staticmethod
+    def _fits(offset: int, size: int, allocation_size: int) -> bool:
+        return offset + size < allocation_size
+
+
+BREAKS[ChecksOnlyTheStart] = "REN-VALIDATE"
+BREAKS[RejectsExactEnd] = "REN-TRANSLATE"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
 
 
@@ -1078,6 +1100,7 @@ FUZZABLE: dict[type[ReferenceMiniport], str] = {
     TrustsPatchListIn: "render",
     PrePatchLosesOffset: "render",
     UnbindsToNeighbour: "render",
+    ChecksOnlyTheStart: "render",
     UnmapLeavesOldPage: "build_paging_buffer",
     MultipassRestarts: "build_paging_buffer",
     MapsWrongPage: "build_paging_buffer",

@@ -10,7 +10,7 @@ from ..attribution import run_program_checked
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, HarnessError
-from ..kernel import AllocationUse, Kernel
+from ..kernel import Allocation, AllocationUse, Context, Kernel
 from ..oracles import (
     ERRORS,
     UNDERRUN_ERRORS,
@@ -20,7 +20,7 @@ from ..oracles import (
     expect_single_fetch,
     expect_success,
 )
-from ..program import AllocRef, Bind, Copy, Fill, Op, Write
+from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 from ..status import (
     STATUS_SUCCESS,
 )
@@ -66,31 +66,58 @@ def test_render_rejects_illegal_commands(kernel: Kernel) -> None:
     expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", "an illegal command")
 
 
+#: Each operation kind with one reference at the end of its allocation: ``past`` 0 ends
+#: exactly at the end (valid), 1 reaches one byte beyond it (outside the submission).
+EDGES: dict[str, Callable[[int, int, int], Op]] = {
+    "copy-dst": lambda s1, s2, past: Copy(AllocRef(1, s1 - 64 + past), AllocRef(2), 64),
+    "copy-src": lambda s1, s2, past: Copy(AllocRef(1), AllocRef(2, s2 - 64 + past), 64),
+    "xor-dst": lambda s1, s2, past: Xor(AllocRef(1, s1 - 64 + past), AllocRef(2), 64),
+    "xor-src": lambda s1, s2, past: Xor(AllocRef(1), AllocRef(2, s2 - 64 + past), 64),
+    "fill": lambda s1, s2, past: Fill(AllocRef(2, s2 - 64 + past), 64, 0x5A5A5A5A),
+    "write": lambda s1, s2, past: Write(AllocRef(1, s1 - 4 + past), 7),
+    "bind": lambda s1, s2, past: Bind(3, AllocRef(1, s1 + past)),
+}
+
+
+def _edge(kernel: Kernel, kind: str, past: int) -> tuple[Context, list[Allocation | None], Op]:
+    """Two allocations and an ``EDGES`` operation placed at the end of their Size as the
+    driver reported it (INTERPRETING §3: bounds are the driver's)."""
+    ctx, a, b = pair(kernel, 8192, aperture=False)
+    return ctx, [None, a, b], EDGES[kind](a.size, b.size, past)
+
+
+@requirement("REN-VALIDATE", "ALL-ISOLATION")
+@pytest.mark.parametrize("kind", EDGES)
+def test_render_rejects_a_reference_one_byte_past_its_allocation(kernel: Kernel, kind: str) -> None:
+    ctx, alist, op = _edge(kernel, kind, 1)
+    # run_program tells the kernel which references are out of bounds: whatever the GPU
+    # does with them once accepted is REN-VALIDATE (docs/INTERPRETING.md §5).
+    result = kernel.run_program(ctx, alist, [op])
+    expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{op}")
+
+
+@requirement("REN-TRANSLATE")
+@pytest.mark.parametrize("kind", EDGES)
+def test_a_reference_that_ends_exactly_at_its_allocation_end_is_translated(
+    kernel: Kernel, kind: str
+) -> None:
+    ctx, alist, op = _edge(kernel, kind, 0)
+    run_checked(kernel, ctx, alist, [op], f"{op}, which ends exactly at the allocation's end")
+
+
 @requirement("REN-VALIDATE", "ALL-ISOLATION")
 @pytest.mark.parametrize(
     "op",
     [
-        Copy(AllocRef(1, 8000), AllocRef(2), 1000),  # past the end of the destination
-        Copy(AllocRef(1), AllocRef(2, 4096), 8192),  # past the end of the source
-        Fill(AllocRef(2, 8192), 4, 0),  # just past the end
         Write(AllocRef(3), 1),  # an index outside the allocation list
         Copy(AllocRef(1, 0xFFFF_FF00), AllocRef(2), 0x200),  # the end wraps at 2^32
         Write(AllocRef(0x8000_0001), 1),  # bit 31 set: negative when compared signed
     ],
-    ids=[
-        "dst-overrun",
-        "src-overrun",
-        "fill-past-end",
-        "bad-index",
-        "wrapped-offset",
-        "high-bit-index",
-    ],
+    ids=["bad-index", "wrapped-offset", "high-bit-index"],
 )
-def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: object) -> None:
+def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: Op) -> None:
     ctx, a, b = pair(kernel, 8192, aperture=False)
-    # run_program tells the kernel which references are out of bounds: whatever the GPU
-    # does with them once accepted is REN-VALIDATE (docs/INTERPRETING.md §5).
-    result = kernel.run_program(ctx, [None, a, b], [op])  # type: ignore[list-item]
+    result = kernel.run_program(ctx, [None, a, b], [op])
     expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{op}")
 
 
