@@ -8,7 +8,9 @@ end by themselves (an hour's sleep), so no verdict depends on the machine's spee
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import math
 import os
 import signal
 import subprocess
@@ -371,3 +373,33 @@ def test_a_ctrl_c_handled_earlier_in_the_process_does_not_stop_a_later_job(
 
     monkeypatch.setattr(watchdog, "_sigints", watchdog.sigints() + 1)
     assert isolation.run(lambda: b"ok", isolation.Limits()) == b"ok"
+
+
+def test_the_parent_never_reads_a_half_written_beacon() -> None:
+    """A torn read (a new deadline with an old start) once killed a healthy check as
+    hung-ddi with a negative duration: every record read is one the child wrote whole."""
+    beacon = isolation.Beacon(grace=2.0)
+    pid = os.fork()
+    if pid == 0:  # the writer: records whose fields agree with each other
+        try:
+            for i in range(1, 200_000):
+                beacon.enter(f"d{i % 97}", float(i % 97 + 1))
+        finally:
+            os._exit(0)
+    try:
+        torn = []
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            deadline, since, in_ddi, ddi = beacon.read()
+            if in_ddi and round(deadline - since - 2.0) != int(ddi[1:]) + 1:
+                torn.append((deadline, since, ddi))
+        assert torn == []
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def test_a_beacon_left_mid_write_reads_as_no_deadline() -> None:
+    beacon = isolation.Beacon(grace=2.0)
+    beacon.enter("DxgkDdiRender", 1.0)
+    beacon._GENERATION.pack_into(beacon._page, 0, 7)  # the child died between two stores
+    assert beacon.read()[0] == math.inf

@@ -117,26 +117,49 @@ class Beacon:
     past its watchdog's deadline.
     """
 
+    _GENERATION = struct.Struct("Q")  # odd while the child writes (a seqlock)
     _FORMAT = struct.Struct("dd?64s")  # deadline, since, in a DDI, DDI name
+    _READ_TRIES = 1000
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self._page = mmap(-1, self._FORMAT.size)
-        self._FORMAT.pack_into(self._page, 0, math.inf, 0.0, False, b"")
+        self._generation = 0
+        self._page = mmap(-1, self._GENERATION.size + self._FORMAT.size)
+        self._write(math.inf, 0.0, False, "")
+
+    def _write(self, deadline: float, since: float, in_ddi: bool, ddi: str) -> None:
+        """Write the fields between two generation stores (odd before, even after), so a
+        reader never takes a half-written record for a whole one."""
+        self._generation += 1
+        self._GENERATION.pack_into(self._page, 0, self._generation)
+        self._FORMAT.pack_into(
+            self._page, self._GENERATION.size, deadline, since, in_ddi, ddi.encode()[:64]
+        )
+        self._generation += 1
+        self._GENERATION.pack_into(self._page, 0, self._generation)
 
     def enter(self, ddi: str, seconds: float) -> None:
         """``ddi`` starts; its watchdog fires after ``seconds`` (<= 0: it has none)."""
         now = time.monotonic()
-        deadline = now + seconds + self.grace if seconds > 0 else math.inf
-        self._FORMAT.pack_into(self._page, 0, deadline, now, True, ddi.encode()[:64])
+        self._write(now + seconds + self.grace if seconds > 0 else math.inf, now, True, ddi)
 
     def leave(self, ddi: str) -> None:
-        self._FORMAT.pack_into(self._page, 0, math.inf, time.monotonic(), False, ddi.encode()[:64])
+        self._write(math.inf, time.monotonic(), False, ddi)
 
     def read(self) -> tuple[float, float, bool, str]:
-        """``(deadline, since, in_ddi, ddi)``; ``ddi`` is the running or the last DDI."""
-        deadline, since, in_ddi, name = self._FORMAT.unpack_from(self._page, 0)
-        return deadline, since, in_ddi, name.rstrip(b"\0").decode(errors="replace")
+        """``(deadline, since, in_ddi, ddi)``; ``ddi`` is the running or the last DDI.
+
+        A record the child is writing is read again; one that stays torn (the child died
+        mid-write) reads as no deadline.
+        """
+        for _ in range(self._READ_TRIES):
+            (before,) = self._GENERATION.unpack_from(self._page, 0)
+            fields = self._FORMAT.unpack_from(self._page, self._GENERATION.size)
+            (after,) = self._GENERATION.unpack_from(self._page, 0)
+            if before == after and not before % 2:
+                deadline, since, in_ddi, name = fields
+                return deadline, since, in_ddi, name.rstrip(b"\0").decode(errors="replace")
+        return math.inf, 0.0, False, ""
 
 
 #: The beacon of this process when it is an isolated child (set by :func:`run`).
@@ -409,7 +432,7 @@ def _wait(
         if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             return None
         deadline, since, _, _ = beacon.read()
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline >= since + limits.grace and beacon.read()[0] == deadline:
             _kill(pid)
             return "hung-ddi", round(deadline - since - limits.grace, 3)
 
