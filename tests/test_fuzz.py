@@ -302,3 +302,21 @@ def test_bad_triage_input_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and "corrupt finding record" in out.stderr
     out = _cli("fuzz", "run", "nope", cwd=tmp_path)
     assert out.returncode == 2 and "unknown fuzz target 'nope'" in out.stderr
+
+
+def test_a_request_combining_special_kinds_may_be_refused() -> None:
+    """INTERPRETING §3 "Allocation requests": the reference refuses a swizzled aperture-only
+    surface with INVALID_PARAMETER, and the create_allocation target accepts that."""
+    target = target_class("create_allocation")(load_driver("reference"))
+    data = bytes.fromhex("000900ff8f00")  # cpu_visible, swizzled, aperture, aperture_only
+    (request,) = [s.request for b in target.decode(data).batches for s in b.specs]
+    assert request is not None and request.swizzled and request.aperture_only
+    assert not request.must_be_granted
+    target.run(data)
+
+
+def test_a_request_every_driver_must_grant_is_still_demanded() -> None:
+    target = target_class("create_allocation")(load_driver("tests.mutants:RejectsValidPrivateData"))
+    with pytest.raises(DriverViolation) as caught:
+        target.run(bytes.fromhex("000100ff0f00"))  # one plain cpu_visible request
+    assert caught.value.requirement == "ALC-PRIVDATA"

@@ -143,6 +143,21 @@ class AllocationRequest:
     gdi_rows: int = 0
 
     @property
+    def must_be_granted(self) -> bool:
+        """Every driver must grant this request (INTERPRETING.md §3, "Allocation requests"):
+        at most one of swizzled, aperture_only, history_buffer, alternate_va and gdi_rows,
+        and aperture_only only with aperture. Any other may be refused with
+        INVALID_PARAMETER; alternate_va also needs the driver's SupportsAlternateVA."""
+        special = (
+            self.swizzled,
+            self.aperture_only,
+            self.history_buffer,
+            self.alternate_va,
+            bool(self.gdi_rows),
+        )
+        return sum(special) <= 1 and (self.aperture or not self.aperture_only)
+
+    @property
     def min_size(self) -> int:
         """The fewest bytes the allocation may have."""
         return self.size * self.gdi_rows if self.gdi_rows else self.size

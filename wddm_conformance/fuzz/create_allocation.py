@@ -3,7 +3,8 @@
 An input is a list of batches, each one DxgkDdiCreateAllocation call: plain
 allocations, a new resource, or more allocations for the resource an earlier batch
 made. Each allocation of a batch is either a request the driver's encoder turns into
-private data (valid: the driver must accept it, ALC-PRIVDATA) or raw bytes -- the
+private data (valid: a request every driver must grant, INTERPRETING §3, is accepted,
+ALC-PRIVDATA; one combining special kinds may be refused) or raw bytes -- the
 encoder's data damaged, or anything -- which the driver may reject with a documented
 status. The kernel judges every answer: statuses (ALC-STATUS), the DXGK_ALLOCATIONINFO
 it filled (ALC-INFO, ALC-HANDLE, ALC-GDISIZE, ALC-HISTORY), hResource (ALC-RESOURCE),
@@ -124,7 +125,12 @@ class CreateAllocationTarget(RigTarget):
                         datas.append(bytes(raw))
                     elif spec.request is not None:
                         datas.append(spec.request)
-                valid = all(isinstance(d, AllocationRequest) for d in datas)
+                valid = all(
+                    isinstance(d, AllocationRequest)
+                    and d.must_be_granted
+                    and (k.caps.SupportsAlternateVA or not d.alternate_va)
+                    for d in datas
+                )
                 kind = RESOURCES[batch.resource]
                 asked = (
                     None if kind == "plain" else (resource or 0) if kind == "same-resource" else 0

@@ -208,6 +208,8 @@ class ReferenceMiniport:
         ):
             raise _Reject(STATUS_INVALID_PARAMETER)
         data_flags = fmt.AllocationDataFlags(flags)
+        if fmt.AllocationDataFlags.Swizzled | fmt.AllocationDataFlags.ApertureOnly in data_flags:
+            raise _Reject(STATUS_INVALID_PARAMETER)  # swizzled surfaces live in video memory only
         pitched = 0
         if gdi:  # ALC-GDISIZE: the driver sets Size, including the pitch for CPU-visible surfaces
             align = fmt.GDI_PITCH_ALIGNMENT

@@ -696,6 +696,9 @@ static NTSTATUS RefParseAllocationData(const REF_ADAPTER *Adapter, const DXGK_AL
         Gdi != (Rows != 0)) {
         return STATUS_INVALID_PARAMETER;
     }
+    if ((DataFlags & ALLOCATION_DATA_SWIZZLED) && (DataFlags & ALLOCATION_DATA_APERTUREONLY)) {
+        return STATUS_INVALID_PARAMETER; /* swizzled surfaces live in video memory only */
+    }
     ULONGLONG Limit;
     if (DataFlags & ALLOCATION_DATA_APERTUREONLY) {
         Limit = Adapter->ApertureSegmentSize;
