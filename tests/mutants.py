@@ -1081,6 +1081,23 @@ BREAKS[ChecksOnlyTheStart] = "REN-VALIDATE"
 BREAKS[RejectsExactEnd] = "REN-TRANSLATE"
 
 
+class SplitOffsetIsAnIndex(ReferenceMiniport):
+    """Numbers SplitOffset 0, 1, 2, ... down the output patch list (strictly increasing,
+    but not where the commands are): a split submission patches entries in the wrong range."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        start = args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        for i in range(args.pPatchLocationListOut - start):
+            entry = D3DDDI_PATCHLOCATIONLIST.read(start, i)
+            entry.SplitOffset = i
+            entry.write(start, i)
+        return status
+
+
+BREAKS[SplitOffsetIsAnIndex] = "REN-PATCHOUT"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
 
 

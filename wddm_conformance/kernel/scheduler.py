@@ -18,7 +18,7 @@ Every answer is judged on the spot and a broken rule raises with its requirement
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -396,6 +396,9 @@ class Scheduler:
         consumed_now = _judge_command_cursor(args, status, progress)
         patches = bytes(b.plo.data[:entries])
         _judge_patch_out(patches, len(b.view), written)
+        _judge_split_offsets(
+            patches, lambda: self.k.gpu.instruction_boundaries(b.dma.data[:written])
+        )
         return _Part(b.dma, written, b.private, patches, b.view), consumed_now
 
     # ------------------------------------------------------------------ submit
@@ -921,6 +924,25 @@ def _judge_patch_out(patches: bytes, size: int, written: int) -> None:
                 f"patch location {i}: SplitOffset {split_offset} is not above the previous {last_split}",
             )
         last_split = split_offset
+
+
+def _judge_split_offsets(patches: bytes, boundaries: Callable[[], list[int]]) -> None:
+    """REN-PATCHOUT: each SplitOffset lies in the command its PatchOffset patches (at or
+    before it, no instruction boundary between them), so the range of a split submission
+    that holds the SplitOffset holds the patched bytes (INTERPRETING.md §3)."""
+    entries = list(D3DDDI_PATCHLOCATIONLIST.STRUCT.iter_unpack(patches))
+    if all(e[5] == e[4] for e in entries):
+        return  # the common choice, SplitOffset = PatchOffset, needs no decoding
+    starts = boundaries()
+    for i, (_, _, _, _, patch_offset, split_offset) in enumerate(entries):
+        if split_offset > patch_offset or any(split_offset < b <= patch_offset for b in starts):
+            raise DriverViolation(
+                "REN-PATCHOUT",
+                RENDER,
+                f"patch location {i}: SplitOffset {split_offset} is not in the command that "
+                f"PatchOffset {patch_offset} patches; a split submission would patch it in "
+                "the wrong range",
+            )
 
 
 def _first_outside(accesses: list[Range], ranges: list[Range]) -> Range | None:
