@@ -1098,6 +1098,22 @@ class SplitOffsetIsAnIndex(ReferenceMiniport):
 BREAKS[SplitOffsetIsAnIndex] = "REN-PATCHOUT"
 
 
+class IgnoresPatchListRoom(ReferenceMiniport):
+    """Checks the DMA buffer's room but not the patch list's: with a short patch list and
+    a roomy DMA buffer it writes patch locations past PatchLocationListOutSize."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        size = args.PatchLocationListOutSize
+        args.PatchLocationListOutSize = 1 << 20
+        try:
+            return super().render(hContext, args)
+        finally:
+            args.PatchLocationListOutSize = size
+
+
+BREAKS[IgnoresPatchListRoom] = "REN-CURSORS"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
 
 

@@ -307,6 +307,28 @@ def test_a_split_render_equals_one_translation(make_kernel: MakeKernel) -> None:
         raise HarnessError("tiny buffers did not split the command buffer")
 
 
+#: One limit shrunk at a time (tiny-buffers shrinks them together, and the DMA buffer
+#: always fills first): the driver must split on whichever runs out.
+ONE_LIMIT = {
+    "dma-buffer": {"dma_buffer_size": 160},
+    "patch-list": {"patch_list_entries": 3},
+}
+
+
+@requirement("REN-SPLIT", "REN-CURSORS")
+@pytest.mark.parametrize("limit", ONE_LIMIT)
+def test_render_splits_on_whichever_limit_runs_out(make_kernel: MakeKernel, limit: str) -> None:
+    k = make_kernel(**ONE_LIMIT[limit])
+    if k.caps.GuaranteedContractDma:
+        pytest.skip(
+            "guaranteed-contract DMA: the driver rejects, never splits, an oversized buffer"
+        )
+    ctx, a, b = pair(k, aperture=False)
+    result = run_checked(k, ctx, [None, a, b], program(6), f"program over a small {limit}")
+    if result.render_calls < 2:
+        raise HarnessError(f"a {ONE_LIMIT[limit]} kernel did not split the command buffer")
+
+
 @requirement("REN-CURSORS")
 @pytest.mark.parametrize("mode", ["default", "tiny-buffers", "split-submissions"])
 def test_render_cursors_stay_inside_the_buffers(make_kernel: MakeKernel, mode: str) -> None:
