@@ -1114,6 +1114,29 @@ class IgnoresPatchListRoom(ReferenceMiniport):
 BREAKS[IgnoresPatchListRoom] = "REN-CURSORS"
 
 
+class TruncatesLargeTransfers(ReferenceMiniport):
+    """Copies at most 256 KiB of a transfer, whatever TransferSize says (a size field one
+    width too narrow): every allocation the suite moved was smaller."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_TRANSFER:
+            args.Transfer.TransferSize = min(args.Transfer.TransferSize, 256 << 10)
+        return super().build_paging_buffer(args)
+
+
+class SkipsLargeFills(ReferenceMiniport):
+    """Answers SUCCESS without filling when FillSize is over 128 KiB."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_FILL and args.Fill.FillSize > 128 << 10:
+            return STATUS_SUCCESS
+        return super().build_paging_buffer(args)
+
+
+BREAKS[TruncatesLargeTransfers] = "PGB-TRANSFER"
+BREAKS[SkipsLargeFills] = "PGB-FILL"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
 
 

@@ -91,6 +91,24 @@ def test_a_fill_larger_than_the_paging_buffer_is_done_exactly_once(
     k.vidmm.fill(a.hAllocation, a.segment_id, a.address, a.size, 0x5A5AC3C3)
 
 
+#: Sizes from one byte to several paging buffers and chunks, unaligned at either end.
+SIZES = [1, 3, 4095, 4097, (64 << 10) + 5, (300 << 10) + 1, (1 << 20) + 3]
+
+
+@requirement("PGB-TRANSFER")
+@pytest.mark.parametrize("size", SIZES)
+def test_transfers_keep_every_byte_at_every_size(kernel: Kernel, size: int) -> None:
+    _round_trip(kernel, _allocation(kernel, size, seed=size, aperture=False))
+
+
+@requirement("PGB-FILL")
+@pytest.mark.parametrize("size", [s for s in SIZES if s >= 4])
+def test_fill_covers_the_range_at_every_size_and_unaligned_start(kernel: Kernel, size: int) -> None:
+    a = _allocation(kernel, size + 16, aperture=False)
+    kernel.make_resident(a)
+    kernel.vidmm.fill(a.hAllocation, a.segment_id, a.address + 3, size - size % 4, 0x0A0B0C0D)
+
+
 @requirement("PGB-FILL")
 @pytest.mark.parametrize("size", [4, 6, 4096, 100000])
 def test_fill_writes_the_pattern_over_exactly_the_range(kernel: Kernel, size: int) -> None:
