@@ -1137,6 +1137,24 @@ BREAKS[TruncatesLargeTransfers] = "PGB-TRANSFER"
 BREAKS[SkipsLargeFills] = "PGB-FILL"
 
 
+class RereadsPatchListIn(ReferenceMiniport):
+    """Reads pPatchLocationListIn twice (once to count, once to use), inside its __try:
+    user memory fetched twice can change between the reads."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        plin = args.pPatchLocationListIn
+        if plin is not None and args.PatchLocationListInSize:
+            try:
+                for _ in range(2):
+                    plin.read(args.PatchLocationListInSize * D3DDDI_PATCHLOCATIONLIST.SIZE)
+            except UserAccessFault:
+                return STATUS_INVALID_PARAMETER
+        return super().render(hContext, args)
+
+
+BREAKS[RereadsPatchListIn] = "REN-COPYFIRST"
+
+
 #: Mutants that break a validation or isolation rule, and the target that finds each.
 
 

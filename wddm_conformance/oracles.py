@@ -68,18 +68,22 @@ def expect_memory(
 
 
 def expect_single_fetch(result: RenderResult) -> None:
-    """REN-COPYFIRST: no byte of the command buffer was read twice within one Render call."""
-    if result.command_buffer is None:
-        return
-    doubled = result.command_buffer.double_fetched()
-    if doubled:
-        lo, hi = doubled[0]
-        raise DriverViolation(
-            "REN-COPYFIRST",
-            "DxgkDdiRender",
-            f"read command-buffer bytes [{lo}, {hi}) more than once: copy user memory once, then validate the copy",
-            {"double_fetched": doubled},
-        )
+    """REN-COPYFIRST: no byte of user memory (the command buffer, the input patch-location
+    list) was read twice within one Render call (seed 000: both are user-mode buffers)."""
+    for buffer, name in (
+        (result.command_buffer, "command-buffer"),
+        (result.patch_list_in, "pPatchLocationListIn"),
+    ):
+        doubled = buffer.double_fetched() if buffer is not None else []
+        if doubled:
+            lo, hi = doubled[0]
+            raise DriverViolation(
+                "REN-COPYFIRST",
+                "DxgkDdiRender",
+                f"read {name} bytes [{lo}, {hi}) more than once: copy user memory once, then "
+                "validate the copy",
+                {"double_fetched": doubled},
+            )
 
 
 def expect_success(result: RenderResult, what: str, requirement: str = "REN-TRANSLATE") -> None:

@@ -152,7 +152,7 @@ def test_a_fault_reading_the_input_patch_list_is_not_an_escape(kernel: Kernel) -
 
 
 @requirement("REN-COPYFIRST")
-def test_render_reads_each_command_byte_once(kernel: Kernel) -> None:
+def test_render_reads_each_user_byte_once(kernel: Kernel) -> None:
     ctx, a, b = pair(kernel)
     expect_single_fetch(run_checked(kernel, ctx, [None, a, b], program(2), "program"))
 
