@@ -225,13 +225,37 @@ class Kernel:
         Raw ``bytes`` are passed as private data untouched (for malformed-data tests). With
         ``allow_failure`` a failing status returns an empty list instead of raising.
         """
+        args, infos, status = self._call_create_allocation(requests, resource)
+        self.last_create_status = status
+        if status != STATUS_SUCCESS:
+            self._probe_half_made(device, infos, status)
+            if allow_failure:
+                return []
+            raise DriverViolation(
+                "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
+            )
+        self._judge_allocation_info(infos)
+        self._judge_resource(resource, args.hResource)
+        self._judge_requests(requests, infos)
+        return [
+            self._add_allocation(device, info, args.hResource if resource is not None else 0)
+            for info in infos
+        ]
+
+    def _call_create_allocation(
+        self, requests: Sequence[AllocationRequest | bytes], resource: int | None
+    ) -> tuple[DXGKARG_CREATEALLOCATION, tuple[DXGK_ALLOCATIONINFO, ...], int]:
+        """Encode ``requests``, call DxgkDdiCreateAllocation and judge its status and buffers.
+
+        Returns the argument block, the kernel's own DXGK_ALLOCATIONINFO of each request
+        (what the driver does to the list it gets cannot reach it) and the status.
+        """
         datas = [
             r if isinstance(r, bytes) else self.encoder.allocation_private_data(r) for r in requests
         ]
         buffers = [
             KernelBuffer("pPrivateDriverData", len(d), writable=False, initial=d) for d in datas
         ]
-        # The kernel's own tuple: what the driver does to the list it gets cannot reach it.
         infos = tuple(
             DXGK_ALLOCATIONINFO(pPrivateDriverData=b.ptr(), PrivateDriverDataSize=b.size)
             for b in buffers
@@ -251,16 +275,12 @@ class Kernel:
             "ALC-STATUS",
         )
         memory_violations(CREATE, [(b, "ALL-READONLY") for b in buffers])
-        self.last_create_status = status
-        if status != STATUS_SUCCESS:
-            self._probe_half_made(device, infos, status)
-            if allow_failure:
-                return []
-            raise DriverViolation(
-                "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
-            )
-        self._judge_allocation_info(infos)
-        self._judge_resource(resource, args.hResource)
+        return args, infos, status
+
+    def _judge_requests(
+        self, requests: Sequence[AllocationRequest | bytes], infos: Sequence[DXGK_ALLOCATIONINFO]
+    ) -> None:
+        """ALC-GDISIZE and ALC-HISTORY: each allocation is what its request asked for."""
         for i, (request, info) in enumerate(zip(requests, infos, strict=True)):
             where = f"allocation {i} of {len(infos)}"
             if not isinstance(request, AllocationRequest):
@@ -274,20 +294,18 @@ class Kernel:
                     f"{where}: asked for a history buffer, but DXGK_ALLOCATIONINFO.Flags does not "
                     f"report HistoryBuffer",
                 )
-        out: list[Allocation] = []
-        for info in infos:
-            a = Allocation(
-                self._next_allocation,
-                info.hAllocation,
-                _own_copy(info),
-                device,
-                resource=args.hResource if resource is not None else 0,
-            )
-            self._next_allocation += 1
-            self.allocations[a.id] = a
-            self.open_for(device, a)
-            out.append(a)
-        return out
+
+    def _add_allocation(
+        self, device: Device, info: DXGK_ALLOCATIONINFO, resource: int
+    ) -> Allocation:
+        """Record an allocation the driver created and open it for ``device``."""
+        a = Allocation(
+            self._next_allocation, info.hAllocation, _own_copy(info), device, resource=resource
+        )
+        self._next_allocation += 1
+        self.allocations[a.id] = a
+        self.open_for(device, a)
+        return a
 
     def _judge_allocation_info(self, infos: Sequence[DXGK_ALLOCATIONINFO]) -> None:
         handles = [info.hAllocation for info in infos]

@@ -426,6 +426,24 @@ class VidMm:
     ) -> None:
         """TRANSFER (or SPECIAL_LOCK_TRANSFER) of ``size`` bytes, split into sub-transfers if configured."""
         expected = self._read_location(src, 0, size) if self.k.config.verify_paging else b""
+        runs = self._sub_transfers(hAllocation, size, src, dst, flags, special)
+        if not self.k.config.verify_paging:
+            return
+        rule = "PGB-SPECIALLOCK" if special else "PGB-TRANSFER"
+        self._exactly_once(runs, self._location_ranges(dst, size), rule, "transfer destination")
+        self._judge_transfer_content(hAllocation, size, src, dst, flags, expected, rule)
+
+    def _sub_transfers(
+        self,
+        hAllocation: int,
+        size: int,
+        src: DXGK_TRANSFER_LOCATION,
+        dst: DXGK_TRANSFER_LOCATION,
+        flags: DXGK_TRANSFERFLAGS,
+        special: bool,
+    ) -> list[PagingRun]:
+        """One paging operation per sub-transfer of ``subtransfer_size`` bytes (one if unset),
+        TransferStart on the first and TransferEnd on the last."""
         step = self.k.config.subtransfer_size or size or 1
         operation = (
             OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER if special else OP.DXGK_OPERATION_TRANSFER
@@ -465,10 +483,20 @@ class VidMm:
             offset += n
             if size == 0:
                 break
-        if not self.k.config.verify_paging:
-            return
-        rule = "PGB-SPECIALLOCK" if special else "PGB-TRANSFER"
-        self._exactly_once(runs, self._location_ranges(dst, size), rule, "transfer destination")
+        return runs
+
+    def _judge_transfer_content(
+        self,
+        hAllocation: int,
+        size: int,
+        src: DXGK_TRANSFER_LOCATION,
+        dst: DXGK_TRANSFER_LOCATION,
+        flags: DXGK_TRANSFERFLAGS,
+        expected: bytes,
+        rule: str,
+    ) -> None:
+        """The destination holds the source's bytes ``expected``, (un)swizzled as ``flags`` ask;
+        a transfer of no allocation (hAllocation 0) is never swizzled (PGB-NOSWIZZLE)."""
         got = self._read_location(dst, 0, size)
         swizzle = self.k.gpu
         if hAllocation == 0:
@@ -630,7 +658,6 @@ class VidMm:
     ) -> PagingRun:
         """Drive one paging operation to completion through DxgkDdiBuildPagingBuffer."""
         k = self.k
-        size = k.config.paging_buffer_size
         rule = OPERATION_RULE[operation]
         multipass = 0
         idle = False
@@ -645,68 +672,15 @@ class VidMm:
                     DDI,
                     f"{operation.name} still unfinished after {calls - 1} calls",
                 )
-            buffer = KernelBuffer("paging buffer", size, fill=UNWRITTEN)
-            private = KernelBuffer("paging buffer private data", k.caps.DmaBufferPrivateDataSize)
-            args = DXGKARG_BUILDPAGINGBUFFER(
-                pDmaBuffer=buffer.ptr(),
-                DmaSize=size,
-                pDmaBufferPrivateData=private.ptr(),
-                DmaBufferPrivateDataSize=private.size,
-                Operation=operation,
-            )
-            configure(args)
-            args.MultipassOffset = multipass
+            args, buffer, private = self._paging_args(operation, configure, multipass)
             if idle and idle_flag is not None:
                 idle_flag(args)
-            status = k.caller.call("build_paging_buffer", args)
-            if (
-                not isinstance(status, int)
-                or isinstance(status, bool)
-                or status not in BUILD_PAGING_BUFFER_STATUSES
-            ):
-                raw = status if isinstance(status, int) else 0
-                raise BugCheck(
-                    VIDEO_MEMORY_MANAGEMENT_INTERNAL,
-                    (VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS, raw & 0xFFFFFFFF, operation, 0),
-                    "PGB-STATUS",
-                    DDI,
-                    f"{operation.name} returned {status_name(status)}; only SUCCESS, ALLOCATION_BUSY and "
-                    f"INSUFFICIENT_DMA_BUFFER are allowed",
-                )
-            cursor = args.pDmaBuffer
-            if (
-                not isinstance(cursor, Ptr)
-                or cursor.region is not buffer
-                or not 0 <= cursor.offset <= size
-            ):
-                raise DriverViolation(
-                    "PGB-CURSOR",
-                    DDI,
-                    f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer",
-                )
-            memory_violations(
-                DDI, [(buffer, "PGB-CURSOR"), (private, "PGB-CURSOR")], f" during {operation.name}"
+            status = self._judge_paging_status(
+                operation, k.caller.call("build_paging_buffer", args)
             )
-            written = cursor.offset
-            if buffer.data.count(UNWRITTEN, written, size) != size - written:
-                raise DriverViolation(
-                    "PGB-CURSOR",
-                    DDI,
-                    f"{operation.name}: bytes written past pDmaBuffer (+{written})",
-                )
+            written = self._judge_paging_cursor(operation, args, buffer, private)
             if status == STATUS_GRAPHICS_ALLOCATION_BUSY:
-                if idle_flag is None:
-                    raise DriverViolation(
-                        "PGB-BUSY",
-                        DDI,
-                        f"{operation.name} answered ALLOCATION_BUSY, which this operation has no AllocationIsIdle retry for",
-                    )
-                if idle:
-                    raise DriverViolation(
-                        "PGB-BUSY",
-                        DDI,
-                        f"{operation.name} answered ALLOCATION_BUSY although AllocationIsIdle was set",
-                    )
+                self._judge_busy(operation, idle_flag is not None, idle)
                 idle = True
                 multipass = args.MultipassOffset
                 continue  # the GPU is synchronous here: it is idle once this call returns
@@ -717,23 +691,123 @@ class VidMm:
             if status == STATUS_SUCCESS:
                 return PagingRun(executions, calls)
             assert status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
-            if written == 0:
-                raise DriverViolation(
-                    "PGB-MULTIPASS",
-                    DDI,
-                    f"{operation.name} returned INSUFFICIENT_DMA_BUFFER on an empty {size}-byte paging buffer "
-                    f"without writing anything (MultipassOffset {args.MultipassOffset}): no progress",
-                )
-            state = (args.MultipassOffset, bytes(buffer.data[:written]))
-            if state in seen:
-                raise DriverViolation(
-                    "PGB-MULTIPASS",
-                    DDI,
-                    f"{operation.name} livelocks: call {calls} built the same partial buffer with the same "
-                    f"MultipassOffset ({args.MultipassOffset}) as an earlier call, so it never finishes",
-                )
-            seen.add(state)
+            self._judge_progress(operation, args, buffer, written, calls, seen)
             multipass = args.MultipassOffset
+
+    def _paging_args(
+        self,
+        operation: OP,
+        configure: Callable[[DXGKARG_BUILDPAGINGBUFFER], None],
+        multipass: int,
+    ) -> tuple[DXGKARG_BUILDPAGINGBUFFER, KernelBuffer, KernelBuffer]:
+        """A fresh paging buffer and private data, and the arguments of one call on them."""
+        size = self.k.config.paging_buffer_size
+        buffer = KernelBuffer("paging buffer", size, fill=UNWRITTEN)
+        private = KernelBuffer("paging buffer private data", self.k.caps.DmaBufferPrivateDataSize)
+        args = DXGKARG_BUILDPAGINGBUFFER(
+            pDmaBuffer=buffer.ptr(),
+            DmaSize=size,
+            pDmaBufferPrivateData=private.ptr(),
+            DmaBufferPrivateDataSize=private.size,
+            Operation=operation,
+        )
+        configure(args)
+        args.MultipassOffset = multipass
+        return args, buffer, private
+
+    def _judge_paging_status(self, operation: OP, status: object) -> int:
+        """PGB-STATUS: only SUCCESS, ALLOCATION_BUSY and INSUFFICIENT_DMA_BUFFER; else bug check 0x10E."""
+        if (
+            not isinstance(status, int)
+            or isinstance(status, bool)
+            or status not in BUILD_PAGING_BUFFER_STATUSES
+        ):
+            raw = status if isinstance(status, int) else 0
+            raise BugCheck(
+                VIDEO_MEMORY_MANAGEMENT_INTERNAL,
+                (VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS, raw & 0xFFFFFFFF, operation, 0),
+                "PGB-STATUS",
+                DDI,
+                f"{operation.name} returned {status_name(status)}; only SUCCESS, ALLOCATION_BUSY and "
+                f"INSUFFICIENT_DMA_BUFFER are allowed",
+            )
+        return status
+
+    def _judge_paging_cursor(
+        self,
+        operation: OP,
+        args: DXGKARG_BUILDPAGINGBUFFER,
+        buffer: KernelBuffer,
+        private: KernelBuffer,
+    ) -> int:
+        """PGB-CURSOR: pDmaBuffer stays in the paging buffer and nothing is written past it,
+        nor outside either buffer. Returns the bytes written."""
+        size = buffer.size
+        cursor = args.pDmaBuffer
+        if (
+            not isinstance(cursor, Ptr)
+            or cursor.region is not buffer
+            or not 0 <= cursor.offset <= size
+        ):
+            raise DriverViolation(
+                "PGB-CURSOR",
+                DDI,
+                f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer",
+            )
+        memory_violations(
+            DDI, [(buffer, "PGB-CURSOR"), (private, "PGB-CURSOR")], f" during {operation.name}"
+        )
+        written = cursor.offset
+        if buffer.data.count(UNWRITTEN, written, size) != size - written:
+            raise DriverViolation(
+                "PGB-CURSOR",
+                DDI,
+                f"{operation.name}: bytes written past pDmaBuffer (+{written})",
+            )
+        return written
+
+    def _judge_busy(self, operation: OP, retryable: bool, idle: bool) -> None:
+        """PGB-BUSY: ALLOCATION_BUSY only where AllocationIsIdle can be set, and not once it is."""
+        if not retryable:
+            raise DriverViolation(
+                "PGB-BUSY",
+                DDI,
+                f"{operation.name} answered ALLOCATION_BUSY, which this operation has no AllocationIsIdle retry for",
+            )
+        if idle:
+            raise DriverViolation(
+                "PGB-BUSY",
+                DDI,
+                f"{operation.name} answered ALLOCATION_BUSY although AllocationIsIdle was set",
+            )
+
+    def _judge_progress(
+        self,
+        operation: OP,
+        args: DXGKARG_BUILDPAGINGBUFFER,
+        buffer: KernelBuffer,
+        written: int,
+        calls: int,
+        seen: set[tuple[int, bytes]],
+    ) -> None:
+        """PGB-MULTIPASS: an INSUFFICIENT_DMA_BUFFER answer wrote something, and not the same
+        partial buffer with the same MultipassOffset as an earlier call (adds it to ``seen``)."""
+        if written == 0:
+            raise DriverViolation(
+                "PGB-MULTIPASS",
+                DDI,
+                f"{operation.name} returned INSUFFICIENT_DMA_BUFFER on an empty {buffer.size}-byte paging buffer "
+                f"without writing anything (MultipassOffset {args.MultipassOffset}): no progress",
+            )
+        state = (args.MultipassOffset, bytes(buffer.data[:written]))
+        if state in seen:
+            raise DriverViolation(
+                "PGB-MULTIPASS",
+                DDI,
+                f"{operation.name} livelocks: call {calls} built the same partial buffer with the same "
+                f"MultipassOffset ({args.MultipassOffset}) as an earlier call, so it never finishes",
+            )
+        seen.add(state)
 
     # ------------------------------------------------------------------ verification helpers
 
