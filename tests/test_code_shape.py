@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +58,43 @@ def test_a_long_function_is_named_with_its_file_and_length(tmp_path: Path) -> No
         "shape.py:outer:62",
         "shape.py:outer.inner:61",
     ]
+
+
+REPO = PACKAGE.parent
+#: Where a name counts as used: every text file of the checkout but these folders.
+NOT_READ = {".git", ".venv", "corpora", "__pycache__", "build", "dist"}
+
+
+def _top_level_names(tree: ast.Module) -> Iterator[str]:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield node.name
+        elif isinstance(node, ast.Assign):
+            yield from (t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            yield node.target.id
+
+
+def _words_of_the_checkout() -> Counter[str]:
+    words: Counter[str] = Counter()
+    for path in REPO.rglob("*"):
+        if NOT_READ.isdisjoint(path.relative_to(REPO).parts) and path.is_file():
+            try:
+                words.update(re.findall(r"\w+", path.read_text()))
+            except (UnicodeDecodeError, OSError):
+                continue
+    return words
+
+
+def test_every_top_level_name_of_the_package_is_used_somewhere() -> None:
+    """A function, class or constant no code, test, benchmark or document names is dead.
+    Names pytest finds by themselves (hooks, checks) are used by being defined."""
+    words = _words_of_the_checkout()
+    dead = [
+        f"{path.relative_to(REPO)}:{name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if NOT_READ.isdisjoint(path.relative_to(REPO).parts)
+        for name in _top_level_names(ast.parse(path.read_text(), str(path)))
+        if not name.startswith(("__", "pytest_", "test_")) and words[name] < 2
+    ]
+    assert not dead, "defined but named nowhere else (remove, or use it):\n" + "\n".join(dead)

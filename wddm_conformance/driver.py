@@ -222,10 +222,6 @@ class GpuModel(Protocol):
     def instruction_boundaries(self, dma: bytes | bytearray | memoryview) -> list[int]: ...
 
 
-class GpuModelFactory(Protocol):
-    def __call__(self, sysmem: SystemMemory, info: DXGK_START_INFO) -> GpuModel: ...
-
-
 # --------------------------------------------------------------------------- loading
 
 

@@ -1,4 +1,4 @@
-"""Oracles shared by the tests, the workload and (later) the suite and fuzz targets.
+"""Oracles shared by the workload, the conformance suite, the fuzz targets and the tests.
 
 Each oracle raises :class:`~wddm_conformance.errors.DriverViolation` naming the
 requirement it checks; the kernel itself raises the violations it sees during DDI

@@ -450,11 +450,3 @@ def parse_jobs(text: str) -> int:
     if value < 1:
         raise ValueError(f"--jobs must be at least 1, not {value}")
     return value
-
-
-def main_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split ``argv`` at ``--``: the harness's arguments, then extra libFuzzer flags."""
-    if "--" in argv:
-        i = list(argv).index("--")
-        return list(argv[:i]), list(argv[i + 1 :])
-    return list(argv), []
