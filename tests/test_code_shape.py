@@ -98,3 +98,59 @@ def test_every_top_level_name_of_the_package_is_used_somewhere() -> None:
         if not name.startswith(("__", "pytest_", "test_")) and words[name] < 2
     ]
     assert not dead, "defined but named nowhere else (remove, or use it):\n" + "\n".join(dead)
+
+
+#: Fields that hold a StrEnum member (object states, fault, violation, death and verdict
+#: kinds): compared with a member, a misspelt name is an AttributeError; with a string
+#: literal, a misspelt value is a silent mismatch.
+ENUM_FIELDS = frozenset({"state", "kind", "fault_kind"})
+
+
+def _string_literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return any(_string_literal(e) for e in node.elts)
+    return False
+
+
+def string_comparisons(path: Path, root: Path) -> Iterator[str]:
+    """``file:line: code`` of each comparison of an :data:`ENUM_FIELDS` attribute (or
+    ``x["verdict"]``) with a string literal in the Python file ``path``."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        fields = [
+            s
+            for s in sides
+            if (isinstance(s, ast.Attribute) and s.attr in ENUM_FIELDS)
+            or (
+                isinstance(s, ast.Subscript)
+                and isinstance(s.slice, ast.Constant)
+                and s.slice.value == "verdict"
+            )
+        ]
+        if fields and any(_string_literal(s) for s in sides):
+            yield f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}"
+
+
+def test_enum_fields_are_compared_with_members_not_string_literals() -> None:
+    found = [
+        line for path in sorted(PACKAGE.rglob("*.py")) for line in string_comparisons(path, REPO)
+    ]
+    assert not found, "compare with the enum's member:\n" + "\n".join(found)
+
+
+def test_a_string_comparison_of_a_state_is_named(tmp_path: Path) -> None:
+    source = tmp_path / "states.py"
+    source.write_text(
+        "if a.state == 'residnet' or d.kind in ('lost', X.Y) or r['verdict'] != 'ok':\n"
+        "    pass\n"
+        "if a.state is State.RESIDENT or a.name == 'x':\n    pass\n"
+    )
+    assert list(string_comparisons(source, tmp_path)) == [
+        "states.py:1: a.state == 'residnet'",
+        "states.py:1: d.kind in ('lost', X.Y)",
+        "states.py:1: r['verdict'] != 'ok'",
+    ]

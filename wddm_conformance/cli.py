@@ -144,7 +144,7 @@ def _check(args: argparse.Namespace) -> int:
         ended = isolation.run(job, limits) if isolated else job()
         if isinstance(ended, isolation.Death):
             status = Status.TIMEOUT if ended.timed_out else Status.CRASH
-            if ended.kind == "raised":
+            if ended.kind == isolation.DeathKind.RAISED:
                 status = Status.INTERNAL_ERROR
             bugcheck, rule = ended.bugcheck, ended.rule
             detail = " ".join(

@@ -772,7 +772,7 @@ def conclude(
         "nodeid": report.nodeid,
         "status": str(status),
         "expected": verdict.expected,
-        "verdict": verdict.kind,
+        "verdict": str(verdict.kind),
         "requirements": ids,
         "violated": requirement,
         "ddi": ddi,
@@ -793,10 +793,10 @@ def conclude(
     ]
     if status in (Status.FAIL, Status.CRASH, Status.TIMEOUT) and (message or details):
         report.longrepr = f"{status}: {message}" + (f"\n{details}" if details else "")
-    if verdict.kind == "expected" and status not in (Status.PASS, Status.SKIP):
+    if verdict.kind == baselines.VerdictKind.EXPECTED and status not in (Status.PASS, Status.SKIP):
         report.outcome = "skipped"
         report.wasxfail = verdict.reason
-    elif verdict.kind == "unexpected" and status == Status.PASS:
+    elif verdict.kind == baselines.VerdictKind.UNEXPECTED and status == Status.PASS:
         report.outcome = "failed"
         report.longrepr = verdict.reason
     return report
@@ -850,10 +850,11 @@ def pytest_report_teststatus(
     record = _record(report)
     if record is None or not report.failed:
         return None
+    from .baseline import VerdictKind
     from .results import Status
 
     status = record["status"]
-    if record["verdict"] == "unexpected" and status == Status.PASS:
+    if record["verdict"] == VerdictKind.UNEXPECTED and status == Status.PASS:
         return "failed", "U", "UNEXPECTED-PASS"
     letters = {Status.CRASH: "C", Status.TIMEOUT: "T", Status.INTERNAL_ERROR: "E"}
     if status in letters:
@@ -912,6 +913,7 @@ class Results:
             )
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        from .baseline import VerdictKind
         from .results import Status
 
         run = self.run
@@ -932,7 +934,9 @@ class Results:
             if record["status"] == Status.PASS:
                 continue
             first = record["message"].splitlines()[0] if record["message"] else ""
-            mark = " (expected by the baseline)" if record["verdict"] == "expected" else ""
+            mark = (
+                " (expected by the baseline)" if record["verdict"] == VerdictKind.EXPECTED else ""
+            )
             tr.line(f"{record['status']:<14} {record['id']}{mark}: {first}"[:400])
             if record["status"] != Status.SKIP:
                 for line in _reproduction(record):

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
+from .baseline import VerdictKind
+
 __all__ = ["render_html"]
 
 STATUS_ORDER = ("PASS", "FAIL", "CRASH", "TIMEOUT", "SKIP", "INTERNAL-ERROR")
@@ -131,7 +133,7 @@ def render_html(report: dict[str, Any]) -> str:
     anchors = _Anchors()
     failures = [t for t in tests if _text(t.get("status")) not in NOT_FAILURES]
     # Unexpected failures first: they are what needs looking at; otherwise keep report order.
-    failures.sort(key=lambda t: _text(t.get("verdict")) != "unexpected")
+    failures.sort(key=lambda t: _text(t.get("verdict")) != VerdictKind.UNEXPECTED)
     article_ids = [anchors.new("failure-" + _text(t.get("id"))) for t in failures]
     failure_anchor: dict[str, str] = {}  # test id -> its (first) failure article
     for t, anchor in zip(failures, article_ids, strict=True):
@@ -221,8 +223,8 @@ def _summary(
         for t in tests:
             status = _text(t.get("status"))
             counts[status] = counts.get(status, 0) + 1
-        unexpected = sum(_text(t.get("verdict")) == "unexpected" for t in tests)
-        expected = sum(_text(t.get("verdict")) == "expected" for t in tests)
+        unexpected = sum(_text(t.get("verdict")) == VerdictKind.UNEXPECTED for t in tests)
+        expected = sum(_text(t.get("verdict")) == VerdictKind.EXPECTED for t in tests)
     total = sum(counts.values())
 
     cells = "".join(
@@ -353,7 +355,7 @@ def _failures(
         ddi = _text(t.get("ddi"))
         bugcheck = _text(t.get("bugcheck"))
         nodeid = _text(t.get("nodeid"))
-        cls = "failure expected" if verdict == "expected" else "failure"
+        cls = "failure expected" if verdict == VerdictKind.EXPECTED else "failure"
         out.append(f'<article class="{cls}" id="{article_id}">')
         head = f"<h3><span class=mono>{_e(tid)}</span> {_badge(status)}"
         if verdict:

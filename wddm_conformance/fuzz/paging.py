@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from ..ddi import DXGK_ALLOCATIONINFOFLAGS, DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
 from ..errors import DriverViolation
-from ..kernel import Allocation, Kernel
+from ..kernel import Allocation, Kernel, State
 from ..program import describe_difference, fill_bytes
 from .base import POOL, VARIANTS, RigTarget, pattern
 from .data import Reader, Writer
@@ -127,7 +127,7 @@ class PagingTarget(RigTarget):
     @staticmethod
     def _step(k: Kernel, a: Allocation, step: Step, shadow: dict[int, bytearray | None]) -> None:
         kind = STEPS[step.kind]
-        resident = a.state == "resident"
+        resident = a.state == State.RESIDENT
         aperture = resident and k.vidmm.segment(a.segment_id).is_aperture
         if kind == "evict":
             k.evict(a) if resident else k.make_resident(a)
@@ -188,7 +188,7 @@ class PagingTarget(RigTarget):
                 k.evict(a)
                 k.make_resident(a)
             finally:
-                if a.state == "resident":
+                if a.state == State.RESIDENT:
                     k.unlock_alternate_va(a)
 
     def describe(self, data: bytes) -> str:

@@ -229,7 +229,7 @@ def _set_up_dies(name: str, spec: DriverSpec) -> isolation.Death | None:
     if not isolation.available():
         return None
     ended = isolation.run(lambda: (set_up(name, spec), b"")[1], isolation.Limits(seconds=120.0))
-    if isinstance(ended, isolation.Death) and ended.kind != "raised":
+    if isinstance(ended, isolation.Death) and ended.kind != isolation.DeathKind.RAISED:
         return ended
     return None
 

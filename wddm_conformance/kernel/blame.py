@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from ..driver import FaultKind
+
 #: (start, length) in bytes of GPU-physical (segment or system) address space.
 Range = tuple[int, int]
 
@@ -43,7 +45,8 @@ class Facts:
 
     ``address``/``length``: the access (None: a fault without an address). ``patched``:
     DxgkDdiPatch ran on this submission (False: skipped, pre-patched addresses only).
-    ``fault_kind``: the GPU fault's kind (``privileged-instruction``, ...).
+    ``fault_kind``: the GPU fault's kind (a :class:`~wddm_conformance.driver.FaultKind`, or
+    a driver's own GPU model's string).
     ``unmapped_aperture``: the address is on an aperture page the kernel unmapped.
     ``reaches_memory``: the address lies in a segment or an allocated system page.
     ``paged_out``: where the paged-out entries (SegmentId 0) last were. ``stale``: where
@@ -139,7 +142,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         lambda f: (
             f.event == Event.FAULT
-            and f.fault_kind in ("privileged-instruction", "illegal-instruction")
+            and f.fault_kind in (FaultKind.PRIVILEGED_INSTRUCTION, FaultKind.ILLEGAL_INSTRUCTION)
         ),
         "REN-VALIDATE",
         "a privileged or illegal instruction in a render submission: REN-VALIDATE;",

@@ -45,7 +45,7 @@ from ..sysmem import SystemMemory
 from ..watchdog import Invoker, WatchdogInvoker
 from .ddicall import DdiCaller, memory_violations, require_status
 from .modes import KernelConfig, KernelMode
-from .objects import Allocation, Context, Device
+from .objects import Allocation, Change, Context, Device, State
 from .scheduler import AllocationUse, RenderResult, Scheduler
 from .vidmm import VidMm
 
@@ -166,7 +166,7 @@ class Kernel:
                 "DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT"
             )
             handle = args.hContext
-            live = {c.hContext for d in self.devices for c in d.contexts if c.state == "active"}
+            live = {c.hContext for d in self.devices for c in d.contexts if c.state == State.ACTIVE}
             if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
                 raise DriverViolation(
                     "REN-CONTEXT",
@@ -190,9 +190,9 @@ class Kernel:
         """
         if self.caps.SupportsContexts:
             for context in device.contexts:
-                if context.state == "active":
+                if context.state == State.ACTIVE:
                     self.caller.call("destroy_context", context.hContext)
-                    context.transition("destroy")
+                    context.transition(Change.DESTROY)
         handles = [
             a.opened.pop(id(device)) for a in self.allocations.values() if id(device) in a.opened
         ]
@@ -201,12 +201,12 @@ class Kernel:
                 "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(len(handles), handles)
             )
         self.caller.call("destroy_device", device.hDevice)
-        device.transition("destroy")
+        device.transition(Change.DESTROY)
         self.devices.remove(device)
 
     def lose_device(self, device: Device, reason: str) -> None:
         """Put ``device`` in the lost state: the kernel refuses its further submissions (REN-DEVICELOST)."""
-        device.transition("lose")
+        device.transition(Change.LOSE)
         device.lost_reason = reason
 
     # ------------------------------------------------------------------ allocations
@@ -462,7 +462,7 @@ class Kernel:
         self.vidmm.release(a)
         for device in self.devices:
             handle = a.opened.pop(id(device), None)
-            if handle is not None and device.state != "destroyed":
+            if handle is not None and device.state != State.DESTROYED:
                 self.caller.call(
                     "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle])
                 )
@@ -473,7 +473,7 @@ class Kernel:
             args.hResource = a.resource
             args.Flags = DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
         self.caller.call("destroy_allocation", args)
-        a.transition("destroy")
+        a.transition(Change.DESTROY)
         del self.allocations[a.id]
 
     # ------------------------------------------------------------------ memory operations
@@ -503,7 +503,7 @@ class Kernel:
         """pfnUnlockCb: give back the alternate VA of a resident ``a`` (its content is in the segment)."""
         if a.alternate_va is None:
             return
-        a.require("resident")
+        a.require(State.RESIDENT)
         if a.backing is a.alternate_va:
             raise HarnessError(f"{a} still lives in its alternate VA")
         self.sysmem.free(a.alternate_va.pfns)

@@ -54,7 +54,7 @@ from ..status import (
 )
 from .blame import Event, Facts, Verdict, decide
 from .ddicall import memory_violations
-from .objects import Allocation, Context
+from .objects import Allocation, Context, State
 from .vidmm import Range, coverage
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class Scheduler:
                 out.append(DXGK_ALLOCATIONLIST(0, use.write, 0, 0))
                 continue
             handle = self.k.open_for(context.device, a)
-            if a.state == "resident" and not hide:
+            if a.state == State.RESIDENT and not hide:
                 out.append(DXGK_ALLOCATIONLIST(handle, use.write, a.segment_id, a.address))
             else:  # paged out: SegmentId 0, PhysicalAddress the last known address (not to be trusted)
                 out.append(DXGK_ALLOCATIONLIST(handle, use.write, 0, a.last_address))
@@ -212,14 +212,14 @@ class Scheduler:
         reach outside their allocation (see :func:`~wddm_conformance.program.out_of_bounds`):
         whatever the driver's acceptance of them leads to is blamed on REN-VALIDATE.
         """
-        context.require("active")
+        context.require(State.ACTIVE)
         device = context.device
-        if device.state == "lost":
+        if device.state == State.LOST:
             return RenderResult(
                 STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
                 refused=f"{device} is lost: {device.lost_reason}",
             )
-        device.require("active")
+        device.require(State.ACTIVE)
         cmd = UserBuffer("pCommand", command, fault_at=fault_at, toctou=toctou)
         plin: UserBuffer | None = None
         if patch_list_in is not None:
@@ -445,7 +445,7 @@ class Scheduler:
             k.vidmm.make_resident(a, pinned)
         if k.mode.forced_eviction:
             for a in allocations:
-                old = (a.offset, a.size) if a.state == "resident" else None
+                old = (a.offset, a.size) if a.state == State.RESIDENT else None
                 sid = a.segment_id
                 k.vidmm.evict(a)
                 k.vidmm.make_resident(a, pinned, segment_id=sid, avoid=old)
@@ -684,7 +684,7 @@ class Scheduler:
         bindable = [
             (u.allocation.address, u.allocation.size)
             for u in scene.uses
-            if u.allocation is not None and u.allocation.state == "resident"
+            if u.allocation is not None and u.allocation.state == State.RESIDENT
         ]
         bindable.append(self._dummy())  # a NULL allocation may be bound to the dummy page
         for slot, address in bindings.items():

@@ -64,7 +64,7 @@ from ..status import (
     status_name,
 )
 from .ddicall import memory_violations
-from .objects import Allocation
+from .objects import Allocation, Change, State
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -236,9 +236,9 @@ class VidMm:
         avoid: Range | None = None,
     ) -> None:
         """Page ``a`` in (first placement, or back from system memory)."""
-        if a.state == "resident":
+        if a.state == State.RESIDENT:
             return
-        a.require("unplaced", "evicted")
+        a.require(State.UNPLACED, State.EVICTED)
         for sid in [segment_id] if segment_id is not None else self._candidates(a):
             offset = self._place(a, sid, pinned | {a.id}, avoid)
             if offset is None and avoid is not None:  # no other place: the old one will do
@@ -269,12 +269,12 @@ class VidMm:
             a.backing = None
         a.segment_id, a.offset, a.address = sid, offset, address
         a.last_address = address
-        a.transition("page_in")
+        a.transition(Change.PAGE_IN)
         self.resident[a.id] = a
 
     def evict(self, a: Allocation) -> None:
         """Move ``a`` out of its segment to system memory (or unmap it from the aperture)."""
-        a.require("resident")
+        a.require(State.RESIDENT)
         desc = self.segment(a.segment_id)
         if desc.is_aperture:
             self.unmap_aperture(a, a.segment_id, a.offset // PAGE_SIZE, -(-a.size // PAGE_SIZE))
@@ -293,14 +293,14 @@ class VidMm:
         self.heaps[a.segment_id].release(a.offset)
         del self.resident[a.id]
         a.segment_id = a.offset = a.address = 0
-        a.transition("evict")
+        a.transition(Change.EVICT)
 
     def discard(self, a: Allocation) -> None:
         """Evict ``a`` without keeping its content (DISCARD_CONTENT); it comes back zeroed.
 
         An aperture allocation is simply unmapped (its system pages keep their content).
         """
-        a.require("resident")
+        a.require(State.RESIDENT)
         if self.segment(a.segment_id).is_aperture:
             self.evict(a)
             return
@@ -327,11 +327,11 @@ class VidMm:
         del self.resident[a.id]
         a.backing = self.k.sysmem.allocate_mdl(a.size)
         a.segment_id = a.offset = a.address = 0
-        a.transition("discard")
+        a.transition(Change.DISCARD)
 
     def relocate(self, a: Allocation, pinned: frozenset[int] = frozenset()) -> None:
         """Move resident ``a`` to another place in its segment (content preserved)."""
-        a.require("resident")
+        a.require(State.RESIDENT)
         sid, old_offset, old_address = a.segment_id, a.offset, a.address
         desc = self.segment(sid)
         size = -(-a.size // PAGE_SIZE) * PAGE_SIZE if desc.is_aperture else a.size
@@ -356,11 +356,11 @@ class VidMm:
             )
         self.heaps[sid].release(old_offset)
         a.offset, a.address, a.last_address = offset, address, address
-        a.transition("relocate")
+        a.transition(Change.RELOCATE)
 
     def release(self, a: Allocation) -> None:
         """Free everything ``a`` holds (it is being destroyed); aperture pages are unmapped first."""
-        if a.state == "resident":
+        if a.state == State.RESIDENT:
             desc = self.segment(a.segment_id)
             if desc.is_aperture:
                 self.unmap_aperture(a, a.segment_id, a.offset // PAGE_SIZE, -(-a.size // PAGE_SIZE))
@@ -376,9 +376,9 @@ class VidMm:
 
     def cpu_read(self, a: Allocation, offset: int, length: int) -> bytes:
         """Read allocation bytes as the CPU sees them (linear, wherever the allocation lives)."""
-        if a.state == "unplaced":
+        if a.state == State.UNPLACED:
             return bytes(length)
-        if a.state == "resident" and not self.segment(a.segment_id).is_aperture:
+        if a.state == State.RESIDENT and not self.segment(a.segment_id).is_aperture:
             if a.swizzled:
                 return self.k.gpu.read_linear(a.address, a.size)[offset : offset + length]
             return self.k.gpu.read(a.address + offset, length)
@@ -390,9 +390,9 @@ class VidMm:
         """Write allocation bytes as the CPU does (linear, wherever the allocation lives)."""
         if offset < 0 or offset + len(data) > a.size:
             raise HarnessError(f"CPU write of {len(data)} bytes at +{offset} outside {a}")
-        if a.state == "unplaced":
+        if a.state == State.UNPLACED:
             self.make_resident(a)
-        if a.state == "resident" and not self.segment(a.segment_id).is_aperture:
+        if a.state == State.RESIDENT and not self.segment(a.segment_id).is_aperture:
             if a.swizzled:
                 linear = bytearray(self.k.gpu.read_linear(a.address, a.size))
                 linear[offset : offset + len(data)] = data
@@ -406,7 +406,7 @@ class VidMm:
 
     def physical_ranges(self, a: Allocation) -> list[Range]:
         """Physical memory a resident allocation occupies (system pages behind an aperture range)."""
-        if a.state != "resident":
+        if a.state != State.RESIDENT:
             return []
         if self.segment(a.segment_id).is_aperture:
             return mdl_ranges(a.backing, 0, a.size) if a.backing is not None else []
@@ -644,7 +644,7 @@ class VidMm:
         if a is None:
             return 0
         for device in self.k.devices:
-            if device.state != "destroyed" and id(device) in a.opened:
+            if device.state != State.DESTROYED and id(device) in a.opened:
                 return device.hDevice
         return 0
 

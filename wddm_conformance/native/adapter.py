@@ -63,6 +63,7 @@ from ..memory import (
     Region,
     UserAccessFault,
     UserBuffer,
+    ViolationKind,
 )
 from ..watchdog import armed
 from .abi import ABI_VERSION, NativeLibrary, ffi
@@ -155,10 +156,10 @@ class _Mapped:
             windows: tuple[tuple[int, int], ...]
             if isinstance(region, KernelBuffer) and region.writable:
                 windows = ((0, region.write_lo), (region.write_hi, self.length))
-                kind = "write-outside-window"
+                kind = ViolationKind.WRITE_OUTSIDE_WINDOW
             else:
                 windows = ((0, self.length),)
-                kind = "write-readonly"
+                kind = ViolationKind.WRITE_READONLY
             for lo, hi in windows:
                 span = _changed_span(body, old, max(lo, 0), min(hi, self.length))
                 if span is not None:
@@ -169,7 +170,7 @@ class _Mapped:
             return None
         offset, length = beyond
         region.violations.append(
-            MemoryViolation("write-outside-window", region.name, offset, length)
+            MemoryViolation(ViolationKind.WRITE_OUTSIDE_WINDOW, region.name, offset, length)
         )
         size = getattr(region, "size", self.length)
         return KernelAccessViolation(
