@@ -50,6 +50,7 @@ from mmap import mmap
 from pathlib import Path
 
 from . import watchdog
+from .defaults import ISOLATED_GRACE, ISOLATED_MEMORY_MIB, ISOLATED_SECONDS
 from .errors import (
     KMODE_EXCEPTION_NOT_HANDLED,
     STATUS_ACCESS_VIOLATION,
@@ -60,6 +61,7 @@ from .errors import (
     ProcessDied,
     Tdr,
 )
+from .status import STATUS_ILLEGAL_INSTRUCTION
 
 #: Exit status of a child whose job raised instead of returning (a harness fault).
 JOB_RAISED = 70
@@ -75,7 +77,6 @@ POLL = 0.25
 SHORT_POLL = 0.01
 
 STATUS_BREAKPOINT = 0x80000003
-STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
 
 #: The exception a signal stands for in a kernel-mode driver: the code of the
@@ -104,9 +105,9 @@ class Limits:
     DDI may run past its watchdog's deadline before the child is killed.
     """
 
-    seconds: float | None = 300.0
-    memory: int | None = 2 << 30
-    grace: float = 2.0
+    seconds: float | None = ISOLATED_SECONDS
+    memory: int | None = ISOLATED_MEMORY_MIB << 20
+    grace: float = ISOLATED_GRACE
 
 
 class Beacon:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from .ddi import PAGE_SIZE
 from .errors import DriverViolation, HarnessError
 from .kernel import Allocation, Kernel, RenderResult
+from .kernel.scheduler import RENDER
 from .program import AllocRef, Bind, Op, apply, describe_difference
 from .status import (
     RENDER_STATUSES,
@@ -61,7 +62,7 @@ def expect_memory(
         if got != want:
             raise DriverViolation(
                 requirement,
-                "DxgkDdiRender",
+                RENDER,
                 f"{what}: allocation-list entry {index} ({a}) differs from the reference model "
                 f"{describe_difference(got, want)}",
             )
@@ -76,7 +77,7 @@ def expect_single_fetch(result: RenderResult) -> None:
         lo, hi = doubled[0]
         raise DriverViolation(
             "REN-COPYFIRST",
-            "DxgkDdiRender",
+            RENDER,
             f"read command-buffer bytes [{lo}, {hi}) more than once: copy user memory once, then validate the copy",
             {"double_fetched": doubled},
         )
@@ -93,13 +94,13 @@ def expect_success(result: RenderResult, what: str, requirement: str = "REN-TRAN
     if result.status == STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE:
         raise DriverViolation(
             "REN-DEVICELOST",
-            "DxgkDdiRender",
+            RENDER,
             f"{what}: returned GRAPHICS_GPU_EXCEPTION_ON_DEVICE for a valid command buffer; the "
             f"device is now lost and the kernel refuses all its further work",
         )
     raise DriverViolation(
         requirement,
-        "DxgkDdiRender",
+        RENDER,
         f"{what}: rejected a valid command buffer with {status_name(result.status)}",
     )
 
@@ -113,7 +114,7 @@ def expect_rejected(
     names = ", ".join(sorted(status_name(s) for s in allowed))
     raise DriverViolation(
         requirement,
-        "DxgkDdiRender",
+        RENDER,
         f"{what}: returned {status_name(result.status)}; it must be rejected with one of {names}",
     )
 
@@ -127,7 +128,7 @@ def expect_unchanged(
         if got != want:
             raise DriverViolation(
                 requirement,
-                "DxgkDdiRender",
+                RENDER,
                 f"{what}: {a} changed {describe_difference(got, want)} although no entry of the "
                 f"allocation list gave it WriteOperation",
             )
@@ -165,7 +166,7 @@ def expect_null_bindings(
         if address and not dummy <= address < dummy + PAGE_SIZE:
             raise DriverViolation(
                 "REN-NULLALLOC",
-                "DxgkDdiRender",
+                RENDER,
                 f"{what}: binding slot {slot} holds 0x{address:X} after the program unbound it "
                 "(the NULL allocation); an unbind is patched to a harmless address (0 or the "
                 "dummy page), never to memory",

@@ -18,6 +18,7 @@ from typing import ClassVar
 from ..ddi import DXGK_ALLOCATIONINFOFLAGS, DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
 from ..errors import DriverViolation
 from ..kernel import Allocation, Kernel, State
+from ..kernel.vidmm import DDI
 from ..program import describe_difference, fill_bytes
 from .base import POOL, VARIANTS, RigTarget, pattern
 from .data import Reader, Writer
@@ -120,7 +121,7 @@ class PagingTarget(RigTarget):
                 got = k.cpu_read(a)
                 raise DriverViolation(
                     "PGB-TRANSFER",
-                    "DxgkDdiBuildPagingBuffer",
+                    DDI,
                     f"after the paging steps {a} does not hold its content {describe_difference(got, bytes(want))}",
                 )
 

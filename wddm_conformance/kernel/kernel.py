@@ -36,7 +36,7 @@ from ..ddi import (
     DXGKARG_OPENALLOCATION,
     PAGE_SIZE,
 )
-from ..driver import AllocationRequest, DriverSpec, load_driver
+from ..driver import DDI_METHODS, AllocationRequest, DriverSpec, load_driver
 from ..errors import DriverLoadError, DriverViolation, HarnessError
 from ..memory import KernelBuffer
 from ..program import Op, apply, out_of_bounds, referenced_indices, written_indices
@@ -63,7 +63,9 @@ class ProgramSubmission:
 
 #: Bytes the dummy page holds, so reads through an unmapped aperture range are recognisable.
 DUMMY_PATTERN = b"DUMMYPG!"
-CREATE = "DxgkDdiCreateAllocation"
+CREATE = DDI_METHODS["create_allocation"]
+CREATE_CONTEXT = DDI_METHODS["create_context"]
+OPEN = DDI_METHODS["open_allocation"]
 _INFO_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(DXGK_ALLOCATIONINFO)))
 
 
@@ -147,7 +149,7 @@ class Kernel:
     def create_device(self) -> Device:
         args = DXGKARG_CREATEDEVICE()
         require_status(
-            "DxgkDdiCreateDevice",
+            DDI_METHODS["create_device"],
             self.caller.call("create_device", args),
             frozenset({STATUS_SUCCESS}),
             "ALL-NORAISE",
@@ -162,21 +164,19 @@ class Kernel:
         else:
             args = DXGKARG_CREATECONTEXT(hDevice=device.hDevice)
             status = self.caller.call("create_context", args)
-            require_status(
-                "DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT"
-            )
+            require_status(CREATE_CONTEXT, status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT")
             handle = args.hContext
             live = {c.hContext for d in self.devices for c in d.contexts if c.state == State.ACTIVE}
             if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
                 raise DriverViolation(
                     "REN-CONTEXT",
-                    "DxgkDdiCreateContext",
+                    CREATE_CONTEXT,
                     f"returned hContext {handle!r}: not a non-NULL 64-bit handle Render can be called with",
                 )
             if handle in live:
                 raise DriverViolation(
                     "REN-CONTEXT",
-                    "DxgkDdiCreateContext",
+                    CREATE_CONTEXT,
                     f"returned hContext 0x{handle:X}, which names another live context",
                 )
             context = Context(handle, device)
@@ -443,12 +443,12 @@ class Kernel:
         status = self.caller.call(
             "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info])
         )
-        require_status("DxgkDdiOpenAllocation", status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
+        require_status(OPEN, status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
         handle = info.hDeviceSpecificAllocation
         if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
             raise DriverViolation(
                 "ALC-ADAPTER",
-                "DxgkDdiOpenAllocation",
+                OPEN,
                 f"returned {handle!r} as the device-specific handle for {a}: not a non-NULL 64-bit handle",
             )
         a.opened[id(device)] = info.hDeviceSpecificAllocation

@@ -31,7 +31,7 @@ from ..ddi import (
     DXGKARG_SUBMITCOMMAND,
     PAGE_SIZE,
 )
-from ..driver import GpuExecution
+from ..driver import DDI_METHODS, GpuExecution
 from ..errors import (
     KMODE_EXCEPTION_NOT_HANDLED,
     SCHEDULER_INVALID_FENCE_ID,
@@ -55,14 +55,17 @@ from ..status import (
 from .blame import Event, Facts, Verdict, decide
 from .ddicall import memory_violations
 from .objects import Allocation, Context, State
+from .vidmm import DDI as PAGING
 from .vidmm import Range, coverage
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-RENDER = "DxgkDdiRender"
-PATCH = "DxgkDdiPatch"
-SUBMIT = "DxgkDdiSubmitCommand"
+RENDER = DDI_METHODS["render"]
+PATCH = DDI_METHODS["patch"]
+SUBMIT = DDI_METHODS["submit_command"]
+#: Bytes of one D3DDDI_PATCHLOCATIONLIST entry.
+PATCH_ENTRY = D3DDDI_PATCHLOCATIONLIST.SIZE
 #: Fake "pointers to internal scheduler data" for bug check parameters 2-4 (stable across runs).
 SCHEDULER_DATA = (0xFFFF_C000_0000_1000, 0xFFFF_C000_0000_2000, 0xFFFF_C000_0000_3000)
 
@@ -92,7 +95,7 @@ class Submission:
         """The patch locations of this range, decoded."""
         return [
             D3DDDI_PATCHLOCATIONLIST.unpack(self.patch_list, i)
-            for i in range(0, len(self.patch_list), 24)
+            for i in range(0, len(self.patch_list), PATCH_ENTRY)
         ]
 
 
@@ -430,7 +433,7 @@ class Scheduler:
                 context.hContext, part.written, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
             )
             execution = k.gpu.execute(dma, privileged=False)
-            patches = part.patches[p_start * 24 : (p_start + p_len) * 24]
+            patches = part.patches[p_start * PATCH_ENTRY : (p_start + p_len) * PATCH_ENTRY]
             out.append(Submission(fence, dma, start, end, need_patch, patches, execution))
             scene = _Scene(context, uses, dma, need_patch, stale, paged_out, out_of_bounds)
             self._judge_execution(scene, fence, execution)
@@ -557,7 +560,7 @@ class Scheduler:
             writable=False,
             initial=part.patches,
         )
-        plist.set_read_window(p_start * 24, (p_start + p_len) * 24)
+        plist.set_read_window(p_start * PATCH_ENTRY, (p_start + p_len) * PATCH_ENTRY)
         part.dma.set_write_window(start, end)
         part.dma.violations.clear()
         part.private.violations.clear()
@@ -801,7 +804,7 @@ class Scheduler:
                 VIDEO_SCHEDULER_INTERNAL_ERROR,
                 (SCHEDULER_PAGING_COMMAND_FAILED, *SCHEDULER_DATA),
                 rule,
-                "DxgkDdiBuildPagingBuffer",
+                PAGING,
                 f"the paging buffer for {operation} faulted on the GPU: {execution.fault}\n"
                 f"{k.gpu.disassemble(dma, mark=execution.fault.dma_offset)}",
             )

@@ -46,7 +46,7 @@ from ..ddi import (
 from ..ddi import (
     DXGK_BUILDPAGINGBUFFER_OPERATION as OP,
 )
-from ..driver import GpuExecution
+from ..driver import DDI_METHODS, GpuExecution
 from ..errors import (
     VIDEO_MEMORY_MANAGEMENT_INTERNAL,
     VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS,
@@ -69,7 +69,7 @@ from .objects import Allocation, Change, State
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-DDI = "DxgkDdiBuildPagingBuffer"
+DDI = DDI_METHODS["build_paging_buffer"]
 Range = tuple[int, int]  # (physical address, length)
 
 #: Which requirement a wrong result of each operation breaks.
@@ -131,6 +131,18 @@ class Heap:
             raise HarnessError(f"releasing segment offset 0x{offset:X} that is not allocated")
         del self.starts[i]
         del self.sizes[i]
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """One TRANSFER (SPECIAL_LOCK_TRANSFER when ``special``) the memory manager asks for."""
+
+    hAllocation: int
+    size: int
+    src: DXGK_TRANSFER_LOCATION
+    dst: DXGK_TRANSFER_LOCATION
+    flags: DXGK_TRANSFERFLAGS
+    special: bool
 
 
 @dataclass
@@ -425,25 +437,19 @@ class VidMm:
         special: bool = False,
     ) -> None:
         """TRANSFER (or SPECIAL_LOCK_TRANSFER) of ``size`` bytes, split into sub-transfers if configured."""
+        t = _Transfer(hAllocation, size, src, dst, flags, special)
         expected = self._read_location(src, 0, size) if self.k.config.verify_paging else b""
-        runs = self._sub_transfers(hAllocation, size, src, dst, flags, special)
+        runs = self._sub_transfers(t)
         if not self.k.config.verify_paging:
             return
         rule = "PGB-SPECIALLOCK" if special else "PGB-TRANSFER"
         self._exactly_once(runs, self._location_ranges(dst, size), rule, "transfer destination")
-        self._judge_transfer_content(hAllocation, size, src, dst, flags, expected, rule)
+        self._judge_transfer_content(t, expected, rule)
 
-    def _sub_transfers(
-        self,
-        hAllocation: int,
-        size: int,
-        src: DXGK_TRANSFER_LOCATION,
-        dst: DXGK_TRANSFER_LOCATION,
-        flags: DXGK_TRANSFERFLAGS,
-        special: bool,
-    ) -> list[PagingRun]:
+    def _sub_transfers(self, t: _Transfer) -> list[PagingRun]:
         """One paging operation per sub-transfer of ``subtransfer_size`` bytes (one if unset),
         TransferStart on the first and TransferEnd on the last."""
+        size, src, dst, special = t.size, t.src, t.dst, t.special
         step = self.k.config.subtransfer_size or size or 1
         operation = (
             OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER if special else OP.DXGK_OPERATION_TRANSFER
@@ -452,7 +458,7 @@ class VidMm:
         offset = 0
         while offset < size or (size == 0 and not runs):
             n = min(step, size - offset)
-            sub_flags = flags
+            sub_flags = t.flags
             if offset == 0:
                 sub_flags |= DXGK_TRANSFERFLAGS.TransferStart
             if offset + n >= size:
@@ -465,7 +471,7 @@ class VidMm:
                 f: DXGK_TRANSFERFLAGS = sub_flags,
             ) -> None:
                 member = args.SpecialLockTransfer if special else args.Transfer
-                member.hAllocation = hAllocation
+                member.hAllocation = t.hAllocation
                 member.TransferOffset = off
                 member.TransferSize = n
                 member.Source = DXGK_TRANSFER_LOCATION(src.SegmentId, src.SegmentAddress, src.pMdl)
@@ -485,25 +491,16 @@ class VidMm:
                 break
         return runs
 
-    def _judge_transfer_content(
-        self,
-        hAllocation: int,
-        size: int,
-        src: DXGK_TRANSFER_LOCATION,
-        dst: DXGK_TRANSFER_LOCATION,
-        flags: DXGK_TRANSFERFLAGS,
-        expected: bytes,
-        rule: str,
-    ) -> None:
-        """The destination holds the source's bytes ``expected``, (un)swizzled as ``flags`` ask;
-        a transfer of no allocation (hAllocation 0) is never swizzled (PGB-NOSWIZZLE)."""
-        got = self._read_location(dst, 0, size)
+    def _judge_transfer_content(self, t: _Transfer, expected: bytes, rule: str) -> None:
+        """The destination holds the source's bytes ``expected``, (un)swizzled as the flags
+        ask; a transfer of no allocation (hAllocation 0) is never swizzled (PGB-NOSWIZZLE)."""
+        got = self._read_location(t.dst, 0, t.size)
         swizzle = self.k.gpu
-        if hAllocation == 0:
+        if t.hAllocation == 0:
             want, rule = expected, "PGB-NOSWIZZLE"
-        elif flags & DXGK_TRANSFERFLAGS.Unswizzle:
+        elif t.flags & DXGK_TRANSFERFLAGS.Unswizzle:
             want, rule = swizzle.unswizzle(expected), "PGB-UNSWIZZLE"
-        elif flags & DXGK_TRANSFERFLAGS.Swizzle:
+        elif t.flags & DXGK_TRANSFERFLAGS.Swizzle:
             want = swizzle.swizzle(expected)
         else:
             want = expected
@@ -511,8 +508,8 @@ class VidMm:
             raise DriverViolation(
                 rule,
                 DDI,
-                f"transfer of {size} bytes ({_describe(src)} -> {_describe(dst)}, flags {flags!r}) "
-                f"left wrong content {describe_difference(got, want)}",
+                f"transfer of {t.size} bytes ({_describe(t.src)} -> {_describe(t.dst)}, "
+                f"flags {t.flags!r}) left wrong content {describe_difference(got, want)}",
             )
 
     def fill(

@@ -52,6 +52,7 @@ from ..ddi import (
     DXGKARG_SUBMITCOMMAND,
     MDL,
 )
+from ..driver import DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
 from ..errors import DdiTimeout, HarnessError
 from ..memory import (
     GUARD_BYTES,
@@ -344,8 +345,8 @@ class NativeMiniport:
     """A miniport implemented by a native library (see :func:`native_driver_class`)."""
 
     LIBRARY: ClassVar[NativeLibrary]
-    COMMAND_ENCODER: ClassVar[str] = "wddm_conformance.reference.encoder:CommandEncoder"
-    GPU_MODEL: ClassVar[str] = "wddm_conformance.reference.gpu:EmulatedGpu"
+    COMMAND_ENCODER: ClassVar[str] = DEFAULT_COMMAND_ENCODER
+    GPU_MODEL: ClassVar[str] = DEFAULT_GPU_MODEL
 
     def __init__(self) -> None:
         f = ffi()

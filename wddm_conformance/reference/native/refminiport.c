@@ -65,9 +65,9 @@ typedef uint16_t USHORT;
 #endif
 #endif
 
-WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTANT_NAME ")",
-                               "wddm_conformance.reference.encoder:CommandEncoder",
-                               "wddm_conformance.reference.gpu:EmulatedGpu");
+/* NULL, NULL: the reference's command encoder and GPU model, as the Python reference's. */
+WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTANT_NAME ")", NULL,
+                               NULL);
 
 /* ------------------------------------------------------------------ constants */
 
