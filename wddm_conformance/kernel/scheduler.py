@@ -580,9 +580,8 @@ class Scheduler:
         memory_violations(
             PATCH, [(part.dma, "PAT-RANGE"), (plist, "PAT-RANGE"), (alist, "ALL-READONLY")]
         )
-        if (
-            part.private.violations
-        ):  # in-window writes are legal: DXGKARG_PATCH's private data is not const
+        # In-window writes are legal: DXGKARG_PATCH's private data is not const.
+        if part.private.violations:
             raise DriverViolation(
                 "PAT-RANGE",
                 PATCH,
