@@ -70,9 +70,8 @@ class TrustsPagedOut(ReferenceMiniport):
             for e in (D3DDDI_PATCHLOCATIONLIST.read(start, i) for i in range(count))
             if e.AllocationIndex not in paged_out
         ]
-        start.region.data[start.offset : start.offset + count * 24] = bytes([UNWRITTEN]) * (
-            count * 24
-        )
+        size = count * D3DDDI_PATCHLOCATIONLIST.SIZE
+        start.region.data[start.offset : start.offset + size] = bytes([UNWRITTEN]) * size
         for i, e in enumerate(kept):
             e.write(start, i)
         args.pPatchLocationListOut = start + len(kept)

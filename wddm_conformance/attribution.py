@@ -20,7 +20,7 @@ from typing import Any
 
 from .ddi import D3DDDI_PATCHLOCATIONLIST
 from .errors import DriverViolation, NotJudged
-from .kernel import Allocation, AllocationUse, Context, Kernel, KernelMode, RenderResult
+from .kernel import Allocation, AllocationUse, Context, Kernel, KernelMode, RenderResult, State
 from .kernel.blame import Failure, Variation, refine
 from .oracles import expect_memory, expect_null_bindings, expect_success
 from .program import Op
@@ -65,7 +65,7 @@ class Submitted:
         for use in uses:
             a = use.allocation
             if a is not None and a.id not in seen:
-                seen[a.id] = (a, k.cpu_read(a), a.state == "resident")
+                seen[a.id] = (a, k.cpu_read(a), a.state == State.RESIDENT)
         return cls(
             context,
             command,
@@ -140,10 +140,10 @@ def _replay_is_right(k: Kernel, s: Submitted, variation: Variation, failure: Fai
         for a, content, resident in s.start:
             if resident or everything_resident:
                 k.make_resident(a)
-            elif a.state == "resident":
+            elif a.state == State.RESIDENT:
                 k.evict(a)
             k.cpu_write(a, 0, content)
-        device.state, device.lost_reason = "active", ""  # a GPU fault of the run lost it
+        device.state, device.lost_reason = State.ACTIVE, ""  # a GPU fault of the run lost it
         result = k.scheduler.render(
             s.context,
             s.command,

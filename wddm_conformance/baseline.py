@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from .results import Status
@@ -36,12 +37,22 @@ def test_id(nodeid: str) -> str:
     return path.rsplit("/", 1)[-1] + sep + rest
 
 
+class VerdictKind(StrEnum):
+    """How one result compares with the baseline (the report's ``verdict``)."""
+
+    #: Passed or skipped, and the baseline expects nothing else.
+    OK = "ok"
+    #: What the baseline expects (a listed failure, or FLAKY).
+    EXPECTED = "expected"
+    #: Not what the baseline expects: a new failure, or a pass of a listed failure.
+    UNEXPECTED = "unexpected"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """How one result compares with the baseline."""
 
-    #: "ok" (passed or skipped, nothing expected), "expected" or "unexpected".
-    kind: str
+    kind: VerdictKind
     expected: str | None
     reason: str = ""
 
@@ -88,18 +99,22 @@ def judge(status: Status, expected: str | None) -> Verdict:
     """Compare one result with its expectation (None: not listed, so PASS or SKIP expected)."""
     if expected is None:
         if status in (Status.PASS, Status.SKIP):
-            return Verdict("ok", None)
-        return Verdict("unexpected", None, f"unexpected {status}: the baseline expects a pass")
+            return Verdict(VerdictKind.OK, None)
+        return Verdict(
+            VerdictKind.UNEXPECTED, None, f"unexpected {status}: the baseline expects a pass"
+        )
     if expected in (FLAKY, status):
-        return Verdict("expected", expected, f"expected {status} (baseline: {expected})")
+        return Verdict(VerdictKind.EXPECTED, expected, f"expected {status} (baseline: {expected})")
     if status == Status.PASS:
         return Verdict(
-            "unexpected",
+            VerdictKind.UNEXPECTED,
             expected,
             f"unexpected PASS: the baseline expects {expected}; update the baseline "
             f"(--update-baseline) if the driver was fixed",
         )
-    return Verdict("unexpected", expected, f"unexpected {status}: the baseline expects {expected}")
+    return Verdict(
+        VerdictKind.UNEXPECTED, expected, f"unexpected {status}: the baseline expects {expected}"
+    )
 
 
 def render(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from . import CONTRACT_VERSION, __version__, isolation
 from .ddi import DXGK_START_INFO
+from .defaults import ISOLATED_MEMORY_MIB, ISOLATED_SECONDS, TDR_DDI_DELAY
 from .driver import DriverSpec, load_driver
 from .errors import DriverLoadError
 from .kernel import ALL_MODES, Kernel, KernelConfig, KernelMode
@@ -84,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--ddi-timeout",
         type=float,
-        default=5.0,
-        help="seconds before a DDI call is a TDR (default 5)",
+        default=TDR_DDI_DELAY,
+        help=f"seconds before a DDI call is a TDR (default {TDR_DDI_DELAY:g})",
     )
     check.add_argument(
         "--isolate",
@@ -97,16 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--mode-timeout",
         type=_at_least_0(float),
-        default=300.0,
+        default=ISOLATED_SECONDS,
         metavar="SECONDS",
-        help="wall-clock limit of one isolated mode (default 300; 0: none)",
+        help=f"wall-clock limit of one isolated mode (default {ISOLATED_SECONDS:g}; 0: none)",
     )
     check.add_argument(
         "--mode-memory",
         type=_at_least_0(int),
-        default=2048,
+        default=ISOLATED_MEMORY_MIB,
         metavar="MIB",
-        help="memory one isolated mode may allocate, in MiB (default 2048; 0: no limit; "
+        help=f"memory one isolated mode may allocate, in MiB (default {ISOLATED_MEMORY_MIB}; 0: no limit; "
         "not applied under AddressSanitizer)",
     )
     disasm = sub.add_parser("disasm", help="disassemble a DMA buffer dump")
@@ -144,7 +145,7 @@ def _check(args: argparse.Namespace) -> int:
         ended = isolation.run(job, limits) if isolated else job()
         if isinstance(ended, isolation.Death):
             status = Status.TIMEOUT if ended.timed_out else Status.CRASH
-            if ended.kind == "raised":
+            if ended.kind == isolation.DeathKind.RAISED:
                 status = Status.INTERNAL_ERROR
             bugcheck, rule = ended.bugcheck, ended.rule
             detail = " ".join(

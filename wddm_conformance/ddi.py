@@ -50,7 +50,8 @@ class DXGK_ALLOCATIONLIST:
     PhysicalAddress: int = 0
 
     STRUCT: ClassVar[struct.Struct] = struct.Struct("<QI4xQ")
-    SIZE: ClassVar[int] = 24
+    #: Bytes of one entry (24: the x64 layout).
+    SIZE: ClassVar[int] = STRUCT.size
     WRITE_OPERATION_MASK: ClassVar[int] = 0x1
     SEGMENT_ID_MASK: ClassVar[int] = 0x3E
 
@@ -87,7 +88,8 @@ class D3DDDI_PATCHLOCATIONLIST:
     SplitOffset: int = 0
 
     STRUCT: ClassVar[struct.Struct] = struct.Struct("<6I")
-    SIZE: ClassVar[int] = 24
+    #: Bytes of one entry (24).
+    SIZE: ClassVar[int] = STRUCT.size
 
     def pack(self) -> bytes:
         return self.STRUCT.pack(

@@ -41,6 +41,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from .ddi import (
@@ -172,9 +173,25 @@ class CommandEncoder(Protocol):
     def illegal_command(self) -> bytes: ...
 
 
+class FaultKind(StrEnum):
+    """The GPU faults the harness tells apart (the reference GPU raises only these)."""
+
+    #: An access outside every segment, to an unmapped aperture page or a missing page frame.
+    PAGE_FAULT = "page-fault"
+    #: An unknown opcode, an instruction cut off by the end of the buffer, a bad operand.
+    ILLEGAL_INSTRUCTION = "illegal-instruction"
+    #: A privileged opcode in a DMA buffer built from a user command buffer.
+    PRIVILEGED_INSTRUCTION = "privileged-instruction"
+
+
 @dataclass(frozen=True)
 class GpuFault:
-    """Why the GPU stopped: ``kind`` is page-fault, illegal-instruction or privileged-instruction."""
+    """Why the GPU stopped.
+
+    ``kind`` is a :class:`FaultKind` for the reference GPU. A driver's own GPU model may
+    give any string: the harness compares it with :class:`FaultKind`'s values (a plain
+    ``"page-fault"`` is a page fault) and reports any other as it is.
+    """
 
     kind: str
     dma_offset: int
@@ -220,10 +237,6 @@ class GpuModel(Protocol):
         mark: int | None = None,
     ) -> str: ...
     def instruction_boundaries(self, dma: bytes | bytearray | memoryview) -> list[int]: ...
-
-
-class GpuModelFactory(Protocol):
-    def __call__(self, sysmem: SystemMemory, info: DXGK_START_INFO) -> GpuModel: ...
 
 
 # --------------------------------------------------------------------------- loading

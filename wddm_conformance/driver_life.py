@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 
 from .attribution import run_program_checked
 from .driver import AllocationRequest
-from .kernel import Allocation, Device, Kernel
+from .kernel import Allocation, Device, Kernel, State
 from .oracles import Shadow
 from .release import defer, release_deferred
 from .run import Run
@@ -80,7 +80,7 @@ class DriverLife(RuleBasedStateMachine):
         ops = data.draw(programs([0, a.size, b.size], max_ops=5), label="program")
         device = self._device(pick)
         ctx = self.k.create_context(device)
-        orphaned = any(x.creator.state == "destroyed" for x in (a, b))
+        orphaned = any(x.creator.state == State.DESTROYED for x in (a, b))
         run_program_checked(
             self.k,
             ctx,
@@ -93,17 +93,17 @@ class DriverLife(RuleBasedStateMachine):
 
     @rule(a=allocations)
     def evict(self, a: Allocation) -> None:
-        if a in self.shadow and a.state == "resident":
+        if a in self.shadow and a.state == State.RESIDENT:
             self.k.evict(a)  # an aperture allocation is unmapped (PGB-UNMAP)
 
     @rule(a=allocations)
     def make_resident(self, a: Allocation) -> None:
-        if a in self.shadow and a.state != "resident":
+        if a in self.shadow and a.state != State.RESIDENT:
             self.k.make_resident(a)  # an aperture allocation is mapped (PGB-MAP)
 
     @rule(a=allocations)
     def relocate(self, a: Allocation) -> None:
-        if a in self.shadow and a.state == "resident":
+        if a in self.shadow and a.state == State.RESIDENT:
             self.k.relocate(a)
 
     @rule(a=consumes(allocations))

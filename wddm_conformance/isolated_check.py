@@ -123,7 +123,7 @@ def _dead(item: pytest.Item, run: Run, death: isolation.Death, seconds: float) -
     from .plugin import conclude, requirement_ids
 
     out, err = _captured(item)
-    if death.kind == "raised":
+    if death.kind == isolation.DeathKind.RAISED:
         status = Status.INTERNAL_ERROR
     else:
         status = Status.TIMEOUT if death.timed_out else Status.CRASH
@@ -135,7 +135,11 @@ def _dead(item: pytest.Item, run: Run, death: isolation.Death, seconds: float) -
     if tail:
         details.append("last output of the check's process:\n" + "\n".join(tail))
     if death.output.strip():
-        what = "harness traceback" if death.kind == "raised" else "Python stack at the crash"
+        what = (
+            "harness traceback"
+            if death.kind == isolation.DeathKind.RAISED
+            else "Python stack at the crash"
+        )
         details.append(f"{what}:\n{death.output.strip()}")
     details.append(
         "the check ran in a process of its own (--isolate=check); to debug it in the "

@@ -45,10 +45,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from mmap import mmap
 from pathlib import Path
 
 from . import watchdog
+from .defaults import ISOLATED_GRACE, ISOLATED_MEMORY_MIB, ISOLATED_SECONDS
 from .errors import (
     KMODE_EXCEPTION_NOT_HANDLED,
     STATUS_ACCESS_VIOLATION,
@@ -59,6 +61,7 @@ from .errors import (
     ProcessDied,
     Tdr,
 )
+from .status import STATUS_ILLEGAL_INSTRUCTION
 
 #: Exit status of a child whose job raised instead of returning (a harness fault).
 JOB_RAISED = 70
@@ -74,7 +77,6 @@ POLL = 0.25
 SHORT_POLL = 0.01
 
 STATUS_BREAKPOINT = 0x80000003
-STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
 
 #: The exception a signal stands for in a kernel-mode driver: the code of the
@@ -103,9 +105,9 @@ class Limits:
     DDI may run past its watchdog's deadline before the child is killed.
     """
 
-    seconds: float | None = 300.0
-    memory: int | None = 2 << 30
-    grace: float = 2.0
+    seconds: float | None = ISOLATED_SECONDS
+    memory: int | None = ISOLATED_MEMORY_MIB << 20
+    grace: float = ISOLATED_GRACE
 
 
 class Beacon:
@@ -166,20 +168,33 @@ class Beacon:
 current: Beacon | None = None
 
 
+class DeathKind(StrEnum):
+    """How an isolated job died (:class:`Death`)."""
+
+    #: Killed by a signal (``Death.signal``).
+    SIGNAL = "signal"
+    #: Exited with ``Death.exit_status`` without a result.
+    EXIT = "exit"
+    #: The job itself raised: a harness fault; ``Death.output`` is the traceback.
+    RAISED = "raised"
+    #: It ran out of memory: ``Limits.memory`` or the machine's.
+    MEMORY = "memory"
+    #: The job outlived ``Limits.seconds``.
+    TIMEOUT = "timeout"
+    #: ``Death.ddi`` did not return ``grace`` seconds after its watchdog fired.
+    HUNG_DDI = "hung-ddi"
+
+
 @dataclass(frozen=True)
 class Death:
     """How an isolated job ended without a result.
 
-    ``kind``: "signal" (killed by ``signal``), "exit" (exited with ``exit_status``),
-    "raised" (the job itself raised: a harness fault; ``output`` is the traceback),
-    "memory" (it ran out of memory: ``Limits.memory`` or the machine's),
-    "timeout" (the job outlived ``Limits.seconds``) or "hung-ddi" (``ddi`` did not
-    return ``grace`` seconds after its watchdog fired). ``ddi``: the DDI that was
+    ``kind``: see :class:`DeathKind`. ``ddi``: the DDI that was
     running, or the last one called (``in_ddi`` says which). ``output``: what the child
     wrote to the crash file (faulthandler's traceback), possibly empty.
     """
 
-    kind: str
+    kind: DeathKind
     ddi: str = ""
     in_ddi: bool = False
     signal: int = 0
@@ -189,13 +204,13 @@ class Death:
 
     @property
     def timed_out(self) -> bool:
-        return self.kind in ("timeout", "hung-ddi")
+        return self.kind in (DeathKind.TIMEOUT, DeathKind.HUNG_DDI)
 
     @property
     def rule(self) -> str:
         """The requirement the driver broke by dying in a DDI: ALL-BOUNDED when it was
         killed for hanging, ALL-NORAISE otherwise; "" outside a DDI or for a harness fault."""
-        if not self.in_ddi or self.kind == "raised":
+        if not self.in_ddi or self.kind == DeathKind.RAISED:
             return ""
         return "ALL-BOUNDED" if self.timed_out else "ALL-NORAISE"
 
@@ -227,23 +242,23 @@ class Death:
             if self.in_ddi
             else (f"after {self.ddi} returned" if self.ddi else "before any DDI call")
         )
-        if self.kind == "hung-ddi":
+        if self.kind == DeathKind.HUNG_DDI:
             return (
                 f"{self.ddi} did not return within {self.seconds:g} s and did not stop when "
                 "interrupted (it swallowed the watchdog's DdiTimeout or blocked outside "
                 f"Python): {process} was killed"
             )
-        if self.kind == "timeout":
+        if self.kind == DeathKind.TIMEOUT:
             return (
                 f"it did not finish within {self.seconds:g} s (its time limit) {where}: "
                 f"{process} was killed"
             )
-        if self.kind == "memory":
+        if self.kind == DeathKind.MEMORY:
             return f"{process} ran out of memory {where} (see --check-memory)"
-        if self.kind == "raised":
+        if self.kind == DeathKind.RAISED:
             last = self.output.strip().splitlines()[-1:] or ["?"]
             return f"the harness failed in {process} {where}: {last[0]}"
-        if self.kind == "signal":
+        if self.kind == DeathKind.SIGNAL:
             name = signal.Signals(self.signal).name
             return f"{process} was killed by {name} (signal {self.signal}) {where}"
         return f"{process} exited with status {self.exit_status} {where}"
@@ -378,13 +393,15 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
         if exited == 0 and result.exists():
             return result.read_bytes()
         if exited == OUT_OF_MEMORY:
-            return Death("memory", ddi, in_ddi, output=output)
+            return Death(DeathKind.MEMORY, ddi, in_ddi, output=output)
         if exited == JOB_RAISED and result.exists():
-            return Death("raised", ddi, in_ddi, output=result.read_text(errors="replace"))
+            return Death(DeathKind.RAISED, ddi, in_ddi, output=result.read_text(errors="replace"))
         if os.WIFSIGNALED(wait_status):
-            return Death("signal", ddi, in_ddi, signal=os.WTERMSIG(wait_status), output=output)
+            return Death(
+                DeathKind.SIGNAL, ddi, in_ddi, signal=os.WTERMSIG(wait_status), output=output
+            )
         code = os.waitstatus_to_exitcode(wait_status)
-        return Death("exit", ddi, in_ddi, exit_status=code, output=output)
+        return Death(DeathKind.EXIT, ddi, in_ddi, exit_status=code, output=output)
     finally:
         for done_with in (result, crash):
             done_with.unlink(missing_ok=True)
@@ -400,7 +417,7 @@ def _scratch() -> Path:
 
 def _wait(
     pid: int, done: int, beacon: Beacon, limits: Limits, start: float, sigints: int
-) -> tuple[str, float] | None:
+) -> tuple[DeathKind, float] | None:
     """Wait until the child ends (None; it is left unreaped) or must be killed:
     ``(kind, seconds)``.
 
@@ -417,7 +434,7 @@ def _wait(
             left = start + limits.seconds - now
             if left <= 0:
                 _kill(pid)
-                return "timeout", limits.seconds
+                return DeathKind.TIMEOUT, limits.seconds
             timeout = min(timeout, left)
         if watchdog.sigints() != sigints:
             # A Ctrl-C that arrived during fork was raised, and lost, in an at-fork hook
@@ -434,7 +451,7 @@ def _wait(
         deadline, since, _, _ = beacon.read()
         if time.monotonic() > deadline >= since + limits.grace and beacon.read()[0] == deadline:
             _kill(pid)
-            return "hung-ddi", round(deadline - since - limits.grace, 3)
+            return DeathKind.HUNG_DDI, round(deadline - since - limits.grace, 3)
 
 
 def _kill(pid: int) -> None:

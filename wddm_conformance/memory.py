@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import StrEnum
 from itertools import pairwise
 from typing import Final
 
@@ -159,11 +160,24 @@ class Lease:
 UNLEASED: Final = Lease("", 0, None)
 
 
+class ViolationKind(StrEnum):
+    """What a driver did wrong touching a region (:class:`MemoryViolation`)."""
+
+    #: A write outside the part of a buffer the driver may write (its guard zone, say).
+    WRITE_OUTSIDE_WINDOW = "write-outside-window"
+    #: A write to an input the driver may only read.
+    WRITE_READONLY = "write-readonly"
+    #: A read outside the part of a buffer the driver may read.
+    READ_OUTSIDE_WINDOW = "read-outside-window"
+    #: A read past the end of a buffer.
+    READ_PAST_END = "read-past-end"
+
+
 @dataclass(frozen=True)
 class MemoryViolation:
     """One rule broken while touching a region: what, where, how much."""
 
-    kind: str  # "write-outside-window" | "write-readonly" | "read-outside-window" | "read-past-end"
+    kind: ViolationKind
     region: str
     offset: int
     length: int
@@ -254,7 +268,9 @@ class KernelBuffer(Region):
             raise self.lease.late(self, offset, length, False)
         end = offset + length
         if offset < 0 or length < 0 or end > len(self.data):
-            self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
+            self.violations.append(
+                MemoryViolation(ViolationKind.READ_PAST_END, self.name, offset, length)
+            )
             raise KernelAccessViolation(
                 f"read of {length} byte(s) at +{offset} outside kernel buffer {self.name} ({self.size} bytes)",
                 offset=offset,
@@ -262,7 +278,7 @@ class KernelBuffer(Region):
             )
         if offset < self.read_lo or end > self.read_hi:
             self.violations.append(
-                MemoryViolation("read-outside-window", self.name, offset, length)
+                MemoryViolation(ViolationKind.READ_OUTSIDE_WINDOW, self.name, offset, length)
             )
         return bytes(self.data[offset:end])
 
@@ -272,10 +288,12 @@ class KernelBuffer(Region):
             raise self.lease.late(self, offset, length, True)
         end = offset + length
         if not self.writable:
-            self.violations.append(MemoryViolation("write-readonly", self.name, offset, length))
+            self.violations.append(
+                MemoryViolation(ViolationKind.WRITE_READONLY, self.name, offset, length)
+            )
         elif offset < self.write_lo or end > self.write_hi:
             self.violations.append(
-                MemoryViolation("write-outside-window", self.name, offset, length)
+                MemoryViolation(ViolationKind.WRITE_OUTSIDE_WINDOW, self.name, offset, length)
             )
         if offset < 0 or end > len(self.data):
             raise KernelAccessViolation(
@@ -333,7 +351,9 @@ class UserBuffer(Region):
             raise self.lease.late(self, offset, length, False)
         end = offset + length
         if offset < 0 or length < 0 or end > self.size:
-            self.violations.append(MemoryViolation("read-past-end", self.name, offset, length))
+            self.violations.append(
+                MemoryViolation(ViolationKind.READ_PAST_END, self.name, offset, length)
+            )
             raise UserAccessFault(self.name, offset, length, f"outside the {self.size}-byte buffer")
         if self.fault_at is not None and end > self.fault_at and length > 0:
             raise UserAccessFault(
@@ -350,7 +370,9 @@ class UserBuffer(Region):
     def write(self, offset: int, payload: bytes | bytearray | memoryview) -> None:
         if self.lease.retired:
             raise self.lease.late(self, offset, len(payload), True)
-        self.violations.append(MemoryViolation("write-readonly", self.name, offset, len(payload)))
+        self.violations.append(
+            MemoryViolation(ViolationKind.WRITE_READONLY, self.name, offset, len(payload))
+        )
         if offset >= 0 and offset + len(payload) <= self.size:
             self.data[offset : offset + len(payload)] = payload
 

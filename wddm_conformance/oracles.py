@@ -1,4 +1,4 @@
-"""Oracles shared by the tests, the workload and (later) the suite and fuzz targets.
+"""Oracles shared by the workload, the conformance suite, the fuzz targets and the tests.
 
 Each oracle raises :class:`~wddm_conformance.errors.DriverViolation` naming the
 requirement it checks; the kernel itself raises the violations it sees during DDI
@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from .ddi import PAGE_SIZE
 from .errors import DriverViolation, HarnessError
 from .kernel import Allocation, Kernel, RenderResult
+from .kernel.scheduler import RENDER
 from .program import AllocRef, Bind, Op, apply, describe_difference
 from .status import (
     RENDER_STATUSES,
@@ -61,7 +62,7 @@ def expect_memory(
         if got != want:
             raise DriverViolation(
                 requirement,
-                "DxgkDdiRender",
+                RENDER,
                 f"{what}: allocation-list entry {index} ({a}) differs from the reference model "
                 f"{describe_difference(got, want)}",
             )
@@ -79,7 +80,7 @@ def expect_single_fetch(result: RenderResult) -> None:
             lo, hi = doubled[0]
             raise DriverViolation(
                 "REN-COPYFIRST",
-                "DxgkDdiRender",
+                RENDER,
                 f"read {name} bytes [{lo}, {hi}) more than once: copy user memory once, then "
                 "validate the copy",
                 {"double_fetched": doubled},
@@ -97,13 +98,13 @@ def expect_success(result: RenderResult, what: str, requirement: str = "REN-TRAN
     if result.status == STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE:
         raise DriverViolation(
             "REN-DEVICELOST",
-            "DxgkDdiRender",
+            RENDER,
             f"{what}: returned GRAPHICS_GPU_EXCEPTION_ON_DEVICE for a valid command buffer; the "
             f"device is now lost and the kernel refuses all its further work",
         )
     raise DriverViolation(
         requirement,
-        "DxgkDdiRender",
+        RENDER,
         f"{what}: rejected a valid command buffer with {status_name(result.status)}",
     )
 
@@ -117,7 +118,7 @@ def expect_rejected(
     names = ", ".join(sorted(status_name(s) for s in allowed))
     raise DriverViolation(
         requirement,
-        "DxgkDdiRender",
+        RENDER,
         f"{what}: returned {status_name(result.status)}; it must be rejected with one of {names}",
     )
 
@@ -131,7 +132,7 @@ def expect_unchanged(
         if got != want:
             raise DriverViolation(
                 requirement,
-                "DxgkDdiRender",
+                RENDER,
                 f"{what}: {a} changed {describe_difference(got, want)} although no entry of the "
                 f"allocation list gave it WriteOperation",
             )
@@ -169,7 +170,7 @@ def expect_null_bindings(
         if address and not dummy <= address < dummy + PAGE_SIZE:
             raise DriverViolation(
                 "REN-NULLALLOC",
-                "DxgkDdiRender",
+                RENDER,
                 f"{what}: binding slot {slot} holds 0x{address:X} after the program unbound it "
                 "(the NULL allocation); an unbind is patched to a harmless address (0 or the "
                 "dummy page), never to memory",

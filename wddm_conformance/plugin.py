@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import watchdog
+from .defaults import ISOLATED_MEMORY_MIB, ISOLATED_SECONDS, KERNEL_MODES, TDR_DDI_DELAY
 from .fuzz import CORPORA, REGRESSIONS
 from .run import Run
 
@@ -82,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "wddm_driver": None,
     "wddm_kernel_mode": "default",
     "wddm_seed": 0,
-    "wddm_ddi_timeout": 5.0,
+    "wddm_ddi_timeout": TDR_DDI_DELAY,
     "wddm_baseline": None,
     "wddm_update_baseline": False,
     "wddm_report_json": None,
@@ -90,8 +91,8 @@ DEFAULTS: dict[str, Any] = {
     "wddm_fuzz_corpora": None,
     "wddm_fuzz_regressions": None,
     "wddm_isolate": "check",
-    "wddm_check_timeout": 300.0,
-    "wddm_check_memory": 2048,
+    "wddm_check_timeout": ISOLATED_SECONDS,
+    "wddm_check_memory": ISOLATED_MEMORY_MIB,
 }
 
 
@@ -118,8 +119,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="wddm_kernel_mode",
         default="default",
         help="kernel stress applied to every check: default, all, or a comma-separated list of "
-        "always-repatch, no-prepatching, forced-eviction, forced-relocation, tiny-buffers, "
-        "split-submissions (checks that need a stress add it themselves)",
+        f"{', '.join(KERNEL_MODES)} (checks that need a stress add it themselves)",
     )
     _add(
         group,
@@ -134,8 +134,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--ddi-timeout",
         dest="wddm_ddi_timeout",
         type=float,
-        default=5.0,
-        help="seconds before a hung DDI call is a TDR (default 5, as TdrDdiDelay)",
+        default=TDR_DDI_DELAY,
+        help=f"seconds before a hung DDI call is a TDR (default {TDR_DDI_DELAY:g}, as TdrDdiDelay)",
     )
     _add(
         group,
@@ -200,18 +200,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--check-timeout",
         dest="wddm_check_timeout",
         type=float,
-        default=300.0,
+        default=ISOLATED_SECONDS,
         metavar="SECONDS",
-        help="wall-clock limit of one isolated check (default 300; 0: none)",
+        help=f"wall-clock limit of one isolated check (default {ISOLATED_SECONDS:g}; 0: none)",
     )
     _add(
         group,
         "--check-memory",
         dest="wddm_check_memory",
         type=int,
-        default=2048,
+        default=ISOLATED_MEMORY_MIB,
         metavar="MIB",
-        help="memory one isolated check may allocate, in MiB (default 2048; 0: no limit; "
+        help=f"memory one isolated check may allocate, in MiB (default {ISOLATED_MEMORY_MIB}; 0: no limit; "
         "not applied under AddressSanitizer)",
     )
     parser.addini(
@@ -413,9 +413,7 @@ def _limits(config: pytest.Config) -> Limits | None:
     debugging = config.getoption("usepdb", False) or config.getoption("trace", False)
     if _option(config, "wddm_isolate") == "none" or debugging or not isolation.available():
         return None
-    return isolation.Limits(
-        seconds=seconds or None, memory=memory << 20 if memory else None, grace=2.0
-    )
+    return isolation.Limits(seconds=seconds or None, memory=memory << 20 if memory else None)
 
 
 def _corpora(given: str | None) -> Path:
@@ -772,7 +770,7 @@ def conclude(
         "nodeid": report.nodeid,
         "status": str(status),
         "expected": verdict.expected,
-        "verdict": verdict.kind,
+        "verdict": str(verdict.kind),
         "requirements": ids,
         "violated": requirement,
         "ddi": ddi,
@@ -793,10 +791,10 @@ def conclude(
     ]
     if status in (Status.FAIL, Status.CRASH, Status.TIMEOUT) and (message or details):
         report.longrepr = f"{status}: {message}" + (f"\n{details}" if details else "")
-    if verdict.kind == "expected" and status not in (Status.PASS, Status.SKIP):
+    if verdict.kind == baselines.VerdictKind.EXPECTED and status not in (Status.PASS, Status.SKIP):
         report.outcome = "skipped"
         report.wasxfail = verdict.reason
-    elif verdict.kind == "unexpected" and status == Status.PASS:
+    elif verdict.kind == baselines.VerdictKind.UNEXPECTED and status == Status.PASS:
         report.outcome = "failed"
         report.longrepr = verdict.reason
     return report
@@ -850,10 +848,11 @@ def pytest_report_teststatus(
     record = _record(report)
     if record is None or not report.failed:
         return None
+    from .baseline import VerdictKind
     from .results import Status
 
     status = record["status"]
-    if record["verdict"] == "unexpected" and status == Status.PASS:
+    if record["verdict"] == VerdictKind.UNEXPECTED and status == Status.PASS:
         return "failed", "U", "UNEXPECTED-PASS"
     letters = {Status.CRASH: "C", Status.TIMEOUT: "T", Status.INTERNAL_ERROR: "E"}
     if status in letters:
@@ -912,6 +911,7 @@ class Results:
             )
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        from .baseline import VerdictKind
         from .results import Status
 
         run = self.run
@@ -932,7 +932,9 @@ class Results:
             if record["status"] == Status.PASS:
                 continue
             first = record["message"].splitlines()[0] if record["message"] else ""
-            mark = " (expected by the baseline)" if record["verdict"] == "expected" else ""
+            mark = (
+                " (expected by the baseline)" if record["verdict"] == VerdictKind.EXPECTED else ""
+            )
             tr.line(f"{record['status']:<14} {record['id']}{mark}: {first}"[:400])
             if record["status"] != Status.SKIP:
                 for line in _reproduction(record):

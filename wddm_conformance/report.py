@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import CONTRACT_VERSION, __version__
+from .baseline import VerdictKind
 from .requirements import catalogue
 from .results import Status
 
@@ -133,8 +134,8 @@ def build_report(run: Run, hypothesis_profile: str, python: str) -> dict[str, An
     summary: dict[str, int] = {str(s): 0 for s in Status}
     for t in tests:
         summary[t["status"]] += 1
-    summary["expected"] = sum(1 for t in tests if t["verdict"] == "expected")
-    summary["unexpected"] = sum(1 for t in tests if t["verdict"] == "unexpected")
+    summary["expected"] = sum(1 for t in tests if t["verdict"] == VerdictKind.EXPECTED)
+    summary["unexpected"] = sum(1 for t in tests if t["verdict"] == VerdictKind.UNEXPECTED)
     return {
         "harness": {
             "name": "wddm-conformance",

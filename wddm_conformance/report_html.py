@@ -25,19 +25,20 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
+from .baseline import VerdictKind
+from .report import DOCUMENTED_ONLY, FAILING, NOT_JUDGED, NOT_RUN, REQUIREMENT_STATUSES
+from .results import Status
+
 __all__ = ["render_html"]
 
-STATUS_ORDER = ("PASS", "FAIL", "CRASH", "TIMEOUT", "SKIP", "INTERNAL-ERROR")
+STATUS_ORDER = tuple(str(s) for s in Status)
 """Test statuses in the order the summary lists them."""
 
-NOT_FAILURES = frozenset({"PASS", "SKIP"})
+NOT_FAILURES = frozenset({str(Status.PASS), str(Status.SKIP)})
 """Test statuses that do not get an entry in the failures section."""
 
-FAILING_REQUIREMENT = frozenset({"FAIL", "CRASH", "TIMEOUT"})
+FAILING_REQUIREMENT = frozenset(str(s) for s in FAILING)
 """Requirement statuses whose matrix row links to the failures that named it."""
-
-NOT_JUDGED = "NOT-JUDGED"
-"""A requirement whose checks stopped on another rule (or none) before judging it."""
 
 SHORT_TEXT = 160
 """Requirement text longer than this is shortened in the matrix (full text in a tooltip)."""
@@ -131,7 +132,7 @@ def render_html(report: dict[str, Any]) -> str:
     anchors = _Anchors()
     failures = [t for t in tests if _text(t.get("status")) not in NOT_FAILURES]
     # Unexpected failures first: they are what needs looking at; otherwise keep report order.
-    failures.sort(key=lambda t: _text(t.get("verdict")) != "unexpected")
+    failures.sort(key=lambda t: _text(t.get("verdict")) != VerdictKind.UNEXPECTED)
     article_ids = [anchors.new("failure-" + _text(t.get("id"))) for t in failures]
     failure_anchor: dict[str, str] = {}  # test id -> its (first) failure article
     for t, anchor in zip(failures, article_ids, strict=True):
@@ -221,8 +222,8 @@ def _summary(
         for t in tests:
             status = _text(t.get("status"))
             counts[status] = counts.get(status, 0) + 1
-        unexpected = sum(_text(t.get("verdict")) == "unexpected" for t in tests)
-        expected = sum(_text(t.get("verdict")) == "expected" for t in tests)
+        unexpected = sum(_text(t.get("verdict")) == VerdictKind.UNEXPECTED for t in tests)
+        expected = sum(_text(t.get("verdict")) == VerdictKind.EXPECTED for t in tests)
     total = sum(counts.values())
 
     cells = "".join(
@@ -238,7 +239,7 @@ def _summary(
 
     req_counts: dict[str, int] = {}
     for r in requirements:
-        status = _text(r.get("status")) or "NOT-RUN"
+        status = _text(r.get("status")) or NOT_RUN
         req_counts[status] = req_counts.get(status, 0) + 1
     req_line = ""
     if req_counts:
@@ -287,8 +288,8 @@ def _matrix(
         )
         for r in rows:
             rid = _text(r.get("id"))
-            status = _text(r.get("status")) or "NOT-RUN"
-            documented_only = bool(r.get("documented_only")) or status == "DOCUMENTED-ONLY"
+            status = _text(r.get("status")) or NOT_RUN
+            documented_only = bool(r.get("documented_only")) or status == DOCUMENTED_ONLY
             text = _text(r.get("text"))
             short = text if len(text) <= SHORT_TEXT else text[: SHORT_TEXT - 1].rstrip() + "…"
             failed = [_text(f) for f in _sequence(r.get("failures"))]
@@ -353,7 +354,7 @@ def _failures(
         ddi = _text(t.get("ddi"))
         bugcheck = _text(t.get("bugcheck"))
         nodeid = _text(t.get("nodeid"))
-        cls = "failure expected" if verdict == "expected" else "failure"
+        cls = "failure expected" if verdict == VerdictKind.EXPECTED else "failure"
         out.append(f'<article class="{cls}" id="{article_id}">')
         head = f"<h3><span class=mono>{_e(tid)}</span> {_badge(status)}"
         if verdict:
@@ -420,7 +421,7 @@ def _failures(
 
 
 def _skipped(tests: list[Mapping[str, Any]]) -> str:
-    skipped = [t for t in tests if _text(t.get("status")) == "SKIP"]
+    skipped = [t for t in tests if _text(t.get("status")) == Status.SKIP]
     out = ['<section id="skipped">', f"<h2>Skipped ({len(skipped)})</h2>"]
     if not skipped:
         out.append('<p class="muted">No test was skipped.</p>')
@@ -482,7 +483,7 @@ def _blocked_html(
         rule = (
             f'<a href="#{req_anchor[by]}" class=mono>{_e(by)}</a>' if by in req_anchor else _e(by)
         )
-    elif status == "INTERNAL-ERROR":
+    elif status == Status.INTERNAL_ERROR:
         rule = "an INTERNAL-ERROR (a harness fault)"
     else:
         rule = f"a {_e(status)} that names no rule"
@@ -556,17 +557,7 @@ class _Anchors:
         return anchor
 
 
-_SEVERITY = (
-    "INTERNAL-ERROR",
-    "CRASH",
-    "TIMEOUT",
-    "FAIL",
-    "NOT-JUDGED",
-    "PASS",
-    "SKIP",
-    "NOT-RUN",
-    "DOCUMENTED-ONLY",
-)
+_SEVERITY = (str(Status.INTERNAL_ERROR), *REQUIREMENT_STATUSES)
 
 
 def _worst(statuses: Iterable[str]) -> str:
@@ -574,7 +565,7 @@ def _worst(statuses: Iterable[str]) -> str:
     rank = {s: i for i, s in enumerate(_SEVERITY)}
     found = [s for s in statuses if s]
     if not found:
-        return "NOT-RUN"
+        return NOT_RUN
     return min(found, key=lambda s: rank.get(s, len(rank)))
 
 

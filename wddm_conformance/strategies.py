@@ -1,9 +1,9 @@
-"""Hypothesis strategies: allocation sets, abstract programs and malformed command buffers.
+"""Hypothesis strategies: abstract programs and malformed command buffers.
 
-Shared by the suite's property tests and state machine (and the fuzz targets' seeds): a
-program is a list of :mod:`wddm_conformance.program` operations whose references all
-stay inside the allocations they name, so its meaning is well defined and the harness's
-model can say what GPU memory must hold afterwards.
+Shared by the suite's property tests and state machine: a program is a list of
+:mod:`wddm_conformance.program` operations whose references all stay inside the
+allocations they name, so its meaning is well defined and the harness's model can say
+what GPU memory must hold afterwards.
 """
 
 from __future__ import annotations
@@ -12,37 +12,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from .driver import AllocationRequest
 from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
-
-PAGE = 4096
-
-
-def allocation_requests(max_size: int = 64 << 10) -> st.SearchStrategy[AllocationRequest]:
-    """One allocation of any kind the interface can ask for."""
-    return st.one_of(
-        st.builds(
-            AllocationRequest,
-            size=st.integers(1, max_size),
-            cpu_visible=st.booleans(),
-            aperture=st.booleans(),
-            history_buffer=st.booleans(),
-        ),
-        st.builds(
-            AllocationRequest,
-            size=st.integers(1, max_size),
-            cpu_visible=st.just(True),
-            swizzled=st.just(True),
-        ),
-        st.builds(AllocationRequest, size=st.integers(1, 16 * PAGE), aperture_only=st.just(True)),
-    )
-
-
-def allocation_sets(
-    min_size: int = 1, max_size: int = 3, largest: int = 64 << 10
-) -> st.SearchStrategy[list[AllocationRequest]]:
-    """A batch of allocations for one submission."""
-    return st.lists(allocation_requests(largest), min_size=min_size, max_size=max_size)
 
 
 @st.composite

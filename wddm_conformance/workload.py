@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .attribution import run_program_checked
 from .driver import AllocationRequest, DriverSpec
-from .kernel import Allocation, Kernel, KernelConfig, KernelMode
+from .kernel import Allocation, Kernel, KernelConfig, KernelMode, State
 from .oracles import Shadow
 from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 
@@ -58,7 +58,7 @@ class Workload:
 
     def submit(self, context: object, alist: list[Allocation | None], program: list[Op]) -> None:
         """Run a program and apply it to the shadow copies."""
-        shared = any(a is not None and a.creator.state == "destroyed" for a in alist)
+        shared = any(a is not None and a.creator.state == State.DESTROYED for a in alist)
         result = run_program_checked(
             self.k,
             context,  # type: ignore[arg-type]
@@ -115,7 +115,7 @@ class Workload:
 
         def evict_all() -> None:
             for a in everything:
-                if a.state == "resident":
+                if a.state == State.RESIDENT:
                     k.evict(a)
 
         def relocate_all() -> None:

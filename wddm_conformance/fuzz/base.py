@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..driver import AllocationRequest, DriverSpec
 from ..errors import NotJudged
-from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode
+from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode, State
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, touches
 from ..watchdog import Invoker, direct_invoker
 from .data import Reader, Writer
@@ -101,7 +101,7 @@ class Rig:
 
     @property
     def healthy(self) -> bool:
-        return self.device.state == "active"
+        return self.device.state == State.ACTIVE
 
     def use(self, variant: Variant) -> Kernel:
         """Switch the kernel to ``variant`` for the next input."""
@@ -116,10 +116,10 @@ class Rig:
         """Put ``a`` where an input asks: 0 resident (as it is), 1 paged out, 2 moved."""
         k = self.kernel
         if where == 1:
-            if a.state == "resident":
+            if a.state == State.RESIDENT:
                 k.evict(a)
         elif where == 2:
-            if a.state != "resident":
+            if a.state != State.RESIDENT:
                 k.make_resident(a)
             k.relocate(a)
 

@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..defaults import TDR_DDI_DELAY
 from ..driver import load_driver
 from ..errors import VIDEO_TDR_FAILURE, Tdr
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
-from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, SETUP_TIMEOUT, Findings
+from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, Findings
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
@@ -404,7 +405,7 @@ def record_deaths(c: Campaign) -> int:
             if hashlib.sha1(data).hexdigest() in known:
                 continue
             spec = spec or load_driver(c.driver)
-            _, failure = replay_isolated(spec, c.target, data, SETUP_TIMEOUT)
+            _, failure = replay_isolated(spec, c.target, data, TDR_DDI_DELAY)
             if failure is None and pattern == "timeout-*":
                 failure = Tdr(
                     VIDEO_TDR_FAILURE,
@@ -450,11 +451,3 @@ def parse_jobs(text: str) -> int:
     if value < 1:
         raise ValueError(f"--jobs must be at least 1, not {value}")
     return value
-
-
-def main_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split ``argv`` at ``--``: the harness's arguments, then extra libFuzzer flags."""
-    if "--" in argv:
-        i = list(argv).index("--")
-        return list(argv[:i]), list(argv[i + 1 :])
-    return list(argv), []

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from ..attribution import run_program_checked
 from ..driver import AllocationRequest
-from ..kernel import Allocation, Context, Device, Kernel
+from ..kernel import Allocation, Context, Device, Kernel, State
 from ..oracles import Shadow
 from ..program import Op
 from .base import Rig, RigTarget, describe_program, pattern, read_op, valid_op, write_op
@@ -135,11 +135,11 @@ class _Life:
         else:
             live = self.live
             a = live[action.pick % len(live)]
-            if name == "evict" and a.state == "resident":
+            if name == "evict" and a.state == State.RESIDENT:
                 k.evict(a)
             elif name == "page-in":
                 k.make_resident(a)
-            elif name == "relocate" and a.state == "resident":
+            elif name == "relocate" and a.state == State.RESIDENT:
                 k.relocate(a)
         self.check(name)
 

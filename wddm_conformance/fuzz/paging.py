@@ -17,7 +17,8 @@ from typing import ClassVar
 
 from ..ddi import DXGK_ALLOCATIONINFOFLAGS, DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS
 from ..errors import DriverViolation
-from ..kernel import Allocation, Kernel
+from ..kernel import Allocation, Kernel, State
+from ..kernel.vidmm import DDI
 from ..program import describe_difference, fill_bytes
 from .base import POOL, VARIANTS, RigTarget, pattern
 from .data import Reader, Writer
@@ -120,14 +121,14 @@ class PagingTarget(RigTarget):
                 got = k.cpu_read(a)
                 raise DriverViolation(
                     "PGB-TRANSFER",
-                    "DxgkDdiBuildPagingBuffer",
+                    DDI,
                     f"after the paging steps {a} does not hold its content {describe_difference(got, bytes(want))}",
                 )
 
     @staticmethod
     def _step(k: Kernel, a: Allocation, step: Step, shadow: dict[int, bytearray | None]) -> None:
         kind = STEPS[step.kind]
-        resident = a.state == "resident"
+        resident = a.state == State.RESIDENT
         aperture = resident and k.vidmm.segment(a.segment_id).is_aperture
         if kind == "evict":
             k.evict(a) if resident else k.make_resident(a)
@@ -188,7 +189,7 @@ class PagingTarget(RigTarget):
                 k.evict(a)
                 k.make_resident(a)
             finally:
-                if a.state == "resident":
+                if a.state == State.RESIDENT:
                     k.unlock_alternate_va(a)
 
     def describe(self, data: bytes) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import isolation
+from ..defaults import TDR_DDI_DELAY
 from ..driver import DriverSpec, load_driver
 from ..errors import BugCheck, DriverFailure, DriverLoadError
 from ..results import classify
@@ -41,9 +42,6 @@ OPTIONS = {"--driver": ENV_DRIVER, "--findings": ENV_FINDINGS, "--only": ENV_ONL
 #: ended, by a signal, SIGKILL included, or by its own hand -- every fuzzing process of the
 #: campaign (libFuzzer's parent and its -fork jobs) ends with it.
 ENV_CAMPAIGN_FD = "WDDM_CAMPAIGN_FD"
-#: Seconds one DDI may run while a target is set up, before libFuzzer's own -timeout
-#: applies (TdrDdiDelay's default, as in the suite).
-SETUP_TIMEOUT = 5.0
 
 
 def take_options(argv: Sequence[str]) -> list[str]:
@@ -200,7 +198,8 @@ def load(name: str, where: str = ENV_DRIVER) -> tuple[DriverSpec, Target]:
     """The driver from ``$WDDM_DRIVER`` (default: reference) and target ``name`` for it, set up.
 
     Set-up runs before libFuzzer's -timeout applies, so its DDI calls go through the
-    watchdog (:data:`SETUP_TIMEOUT`): a driver that hangs there is a TDR (ALL-BOUNDED).
+    watchdog (:data:`~wddm_conformance.defaults.TDR_DDI_DELAY`): a driver that hangs there
+    is a TDR (ALL-BOUNDED).
     Raises DriverLoadError, or the DriverFailure of a driver that breaks a rule while the
     target is set up.
     """
@@ -218,7 +217,7 @@ def set_up(name: str, spec: DriverSpec) -> Target:
     gc.freeze()
     start = getattr(target, "start", None)
     if callable(start):
-        start(WatchdogInvoker(SETUP_TIMEOUT))
+        start(WatchdogInvoker(TDR_DDI_DELAY))
     return target
 
 
@@ -229,7 +228,7 @@ def _set_up_dies(name: str, spec: DriverSpec) -> isolation.Death | None:
     if not isolation.available():
         return None
     ended = isolation.run(lambda: (set_up(name, spec), b"")[1], isolation.Limits(seconds=120.0))
-    if isinstance(ended, isolation.Death) and ended.kind != "raised":
+    if isinstance(ended, isolation.Death) and ended.kind != isolation.DeathKind.RAISED:
         return ended
     return None
 

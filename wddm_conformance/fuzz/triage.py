@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import isolation
+from ..defaults import TDR_DDI_DELAY
 from ..driver import DriverSpec, load_driver
 from ..errors import DriverFailure
 from ..requirements import catalogue
@@ -81,7 +82,9 @@ def infer_target(path: Path, given: str | None) -> str:
     )
 
 
-def replay(spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0) -> Replay:
+def replay(
+    spec: DriverSpec, target_name: str, data: bytes, timeout: float = TDR_DDI_DELAY
+) -> Replay:
     """Run ``data`` once on a fresh target for ``spec``, capturing calls and DMA."""
     target: Any = target_class(target_name)(spec, WatchdogInvoker(timeout))  # type: ignore[call-arg]
     try:
@@ -117,7 +120,7 @@ def replay(spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0
 
 
 def replay_isolated(
-    spec: DriverSpec, target_name: str, data: bytes, timeout: float = 5.0
+    spec: DriverSpec, target_name: str, data: bytes, timeout: float = TDR_DDI_DELAY
 ) -> tuple[Replay, DriverFailure | None]:
     """:func:`replay` in a process of its own, so that an input that kills it (a segfault,
     an abort, an exit, a hang that ignores the watchdog) is reported as what Windows would

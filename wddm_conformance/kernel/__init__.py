@@ -2,7 +2,7 @@
 
 from .kernel import DUMMY_PATTERN, Kernel
 from .modes import ALL_MODES, KernelConfig, KernelMode
-from .objects import TRANSITIONS, Allocation, Context, Device
+from .objects import TRANSITIONS, Allocation, Change, Context, Device, State
 from .scheduler import AllocationUse, RenderResult, Submission
 from .vidmm import OutOfVideoMemory, PagingRun
 
@@ -12,6 +12,7 @@ __all__ = [
     "TRANSITIONS",
     "Allocation",
     "AllocationUse",
+    "Change",
     "Context",
     "Device",
     "Kernel",
@@ -20,5 +21,6 @@ __all__ = [
     "OutOfVideoMemory",
     "PagingRun",
     "RenderResult",
+    "State",
     "Submission",
 ]

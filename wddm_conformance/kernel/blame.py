@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from ..driver import DDI_METHODS, FaultKind
+
 #: (start, length) in bytes of GPU-physical (segment or system) address space.
 Range = tuple[int, int]
 
@@ -43,7 +45,8 @@ class Facts:
 
     ``address``/``length``: the access (None: a fault without an address). ``patched``:
     DxgkDdiPatch ran on this submission (False: skipped, pre-patched addresses only).
-    ``fault_kind``: the GPU fault's kind (``privileged-instruction``, ...).
+    ``fault_kind``: the GPU fault's kind (a :class:`~wddm_conformance.driver.FaultKind`, or
+    a driver's own GPU model's string).
     ``unmapped_aperture``: the address is on an aperture page the kernel unmapped.
     ``reaches_memory``: the address lies in a segment or an allocated system page.
     ``paged_out``: where the paged-out entries (SegmentId 0) last were. ``stale``: where
@@ -139,7 +142,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         lambda f: (
             f.event == Event.FAULT
-            and f.fault_kind in ("privileged-instruction", "illegal-instruction")
+            and f.fault_kind in (FaultKind.PRIVILEGED_INSTRUCTION, FaultKind.ILLEGAL_INSTRUCTION)
         ),
         "REN-VALIDATE",
         "a privileged or illegal instruction in a render submission: REN-VALIDATE;",
@@ -291,12 +294,15 @@ REFINABLE = frozenset(
     }
 )
 
+RENDER = DDI_METHODS["render"]
+PATCH = DDI_METHODS["patch"]
+
 REPLAYS: tuple[Replay, ...] = (
     Replay(
         lambda f: f.deviates,
         Variation.HONEST,
         "REN-PATCHIN",
-        "DxgkDdiRender",
+        RENDER,
         "the input patch list was lying, empty or absent, and the replay with the encoder's "
         "list is right: REN-PATCHIN (the driver trusted or needed the list it was given);",
         "replayed with the encoder's input patch list it is right: the driver trusted (or "
@@ -306,7 +312,7 @@ REPLAYS: tuple[Replay, ...] = (
         lambda f: f.split,
         Variation.UNSPLIT,
         "PAT-RANGE",
-        "DxgkDdiPatch",
+        PATCH,
         "the DMA buffer was submitted in ranges, and the replay in one range (Patch called as "
         "before) is right: PAT-RANGE (patching a range went wrong);",
         "replayed in one range it is right: Patch handled a range of a split submission "
@@ -316,7 +322,7 @@ REPLAYS: tuple[Replay, ...] = (
         lambda f: f.requirement == "REN-TRANSLATE" and f.patched,
         Variation.UNPATCHED,
         "REN-FULLPATCH",
-        "DxgkDdiRender",
+        RENDER,
         "wrong content after Patch ran, and the replay without Patch (everything resident, "
         "pre-patched addresses only) is right: REN-FULLPATCH (the output patch list, as Patch "
         "applies it, does not reach the addresses the pre-patch reached);",
@@ -327,7 +333,7 @@ REPLAYS: tuple[Replay, ...] = (
         lambda f: f.requirement == "REN-TRANSLATE" and not f.patched,
         Variation.REPATCHED,
         "REN-PREPATCH",
-        "DxgkDdiRender",
+        RENDER,
         "wrong content with Patch skipped, and the replay with Patch is right: REN-PREPATCH "
         "(the pre-patched addresses are wrong);",
         "replayed with Patch called it is right: the addresses Render pre-patched are wrong",

@@ -54,6 +54,7 @@ from ..memory import (
     Region,
     RetiredBufferAccess,
     UserAccessFault,
+    ViolationKind,
 )
 from ..status import status_name
 from ..watchdog import Invoker, current_example, real_interrupt
@@ -310,7 +311,10 @@ def _returned(ddi: str, result: Any) -> str:
 
 
 #: Rules fixed by the kind of memory violation, whatever the buffer.
-KIND_RULE = {"write-readonly": "ALL-READONLY", "read-past-end": "REN-UNDERRUN"}
+KIND_RULE = {
+    ViolationKind.WRITE_READONLY: "ALL-READONLY",
+    ViolationKind.READ_PAST_END: "REN-UNDERRUN",
+}
 
 
 def memory_violations(ddi: str, checks: Iterable[tuple[Region, str]], context: str = "") -> None:

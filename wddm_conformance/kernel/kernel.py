@@ -36,7 +36,7 @@ from ..ddi import (
     DXGKARG_OPENALLOCATION,
     PAGE_SIZE,
 )
-from ..driver import AllocationRequest, DriverSpec, load_driver
+from ..driver import DDI_METHODS, AllocationRequest, DriverSpec, load_driver
 from ..errors import DriverLoadError, DriverViolation, HarnessError
 from ..memory import KernelBuffer
 from ..program import Op, apply, out_of_bounds, referenced_indices, written_indices
@@ -45,7 +45,7 @@ from ..sysmem import SystemMemory
 from ..watchdog import Invoker, WatchdogInvoker
 from .ddicall import DdiCaller, memory_violations, require_status
 from .modes import KernelConfig, KernelMode
-from .objects import Allocation, Context, Device
+from .objects import Allocation, Change, Context, Device, State
 from .scheduler import AllocationUse, RenderResult, Scheduler
 from .vidmm import VidMm
 
@@ -63,7 +63,9 @@ class ProgramSubmission:
 
 #: Bytes the dummy page holds, so reads through an unmapped aperture range are recognisable.
 DUMMY_PATTERN = b"DUMMYPG!"
-CREATE = "DxgkDdiCreateAllocation"
+CREATE = DDI_METHODS["create_allocation"]
+CREATE_CONTEXT = DDI_METHODS["create_context"]
+OPEN = DDI_METHODS["open_allocation"]
 _INFO_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(DXGK_ALLOCATIONINFO)))
 
 
@@ -147,7 +149,7 @@ class Kernel:
     def create_device(self) -> Device:
         args = DXGKARG_CREATEDEVICE()
         require_status(
-            "DxgkDdiCreateDevice",
+            DDI_METHODS["create_device"],
             self.caller.call("create_device", args),
             frozenset({STATUS_SUCCESS}),
             "ALL-NORAISE",
@@ -162,21 +164,19 @@ class Kernel:
         else:
             args = DXGKARG_CREATECONTEXT(hDevice=device.hDevice)
             status = self.caller.call("create_context", args)
-            require_status(
-                "DxgkDdiCreateContext", status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT"
-            )
+            require_status(CREATE_CONTEXT, status, frozenset({STATUS_SUCCESS}), "REN-CONTEXT")
             handle = args.hContext
-            live = {c.hContext for d in self.devices for c in d.contexts if c.state == "active"}
+            live = {c.hContext for d in self.devices for c in d.contexts if c.state == State.ACTIVE}
             if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
                 raise DriverViolation(
                     "REN-CONTEXT",
-                    "DxgkDdiCreateContext",
+                    CREATE_CONTEXT,
                     f"returned hContext {handle!r}: not a non-NULL 64-bit handle Render can be called with",
                 )
             if handle in live:
                 raise DriverViolation(
                     "REN-CONTEXT",
-                    "DxgkDdiCreateContext",
+                    CREATE_CONTEXT,
                     f"returned hContext 0x{handle:X}, which names another live context",
                 )
             context = Context(handle, device)
@@ -190,9 +190,9 @@ class Kernel:
         """
         if self.caps.SupportsContexts:
             for context in device.contexts:
-                if context.state == "active":
+                if context.state == State.ACTIVE:
                     self.caller.call("destroy_context", context.hContext)
-                    context.transition("destroy")
+                    context.transition(Change.DESTROY)
         handles = [
             a.opened.pop(id(device)) for a in self.allocations.values() if id(device) in a.opened
         ]
@@ -201,12 +201,12 @@ class Kernel:
                 "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(len(handles), handles)
             )
         self.caller.call("destroy_device", device.hDevice)
-        device.transition("destroy")
+        device.transition(Change.DESTROY)
         self.devices.remove(device)
 
     def lose_device(self, device: Device, reason: str) -> None:
         """Put ``device`` in the lost state: the kernel refuses its further submissions (REN-DEVICELOST)."""
-        device.transition("lose")
+        device.transition(Change.LOSE)
         device.lost_reason = reason
 
     # ------------------------------------------------------------------ allocations
@@ -225,13 +225,37 @@ class Kernel:
         Raw ``bytes`` are passed as private data untouched (for malformed-data tests). With
         ``allow_failure`` a failing status returns an empty list instead of raising.
         """
+        args, infos, status = self._call_create_allocation(requests, resource)
+        self.last_create_status = status
+        if status != STATUS_SUCCESS:
+            self._probe_half_made(device, infos, status)
+            if allow_failure:
+                return []
+            raise DriverViolation(
+                "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
+            )
+        self._judge_allocation_info(infos)
+        self._judge_resource(resource, args.hResource)
+        self._judge_requests(requests, infos)
+        return [
+            self._add_allocation(device, info, args.hResource if resource is not None else 0)
+            for info in infos
+        ]
+
+    def _call_create_allocation(
+        self, requests: Sequence[AllocationRequest | bytes], resource: int | None
+    ) -> tuple[DXGKARG_CREATEALLOCATION, tuple[DXGK_ALLOCATIONINFO, ...], int]:
+        """Encode ``requests``, call DxgkDdiCreateAllocation and judge its status and buffers.
+
+        Returns the argument block, the kernel's own DXGK_ALLOCATIONINFO of each request
+        (what the driver does to the list it gets cannot reach it) and the status.
+        """
         datas = [
             r if isinstance(r, bytes) else self.encoder.allocation_private_data(r) for r in requests
         ]
         buffers = [
             KernelBuffer("pPrivateDriverData", len(d), writable=False, initial=d) for d in datas
         ]
-        # The kernel's own tuple: what the driver does to the list it gets cannot reach it.
         infos = tuple(
             DXGK_ALLOCATIONINFO(pPrivateDriverData=b.ptr(), PrivateDriverDataSize=b.size)
             for b in buffers
@@ -251,16 +275,12 @@ class Kernel:
             "ALC-STATUS",
         )
         memory_violations(CREATE, [(b, "ALL-READONLY") for b in buffers])
-        self.last_create_status = status
-        if status != STATUS_SUCCESS:
-            self._probe_half_made(device, infos, status)
-            if allow_failure:
-                return []
-            raise DriverViolation(
-                "ALC-PRIVDATA", CREATE, f"rejected valid private data with {status_name(status)}"
-            )
-        self._judge_allocation_info(infos)
-        self._judge_resource(resource, args.hResource)
+        return args, infos, status
+
+    def _judge_requests(
+        self, requests: Sequence[AllocationRequest | bytes], infos: Sequence[DXGK_ALLOCATIONINFO]
+    ) -> None:
+        """ALC-GDISIZE and ALC-HISTORY: each allocation is what its request asked for."""
         for i, (request, info) in enumerate(zip(requests, infos, strict=True)):
             where = f"allocation {i} of {len(infos)}"
             if not isinstance(request, AllocationRequest):
@@ -274,20 +294,18 @@ class Kernel:
                     f"{where}: asked for a history buffer, but DXGK_ALLOCATIONINFO.Flags does not "
                     f"report HistoryBuffer",
                 )
-        out: list[Allocation] = []
-        for info in infos:
-            a = Allocation(
-                self._next_allocation,
-                info.hAllocation,
-                _own_copy(info),
-                device,
-                resource=args.hResource if resource is not None else 0,
-            )
-            self._next_allocation += 1
-            self.allocations[a.id] = a
-            self.open_for(device, a)
-            out.append(a)
-        return out
+
+    def _add_allocation(
+        self, device: Device, info: DXGK_ALLOCATIONINFO, resource: int
+    ) -> Allocation:
+        """Record an allocation the driver created and open it for ``device``."""
+        a = Allocation(
+            self._next_allocation, info.hAllocation, _own_copy(info), device, resource=resource
+        )
+        self._next_allocation += 1
+        self.allocations[a.id] = a
+        self.open_for(device, a)
+        return a
 
     def _judge_allocation_info(self, infos: Sequence[DXGK_ALLOCATIONINFO]) -> None:
         handles = [info.hAllocation for info in infos]
@@ -425,12 +443,12 @@ class Kernel:
         status = self.caller.call(
             "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info])
         )
-        require_status("DxgkDdiOpenAllocation", status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
+        require_status(OPEN, status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
         handle = info.hDeviceSpecificAllocation
         if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
             raise DriverViolation(
                 "ALC-ADAPTER",
-                "DxgkDdiOpenAllocation",
+                OPEN,
                 f"returned {handle!r} as the device-specific handle for {a}: not a non-NULL 64-bit handle",
             )
         a.opened[id(device)] = info.hDeviceSpecificAllocation
@@ -444,7 +462,7 @@ class Kernel:
         self.vidmm.release(a)
         for device in self.devices:
             handle = a.opened.pop(id(device), None)
-            if handle is not None and device.state != "destroyed":
+            if handle is not None and device.state != State.DESTROYED:
                 self.caller.call(
                     "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(1, [handle])
                 )
@@ -455,7 +473,7 @@ class Kernel:
             args.hResource = a.resource
             args.Flags = DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
         self.caller.call("destroy_allocation", args)
-        a.transition("destroy")
+        a.transition(Change.DESTROY)
         del self.allocations[a.id]
 
     # ------------------------------------------------------------------ memory operations
@@ -485,7 +503,7 @@ class Kernel:
         """pfnUnlockCb: give back the alternate VA of a resident ``a`` (its content is in the segment)."""
         if a.alternate_va is None:
             return
-        a.require("resident")
+        a.require(State.RESIDENT)
         if a.backing is a.alternate_va:
             raise HarnessError(f"{a} still lives in its alternate VA")
         self.sysmem.free(a.alternate_va.pfns)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
+from ..defaults import KERNEL_MODES, TDR_DDI_DELAY
+
 
 @dataclass(frozen=True)
 class KernelMode:
@@ -25,14 +27,8 @@ class KernelMode:
     tiny_buffers: bool = False
     split_submissions: bool = False
 
-    NAMES: ClassVar[dict[str, str]] = {
-        "always-repatch": "always_repatch",
-        "no-prepatching": "no_prepatching",
-        "forced-eviction": "forced_eviction",
-        "forced-relocation": "forced_relocation",
-        "tiny-buffers": "tiny_buffers",
-        "split-submissions": "split_submissions",
-    }
+    #: Command-line name -> field (:data:`~wddm_conformance.defaults.KERNEL_MODES`).
+    NAMES: ClassVar[dict[str, str]] = {name: name.replace("-", "_") for name in KERNEL_MODES}
 
     @classmethod
     def parse(cls, text: str) -> KernelMode:
@@ -93,8 +89,8 @@ class KernelConfig:
     paging_buffer_size: int = 64 << 10
     #: Transfers longer than this are split into sub-transfers (None: never).
     subtransfer_size: int | None = None
-    #: Seconds a DDI call may take before the watchdog declares a TDR (TdrDdiDelay is 5 s).
-    ddi_timeout: float = 5.0
+    #: Seconds a DDI call may take before the watchdog declares a TDR (TdrDdiDelay).
+    ddi_timeout: float = TDR_DDI_DELAY
     #: A TDR ends the whole check (errors.CheckAbandoned, past hypothesis) instead of
     #: raising Tdr: suite checks set it, so a hung driver costs one DDI timeout per check.
     abandon_on_tdr: bool = False

@@ -8,53 +8,86 @@ failure. Driver failures are raised where the driver's answer is judged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import ClassVar
 
 from ..ddi import DXGK_ALLOCATIONINFO, DXGK_ALLOCATIONINFOFLAGS, MDL
 from ..errors import HarnessError
 
-# (object kind, state, event) -> next state
-TRANSITIONS: dict[tuple[str, str, str], str] = {
-    ("device", "active", "lose"): "lost",
-    ("device", "lost", "lose"): "lost",
-    ("device", "active", "destroy"): "destroyed",
-    ("device", "lost", "destroy"): "destroyed",
-    ("context", "active", "destroy"): "destroyed",
-    ("allocation", "unplaced", "page_in"): "resident",
-    ("allocation", "evicted", "page_in"): "resident",
-    ("allocation", "resident", "relocate"): "resident",
-    ("allocation", "resident", "evict"): "evicted",
-    ("allocation", "resident", "discard"): "evicted",
-    ("allocation", "unplaced", "destroy"): "destroyed",
-    ("allocation", "resident", "destroy"): "destroyed",
-    ("allocation", "evicted", "destroy"): "destroyed",
+
+class Kind(StrEnum):
+    """The kinds of kernel object with a life cycle."""
+
+    DEVICE = "device"
+    CONTEXT = "context"
+    ALLOCATION = "allocation"
+
+
+class State(StrEnum):
+    """Where a kernel object is in its life cycle (a device or context: active, lost,
+    destroyed; an allocation: unplaced, resident, evicted, destroyed)."""
+
+    ACTIVE = "active"
+    LOST = "lost"
+    UNPLACED = "unplaced"
+    RESIDENT = "resident"
+    EVICTED = "evicted"
+    DESTROYED = "destroyed"
+
+
+class Change(StrEnum):
+    """What the kernel does to an object: the events of :data:`TRANSITIONS`."""
+
+    LOSE = "lose"
+    DESTROY = "destroy"
+    PAGE_IN = "page_in"
+    RELOCATE = "relocate"
+    EVICT = "evict"
+    DISCARD = "discard"
+
+
+# (object kind, state, change) -> next state
+TRANSITIONS: dict[tuple[Kind, State, Change], State] = {
+    (Kind.DEVICE, State.ACTIVE, Change.LOSE): State.LOST,
+    (Kind.DEVICE, State.LOST, Change.LOSE): State.LOST,
+    (Kind.DEVICE, State.ACTIVE, Change.DESTROY): State.DESTROYED,
+    (Kind.DEVICE, State.LOST, Change.DESTROY): State.DESTROYED,
+    (Kind.CONTEXT, State.ACTIVE, Change.DESTROY): State.DESTROYED,
+    (Kind.ALLOCATION, State.UNPLACED, Change.PAGE_IN): State.RESIDENT,
+    (Kind.ALLOCATION, State.EVICTED, Change.PAGE_IN): State.RESIDENT,
+    (Kind.ALLOCATION, State.RESIDENT, Change.RELOCATE): State.RESIDENT,
+    (Kind.ALLOCATION, State.RESIDENT, Change.EVICT): State.EVICTED,
+    (Kind.ALLOCATION, State.RESIDENT, Change.DISCARD): State.EVICTED,
+    (Kind.ALLOCATION, State.UNPLACED, Change.DESTROY): State.DESTROYED,
+    (Kind.ALLOCATION, State.RESIDENT, Change.DESTROY): State.DESTROYED,
+    (Kind.ALLOCATION, State.EVICTED, Change.DESTROY): State.DESTROYED,
 }
 
 
 class KernelObject:
     """Something with a state that changes only through :data:`TRANSITIONS`."""
 
-    KIND: ClassVar[str] = ""
-    state: str
+    KIND: ClassVar[Kind]
+    state: State
 
-    def transition(self, event: str) -> None:
-        nxt = TRANSITIONS.get((self.KIND, self.state, event))
+    def transition(self, change: Change) -> None:
+        nxt = TRANSITIONS.get((self.KIND, self.state, change))
         if nxt is None:
-            raise HarnessError(f"{self} cannot {event} in state {self.state!r}")
+            raise HarnessError(f"{self} cannot {change} in state {str(self.state)!r}")
         self.state = nxt
 
-    def require(self, *states: str) -> None:
+    def require(self, *states: State) -> None:
         if self.state not in states:
-            raise HarnessError(f"{self} is {self.state!r}; this needs {' or '.join(states)}")
+            raise HarnessError(f"{self} is {str(self.state)!r}; this needs {' or '.join(states)}")
 
 
 @dataclass(eq=False)
 class Device(KernelObject):
     """A DXGDEVICE: the driver's hDevice and what it owns."""
 
-    KIND: ClassVar[str] = "device"
+    KIND: ClassVar[Kind] = Kind.DEVICE
     hDevice: int
-    state: str = "active"
+    state: State = State.ACTIVE
     contexts: list[Context] = field(default_factory=list)
     lost_reason: str = ""
 
@@ -66,10 +99,10 @@ class Device(KernelObject):
 class Context(KernelObject):
     """A DXGCONTEXT: hContext (the device handle when the driver has no contexts)."""
 
-    KIND: ClassVar[str] = "context"
+    KIND: ClassVar[Kind] = Kind.CONTEXT
     hContext: int
     device: Device
-    state: str = "active"
+    state: State = State.ACTIVE
 
     def __str__(self) -> str:
         return f"context 0x{self.hContext:X} of {self.device}"
@@ -84,12 +117,12 @@ class Allocation(KernelObject):
     aperture while it is resident in an aperture segment.
     """
 
-    KIND: ClassVar[str] = "allocation"
+    KIND: ClassVar[Kind] = Kind.ALLOCATION
     id: int
     hAllocation: int
     info: DXGK_ALLOCATIONINFO
     creator: Device
-    state: str = "unplaced"
+    state: State = State.UNPLACED
     segment_id: int = 0
     offset: int = 0
     address: int = 0
@@ -115,7 +148,7 @@ class Allocation(KernelObject):
     def __str__(self) -> str:
         where = (
             f"segment {self.segment_id} +0x{self.offset:X}"
-            if self.state == "resident"
+            if self.state == State.RESIDENT
             else self.state
         )
         return f"allocation #{self.id} (0x{self.hAllocation:X}, {self.size} bytes, {where})"

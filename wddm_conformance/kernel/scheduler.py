@@ -31,7 +31,7 @@ from ..ddi import (
     DXGKARG_SUBMITCOMMAND,
     PAGE_SIZE,
 )
-from ..driver import GpuExecution
+from ..driver import DDI_METHODS, GpuExecution
 from ..errors import (
     KMODE_EXCEPTION_NOT_HANDLED,
     SCHEDULER_INVALID_FENCE_ID,
@@ -54,15 +54,18 @@ from ..status import (
 )
 from .blame import Event, Facts, Verdict, decide
 from .ddicall import memory_violations
-from .objects import Allocation, Context
+from .objects import Allocation, Context, State
+from .vidmm import DDI as PAGING
 from .vidmm import Range, coverage
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-RENDER = "DxgkDdiRender"
-PATCH = "DxgkDdiPatch"
-SUBMIT = "DxgkDdiSubmitCommand"
+RENDER = DDI_METHODS["render"]
+PATCH = DDI_METHODS["patch"]
+SUBMIT = DDI_METHODS["submit_command"]
+#: Bytes of one D3DDDI_PATCHLOCATIONLIST entry.
+PATCH_ENTRY = D3DDDI_PATCHLOCATIONLIST.SIZE
 #: Fake "pointers to internal scheduler data" for bug check parameters 2-4 (stable across runs).
 SCHEDULER_DATA = (0xFFFF_C000_0000_1000, 0xFFFF_C000_0000_2000, 0xFFFF_C000_0000_3000)
 
@@ -92,7 +95,7 @@ class Submission:
         """The patch locations of this range, decoded."""
         return [
             D3DDDI_PATCHLOCATIONLIST.unpack(self.patch_list, i)
-            for i in range(0, len(self.patch_list), 24)
+            for i in range(0, len(self.patch_list), PATCH_ENTRY)
         ]
 
 
@@ -188,7 +191,7 @@ class Scheduler:
                 out.append(DXGK_ALLOCATIONLIST(0, use.write, 0, 0))
                 continue
             handle = self.k.open_for(context.device, a)
-            if a.state == "resident" and not hide:
+            if a.state == State.RESIDENT and not hide:
                 out.append(DXGK_ALLOCATIONLIST(handle, use.write, a.segment_id, a.address))
             else:  # paged out: SegmentId 0, PhysicalAddress the last known address (not to be trusted)
                 out.append(DXGK_ALLOCATIONLIST(handle, use.write, 0, a.last_address))
@@ -212,14 +215,14 @@ class Scheduler:
         reach outside their allocation (see :func:`~wddm_conformance.program.out_of_bounds`):
         whatever the driver's acceptance of them leads to is blamed on REN-VALIDATE.
         """
-        context.require("active")
+        context.require(State.ACTIVE)
         device = context.device
-        if device.state == "lost":
+        if device.state == State.LOST:
             return RenderResult(
                 STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE,
                 refused=f"{device} is lost: {device.lost_reason}",
             )
-        device.require("active")
+        device.require(State.ACTIVE)
         cmd = UserBuffer("pCommand", command, fault_at=fault_at, toctou=toctou)
         plin: UserBuffer | None = None
         if patch_list_in is not None:
@@ -430,7 +433,7 @@ class Scheduler:
                 context.hContext, part.written, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
             )
             execution = k.gpu.execute(dma, privileged=False)
-            patches = part.patches[p_start * 24 : (p_start + p_len) * 24]
+            patches = part.patches[p_start * PATCH_ENTRY : (p_start + p_len) * PATCH_ENTRY]
             out.append(Submission(fence, dma, start, end, need_patch, patches, execution))
             scene = _Scene(context, uses, dma, need_patch, stale, paged_out, out_of_bounds)
             self._judge_execution(scene, fence, execution)
@@ -445,7 +448,7 @@ class Scheduler:
             k.vidmm.make_resident(a, pinned)
         if k.mode.forced_eviction:
             for a in allocations:
-                old = (a.offset, a.size) if a.state == "resident" else None
+                old = (a.offset, a.size) if a.state == State.RESIDENT else None
                 sid = a.segment_id
                 k.vidmm.evict(a)
                 k.vidmm.make_resident(a, pinned, segment_id=sid, avoid=old)
@@ -557,7 +560,7 @@ class Scheduler:
             writable=False,
             initial=part.patches,
         )
-        plist.set_read_window(p_start * 24, (p_start + p_len) * 24)
+        plist.set_read_window(p_start * PATCH_ENTRY, (p_start + p_len) * PATCH_ENTRY)
         part.dma.set_write_window(start, end)
         part.dma.violations.clear()
         part.private.violations.clear()
@@ -577,9 +580,8 @@ class Scheduler:
         memory_violations(
             PATCH, [(part.dma, "PAT-RANGE"), (plist, "PAT-RANGE"), (alist, "ALL-READONLY")]
         )
-        if (
-            part.private.violations
-        ):  # in-window writes are legal: DXGKARG_PATCH's private data is not const
+        # In-window writes are legal: DXGKARG_PATCH's private data is not const.
+        if part.private.violations:
             raise DriverViolation(
                 "PAT-RANGE",
                 PATCH,
@@ -684,7 +686,7 @@ class Scheduler:
         bindable = [
             (u.allocation.address, u.allocation.size)
             for u in scene.uses
-            if u.allocation is not None and u.allocation.state == "resident"
+            if u.allocation is not None and u.allocation.state == State.RESIDENT
         ]
         bindable.append(self._dummy())  # a NULL allocation may be bound to the dummy page
         for slot, address in bindings.items():
@@ -801,7 +803,7 @@ class Scheduler:
                 VIDEO_SCHEDULER_INTERNAL_ERROR,
                 (SCHEDULER_PAGING_COMMAND_FAILED, *SCHEDULER_DATA),
                 rule,
-                "DxgkDdiBuildPagingBuffer",
+                PAGING,
                 f"the paging buffer for {operation} faulted on the GPU: {execution.fault}\n"
                 f"{k.gpu.disassemble(dma, mark=execution.fault.dma_offset)}",
             )

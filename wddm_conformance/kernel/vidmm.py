@@ -46,7 +46,7 @@ from ..ddi import (
 from ..ddi import (
     DXGK_BUILDPAGINGBUFFER_OPERATION as OP,
 )
-from ..driver import GpuExecution
+from ..driver import DDI_METHODS, GpuExecution
 from ..errors import (
     VIDEO_MEMORY_MANAGEMENT_INTERNAL,
     VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS,
@@ -64,12 +64,12 @@ from ..status import (
     status_name,
 )
 from .ddicall import memory_violations
-from .objects import Allocation
+from .objects import Allocation, Change, State
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-DDI = "DxgkDdiBuildPagingBuffer"
+DDI = DDI_METHODS["build_paging_buffer"]
 Range = tuple[int, int]  # (physical address, length)
 
 #: Which requirement a wrong result of each operation breaks.
@@ -131,6 +131,18 @@ class Heap:
             raise HarnessError(f"releasing segment offset 0x{offset:X} that is not allocated")
         del self.starts[i]
         del self.sizes[i]
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """One TRANSFER (SPECIAL_LOCK_TRANSFER when ``special``) the memory manager asks for."""
+
+    hAllocation: int
+    size: int
+    src: DXGK_TRANSFER_LOCATION
+    dst: DXGK_TRANSFER_LOCATION
+    flags: DXGK_TRANSFERFLAGS
+    special: bool
 
 
 @dataclass
@@ -236,9 +248,9 @@ class VidMm:
         avoid: Range | None = None,
     ) -> None:
         """Page ``a`` in (first placement, or back from system memory)."""
-        if a.state == "resident":
+        if a.state == State.RESIDENT:
             return
-        a.require("unplaced", "evicted")
+        a.require(State.UNPLACED, State.EVICTED)
         for sid in [segment_id] if segment_id is not None else self._candidates(a):
             offset = self._place(a, sid, pinned | {a.id}, avoid)
             if offset is None and avoid is not None:  # no other place: the old one will do
@@ -269,12 +281,12 @@ class VidMm:
             a.backing = None
         a.segment_id, a.offset, a.address = sid, offset, address
         a.last_address = address
-        a.transition("page_in")
+        a.transition(Change.PAGE_IN)
         self.resident[a.id] = a
 
     def evict(self, a: Allocation) -> None:
         """Move ``a`` out of its segment to system memory (or unmap it from the aperture)."""
-        a.require("resident")
+        a.require(State.RESIDENT)
         desc = self.segment(a.segment_id)
         if desc.is_aperture:
             self.unmap_aperture(a, a.segment_id, a.offset // PAGE_SIZE, -(-a.size // PAGE_SIZE))
@@ -293,14 +305,14 @@ class VidMm:
         self.heaps[a.segment_id].release(a.offset)
         del self.resident[a.id]
         a.segment_id = a.offset = a.address = 0
-        a.transition("evict")
+        a.transition(Change.EVICT)
 
     def discard(self, a: Allocation) -> None:
         """Evict ``a`` without keeping its content (DISCARD_CONTENT); it comes back zeroed.
 
         An aperture allocation is simply unmapped (its system pages keep their content).
         """
-        a.require("resident")
+        a.require(State.RESIDENT)
         if self.segment(a.segment_id).is_aperture:
             self.evict(a)
             return
@@ -327,11 +339,11 @@ class VidMm:
         del self.resident[a.id]
         a.backing = self.k.sysmem.allocate_mdl(a.size)
         a.segment_id = a.offset = a.address = 0
-        a.transition("discard")
+        a.transition(Change.DISCARD)
 
     def relocate(self, a: Allocation, pinned: frozenset[int] = frozenset()) -> None:
         """Move resident ``a`` to another place in its segment (content preserved)."""
-        a.require("resident")
+        a.require(State.RESIDENT)
         sid, old_offset, old_address = a.segment_id, a.offset, a.address
         desc = self.segment(sid)
         size = -(-a.size // PAGE_SIZE) * PAGE_SIZE if desc.is_aperture else a.size
@@ -356,11 +368,11 @@ class VidMm:
             )
         self.heaps[sid].release(old_offset)
         a.offset, a.address, a.last_address = offset, address, address
-        a.transition("relocate")
+        a.transition(Change.RELOCATE)
 
     def release(self, a: Allocation) -> None:
         """Free everything ``a`` holds (it is being destroyed); aperture pages are unmapped first."""
-        if a.state == "resident":
+        if a.state == State.RESIDENT:
             desc = self.segment(a.segment_id)
             if desc.is_aperture:
                 self.unmap_aperture(a, a.segment_id, a.offset // PAGE_SIZE, -(-a.size // PAGE_SIZE))
@@ -376,9 +388,9 @@ class VidMm:
 
     def cpu_read(self, a: Allocation, offset: int, length: int) -> bytes:
         """Read allocation bytes as the CPU sees them (linear, wherever the allocation lives)."""
-        if a.state == "unplaced":
+        if a.state == State.UNPLACED:
             return bytes(length)
-        if a.state == "resident" and not self.segment(a.segment_id).is_aperture:
+        if a.state == State.RESIDENT and not self.segment(a.segment_id).is_aperture:
             if a.swizzled:
                 return self.k.gpu.read_linear(a.address, a.size)[offset : offset + length]
             return self.k.gpu.read(a.address + offset, length)
@@ -390,9 +402,9 @@ class VidMm:
         """Write allocation bytes as the CPU does (linear, wherever the allocation lives)."""
         if offset < 0 or offset + len(data) > a.size:
             raise HarnessError(f"CPU write of {len(data)} bytes at +{offset} outside {a}")
-        if a.state == "unplaced":
+        if a.state == State.UNPLACED:
             self.make_resident(a)
-        if a.state == "resident" and not self.segment(a.segment_id).is_aperture:
+        if a.state == State.RESIDENT and not self.segment(a.segment_id).is_aperture:
             if a.swizzled:
                 linear = bytearray(self.k.gpu.read_linear(a.address, a.size))
                 linear[offset : offset + len(data)] = data
@@ -406,7 +418,7 @@ class VidMm:
 
     def physical_ranges(self, a: Allocation) -> list[Range]:
         """Physical memory a resident allocation occupies (system pages behind an aperture range)."""
-        if a.state != "resident":
+        if a.state != State.RESIDENT:
             return []
         if self.segment(a.segment_id).is_aperture:
             return mdl_ranges(a.backing, 0, a.size) if a.backing is not None else []
@@ -425,7 +437,19 @@ class VidMm:
         special: bool = False,
     ) -> None:
         """TRANSFER (or SPECIAL_LOCK_TRANSFER) of ``size`` bytes, split into sub-transfers if configured."""
+        t = _Transfer(hAllocation, size, src, dst, flags, special)
         expected = self._read_location(src, 0, size) if self.k.config.verify_paging else b""
+        runs = self._sub_transfers(t)
+        if not self.k.config.verify_paging:
+            return
+        rule = "PGB-SPECIALLOCK" if special else "PGB-TRANSFER"
+        self._exactly_once(runs, self._location_ranges(dst, size), rule, "transfer destination")
+        self._judge_transfer_content(t, expected, rule)
+
+    def _sub_transfers(self, t: _Transfer) -> list[PagingRun]:
+        """One paging operation per sub-transfer of ``subtransfer_size`` bytes (one if unset),
+        TransferStart on the first and TransferEnd on the last."""
+        size, src, dst, special = t.size, t.src, t.dst, t.special
         step = self.k.config.subtransfer_size or size or 1
         operation = (
             OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER if special else OP.DXGK_OPERATION_TRANSFER
@@ -434,7 +458,7 @@ class VidMm:
         offset = 0
         while offset < size or (size == 0 and not runs):
             n = min(step, size - offset)
-            sub_flags = flags
+            sub_flags = t.flags
             if offset == 0:
                 sub_flags |= DXGK_TRANSFERFLAGS.TransferStart
             if offset + n >= size:
@@ -447,7 +471,7 @@ class VidMm:
                 f: DXGK_TRANSFERFLAGS = sub_flags,
             ) -> None:
                 member = args.SpecialLockTransfer if special else args.Transfer
-                member.hAllocation = hAllocation
+                member.hAllocation = t.hAllocation
                 member.TransferOffset = off
                 member.TransferSize = n
                 member.Source = DXGK_TRANSFER_LOCATION(src.SegmentId, src.SegmentAddress, src.pMdl)
@@ -465,17 +489,18 @@ class VidMm:
             offset += n
             if size == 0:
                 break
-        if not self.k.config.verify_paging:
-            return
-        rule = "PGB-SPECIALLOCK" if special else "PGB-TRANSFER"
-        self._exactly_once(runs, self._location_ranges(dst, size), rule, "transfer destination")
-        got = self._read_location(dst, 0, size)
+        return runs
+
+    def _judge_transfer_content(self, t: _Transfer, expected: bytes, rule: str) -> None:
+        """The destination holds the source's bytes ``expected``, (un)swizzled as the flags
+        ask; a transfer of no allocation (hAllocation 0) is never swizzled (PGB-NOSWIZZLE)."""
+        got = self._read_location(t.dst, 0, t.size)
         swizzle = self.k.gpu
-        if hAllocation == 0:
+        if t.hAllocation == 0:
             want, rule = expected, "PGB-NOSWIZZLE"
-        elif flags & DXGK_TRANSFERFLAGS.Unswizzle:
+        elif t.flags & DXGK_TRANSFERFLAGS.Unswizzle:
             want, rule = swizzle.unswizzle(expected), "PGB-UNSWIZZLE"
-        elif flags & DXGK_TRANSFERFLAGS.Swizzle:
+        elif t.flags & DXGK_TRANSFERFLAGS.Swizzle:
             want = swizzle.swizzle(expected)
         else:
             want = expected
@@ -483,8 +508,8 @@ class VidMm:
             raise DriverViolation(
                 rule,
                 DDI,
-                f"transfer of {size} bytes ({_describe(src)} -> {_describe(dst)}, flags {flags!r}) "
-                f"left wrong content {describe_difference(got, want)}",
+                f"transfer of {t.size} bytes ({_describe(t.src)} -> {_describe(t.dst)}, "
+                f"flags {t.flags!r}) left wrong content {describe_difference(got, want)}",
             )
 
     def fill(
@@ -616,7 +641,7 @@ class VidMm:
         if a is None:
             return 0
         for device in self.k.devices:
-            if device.state != "destroyed" and id(device) in a.opened:
+            if device.state != State.DESTROYED and id(device) in a.opened:
                 return device.hDevice
         return 0
 
@@ -630,7 +655,6 @@ class VidMm:
     ) -> PagingRun:
         """Drive one paging operation to completion through DxgkDdiBuildPagingBuffer."""
         k = self.k
-        size = k.config.paging_buffer_size
         rule = OPERATION_RULE[operation]
         multipass = 0
         idle = False
@@ -645,68 +669,15 @@ class VidMm:
                     DDI,
                     f"{operation.name} still unfinished after {calls - 1} calls",
                 )
-            buffer = KernelBuffer("paging buffer", size, fill=UNWRITTEN)
-            private = KernelBuffer("paging buffer private data", k.caps.DmaBufferPrivateDataSize)
-            args = DXGKARG_BUILDPAGINGBUFFER(
-                pDmaBuffer=buffer.ptr(),
-                DmaSize=size,
-                pDmaBufferPrivateData=private.ptr(),
-                DmaBufferPrivateDataSize=private.size,
-                Operation=operation,
-            )
-            configure(args)
-            args.MultipassOffset = multipass
+            args, buffer, private = self._paging_args(operation, configure, multipass)
             if idle and idle_flag is not None:
                 idle_flag(args)
-            status = k.caller.call("build_paging_buffer", args)
-            if (
-                not isinstance(status, int)
-                or isinstance(status, bool)
-                or status not in BUILD_PAGING_BUFFER_STATUSES
-            ):
-                raw = status if isinstance(status, int) else 0
-                raise BugCheck(
-                    VIDEO_MEMORY_MANAGEMENT_INTERNAL,
-                    (VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS, raw & 0xFFFFFFFF, operation, 0),
-                    "PGB-STATUS",
-                    DDI,
-                    f"{operation.name} returned {status_name(status)}; only SUCCESS, ALLOCATION_BUSY and "
-                    f"INSUFFICIENT_DMA_BUFFER are allowed",
-                )
-            cursor = args.pDmaBuffer
-            if (
-                not isinstance(cursor, Ptr)
-                or cursor.region is not buffer
-                or not 0 <= cursor.offset <= size
-            ):
-                raise DriverViolation(
-                    "PGB-CURSOR",
-                    DDI,
-                    f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer",
-                )
-            memory_violations(
-                DDI, [(buffer, "PGB-CURSOR"), (private, "PGB-CURSOR")], f" during {operation.name}"
+            status = self._judge_paging_status(
+                operation, k.caller.call("build_paging_buffer", args)
             )
-            written = cursor.offset
-            if buffer.data.count(UNWRITTEN, written, size) != size - written:
-                raise DriverViolation(
-                    "PGB-CURSOR",
-                    DDI,
-                    f"{operation.name}: bytes written past pDmaBuffer (+{written})",
-                )
+            written = self._judge_paging_cursor(operation, args, buffer, private)
             if status == STATUS_GRAPHICS_ALLOCATION_BUSY:
-                if idle_flag is None:
-                    raise DriverViolation(
-                        "PGB-BUSY",
-                        DDI,
-                        f"{operation.name} answered ALLOCATION_BUSY, which this operation has no AllocationIsIdle retry for",
-                    )
-                if idle:
-                    raise DriverViolation(
-                        "PGB-BUSY",
-                        DDI,
-                        f"{operation.name} answered ALLOCATION_BUSY although AllocationIsIdle was set",
-                    )
+                self._judge_busy(operation, idle_flag is not None, idle)
                 idle = True
                 multipass = args.MultipassOffset
                 continue  # the GPU is synchronous here: it is idle once this call returns
@@ -717,23 +688,123 @@ class VidMm:
             if status == STATUS_SUCCESS:
                 return PagingRun(executions, calls)
             assert status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
-            if written == 0:
-                raise DriverViolation(
-                    "PGB-MULTIPASS",
-                    DDI,
-                    f"{operation.name} returned INSUFFICIENT_DMA_BUFFER on an empty {size}-byte paging buffer "
-                    f"without writing anything (MultipassOffset {args.MultipassOffset}): no progress",
-                )
-            state = (args.MultipassOffset, bytes(buffer.data[:written]))
-            if state in seen:
-                raise DriverViolation(
-                    "PGB-MULTIPASS",
-                    DDI,
-                    f"{operation.name} livelocks: call {calls} built the same partial buffer with the same "
-                    f"MultipassOffset ({args.MultipassOffset}) as an earlier call, so it never finishes",
-                )
-            seen.add(state)
+            self._judge_progress(operation, args, buffer, written, calls, seen)
             multipass = args.MultipassOffset
+
+    def _paging_args(
+        self,
+        operation: OP,
+        configure: Callable[[DXGKARG_BUILDPAGINGBUFFER], None],
+        multipass: int,
+    ) -> tuple[DXGKARG_BUILDPAGINGBUFFER, KernelBuffer, KernelBuffer]:
+        """A fresh paging buffer and private data, and the arguments of one call on them."""
+        size = self.k.config.paging_buffer_size
+        buffer = KernelBuffer("paging buffer", size, fill=UNWRITTEN)
+        private = KernelBuffer("paging buffer private data", self.k.caps.DmaBufferPrivateDataSize)
+        args = DXGKARG_BUILDPAGINGBUFFER(
+            pDmaBuffer=buffer.ptr(),
+            DmaSize=size,
+            pDmaBufferPrivateData=private.ptr(),
+            DmaBufferPrivateDataSize=private.size,
+            Operation=operation,
+        )
+        configure(args)
+        args.MultipassOffset = multipass
+        return args, buffer, private
+
+    def _judge_paging_status(self, operation: OP, status: object) -> int:
+        """PGB-STATUS: only SUCCESS, ALLOCATION_BUSY and INSUFFICIENT_DMA_BUFFER; else bug check 0x10E."""
+        if (
+            not isinstance(status, int)
+            or isinstance(status, bool)
+            or status not in BUILD_PAGING_BUFFER_STATUSES
+        ):
+            raw = status if isinstance(status, int) else 0
+            raise BugCheck(
+                VIDEO_MEMORY_MANAGEMENT_INTERNAL,
+                (VIDMM_INVALID_BUILDPAGINGBUFFER_STATUS, raw & 0xFFFFFFFF, operation, 0),
+                "PGB-STATUS",
+                DDI,
+                f"{operation.name} returned {status_name(status)}; only SUCCESS, ALLOCATION_BUSY and "
+                f"INSUFFICIENT_DMA_BUFFER are allowed",
+            )
+        return status
+
+    def _judge_paging_cursor(
+        self,
+        operation: OP,
+        args: DXGKARG_BUILDPAGINGBUFFER,
+        buffer: KernelBuffer,
+        private: KernelBuffer,
+    ) -> int:
+        """PGB-CURSOR: pDmaBuffer stays in the paging buffer and nothing is written past it,
+        nor outside either buffer. Returns the bytes written."""
+        size = buffer.size
+        cursor = args.pDmaBuffer
+        if (
+            not isinstance(cursor, Ptr)
+            or cursor.region is not buffer
+            or not 0 <= cursor.offset <= size
+        ):
+            raise DriverViolation(
+                "PGB-CURSOR",
+                DDI,
+                f"{operation.name}: pDmaBuffer left at {cursor!r}, outside the {size}-byte paging buffer",
+            )
+        memory_violations(
+            DDI, [(buffer, "PGB-CURSOR"), (private, "PGB-CURSOR")], f" during {operation.name}"
+        )
+        written = cursor.offset
+        if buffer.data.count(UNWRITTEN, written, size) != size - written:
+            raise DriverViolation(
+                "PGB-CURSOR",
+                DDI,
+                f"{operation.name}: bytes written past pDmaBuffer (+{written})",
+            )
+        return written
+
+    def _judge_busy(self, operation: OP, retryable: bool, idle: bool) -> None:
+        """PGB-BUSY: ALLOCATION_BUSY only where AllocationIsIdle can be set, and not once it is."""
+        if not retryable:
+            raise DriverViolation(
+                "PGB-BUSY",
+                DDI,
+                f"{operation.name} answered ALLOCATION_BUSY, which this operation has no AllocationIsIdle retry for",
+            )
+        if idle:
+            raise DriverViolation(
+                "PGB-BUSY",
+                DDI,
+                f"{operation.name} answered ALLOCATION_BUSY although AllocationIsIdle was set",
+            )
+
+    def _judge_progress(
+        self,
+        operation: OP,
+        args: DXGKARG_BUILDPAGINGBUFFER,
+        buffer: KernelBuffer,
+        written: int,
+        calls: int,
+        seen: set[tuple[int, bytes]],
+    ) -> None:
+        """PGB-MULTIPASS: an INSUFFICIENT_DMA_BUFFER answer wrote something, and not the same
+        partial buffer with the same MultipassOffset as an earlier call (adds it to ``seen``)."""
+        if written == 0:
+            raise DriverViolation(
+                "PGB-MULTIPASS",
+                DDI,
+                f"{operation.name} returned INSUFFICIENT_DMA_BUFFER on an empty {buffer.size}-byte paging buffer "
+                f"without writing anything (MultipassOffset {args.MultipassOffset}): no progress",
+            )
+        state = (args.MultipassOffset, bytes(buffer.data[:written]))
+        if state in seen:
+            raise DriverViolation(
+                "PGB-MULTIPASS",
+                DDI,
+                f"{operation.name} livelocks: call {calls} built the same partial buffer with the same "
+                f"MultipassOffset ({args.MultipassOffset}) as an earlier call, so it never finishes",
+            )
+        seen.add(state)
 
     # ------------------------------------------------------------------ verification helpers
 

@@ -52,6 +52,7 @@ from ..ddi import (
     DXGKARG_SUBMITCOMMAND,
     MDL,
 )
+from ..driver import DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
 from ..errors import DdiTimeout, HarnessError
 from ..memory import (
     GUARD_BYTES,
@@ -63,6 +64,7 @@ from ..memory import (
     Region,
     UserAccessFault,
     UserBuffer,
+    ViolationKind,
 )
 from ..watchdog import armed
 from .abi import ABI_VERSION, NativeLibrary, ffi
@@ -155,10 +157,10 @@ class _Mapped:
             windows: tuple[tuple[int, int], ...]
             if isinstance(region, KernelBuffer) and region.writable:
                 windows = ((0, region.write_lo), (region.write_hi, self.length))
-                kind = "write-outside-window"
+                kind = ViolationKind.WRITE_OUTSIDE_WINDOW
             else:
                 windows = ((0, self.length),)
-                kind = "write-readonly"
+                kind = ViolationKind.WRITE_READONLY
             for lo, hi in windows:
                 span = _changed_span(body, old, max(lo, 0), min(hi, self.length))
                 if span is not None:
@@ -169,7 +171,7 @@ class _Mapped:
             return None
         offset, length = beyond
         region.violations.append(
-            MemoryViolation("write-outside-window", region.name, offset, length)
+            MemoryViolation(ViolationKind.WRITE_OUTSIDE_WINDOW, region.name, offset, length)
         )
         size = getattr(region, "size", self.length)
         return KernelAccessViolation(
@@ -343,8 +345,8 @@ class NativeMiniport:
     """A miniport implemented by a native library (see :func:`native_driver_class`)."""
 
     LIBRARY: ClassVar[NativeLibrary]
-    COMMAND_ENCODER: ClassVar[str] = "wddm_conformance.reference.encoder:CommandEncoder"
-    GPU_MODEL: ClassVar[str] = "wddm_conformance.reference.gpu:EmulatedGpu"
+    COMMAND_ENCODER: ClassVar[str] = DEFAULT_COMMAND_ENCODER
+    GPU_MODEL: ClassVar[str] = DEFAULT_GPU_MODEL
 
     def __init__(self) -> None:
         f = ffi()

@@ -99,7 +99,6 @@ ALLOCATION_VERSION: Final = 1
 #: Private data the reference Render leaves for Patch per DMA buffer: <u32 magic 'RDMA', u32 fence offset>.
 DMA_PRIVATE_DATA: Final = struct.Struct("<II")
 DMA_PRIVATE_MAGIC: Final = 0x414D4452  # 'RDMA'
-NO_FENCE: Final = 0xFFFFFFFF
 
 
 def pack_allocation_data(

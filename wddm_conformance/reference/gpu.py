@@ -30,7 +30,7 @@ from mmap import mmap
 from typing import Final
 
 from wddm_conformance.ddi import DXGK_START_INFO, PAGE_SIZE
-from wddm_conformance.driver import GpuExecution, GpuFault
+from wddm_conformance.driver import FaultKind, GpuExecution, GpuFault
 from wddm_conformance.sysmem import SystemMemory
 
 from . import isa
@@ -45,7 +45,7 @@ Chunk = tuple[
 
 
 class _Fault(Exception):
-    def __init__(self, kind: str, address: int | None, message: str) -> None:
+    def __init__(self, kind: FaultKind, address: int | None, message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.address = address
@@ -91,7 +91,7 @@ class EmulatedGpu:
                 page, off = divmod(pos - self.ap_base, PAGE_SIZE)
                 if not self.pte_flags[page] & isa.PTE_VALID:
                     raise _Fault(
-                        "page-fault", pos, f"aperture page {page} (0x{pos:X}) is not mapped"
+                        FaultKind.PAGE_FAULT, pos, f"aperture page {page} (0x{pos:X}) is not mapped"
                     )
                 pfn = self.pte_pfn[page]
             elif pos < self.sysmem.limit:
@@ -103,12 +103,14 @@ class EmulatedGpu:
                 continue
             else:
                 raise _Fault(
-                    "page-fault", pos, f"0x{pos:X} is outside every segment and system memory"
+                    FaultKind.PAGE_FAULT,
+                    pos,
+                    f"0x{pos:X} is outside every segment and system memory",
                 )
             backing = self.sysmem.page(pfn)
             if backing is None:
                 raise _Fault(
-                    "page-fault",
+                    FaultKind.PAGE_FAULT,
                     pos,
                     f"0x{pos:X} reaches page frame 0x{pfn:X}, which is not present",
                 )
@@ -150,13 +152,13 @@ class EmulatedGpu:
             entry = dispatch[buf[pc]]
             if entry is None:
                 result.fault = GpuFault(
-                    "illegal-instruction", pc, None, f"unknown opcode 0x{buf[pc]:02X}"
+                    FaultKind.ILLEGAL_INSTRUCTION, pc, None, f"unknown opcode 0x{buf[pc]:02X}"
                 )
                 break
             ins, handler = entry
             if pc + ins.size > end:
                 result.fault = GpuFault(
-                    "illegal-instruction",
+                    FaultKind.ILLEGAL_INSTRUCTION,
                     pc,
                     None,
                     f"{ins.mnemonic} cut off: {end - pc} of {ins.size} bytes",
@@ -164,7 +166,7 @@ class EmulatedGpu:
                 break
             if ins.privileged and not privileged:
                 result.fault = GpuFault(
-                    "privileged-instruction",
+                    FaultKind.PRIVILEGED_INSTRUCTION,
                     pc,
                     None,
                     f"{ins.mnemonic} in a non-privileged DMA buffer",
@@ -207,13 +209,13 @@ class EmulatedGpu:
     def _op_write(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, width, dst, value = ops
         if not 1 <= width <= 8:
-            raise _Fault("illegal-instruction", None, f"width {width} is not 1-8")
+            raise _Fault(FaultKind.ILLEGAL_INSTRUCTION, None, f"width {width} is not 1-8")
         self._store(dst, value.to_bytes(8, "little")[:width], r.writes)
 
     def _op_read(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, width, src = ops
         if not 1 <= width <= 8:
-            raise _Fault("illegal-instruction", None, f"width {width} is not 1-8")
+            raise _Fault(FaultKind.ILLEGAL_INSTRUCTION, None, f"width {width} is not 1-8")
         self._load(src, width, r.reads)
 
     def _op_xor(self, ops: tuple[int, ...], r: GpuExecution) -> None:
@@ -245,7 +247,7 @@ class EmulatedGpu:
         _, page, flags, pfn = ops
         if page >= self.ap_pages:
             raise _Fault(
-                "page-fault",
+                FaultKind.PAGE_FAULT,
                 None,
                 f"page-table entry {page} past the {self.ap_pages}-page aperture",
             )
@@ -255,7 +257,7 @@ class EmulatedGpu:
     def _op_reg(self, ops: tuple[int, ...], r: GpuExecution) -> None:
         _, reg, value = ops
         if reg >= NUM_REGISTERS:
-            raise _Fault("illegal-instruction", None, f"register {reg} does not exist")
+            raise _Fault(FaultKind.ILLEGAL_INSTRUCTION, None, f"register {reg} does not exist")
         self.registers[reg] = value
 
     # ----------------------------------------------------------------- harness access

@@ -158,7 +158,6 @@ TABLE: Final[tuple[Instruction, ...]] = (
 _STRUCTS: Final = {ins.opcode: struct.Struct(ins.layout) for ins in TABLE}
 BY_OPCODE: Final[dict[int, Instruction]] = {ins.opcode: ins for ins in TABLE}
 BY_MNEMONIC: Final[dict[str, Instruction]] = {ins.mnemonic: ins for ins in TABLE}
-MAX_INSTRUCTION_SIZE: Final = max(ins.size for ins in TABLE)
 
 
 def encode(mnemonic: str, *operands: int) -> bytes:

@@ -44,6 +44,7 @@ from wddm_conformance.ddi import (
     DXGKARG_SUBMITCOMMAND,
     PAGE_SIZE,
 )
+from wddm_conformance.driver import DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
 from wddm_conformance.memory import UserAccessFault
 from wddm_conformance.status import (
     STATUS_GRAPHICS_ALLOCATION_BUSY,
@@ -107,8 +108,8 @@ class _Device:
 class ReferenceMiniport:
     """A display miniport that keeps every rule; the harness's default driver."""
 
-    COMMAND_ENCODER = "wddm_conformance.reference.encoder:CommandEncoder"
-    GPU_MODEL = "wddm_conformance.reference.gpu:EmulatedGpu"
+    COMMAND_ENCODER = DEFAULT_COMMAND_ENCODER
+    GPU_MODEL = DEFAULT_GPU_MODEL
     #: Answer GRAPHICS_ALLOCATION_BUSY once per operation while AllocationIsIdle is clear.
     REPORT_BUSY = False
 

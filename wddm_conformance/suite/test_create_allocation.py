@@ -7,6 +7,7 @@ import pytest
 from ..driver import AllocationRequest
 from ..errors import DriverViolation
 from ..kernel import Kernel
+from ..kernel.kernel import CREATE
 from ..program import AllocRef, Copy
 from ..status import (
     STATUS_GRAPHICS_DRIVER_MISMATCH,
@@ -15,7 +16,6 @@ from ..status import (
 from .support import run_checked
 
 requirement = pytest.mark.requirement
-CREATE = "DxgkDdiCreateAllocation"
 
 KINDS = {
     "plain": AllocationRequest(4096),

@@ -11,11 +11,11 @@ from ..ddi import DXGK_TRANSFER_LOCATION, DXGK_TRANSFERFLAGS, PAGE_SIZE
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, HarnessError
 from ..kernel import DUMMY_PATTERN, Allocation, Kernel
+from ..kernel.vidmm import DDI
 from .support import pair
 
 requirement = pytest.mark.requirement
 MakeKernel = Callable[..., Kernel]
-DDI = "DxgkDdiBuildPagingBuffer"
 
 
 def _allocation(k: Kernel, size: int, seed: int = 5, **request: bool) -> Allocation:

@@ -8,6 +8,7 @@ import pytest
 
 from ..errors import DriverViolation, HarnessError
 from ..kernel import Kernel
+from ..kernel.scheduler import PATCH
 from .support import pair, program, run_checked
 
 requirement = pytest.mark.requirement
@@ -67,7 +68,7 @@ def test_the_gpu_signals_exactly_the_submitted_fence(make_kernel: MakeKernel, mo
         if s.patched and any(f != s.fence_id for f in s.execution.fences):
             raise DriverViolation(
                 "PAT-FENCE",
-                "DxgkDdiPatch",
+                PATCH,
                 f"submission with fence {s.fence_id} signalled {s.execution.fences}",
             )
 

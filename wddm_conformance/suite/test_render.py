@@ -11,6 +11,7 @@ from ..ddi import D3DDDI_PATCHLOCATIONLIST
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, HarnessError
 from ..kernel import Allocation, AllocationUse, Context, Kernel
+from ..kernel.scheduler import RENDER
 from ..oracles import (
     ERRORS,
     UNDERRUN_ERRORS,
@@ -277,7 +278,7 @@ def test_writes_reach_only_allocations_marked_write_operation(kernel: Kernel) ->
     result = kernel.render(ctx, command, [None, AllocationUse(a, False), AllocationUse(b, False)])
     if result.status == STATUS_SUCCESS and kernel.cpu_read(a) != before:
         raise DriverViolation(
-            "REN-ALLOCINDEX", "DxgkDdiRender", "wrote an allocation not marked WriteOperation"
+            "REN-ALLOCINDEX", RENDER, "wrote an allocation not marked WriteOperation"
         )
 
 

@@ -65,9 +65,9 @@ typedef uint16_t USHORT;
 #endif
 #endif
 
-WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTANT_NAME ")",
-                               "wddm_conformance.reference.encoder:CommandEncoder",
-                               "wddm_conformance.reference.gpu:EmulatedGpu");
+/* NULL, NULL: the reference's command encoder and GPU model, as the Python reference's. */
+WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTANT_NAME ")", NULL,
+                               NULL);
 
 /* ------------------------------------------------------------------ constants */
 
@@ -139,7 +139,7 @@ WDDM_NATIVE_DRIVER_INFO_DEFINE("reference miniport (C" REF_VARIANT_NAME REF_MUTA
 #define GPU_FENCE_SIZE 12u
 #define GPU_PTE_SIZE   20u
 #define GPU_REG_SIZE   12u
-#define GPU_MAX_INSTRUCTION_SIZE 24u /* MAX_INSTRUCTION_SIZE */
+#define GPU_MAX_INSTRUCTION_SIZE 24u /* the largest of the sizes above */
 #define PTE_VALID          0x1u /* PTE_VALID */
 #define PTE_CACHE_COHERENT 0x2u /* PTE_CACHE_COHERENT */
 
