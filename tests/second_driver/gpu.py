@@ -87,7 +87,9 @@ class SecondGpu:
     def _pte(self, address: int) -> int:
         entry = self.page_table.get((address - APERTURE_BASE) // PAGE_SIZE)
         if entry is None or not entry[1] & isa.PTE_VALID:
-            raise _Fault(address, f"aperture page {(address - APERTURE_BASE) // PAGE_SIZE} is not mapped")
+            raise _Fault(
+                address, f"aperture page {(address - APERTURE_BASE) // PAGE_SIZE} is not mapped"
+            )
         return entry[0]
 
     def _physical(self, address: int) -> int:
@@ -285,9 +287,7 @@ class SecondGpu:
                 lines.append(f"{prefix}+{pos:04X}: ?? ({fault}) {view[pos : pos + 8].hex()}")
                 break
             values = form.body.unpack_from(view, pos + 4)
-            text = ", ".join(
-                f"{n}=0x{v:X}" for n, v in zip(form.operands, values, strict=True)
-            )
+            text = ", ".join(f"{n}=0x{v:X}" for n, v in zip(form.operands, values, strict=True))
             width = f".{modifier}" if opcode in (isa.STORE, isa.LOAD) else ""
             lines.append(f"{prefix}+{pos:04X}: {form.name}{width} {text}".rstrip())
             pos += length
@@ -315,13 +315,10 @@ def _tile_range(data: bytes, phase: int, *, to_tiled: bool) -> bytes:
     Blocks of ``isa.TILE_BLOCK`` bytes (counted from allocation offset 0) that lie wholly
     inside the range are permuted; the bytes of blocks only partly inside stay linear.
     """
-    out = bytearray(data)
     block = isa.TILE_BLOCK
-    first = -(-phase // block) * block
-    convert = isa.tile_block if to_tiled else isa.untile_block
-    x = first
-    while x + block <= phase + len(data):
-        rel = x - phase
-        out[rel : rel + block] = convert(data[rel : rel + block])
-        x += block
-    return bytes(out)
+    lo = -(-phase // block) * block - phase  # first whole block, relative to data
+    hi = lo + max(0, (len(data) - lo) // block) * block
+    if hi <= lo:
+        return data
+    convert = isa.tile_blocks if to_tiled else isa.untile_blocks
+    return data[:lo] + convert(data[lo:hi]) + data[hi:]

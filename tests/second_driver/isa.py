@@ -104,17 +104,21 @@ TILE_PERM: Final = tuple((u * 7) % _UNITS for u in range(_UNITS))
 TILE_INV: Final = tuple(TILE_PERM.index(u) for u in range(_UNITS))
 
 
-def tile_block(linear: bytes | bytearray | memoryview) -> bytes:
-    out = bytearray(TILE_BLOCK)
-    for u in range(_UNITS):
-        t = TILE_PERM[u]
-        out[t * TILE_UNIT : (t + 1) * TILE_UNIT] = linear[u * TILE_UNIT : (u + 1) * TILE_UNIT]
+def _permute(data: bytes | bytearray | memoryview, source_unit: tuple[int, ...]) -> bytes:
+    """Unit ``t`` of every block of the result is unit ``source_unit[t]`` of that block of ``data``."""
+    view = bytes(data)
+    out = bytearray(len(view))
+    for t, s in enumerate(source_unit):
+        for k in range(TILE_UNIT):
+            out[t * TILE_UNIT + k :: TILE_BLOCK] = view[s * TILE_UNIT + k :: TILE_BLOCK]
     return bytes(out)
 
 
-def untile_block(tiled: bytes | bytearray | memoryview) -> bytes:
-    out = bytearray(TILE_BLOCK)
-    for u in range(_UNITS):
-        t = TILE_PERM[u]
-        out[u * TILE_UNIT : (u + 1) * TILE_UNIT] = tiled[t * TILE_UNIT : (t + 1) * TILE_UNIT]
-    return bytes(out)
+def tile_blocks(linear: bytes | bytearray | memoryview) -> bytes:
+    """Whole blocks of linear bytes in tiled order (``len`` a multiple of TILE_BLOCK)."""
+    return _permute(linear, TILE_INV)
+
+
+def untile_blocks(tiled: bytes | bytearray | memoryview) -> bytes:
+    """Whole tiled blocks back in linear order (``len`` a multiple of TILE_BLOCK)."""
+    return _permute(tiled, TILE_PERM)

@@ -385,7 +385,9 @@ class SecondMiniport:
                     n = min(RENDER_CHUNK, size - at)
                     chunks.append(
                         _Chunk(
-                            isa.SET, {"size": n, "pattern": pattern}, [_Ref("dst", index, offset + at)]
+                            isa.SET,
+                            {"size": n, "pattern": pattern},
+                            [_Ref("dst", index, offset + at)],
                         )
                     )
             elif opcode in (umd.COPY, umd.XOR):
@@ -402,7 +404,10 @@ class SecondMiniport:
                         _Chunk(
                             gpu_op,
                             {"size": n},
-                            [_Ref("src", s_index, s_offset + at), _Ref("dst", d_index, d_offset + at)],
+                            [
+                                _Ref("src", s_index, s_offset + at),
+                                _Ref("dst", d_index, d_offset + at),
+                            ],
                         )
                     )
             elif opcode == umd.BIND:
@@ -500,7 +505,9 @@ class SecondMiniport:
         """Write SubmissionFenceId into every SIGNAL of the submission range."""
         pos = start
         while pos + 4 <= end:
-            opcode, _, length = isa.decode_header(struct.unpack("<I", args.pDmaBuffer.read(4, pos))[0])
+            opcode, _, length = isa.decode_header(
+                struct.unpack("<I", args.pDmaBuffer.read(4, pos))[0]
+            )
             if length < 4 or pos + length > end:
                 return
             if opcode == isa.SIGNAL:

@@ -70,7 +70,9 @@ F_APERTURE: Final = 0x20
 F_APERTURE_ONLY: Final = 0x10
 F_HISTORY: Final = 0x08
 F_ALTERNATE_VA: Final = 0x04
-F_ALL: Final = F_CPU_VISIBLE | F_SWIZZLED | F_APERTURE | F_APERTURE_ONLY | F_HISTORY | F_ALTERNATE_VA
+F_ALL: Final = (
+    F_CPU_VISIBLE | F_SWIZZLED | F_APERTURE | F_APERTURE_ONLY | F_HISTORY | F_ALTERNATE_VA
+)
 
 
 def command(opcode: int, *words: int) -> bytes:
