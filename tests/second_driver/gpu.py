@@ -192,10 +192,7 @@ class SecondGpu:
                 self._log(ex.reads, rp)
         elif opcode == isa.SLOT:
             slot, addr = o
-            if addr:
-                ex.bindings[slot] = addr
-            else:
-                ex.bindings.pop(slot, None)
+            ex.bindings[slot] = addr  # 0 records an unbind (INTERPRETING §1)
         elif opcode == isa.SIGNAL:
             ex.fences.append(o[0])
         elif opcode in (isa.TILE, isa.UNTILE):

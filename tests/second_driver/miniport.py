@@ -10,7 +10,8 @@ It makes legal choices the reference does not make:
   translates big operations into 128-byte GPU instructions; a split call may stop inside a
   user command (``MultipassOffset`` = instructions of it already emitted) and the next
   call reads the user bytes again;
-* the output patch list is written newest first (SplitOffset still strictly increasing);
+* the output patch list holds an instruction's entries last operand first, so it is not
+  sorted by PatchOffset; SplitOffset is the instruction's start plus the entry's rank;
 * Patch finds the fence by decoding the submission range (no DMA private data);
 * paging operations are cut into pieces of its own size (4 KiB against an MDL, 8 KiB
   segment to segment, 16 KiB fills, one page-table entry per instruction), with
@@ -447,7 +448,10 @@ class SecondMiniport:
                     break
                 form = isa.FORMS[chunk.opcode]
                 operands = dict(chunk.operands)
-                for ref in chunk.refs:
+                # An instruction's entries last operand first (so PatchOffsets are not
+                # sorted); SplitOffset is where the buffer may be cut before the instruction,
+                # plus the entry's rank, to stay strictly increasing (DDI_FACTS).
+                for rank, ref in enumerate(reversed(chunk.refs)):
                     operands[ref.operand] = self._address(ref)
                     patches.append(
                         D3DDDI_PATCHLOCATIONLIST(
@@ -455,6 +459,7 @@ class SecondMiniport:
                             SlotId=ref.slot,
                             AllocationOffset=ref.offset,
                             PatchOffset=len(dma) + form.addresses[ref.operand],
+                            SplitOffset=len(dma) + rank,
                         )
                     )
                 dma += isa.encode(
@@ -473,8 +478,7 @@ class SecondMiniport:
         args.pDmaBuffer.write(bytes(dma))
         args.pDmaBuffer += len(dma)
         out: Ptr = args.pPatchLocationListOut
-        for position, patch in enumerate(reversed(patches)):  # newest first
-            patch.SplitOffset = position
+        for position, patch in enumerate(patches):
             patch.write(out, position)
         args.pPatchLocationListOut += len(patches)
         return result
