@@ -51,7 +51,7 @@ def statuses(data: dict[str, object]) -> dict[str, str]:
 def test_header_names_driver_version_mode_and_seed(tmp_path: Path) -> None:
     result, _ = run(tmp_path, "-k", PREPATCH, "--kernel-mode=tiny-buffers", "--wddm-seed=7")
     assert result.returncode == 0, result.stdout
-    assert "wddm-conformance 0.1.0 (contract 1.1): driver reference" in result.stdout
+    assert "wddm-conformance 0.1.0 (contract 2.0): driver reference" in result.stdout
     assert "kernel mode tiny-buffers, seed 7" in result.stdout
     assert (
         "repeat with: pytest --pyargs wddm_conformance.suite -k "
