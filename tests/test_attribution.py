@@ -147,7 +147,7 @@ def test_the_patch_fuzz_target_names_the_step(mutant: type, variant: str, rule: 
     assert caught.value.requirement == rule, caught.value
 
 
-@pytest.mark.parametrize("mode", ["default", "all"])
+@pytest.mark.parametrize("mode", ["default", "all-stress"])
 def test_a_correct_driver_never_meets_a_replay(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def replay(*args: object) -> bool:
         raise AssertionError("a replay ran for a correct driver")

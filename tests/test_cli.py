@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from wddm_conformance.cli import main
+from wddm_conformance.kernel import ALL_MODES, KernelMode
 
 
 def test_check_passes_the_reference_driver(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,3 +90,19 @@ def test_disasm_marks_the_offset(
     assert main(["disasm", str(dump), "--mark", "4"]) == 0
     out = capsys.readouterr().out
     assert "=> +0x0004  COPY" in out and "FENCE" in out
+
+
+def test_check_mode_all_runs_every_mode_and_all_stress_is_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`all` promises every mode; every stress at once has its own name (issue 13)."""
+    assert main(["check", "--mode", "all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS           mode=") == len(ALL_MODES)
+    assert main(["check", "--mode", "all-stress"]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_all_is_not_one_kernel_mode() -> None:
+    with pytest.raises(ValueError, match="every mode in turn"):
+        KernelMode.parse("all")

@@ -28,7 +28,7 @@ MODES = (
     "forced-relocation",
     "tiny-buffers",
     "split-submissions",
-    "all",
+    "all-stress",
 )
 #: Optional features the driver declares absent: SKIP is the right answer in every mode.
 SKIPPED = {

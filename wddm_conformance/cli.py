@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 
 from . import CONTRACT_VERSION, __version__, isolation
 from .ddi import DXGK_START_INFO
-from .defaults import ISOLATED_MEMORY_MIB, ISOLATED_SECONDS, TDR_DDI_DELAY
+from .defaults import (
+    ALL_STRESS,
+    EVERY_MODE,
+    ISOLATED_MEMORY_MIB,
+    ISOLATED_SECONDS,
+    TDR_DDI_DELAY,
+)
 from .driver import DriverSpec, load_driver
 from .errors import DriverLoadError
 from .kernel import ALL_MODES, Kernel, KernelConfig, KernelMode
@@ -28,9 +34,12 @@ from .watchdog import watch_interrupts
 from .workload import Workload
 
 
-def _mode(text: str) -> KernelMode:
+def _modes(text: str) -> list[KernelMode]:
+    """``check --mode``: one kernel mode, or ``all``: every mode in turn."""
+    if text.strip() == EVERY_MODE:
+        return list(ALL_MODES)
     try:
-        return KernelMode.parse(text)
+        return [KernelMode.parse(text)]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -75,9 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--mode",
-        type=_mode,
-        action="append",
-        help="kernel mode (comma-separated stresses, 'default' or 'all'); repeatable; default: every mode",
+        type=_modes,
+        action="extend",
+        help=(
+            f"kernel mode (comma-separated stresses, 'default', '{ALL_STRESS}' for every stress "
+            f"at once, or '{EVERY_MODE}' for every mode in turn); repeatable; default: every mode"
+        ),
     )
     check.add_argument(
         "--seed", type=int, default=0, help="workload and placement seed (default 0)"

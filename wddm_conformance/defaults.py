@@ -31,3 +31,8 @@ KERNEL_MODES: Final = (
     "tiny-buffers",
     "split-submissions",
 )
+
+#: Every stress at once, as one kernel mode (``--kernel-mode``, ``check --mode``, a fuzz variant).
+ALL_STRESS: Final = "all-stress"
+#: ``check --mode``'s word for every mode in turn (the default, each stress, all-stress).
+EVERY_MODE: Final = "all"

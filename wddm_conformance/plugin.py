@@ -44,7 +44,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import watchdog
-from .defaults import ISOLATED_MEMORY_MIB, ISOLATED_SECONDS, KERNEL_MODES, TDR_DDI_DELAY
+from .defaults import (
+    ALL_STRESS,
+    ISOLATED_MEMORY_MIB,
+    ISOLATED_SECONDS,
+    KERNEL_MODES,
+    TDR_DDI_DELAY,
+)
 from .fuzz import CORPORA, REGRESSIONS
 from .run import Run
 
@@ -118,8 +124,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--kernel-mode",
         dest="wddm_kernel_mode",
         default="default",
-        help="kernel stress applied to every check: default, all, or a comma-separated list of "
-        f"{', '.join(KERNEL_MODES)} (checks that need a stress add it themselves)",
+        help=f"kernel stress applied to every check: default, {ALL_STRESS} (every stress at once), "
+        f"or a comma-separated list of {', '.join(KERNEL_MODES)} (checks that need a stress add "
+        "it themselves)",
     )
     _add(
         group,

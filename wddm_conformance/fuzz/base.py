@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from ..defaults import ALL_STRESS
 from ..driver import AllocationRequest, DriverSpec
 from ..errors import NotJudged
 from ..kernel import Allocation, Context, Device, Kernel, KernelConfig, KernelMode, State
@@ -58,7 +59,7 @@ VARIANTS: tuple[Variant, ...] = tuple(
         "split-submissions",
         "forced-relocation",
         "forced-eviction",
-        "all",
+        ALL_STRESS,
     )
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
-from ..defaults import KERNEL_MODES, TDR_DDI_DELAY
+from ..defaults import ALL_STRESS, EVERY_MODE, KERNEL_MODES, TDR_DDI_DELAY
 
 
 @dataclass(frozen=True)
@@ -32,18 +32,25 @@ class KernelMode:
 
     @classmethod
     def parse(cls, text: str) -> KernelMode:
-        """``"default"`` or a comma-separated list of mode names; ValueError names the unknown one."""
+        """``"default"``, ``"all-stress"`` (every stress at once) or a comma-separated list
+        of stress names; ValueError names the unknown one. ``"all"`` (every mode in turn)
+        is not one mode: ValueError says so."""
         mode = cls()
         for raw in text.split(","):
             name = raw.strip()
             if name in ("", "default"):
                 continue
-            if name == "all":
+            if name == ALL_STRESS:
                 mode = cls(**{f.name: True for f in fields(cls)})
                 continue
+            if name == EVERY_MODE:
+                raise ValueError(
+                    f"{EVERY_MODE!r} means every mode in turn (`check --mode {EVERY_MODE}`), not one "
+                    f"mode; every stress at once is {ALL_STRESS!r}"
+                )
             attr = cls.NAMES.get(name)
             if attr is None:
-                known = ", ".join(["default", "all", *cls.NAMES])
+                known = ", ".join(["default", ALL_STRESS, *cls.NAMES])
                 raise ValueError(f"unknown kernel mode {name!r} (known: {known})")
             mode = replace(mode, **{attr: True})
         return mode
@@ -74,7 +81,7 @@ class KernelMode:
 ALL_MODES: tuple[KernelMode, ...] = (
     KernelMode(),
     *(KernelMode(**{attr: True}) for attr in KernelMode.NAMES.values()),
-    KernelMode.parse("all"),
+    KernelMode.parse(ALL_STRESS),
 )
 
 
