@@ -434,3 +434,22 @@ def test_a_mutants_matrix_fails_only_the_ids_it_breaks(driver: type) -> None:
     failing = {r["id"] for r in report["requirements"] if r["status"] in FAILING}
     assert failing == km.expected(driver)
     assert any(r["status"] == NOT_JUDGED for r in report["requirements"])
+
+
+def test_a_property_check_run_alone_is_named_by_its_module_not_its_decorator(
+    tmp_path: Path,
+) -> None:
+    """The check's node ID has no file when it is the collection argument; its ID and its
+    "alone" command come from its module, not from release.py (per_example wraps it)."""
+    name = "test_properties::test_malformed_command_buffers_are_rejected_or_stay_isolated"
+    result = run_suite(
+        tmp_path,
+        "--pyargs",
+        f"wddm_conformance.suite.{name}",
+        "--driver=tests.mutants:BadRenderStatus",
+        suite=False,
+    )
+    (check,) = result.report["tests"]
+    assert check["id"] == name.replace("::", ".py::")
+    assert f"--pyargs wddm_conformance.suite.{name} " in check["reproduce"]["command"]
+    assert "release.py" not in result.stdout

@@ -41,7 +41,7 @@ def _modes(text: str) -> list[KernelMode]:
     try:
         return [KernelMode.parse(text)]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"{exc}; or {EVERY_MODE!r}: every mode in turn") from None
 
 
 def _at_least_0(kind: type[float] | type[int]) -> Callable[[str], float]:

@@ -34,6 +34,7 @@ import argparse
 import fnmatch
 import functools
 import json
+import os
 import re
 import shlex
 import sys
@@ -668,6 +669,7 @@ def pytest_runtest_makereport(
     report = yield
     if RUN not in item.config.stash:
         return report
+    _locate_in_module(item, report)
     ids = requirement_ids(item)
     if not ids:
         return report
@@ -708,6 +710,17 @@ def pytest_runtest_makereport(
     mine = [p for p in report.user_properties if _ours(p[0])]
     item.user_properties[:] = [p for p in item.user_properties if not _ours(p[0])] + mine
     return report
+
+
+def _locate_in_module(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A suite check's report points at its module, not at the file of a decorator that
+    wraps it (release.per_example): the progress line and :func:`check_id` use it."""
+    module = getattr(item, "module", None)
+    where = getattr(module, "__file__", None)
+    if not _is_suite(item) or where is None or Path(report.location[0]).name == Path(where).name:
+        return
+    path = os.path.relpath(where, item.config.rootpath)
+    report.location = (path, report.location[1], report.location[2])
 
 
 def check_id(report: pytest.TestReport) -> str:

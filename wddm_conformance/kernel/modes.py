@@ -69,6 +69,8 @@ class KernelMode:
 
     def __str__(self) -> str:
         names = [name for name, attr in self.NAMES.items() if getattr(self, attr)]
+        if len(names) == len(self.NAMES):
+            return ALL_STRESS
         return ",".join(names) or "default"
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
