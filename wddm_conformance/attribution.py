@@ -22,6 +22,7 @@ from .ddi import D3DDDI_PATCHLOCATIONLIST
 from .errors import DriverViolation, NotJudged
 from .kernel import Allocation, AllocationUse, Context, Kernel, KernelMode, RenderResult, State
 from .kernel.blame import Failure, Variation, refine
+from .kernel.kernel import ProgramSubmission
 from .oracles import expect_memory, expect_null_bindings, expect_success
 from .program import Op
 
@@ -173,20 +174,28 @@ def run_program_checked(
     program: Sequence[Op],
     what: str,
     requirement: str = "REN-TRANSLATE",
+    *,
+    lean: bool = False,
     **kwargs: Any,
 ) -> RenderResult:
     """Submit a valid ``program``; it must succeed and leave what it means in memory.
 
     ``kwargs`` go to :meth:`~.kernel.Kernel.render` (``patch_list_in`` defaults to the
     encoder's list). A failure names ``requirement`` unless the replays of
-    :func:`attributed` name the step that broke it (INTERPRETING.md §5). A rejection by a
-    driver that may reject oversized work here (:attr:`~.kernel.Kernel.rejects_oversized`)
-    raises :class:`~.errors.NotJudged`.
+    :func:`attributed` name the step that broke it (INTERPRETING.md §5). ``lean`` (a fuzz
+    campaign's lean path, which runs a failing input again with every check on) takes
+    no snapshot and replays nothing: the same failures, under ``requirement``. A rejection
+    by a driver that may reject oversized work here
+    (:attr:`~.kernel.Kernel.rejects_oversized`) raises :class:`~.errors.NotJudged`.
     """
     want = k.expected_after(allocation_list, program)
     p = k.encode_program(allocation_list, program)
     kwargs.setdefault("patch_list_in", p.patch_locations)
     kwargs.setdefault("out_of_bounds", p.out_of_bounds)
+    if lean:
+        return _run_checked(
+            k, context, allocation_list, program, what, requirement, want, p, kwargs
+        )
     submitted = Submitted.snapshot(
         k,
         context,
@@ -199,10 +208,26 @@ def run_program_checked(
         program,
     )
     with attributed(k, submitted):
-        result = k.scheduler.render(context, p.command, p.uses, **kwargs)
-        if not result.ok and not result.refused and k.rejects_oversized:
-            raise NotJudged(f"{what}: {k.rejects_oversized}")
-        expect_success(result, what, requirement)
-        expect_memory(k, allocation_list, want, what, requirement)
-        expect_null_bindings(k, result, program, what)
+        return _run_checked(
+            k, context, allocation_list, program, what, requirement, want, p, kwargs
+        )
+
+
+def _run_checked(
+    k: Kernel,
+    context: Context,
+    allocation_list: Sequence[Allocation | None],
+    program: Sequence[Op],
+    what: str,
+    requirement: str,
+    want: Mapping[int, bytes],
+    p: ProgramSubmission,
+    kwargs: dict[str, Any],
+) -> RenderResult:
+    result = k.scheduler.render(context, p.command, p.uses, **kwargs)
+    if not result.ok and not result.refused and k.rejects_oversized:
+        raise NotJudged(f"{what}: {k.rejects_oversized}")
+    expect_success(result, what, requirement)
+    expect_memory(k, allocation_list, want, what, requirement)
+    expect_null_bindings(k, result, program, what)
     return result

@@ -146,14 +146,23 @@ class Target(Protocol):
 
 class RigTarget:
     """A target on one :class:`Rig`: ``decode`` an input, ``_run`` the scenario; any failure
-    discards the rig so the next input starts from a fresh kernel."""
+    discards the rig so the next input starts from a fresh kernel.
+
+    ``lean`` (a campaign's setting, :mod:`.runner`) leaves out the work that only names
+    the rule of a failure: the snapshots the differential attribution replays start
+    from (INTERPRETING.md §5). An input that fails lean is run again on a fresh target
+    with every check on, and that run's failure is the finding.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
 
-    def __init__(self, spec: DriverSpec, invoker: Invoker = direct_invoker) -> None:
+    def __init__(
+        self, spec: DriverSpec, invoker: Invoker = direct_invoker, *, lean: bool = False
+    ) -> None:
         self.spec = spec
         self.invoker = invoker
+        self.lean = lean
         self._rig: Rig | None = None
         self._builds = 0
 

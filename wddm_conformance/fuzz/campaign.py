@@ -44,7 +44,7 @@ from ..driver import load_driver
 from ..errors import VIDEO_TDR_FAILURE, Tdr
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
-from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, Findings
+from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, ENV_LEAN, Findings
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
@@ -74,6 +74,10 @@ class Campaign:
     regressions: Path = REGRESSIONS
     #: Seconds past the time budget before the campaign stops libFuzzer itself.
     grace: float = GRACE
+    #: The lean path: each input without the work that only names a failure's rule; a
+    #: failing input runs again with every check on, and that names the finding
+    #: (:func:`.runner.confirm`). False: every input with every check.
+    lean: bool = True
 
     @property
     def corpus(self) -> Path:
@@ -250,7 +254,15 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     if sessions:
         print(f"resuming {c.work}: {sessions} earlier session(s), {before:.0f} s", file=out)
     env = sanitizer.environment(
-        c.driver, dict(os.environ, **{ENV_DRIVER: c.driver, ENV_FINDINGS: str(c.findings)})
+        c.driver,
+        dict(
+            os.environ,
+            **{
+                ENV_DRIVER: c.driver,
+                ENV_FINDINGS: str(c.findings),
+                ENV_LEAN: "1" if c.lean else "0",
+            },
+        ),
     )
     tty = out.isatty() if tty is None else tty
     parser = ProgressParser()

@@ -50,6 +50,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--jobs", type=_jobs, default=1, help="parallel fuzzing processes (libFuzzer -fork)"
     )
     r.add_argument("--keep-going", action="store_true", help="go on after a finding (-fork=1)")
+    r.add_argument(
+        "--full-checks",
+        action="store_true",
+        help="every check on every input (default: the lean path; a failing input is run "
+        "again with every check, which names the finding)",
+    )
     r.add_argument("--work", type=Path, help="work directory (default fuzz-work/TARGET)")
     r.add_argument(
         "--corpora",
@@ -122,6 +128,7 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             args.corpora,
             extra,
             args.regressions,
+            lean=not args.full_checks,
         )
         try:
             return run(campaign).exit_code

@@ -85,8 +85,9 @@ class LifecycleInput:
 class _Life:
     """One input's run: the devices it made, and the shadow model of the allocations it made."""
 
-    def __init__(self, rig: Rig) -> None:
+    def __init__(self, rig: Rig, lean: bool = False) -> None:
         self.k: Kernel = rig.kernel
+        self.lean = lean
         self.base = rig.device
         self.devices: list[Device] = [rig.device]
         self.contexts: dict[int, Context] = {id(rig.device): rig.context}
@@ -150,7 +151,7 @@ class _Life:
         sizes = (0, a.size, b.size)
         program = [op for op in action.program if valid_op(op, sizes)]
         ctx = self.context(self.device(action.other >> 3))
-        run_program_checked(self.k, ctx, alist, program, "render in the life cycle")
+        run_program_checked(self.k, ctx, alist, program, "render in the life cycle", lean=self.lean)
         self.shadow.apply(alist, program)
 
     def check(self, after: str) -> None:
@@ -176,7 +177,7 @@ class LifecycleTarget(RigTarget):
     def _run(self, s: LifecycleInput) -> None:
         rig = self.rig
         rig.use_default()
-        life = _Life(rig)
+        life = _Life(rig, self.lean)
         for action in s.actions:
             life.act(action)
         life.close()

@@ -102,7 +102,7 @@ class PatchTarget(RigTarget):
                     if a is not None:
                         rig.place(a, move)
                 what = f"round {n + 1} of {len(s.rounds)}"
-                run_program_checked(k, rig.context, alist, s.program, what)
+                run_program_checked(k, rig.context, alist, s.program, what, lean=self.lean)
         finally:
             k.scheduler.cuts = ()
 

@@ -37,7 +37,15 @@ ENV_DRIVER = "WDDM_DRIVER"
 ENV_FINDINGS = "WDDM_FINDINGS"
 #: Only this requirement ID counts as a finding (the others pass): for minimizing one bug.
 ENV_ONLY = "WDDM_FUZZ_ONLY"
-OPTIONS = {"--driver": ENV_DRIVER, "--findings": ENV_FINDINGS, "--only": ENV_ONLY}
+#: "0" runs every input with every check on; anything else (the default) runs the lean
+#: path and only a failing input again with every check (:func:`confirm`).
+ENV_LEAN = "WDDM_FUZZ_LEAN"
+OPTIONS = {
+    "--driver": ENV_DRIVER,
+    "--findings": ENV_FINDINGS,
+    "--only": ENV_ONLY,
+    "--lean": ENV_LEAN,
+}
 #: Read end of a pipe whose write end only the campaign holds. When it closes -- the campaign
 #: ended, by a signal, SIGKILL included, or by its own hand -- every fuzzing process of the
 #: campaign (libFuzzer's parent and its -fork jobs) ends with it.
@@ -174,22 +182,53 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def one_input(target: Target, findings: Findings, only: str | None) -> Callable[[bytes], None]:
-    """The libFuzzer entry point: run one input; record and re-raise what it finds."""
+def lean_from_environment() -> bool:
+    """Whether this fuzzing process runs the lean path (``$WDDM_FUZZ_LEAN``, default on)."""
+    return os.environ.get(ENV_LEAN, "1").strip() != "0"
+
+
+def confirm(data: bytes, failure: Exception, full: Callable[[], Target]) -> Exception:
+    """What every check says of an input that failed on the lean path.
+
+    ``full`` makes a fresh target with every check on; the exception of its run of
+    ``data`` is returned: the finding as ``fuzz repro`` and the suite give it (record,
+    requirement ID and message). When that run passes, the failure depended on the inputs
+    run before on the same rig, and ``failure`` itself is returned: never lost.
+    """
+    try:
+        full().run(data)
+    except Exception as exc:  # DriverFailure or a harness fault, as the lean run raised
+        return exc
+    return failure
+
+
+def one_input(
+    target: Target,
+    findings: Findings,
+    only: str | None,
+    full: Callable[[], Target] | None = None,
+) -> Callable[[bytes], None]:
+    """The libFuzzer entry point: run one input; record and re-raise what it finds.
+
+    With ``full`` (the target runs the lean path) a failing input is run again on
+    ``full()`` with every check on (:func:`confirm`), and that is what is recorded,
+    filtered by ``only`` and raised.
+    """
 
     def test_one_input(data: bytes) -> None:
         try:
             target.run(data)
-        except DriverFailure as exc:
-            if only and exc.requirement != only:
+        except Exception as exc:
+            found = exc if full is None else confirm(data, exc, full)
+            if isinstance(found, DriverFailure):
+                if only and found.requirement != only:
+                    return
+            elif only:  # a harness fault: recorded as INTERNAL-ERROR, still reported
                 return
-            findings.record(data, exc)
-            raise
-        except Exception as exc:  # a harness fault: recorded as INTERNAL-ERROR, still reported
-            if only:
-                return
-            findings.record(data, exc)
-            raise
+            findings.record(data, found)
+            if found is exc:
+                raise
+            raise found from None
 
     return test_one_input
 
@@ -207,9 +246,12 @@ def load(name: str, where: str = ENV_DRIVER) -> tuple[DriverSpec, Target]:
     return spec, set_up(name, spec)
 
 
-def set_up(name: str, spec: DriverSpec) -> Target:
-    """Target ``name`` for ``spec``'s driver, set up (see :func:`load`)."""
+def set_up(name: str, spec: DriverSpec, lean: bool = False) -> Target:
+    """Target ``name`` for ``spec``'s driver, set up (see :func:`load`); ``lean``: on its
+    lean path, when it has one (a ``lean`` attribute)."""
     target = target_class(name)(spec)  # type: ignore[call-arg]
+    if lean and hasattr(target, "lean"):
+        target.lean = True
     # What exists now (modules, hypothesis, the target) lives as long as the process: the
     # collector need not scan it again, so the collections that free each input's (or
     # failed rig's) reference cycles stay cheap. The rig is built after, so it can be freed.
@@ -260,8 +302,9 @@ def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], li
         sys.exit(
             f"error: {driver} killed the process while the {name} target was set up: {failure}{where}"
         )
+    lean = lean_from_environment()
     try:
-        target = set_up(name, spec)
+        target = set_up(name, spec, lean)
     except DriverLoadError as exc:
         sys.exit(f"error: {exc}")
     except DriverFailure as exc:
@@ -271,4 +314,11 @@ def prepare(name: str, argv: Sequence[str]) -> tuple[Callable[[bytes], None], li
         sys.exit(f"error: {driver} broke a rule while the {name} target was set up: {first}{where}")
     instrument_driver(spec, atheris.instrument_func)
     findings = Findings(os.environ.get(ENV_FINDINGS), name, spec.spec)
-    return one_input(target, findings, os.environ.get(ENV_ONLY) or None), rest
+    full = None
+    if getattr(target, "lean", False):
+        cls = target_class(name)
+
+        def full() -> Target:
+            return cls(spec)  # type: ignore[call-arg]
+
+    return one_input(target, findings, os.environ.get(ENV_ONLY) or None, full), rest

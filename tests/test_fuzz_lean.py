@@ -1,0 +1,151 @@
+"""The lean path of a fuzz campaign never loses or renames a finding.
+
+A campaign runs each input lean (no snapshots for the differential attribution, the
+CPU view for the allocations no entry may write) and a failing input again on a fresh
+target with every check on; the finding is what that run says (``runner.confirm``). Every
+committed regression input (``corpora/regressions/``) and the input that finds each
+fuzzable mutant (``tests/data/fuzz_findings/<target>/<Mutant>``, found by the libFuzzer
+scripts with every check on) is run both ways here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests import mutants as m
+from wddm_conformance.driver import load_driver
+from wddm_conformance.errors import DriverFailure
+from wddm_conformance.fuzz import CORPORA, TARGETS, target_class
+from wddm_conformance.fuzz.campaign import Campaign
+from wddm_conformance.fuzz.runner import (
+    ENV_LEAN,
+    Findings,
+    confirm,
+    lean_from_environment,
+    one_input,
+    set_up,
+)
+from wddm_conformance.results import classify
+
+FINDINGS = Path(__file__).resolve().parent / "data" / "fuzz_findings"
+MUTANTS = {cls.__name__: cls for cls in m.FUZZABLE}
+
+
+def _cases() -> list[tuple[str, str, Path]]:
+    """(driver, target, input): each fuzzable mutant's finding, then every committed regression."""
+    cases = []
+    for cls, target in m.FUZZABLE.items():
+        cases.append((f"tests.mutants:{cls.__name__}", target, FINDINGS / target / cls.__name__))
+    regressions = CORPORA / "regressions"
+    for target in TARGETS:
+        for path in sorted((regressions / target).glob("*")) if regressions.is_dir() else []:
+            if path.suffix == ".json" or path.name.startswith("."):
+                continue
+            record = path.with_name(path.name + ".json")
+            driver = "reference"
+            if record.is_file():
+                driver = json.loads(record.read_text()).get("driver") or driver
+            cases.append((driver, target, path))
+    return cases
+
+
+def _outcome(exc: BaseException | None) -> tuple[str, str | None, str]:
+    outcome = classify(exc)
+    return outcome.status.value, outcome.requirement, outcome.message
+
+
+def _full(driver: str, target: str, data: bytes) -> BaseException | None:
+    """The run of ``data`` on a fresh target with every check on (what ``fuzz repro`` does)."""
+    try:
+        target_class(target)(load_driver(driver)).run(data)  # type: ignore[call-arg]
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_every_fuzzable_mutant_has_its_finding_here() -> None:
+    for cls, target in m.FUZZABLE.items():
+        assert (FINDINGS / target / cls.__name__).is_file(), cls.__name__
+
+
+@pytest.mark.parametrize(
+    ("driver", "target", "path"),
+    _cases(),
+    ids=lambda v: v.name if isinstance(v, Path) else "",
+)
+def test_the_lean_path_finds_what_every_check_finds_under_the_same_name(
+    driver: str, target: str, path: Path, tmp_path: Path
+) -> None:
+    data = path.read_bytes()
+    full = _full(driver, target, data)
+    assert isinstance(full, DriverFailure), f"{path.name}: the full run found {full!r}"
+    spec = load_driver(driver)
+    if mutant := MUTANTS.get(path.name):
+        assert full.requirement == m.BREAKS[mutant]
+
+    try:
+        lean = set_up(target, spec, lean=True)
+    except DriverFailure as exc:  # found while the target is set up: no input ran, lean or not
+        assert _outcome(exc) == _outcome(full)
+        return
+    # Lean alone, on a fresh target: it fails too (the lean path loses nothing) ...
+    lean_target = target_class(target)
+    if hasattr(lean, "lean"):
+        assert lean.lean
+    with pytest.raises(Exception) as lean_failure:
+        lean.run(data)
+
+    # ... and the campaign's callback records and raises what the full run says.
+    callback = one_input(
+        set_up(target, spec, lean=True),
+        Findings(str(tmp_path), target, driver),
+        None,
+        lambda: lean_target(spec),  # type: ignore[call-arg]
+    )
+    with pytest.raises(Exception) as raised:
+        callback(data)
+    assert _outcome(raised.value) == _outcome(full)
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    status, requirement, message = _outcome(full)
+    assert (record["status"], record["requirement"], record["message"]) == (
+        status,
+        requirement,
+        message,
+    )
+    assert isinstance(lean_failure.value, Exception)
+
+
+def test_a_lean_failure_is_named_by_the_replay_with_every_check() -> None:
+    """PatchListLosesOffset: the lean run names what it saw (REN-TRANSLATE, no attribution
+    replays); every check names the step that broke it (REN-FULLPATCH)."""
+    data = (FINDINGS / "patch" / "PatchListLosesOffset").read_bytes()
+    spec = load_driver("tests.mutants:PatchListLosesOffset")
+    lean = set_up("patch", spec, lean=True)
+    with pytest.raises(DriverFailure) as lean_failure:
+        lean.run(data)
+    assert lean_failure.value.requirement != "REN-FULLPATCH"
+    found = confirm(data, lean_failure.value, lambda: target_class("patch")(spec))  # type: ignore[call-arg]
+    assert isinstance(found, DriverFailure) and found.requirement == "REN-FULLPATCH"
+
+
+def test_a_failure_the_full_run_does_not_repeat_is_kept() -> None:
+    """A lean failure that depended on inputs run before (the fresh full run passes) is
+    still the finding."""
+    spec = load_driver("reference")
+    failure = RuntimeError("seen only after other inputs")
+    kept = confirm(b"", failure, lambda: target_class("render")(spec))  # type: ignore[call-arg]
+    assert kept is failure
+
+
+def test_the_lean_path_is_a_campaign_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_LEAN, raising=False)
+    assert lean_from_environment()
+    monkeypatch.setenv(ENV_LEAN, "0")
+    assert not lean_from_environment()
+    assert Campaign("render").lean
+    assert not set_up("render", load_driver("reference")).lean  # type: ignore[attr-defined]
+    # the suite's replay and ``fuzz repro`` build their targets as the class makes them: full
+    assert not target_class("render")(load_driver("reference")).lean  # type: ignore[call-arg,attr-defined]
