@@ -148,6 +148,9 @@ class DXGK_SEGMENTFLAGS(IntFlag):
     CacheCoherent = 0x10
 
 
+_APERTURE = int(DXGK_SEGMENTFLAGS.Aperture)
+
+
 @dataclass(frozen=True, slots=True)
 class DXGK_SEGMENTDESCRIPTOR:
     """A segment the driver reports through DxgkDdiQueryAdapterInfo(DXGKQAITYPE_QUERYSEGMENT).
@@ -163,7 +166,9 @@ class DXGK_SEGMENTDESCRIPTOR:
 
     @property
     def is_aperture(self) -> bool:
-        return bool(self.Flags & DXGK_SEGMENTFLAGS.Aperture)
+        flags = self.Flags
+        # int & int: an IntFlag operation builds a flag object, and this runs per GPU access
+        return bool((int(flags) if isinstance(flags, int) else flags) & _APERTURE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from typing import ClassVar
 from ..ddi import DXGK_ALLOCATIONINFO, DXGK_ALLOCATIONINFOFLAGS, MDL
 from ..errors import HarnessError
 
+_SWIZZLED = int(DXGK_ALLOCATIONINFOFLAGS.Swizzled)
+
 
 class Kind(StrEnum):
     """The kinds of kernel object with a life cycle."""
@@ -140,7 +142,8 @@ class Allocation(KernelObject):
 
     @property
     def swizzled(self) -> bool:
-        return bool(self.info.Flags & DXGK_ALLOCATIONINFOFLAGS.Swizzled)
+        flags = self.info.Flags  # int & int: an IntFlag operation builds a flag object
+        return bool((int(flags) if isinstance(flags, int) else flags) & _SWIZZLED)
 
     def segment_set(self) -> int:
         return self.info.SupportedReadSegmentSet & self.info.SupportedWriteSegmentSet

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 DDI = DDI_METHODS["build_paging_buffer"]
+_SWIZZLE, _UNSWIZZLE = int(DXGK_TRANSFERFLAGS.Swizzle), int(DXGK_TRANSFERFLAGS.Unswizzle)
 Range = tuple[int, int]  # (physical address, length)
 
 #: Which requirement a wrong result of each operation breaks.
@@ -498,9 +499,9 @@ class VidMm:
         swizzle = self.k.gpu
         if t.hAllocation == 0:
             want, rule = expected, "PGB-NOSWIZZLE"
-        elif t.flags & DXGK_TRANSFERFLAGS.Unswizzle:
+        elif int(t.flags) & _UNSWIZZLE:
             want, rule = swizzle.unswizzle(expected), "PGB-UNSWIZZLE"
-        elif t.flags & DXGK_TRANSFERFLAGS.Swizzle:
+        elif int(t.flags) & _SWIZZLE:
             want = swizzle.swizzle(expected)
         else:
             want = expected

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
@@ -246,13 +247,16 @@ def _permute_quads(data: bytes | bytearray | memoryview, to_tiled: bool) -> byte
     """Move the 16-byte quads of every full 64-byte block per SWIZZLE_ORDER (or back)."""
     src = bytes(data)
     full = len(src) - len(src) % SWIZZLE_BLOCK
-    quads = [src[i : i + 16] for i in range(0, full, 16)]
-    out = quads[:]
-    per_block = SWIZZLE_BLOCK // 16
+    # A quad is two 8-byte words: strided slices of word arrays move every block's quad q
+    # at once, in C (the byte order of the words never matters, they are only moved).
+    words = array("Q", src[:full])
+    out = array("Q", words)
+    per_block = SWIZZLE_BLOCK // 8
     for q, target in enumerate(SWIZZLE_ORDER):
         frm, to = (q, target) if to_tiled else (target, q)
-        out[to::per_block] = quads[frm::per_block]
-    return b"".join(out) + src[full:]
+        out[2 * to :: per_block] = words[2 * frm :: per_block]
+        out[2 * to + 1 :: per_block] = words[2 * frm + 1 :: per_block]
+    return out.tobytes() + src[full:]
 
 
 def swizzle(linear: bytes | bytearray | memoryview) -> bytes:

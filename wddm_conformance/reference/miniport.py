@@ -79,6 +79,14 @@ _XOR = isa.BY_MNEMONIC["XOR"]
 _BIND = isa.BY_MNEMONIC["BIND"]
 _PTE = isa.BY_MNEMONIC["PTE"]
 _REG = isa.BY_MNEMONIC["REG"]
+_SWZCOPY = isa.BY_MNEMONIC["SWZCOPY"]
+_UNSWZCOPY = isa.BY_MNEMONIC["UNSWZCOPY"]
+_PAGING = int(DXGK_PATCHFLAGS.Paging)
+_IDLE = int(DXGK_TRANSFERFLAGS.AllocationIsIdle)
+_SWIZZLE = int(DXGK_TRANSFERFLAGS.Swizzle)
+_UNSWIZZLE = int(DXGK_TRANSFERFLAGS.Unswizzle)
+_TRANSFER_START = int(DXGK_TRANSFERFLAGS.TransferStart)
+_TRANSFER_END = int(DXGK_TRANSFERFLAGS.TransferEnd)
 _U64 = struct.Struct("<Q")
 
 _ReferenceFn = Callable[[int, int, int, bool], int]
@@ -326,10 +334,9 @@ class ReferenceMiniport:
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
         if hContext not in self.contexts:
             return STATUS_INVALID_HANDLE
-        entries = [
-            DXGK_ALLOCATIONLIST.read(args.pAllocationList, i)
-            for i in range(args.AllocationListSize)
-        ]
+        size = DXGK_ALLOCATIONLIST.SIZE
+        raw = args.pAllocationList.read(args.AllocationListSize * size)  # the list, read once
+        entries = [DXGK_ALLOCATIONLIST.unpack(raw, i) for i in range(0, len(raw), size)]
         dma = bytearray()
         patches: list[bytes] = []
         room = args.DmaSize - _FENCE.size  # every DMA buffer ends with the fence Patch fills in
@@ -504,7 +511,7 @@ class ReferenceMiniport:
 
     def patch(self, args: DXGKARG_PATCH) -> int:
         start, end = args.DmaBufferSubmissionStartOffset, args.DmaBufferSubmissionEndOffset
-        if not args.Flags & DXGK_PATCHFLAGS.Paging and args.pPatchLocationList is not None:
+        if not int(args.Flags) & _PAGING and args.pPatchLocationList is not None:
             length = args.PatchLocationListSubmissionLength
             raw = args.pPatchLocationList.read(
                 length * D3DDDI_PATCHLOCATIONLIST.SIZE,
@@ -562,11 +569,7 @@ class ReferenceMiniport:
             transfer = (
                 args.Transfer if op == ops.DXGK_OPERATION_TRANSFER else args.SpecialLockTransfer
             )
-            if self._busy(
-                args,
-                transfer.hAllocation,
-                bool(transfer.Flags & DXGK_TRANSFERFLAGS.AllocationIsIdle),
-            ):
+            if self._busy(args, transfer.hAllocation, bool(int(transfer.Flags) & _IDLE)):
                 return STATUS_GRAPHICS_ALLOCATION_BUSY
             return self._build_transfer(args, transfer)
         if op == ops.DXGK_OPERATION_FILL:
@@ -657,12 +660,13 @@ class ReferenceMiniport:
     def _build_transfer(
         self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER
     ) -> int:
-        swizzle = bool(t.hAllocation) and bool(t.Flags & DXGK_TRANSFERFLAGS.Swizzle)
-        unswizzle = bool(t.hAllocation) and bool(t.Flags & DXGK_TRANSFERFLAGS.Unswizzle)
-        ins = isa.BY_MNEMONIC["SWZCOPY" if swizzle else "UNSWZCOPY" if unswizzle else "COPY"]
+        flags = int(t.Flags)  # int & int: an IntFlag operation builds a flag object
+        swizzle = bool(t.hAllocation) and bool(flags & _SWIZZLE)
+        unswizzle = bool(t.hAllocation) and bool(flags & _UNSWIZZLE)
+        ins = _SWZCOPY if swizzle else _UNSWZCOPY if unswizzle else _COPY
         first = args.MultipassOffset == 0
-        starts = first and bool(t.Flags & DXGK_TRANSFERFLAGS.TransferStart)
-        ends = bool(t.Flags & DXGK_TRANSFERFLAGS.TransferEnd)
+        starts = first and bool(flags & _TRANSFER_START)
+        ends = bool(flags & _TRANSFER_END)
         out = bytearray()
         room = args.DmaSize - (_REG.size if ends else 0)
         if starts:
@@ -673,15 +677,14 @@ class ReferenceMiniport:
             )
             room -= _REG.size
         done = args.MultipassOffset
-        while done < t.TransferSize and room >= ins.size:
+        src, dst, size, pack = t.Source, t.Destination, t.TransferSize, ins.struct.pack
+        by_page = src.SegmentId == 0 or dst.SegmentId == 0  # an MDL: one page at a time
+        while done < size and room >= ins.size:
             pos = t.TransferOffset + done
-            n = min(t.TransferSize - done, PAGING_CHUNK)
-            for loc in (t.Source, t.Destination):
-                if loc.SegmentId == 0:
-                    n = min(n, PAGE_SIZE - pos % PAGE_SIZE)
-            out += ins.struct.pack(
-                ins.opcode, _location(t.Destination, pos), _location(t.Source, pos), n
-            )
+            n = min(size - done, PAGING_CHUNK)
+            if by_page:
+                n = min(n, PAGE_SIZE - pos % PAGE_SIZE)
+            out += pack(ins.opcode, _location(dst, pos), _location(src, pos), n)
             room -= ins.size
             done += n
         if done >= t.TransferSize and ends:
