@@ -229,3 +229,30 @@ def test_a_fuzzing_process_freezes_what_it_starts_with_but_not_the_rig(
         assert kernel() is None, "the first rig was frozen: given up on, it would never be freed"
     finally:
         gc.unfreeze()
+
+
+def test_the_statemachine_target_keeps_one_kernel_across_inputs_that_pass() -> None:
+    target = StateMachineTarget(load_driver("reference"))
+    rng = random.Random(12)
+    kernels = set()
+    for _ in range(30):
+        target.run(rng.randbytes(rng.choice((64, 256, 1024))))
+        kernel = target.machine_run.kept
+        assert kernel is not None
+        assert not kernel.devices and not kernel.allocations  # each input cleans up after itself
+        kernels.add(id(kernel))
+    assert len(kernels) == 1
+
+
+def test_a_failing_statemachine_input_drops_its_kernel() -> None:
+    """MapsWrongPage breaks PGB-MAP as soon as an aperture allocation is placed."""
+    target = StateMachineTarget(load_driver("tests.mutants:MapsWrongPage"))
+    rng = random.Random(13)
+    failed = 0
+    for _ in range(40):
+        try:
+            target.run(rng.randbytes(256))
+        except DriverFailure:
+            failed += 1
+            assert target.machine_run.kept is None
+    assert failed
