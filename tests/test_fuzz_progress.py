@@ -11,6 +11,7 @@ import pytest
 
 from wddm_conformance.fuzz.progress import (
     CSV_HEADER,
+    ForkJobs,
     ProgressParser,
     Sample,
     plot,
@@ -403,3 +404,34 @@ def test_summarize_finding_without_requirement_uses_status() -> None:
     ]
     text = summarize("t", "d", [sample()], findings, 1.0)
     assert text.splitlines()[-1].split() == ["ERROR", "-", "x1", "first:", "x-1"]
+
+
+def test_fork_jobs_count_running_jobs_from_their_logs(tmp_path: Path) -> None:
+    """The fork parent counts a job once merged; a running job counts from its own log."""
+    jobs = ForkJobs()
+    jobs.feed(f"INFO: -fork=2: 24 seed inputs, starting to fuzz in {tmp_path}\n")
+    (tmp_path / "1.log").write_text("INFO: Seed: 1\n#2\tINITED cov: 4 exec/s: 0\n#1024\tpulse\n")
+    (tmp_path / "2.log").write_text("#512\tpulse  cov: 9 exec/s: 100\n#700\tNEW cov: 10\n")
+    (tmp_path / "2.seeds").write_text("#99999 is not a log\n")
+    jobs.poll()
+    assert jobs.executions == 1024 + 700  # nothing merged yet: the parent would say 0
+    # job 1 ends and is merged (the parent deletes its log); job 2 goes on
+    jobs.feed(
+        "#1500: cov: 10 ft: 12 corp: 5 exec/s 300 oom/timeout/crash: 0/0/0 time: 4s job: 1 dft_time: 0\n"
+    )
+    (tmp_path / "1.log").unlink()
+    (tmp_path / "2.log").write_text("#512\tpulse\n#700\tNEW\nDone 900 runs in 3 second(s)\n")
+    jobs.poll()
+    assert jobs.executions == 1500 + 900
+    (tmp_path / "2.log").unlink()  # a log gone before its merge line was read keeps its count
+    jobs.poll()
+    assert jobs.executions == 1500 + 900
+
+
+def test_fork_jobs_without_a_fork_directory_count_the_parent_only() -> None:
+    jobs = ForkJobs()
+    jobs.poll()
+    jobs.feed(
+        "#40: cov: 1 ft: 1 corp: 1 exec/s 4 oom/timeout/crash: 0/0/0 time: 1s job: 3 dft_time: 0\n"
+    )
+    assert jobs.executions == 40

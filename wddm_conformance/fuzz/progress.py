@@ -19,12 +19,14 @@ import csv
 import re
 import statistics
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 __all__ = [
     "CSV_HEADER",
+    "ForkJobs",
     "ProgressParser",
     "Sample",
     "plot",
@@ -183,6 +185,82 @@ class ProgressParser:
             return
         if any(marker in text for marker in _ERROR_MARKERS):
             self.errors.append(text)
+
+
+_FORK_DIR = re.compile(r"^INFO: -fork=\d+: .*starting to fuzz in (?P<dir>\S+)\s*$")
+_MERGED_JOB = re.compile(r"^#(?P<execs>\d+):.*\sjob: (?P<job>\d+)\b")
+_JOB_EXECS = re.compile(r"^(?:#(?P<execs>\d+)\s|Done (?P<done>\d+) runs in )", re.MULTILINE)
+
+
+class ForkJobs:
+    """Executions of a ``-fork=N`` run counted while its jobs run, from the jobs' own logs.
+
+    The fork parent adds a job's executions to its ``#N:`` lines only once the job has
+    ended and been merged, and never counts the jobs still running when it stops, so its
+    figure lags and ends short. Each job writes libFuzzer's output to
+    ``<dir>/<job>.log`` (the parent names ``<dir>`` in its ``starting to fuzz in`` line,
+    and deletes a job's log once it has merged it). :attr:`executions` is the parent's
+    count plus, for each job not merged yet, the last ``#N`` (or ``Done N runs``) its log
+    shows: a running job's ``#N`` lines come at new coverage and at powers of two, so it
+    still lags, by less than half of that job's executions.
+
+    :meth:`feed` takes the parent's lines and :meth:`poll` reads the logs; both may be
+    called from different threads.
+    """
+
+    def __init__(self) -> None:
+        self.directory: Path | None = None
+        self.merged_execs = 0
+        self.merged: set[int] = set()
+        self.running: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def feed(self, line: str) -> None:
+        """Take one line of the fork parent's output."""
+        text = line.strip()
+        with self._lock:
+            where = _FORK_DIR.match(text)
+            if where is not None:
+                self.directory = Path(where["dir"])
+                return
+            merged = _MERGED_JOB.match(text)
+            if merged is not None:
+                job = int(merged["job"])
+                self.merged.add(job)
+                self.running.pop(job, None)
+                self.merged_execs = max(self.merged_execs, int(merged["execs"]))
+
+    def poll(self) -> None:
+        """Read the logs of the jobs not merged yet."""
+        with self._lock:
+            directory, merged = self.directory, set(self.merged)
+        if directory is None:
+            return
+        try:
+            logs = list(directory.glob("*.log"))
+        except OSError:
+            return
+        seen: dict[int, int] = {}
+        for log in logs:
+            if not log.stem.isdigit() or int(log.stem) in merged:
+                continue
+            try:
+                text = log.read_text(encoding="utf-8", errors="replace")
+            except OSError:  # merged and deleted since the glob
+                continue
+            counts = [int(m["execs"] or m["done"]) for m in _JOB_EXECS.finditer(text)]
+            if counts:
+                seen[int(log.stem)] = max(counts)
+        with self._lock:
+            for job, count in seen.items():
+                if job not in self.merged:
+                    self.running[job] = max(self.running.get(job, 0), count)
+
+    @property
+    def executions(self) -> int:
+        """Executions so far: merged jobs' (the parent's ``#N``) plus running jobs' own."""
+        with self._lock:
+            return self.merged_execs + sum(self.running.values())
 
 
 def _clock(seconds: float) -> str:
