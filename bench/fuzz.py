@@ -34,8 +34,8 @@ measured while a false positive is being fixed (the table says so).
 Usage: ``python bench/fuzz.py [--targets NAME...] [--seconds S] [--repeat N] [--quick]
 [--ignore-findings] [--full-checks] [--json PATH]``. The targets run the lean path, as a
 campaign does (``--full-checks``: every check on every input). Exit status 0 whether
-targets are met or missed, 3 when a run failed (a script that did not start, or a finding on the reference
-driver), 2 on bad arguments.
+targets are met or missed, 3 when a run failed (a script that did not start, or a
+finding on the reference driver), 2 on bad arguments.
 """
 
 from __future__ import annotations
