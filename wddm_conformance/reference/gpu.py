@@ -42,6 +42,13 @@ NUM_REGISTERS: Final = 16
 Chunk = tuple[
     bytearray | mmap, int, int, int
 ]  # (backing bytes, offset in them, length, physical address)
+_Dispatch = tuple[
+    isa.Instruction,
+    Callable[[tuple[int, ...], GpuExecution], None],
+    int,
+    bool,
+    Callable[[bytes, int], tuple[int, ...]],
+]
 
 
 class _Fault(Exception):
@@ -70,11 +77,17 @@ class EmulatedGpu:
         self.pte_pfn = [0] * self.ap_pages
         self.pte_flags = [0] * self.ap_pages
         self.registers = [0] * NUM_REGISTERS
-        self._dispatch: list[
-            tuple[isa.Instruction, Callable[[tuple[int, ...], GpuExecution], None]] | None
-        ] = [None] * 256
+        # Per opcode: the instruction, its handler, size, privilege and operand decoder
+        # (looked up once here, not per executed instruction).
+        self._dispatch: list[_Dispatch | None] = [None] * 256
         for ins in isa.TABLE:
-            self._dispatch[ins.opcode] = (ins, getattr(self, ins.handler))
+            self._dispatch[ins.opcode] = (
+                ins,
+                getattr(self, ins.handler),
+                ins.size,
+                ins.privileged,
+                ins.struct.unpack_from,
+            )
 
     # ----------------------------------------------------------------- address resolution
 
@@ -155,16 +168,16 @@ class EmulatedGpu:
                     FaultKind.ILLEGAL_INSTRUCTION, pc, None, f"unknown opcode 0x{buf[pc]:02X}"
                 )
                 break
-            ins, handler = entry
-            if pc + ins.size > end:
+            ins, handler, size, needs_privilege, operands = entry
+            if pc + size > end:
                 result.fault = GpuFault(
                     FaultKind.ILLEGAL_INSTRUCTION,
                     pc,
                     None,
-                    f"{ins.mnemonic} cut off: {end - pc} of {ins.size} bytes",
+                    f"{ins.mnemonic} cut off: {end - pc} of {size} bytes",
                 )
                 break
-            if ins.privileged and not privileged:
+            if needs_privilege and not privileged:
                 result.fault = GpuFault(
                     FaultKind.PRIVILEGED_INSTRUCTION,
                     pc,
@@ -173,13 +186,13 @@ class EmulatedGpu:
                 )
                 break
             try:
-                handler(ins.struct.unpack_from(buf, pc), result)
+                handler(operands(buf, pc), result)
             except _Fault as fault:
                 result.fault = GpuFault(
                     fault.kind, pc, fault.address, f"{ins.mnemonic}: {fault.message}"
                 )
                 break
-            pc += ins.size
+            pc += size
             result.instructions += 1
         return result
 

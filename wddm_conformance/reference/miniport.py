@@ -669,8 +669,9 @@ class ReferenceMiniport:
         ends = bool(flags & _TRANSFER_END)
         out = bytearray()
         room = args.DmaSize - (_REG.size if ends else 0)
+        ins_size = ins.size
         if starts:
-            if room < _REG.size + ins.size:
+            if room < _REG.size + ins_size:
                 return STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
             out += _REG.struct.pack(
                 _REG.opcode, REG_TRANSFER_IN_PROGRESS, t.hAllocation & 0xFFFFFFFF
@@ -679,13 +680,13 @@ class ReferenceMiniport:
         done = args.MultipassOffset
         src, dst, size, pack = t.Source, t.Destination, t.TransferSize, ins.struct.pack
         by_page = src.SegmentId == 0 or dst.SegmentId == 0  # an MDL: one page at a time
-        while done < size and room >= ins.size:
+        while done < size and room >= ins_size:
             pos = t.TransferOffset + done
             n = min(size - done, PAGING_CHUNK)
             if by_page:
                 n = min(n, PAGE_SIZE - pos % PAGE_SIZE)
             out += pack(ins.opcode, _location(dst, pos), _location(src, pos), n)
-            room -= ins.size
+            room -= ins_size
             done += n
         if done >= t.TransferSize and ends:
             out += _REG.struct.pack(_REG.opcode, REG_TRANSFER_IN_PROGRESS, 0)
