@@ -442,7 +442,9 @@ class Scheduler:
     def _make_resident(self, uses: Sequence[AllocationUse]) -> None:
         """Page every allocation in (evicting or relocating first under the stress modes)."""
         k = self.k
-        allocations = [u.allocation for u in uses if u.allocation is not None]
+        # Each allocation once, however many entries name it: evicted or moved once per part.
+        listed = {id(u.allocation): u.allocation for u in uses if u.allocation is not None}
+        allocations = list(listed.values())
         pinned = frozenset(a.id for a in allocations)
         for a in allocations:
             k.vidmm.make_resident(a, pinned)
