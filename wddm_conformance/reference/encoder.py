@@ -20,21 +20,21 @@ class CommandEncoder:
     """
 
     def allocation_private_data(self, request: AllocationRequest) -> bytes:
-        flags = f.AllocationDataFlags(0)
+        flags = 0  # an int: an IntFlag | builds a flag object each time
         if request.cpu_visible:
-            flags |= f.AllocationDataFlags.CpuVisible
+            flags |= f.AllocationDataFlags.CpuVisible.value
         if request.swizzled:
-            flags |= f.AllocationDataFlags.Swizzled
+            flags |= f.AllocationDataFlags.Swizzled.value
         if request.aperture and not request.swizzled:
-            flags |= f.AllocationDataFlags.Aperture
+            flags |= f.AllocationDataFlags.Aperture.value
         if request.aperture_only:
-            flags |= f.AllocationDataFlags.ApertureOnly | f.AllocationDataFlags.Aperture
+            flags |= f.AllocationDataFlags.ApertureOnly.value | f.AllocationDataFlags.Aperture.value
         if request.history_buffer:
-            flags |= f.AllocationDataFlags.HistoryBuffer
+            flags |= f.AllocationDataFlags.HistoryBuffer.value
         if request.alternate_va:
-            flags |= f.AllocationDataFlags.AlternateVA
+            flags |= f.AllocationDataFlags.AlternateVA.value
         if request.gdi_rows:
-            flags |= f.AllocationDataFlags.Gdi
+            flags |= f.AllocationDataFlags.Gdi.value
         return f.pack_allocation_data(request.size, flags, rows=request.gdi_rows)
 
     def encode(self, program: Sequence[Op]) -> EncodedProgram:

@@ -102,7 +102,7 @@ DMA_PRIVATE_MAGIC: Final = 0x414D4452  # 'RDMA'
 
 
 def pack_allocation_data(
-    size: int, flags: AllocationDataFlags, version: int = ALLOCATION_VERSION, rows: int = 0
+    size: int, flags: AllocationDataFlags | int, version: int = ALLOCATION_VERSION, rows: int = 0
 ) -> bytes:
     """Private data asking the reference driver for an allocation (``rows`` for a GDI surface)."""
     return ALLOCATION_DATA.pack(ALLOCATION_MAGIC, version, int(flags), size, rows, 0)

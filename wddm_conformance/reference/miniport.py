@@ -87,6 +87,23 @@ _SWIZZLE = int(DXGK_TRANSFERFLAGS.Swizzle)
 _UNSWIZZLE = int(DXGK_TRANSFERFLAGS.Unswizzle)
 _TRANSFER_START = int(DXGK_TRANSFERFLAGS.TransferStart)
 _TRANSFER_END = int(DXGK_TRANSFERFLAGS.TransferEnd)
+_DESTROY_RESOURCE = int(DXGK_DESTROYALLOCATIONFLAGS.DestroyResource)
+_DATA_KNOWN = int(sum(fmt.AllocationDataFlags))
+_DATA_CPU_VISIBLE = int(fmt.AllocationDataFlags.CpuVisible)
+_DATA_SWIZZLED = int(fmt.AllocationDataFlags.Swizzled)
+_DATA_APERTURE = int(fmt.AllocationDataFlags.Aperture)
+_DATA_APERTURE_ONLY = int(fmt.AllocationDataFlags.ApertureOnly)
+_DATA_GDI = int(fmt.AllocationDataFlags.Gdi)
+#: Private-data flags and the DXGK_ALLOCATIONINFOFLAGS each one sets.
+_INFO_FLAGS = tuple(
+    (int(mine), int(theirs))
+    for mine, theirs in (
+        (fmt.AllocationDataFlags.CpuVisible, DXGK_ALLOCATIONINFOFLAGS.CpuVisible),
+        (fmt.AllocationDataFlags.Swizzled, DXGK_ALLOCATIONINFOFLAGS.Swizzled),
+        (fmt.AllocationDataFlags.HistoryBuffer, DXGK_ALLOCATIONINFOFLAGS.HistoryBuffer),
+        (fmt.AllocationDataFlags.AlternateVA, DXGK_ALLOCATIONINFOFLAGS.UseAlternateVA),
+    )
+)
 _U64 = struct.Struct("<Q")
 
 _ReferenceFn = Callable[[int, int, int, bool], int]
@@ -208,29 +225,21 @@ class ReferenceMiniport:
             raise _Reject(STATUS_INVALID_PARAMETER)
         if version != fmt.ALLOCATION_VERSION:
             raise _Reject(STATUS_GRAPHICS_DRIVER_MISMATCH)
-        gdi = bool(flags & fmt.AllocationDataFlags.Gdi)
-        if (
-            flags & ~int(sum(fmt.AllocationDataFlags))
-            or reserved1
-            or size == 0
-            or gdi != bool(rows)
-        ):
+        # flags stays an int: an IntFlag operation builds a flag object each time
+        gdi = bool(flags & _DATA_GDI)
+        if flags & ~_DATA_KNOWN or reserved1 or size == 0 or gdi != bool(rows):
             raise _Reject(STATUS_INVALID_PARAMETER)
-        data_flags = fmt.AllocationDataFlags(flags)
-        if fmt.AllocationDataFlags.Swizzled | fmt.AllocationDataFlags.ApertureOnly in data_flags:
+        if flags & _DATA_SWIZZLED and flags & _DATA_APERTURE_ONLY:
             raise _Reject(STATUS_INVALID_PARAMETER)  # swizzled surfaces live in video memory only
         pitched = 0
         if gdi:  # ALC-GDISIZE: the driver sets Size, including the pitch for CPU-visible surfaces
             align = fmt.GDI_PITCH_ALIGNMENT
-            pitch = (
-                -(-size // align) * align if flags & fmt.AllocationDataFlags.CpuVisible else size
-            )
+            pitch = -(-size // align) * align if flags & _DATA_CPU_VISIBLE else size
             size = pitch * rows
-            pitched = size if flags & fmt.AllocationDataFlags.CpuVisible else 0
-        aperture_ok = data_flags & fmt.AllocationDataFlags.Aperture and not (
-            data_flags & fmt.AllocationDataFlags.Swizzled
-        )
-        if data_flags & fmt.AllocationDataFlags.ApertureOnly:
+            pitched = size if flags & _DATA_CPU_VISIBLE else 0
+        aperture_ok = flags & _DATA_APERTURE and not flags & _DATA_SWIZZLED
+        data_flags = fmt.AllocationDataFlags(flags)
+        if flags & _DATA_APERTURE_ONLY:
             limit = self.aperture_segment_size
         elif aperture_ok:
             limit = max(self.memory_segment_size, self.aperture_segment_size)
@@ -248,31 +257,25 @@ class ReferenceMiniport:
             for info in args.pAllocationInfo:
                 if info.pPrivateDriverData is None:
                     raise _Reject(STATUS_INVALID_PARAMETER)
-                size, pitched, flags = self._parse_allocation_data(
+                size, pitched, data_flags = self._parse_allocation_data(
                     info.pPrivateDriverData.read(info.PrivateDriverDataSize)
                 )
+                flags = int(data_flags)  # int & int: no flag object per test
                 mem, ap = 1 << MEMORY_SEGMENT_ID, 1 << APERTURE_SEGMENT_ID
-                if flags & fmt.AllocationDataFlags.ApertureOnly:
+                if flags & _DATA_APERTURE_ONLY:
                     segments, preferred = ap, [APERTURE_SEGMENT_ID]
-                elif (
-                    flags & fmt.AllocationDataFlags.Aperture
-                    and not flags & fmt.AllocationDataFlags.Swizzled
-                ):
+                elif flags & _DATA_APERTURE and not flags & _DATA_SWIZZLED:
                     segments, preferred = mem | ap, [MEMORY_SEGMENT_ID, APERTURE_SEGMENT_ID]
                 else:
                     segments, preferred = mem, [MEMORY_SEGMENT_ID]
-                out_flags = DXGK_ALLOCATIONINFOFLAGS(0)
-                for mine, theirs in (
-                    (fmt.AllocationDataFlags.CpuVisible, DXGK_ALLOCATIONINFOFLAGS.CpuVisible),
-                    (fmt.AllocationDataFlags.Swizzled, DXGK_ALLOCATIONINFOFLAGS.Swizzled),
-                    (fmt.AllocationDataFlags.HistoryBuffer, DXGK_ALLOCATIONINFOFLAGS.HistoryBuffer),
-                    (fmt.AllocationDataFlags.AlternateVA, DXGK_ALLOCATIONINFOFLAGS.UseAlternateVA),
-                ):
+                out = 0
+                for mine, theirs in _INFO_FLAGS:
                     if flags & mine:
-                        out_flags |= theirs
+                        out |= theirs
+                out_flags = DXGK_ALLOCATIONINFOFLAGS(out)
                 rounded = -(-size // PAGE_SIZE) * PAGE_SIZE
                 info.Size = rounded
-                cpu_visible = flags & fmt.AllocationDataFlags.CpuVisible
+                cpu_visible = flags & _DATA_CPU_VISIBLE
                 info.PitchAlignedSize = (pitched or rounded) if cpu_visible else 0
                 info.Alignment = PAGE_SIZE
                 info.SupportedReadSegmentSet = segments
@@ -303,7 +306,7 @@ class ReferenceMiniport:
             allocation = self.allocations.pop(handle, None)
             if allocation is not None and allocation.resource:
                 self.resources.get(allocation.resource, set()).discard(handle)
-        if args.Flags & DXGK_DESTROYALLOCATIONFLAGS.DestroyResource and args.hResource:
+        if int(args.Flags) & _DESTROY_RESOURCE and args.hResource:
             self.resources.pop(args.hResource, None)
         return STATUS_SUCCESS
 
