@@ -17,7 +17,7 @@ import pytest
 
 from tests import mutants as m
 from wddm_conformance.driver import load_driver
-from wddm_conformance.errors import DriverFailure
+from wddm_conformance.errors import DriverFailure, DriverViolation
 from wddm_conformance.fuzz import CORPORA, TARGETS, target_class
 from wddm_conformance.fuzz.campaign import Campaign
 from wddm_conformance.fuzz.runner import (
@@ -109,6 +109,7 @@ def test_the_lean_path_finds_what_every_check_finds_under_the_same_name(
         callback(data)
     assert _outcome(raised.value) == _outcome(full)
     (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert record["checks"] == "full"
     status, requirement, message = _outcome(full)
     assert (record["status"], record["requirement"], record["message"]) == (
         status,
@@ -138,6 +139,26 @@ def test_a_failure_the_full_run_does_not_repeat_is_kept() -> None:
     failure = RuntimeError("seen only after other inputs")
     kept = confirm(b"", failure, lambda: target_class("render")(spec))  # type: ignore[call-arg]
     assert kept is failure
+
+
+def test_a_kept_lean_failure_says_so_in_its_record(tmp_path: Path) -> None:
+    class FailsOnce:
+        lean = True
+
+        def run(self, data: bytes) -> None:
+            raise DriverViolation("REN-TRANSLATE", "DxgkDdiRender", "seen after other inputs")
+
+    spec = load_driver("reference")
+    callback = one_input(
+        FailsOnce(),  # type: ignore[arg-type]
+        Findings(str(tmp_path), "render", "reference"),
+        None,
+        lambda: target_class("render")(spec),  # type: ignore[call-arg]
+    )
+    with pytest.raises(DriverViolation):
+        callback(b"")  # the empty render input passes with every check
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert (record["requirement"], record["checks"]) == ("REN-TRANSLATE", "lean")
 
 
 def test_the_lean_path_is_a_campaign_setting(monkeypatch: pytest.MonkeyPatch) -> None:

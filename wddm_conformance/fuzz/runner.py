@@ -149,7 +149,9 @@ class Findings:
         self.target = target
         self.driver = driver
 
-    def record(self, data: bytes, exc: BaseException) -> Path | None:
+    def record(self, data: bytes, exc: BaseException, checks: str = "full") -> Path | None:
+        """Write ``data`` and its record; ``checks``: "full" when every check named the
+        finding, "lean" for a lean failure that the run with every check did not repeat."""
         if self.directory is None:
             return None
         outcome = classify(exc)
@@ -166,6 +168,7 @@ class Findings:
             "bugcheck": str(exc.data) if isinstance(exc, BugCheck) else "",
             "sha1": digest,
             "input": stem.name,
+            "checks": checks,
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(stem, data)
@@ -225,7 +228,7 @@ def one_input(
                     return
             elif only:  # a harness fault: recorded as INTERNAL-ERROR, still reported
                 return
-            findings.record(data, found)
+            findings.record(data, found, "lean" if full is not None and found is exc else "full")
             if found is exc:
                 raise
             raise found from None
