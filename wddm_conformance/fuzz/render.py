@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from ..attribution import Submitted, attributed
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
-from ..driver import CommandEncoder
+from ..driver import DDI_METHODS, CommandEncoder
 from ..errors import DriverViolation
 from ..kernel import Allocation, AllocationUse
 from ..oracles import (
@@ -57,7 +57,7 @@ from .base import (
 from .data import Reader, Writer
 
 MAX_ENTRIES = 6
-RENDER = "DxgkDdiRender"
+RENDER = DDI_METHODS["render"]
 PLACES = ("resident", "paged-out", "moved")
 
 
