@@ -315,6 +315,21 @@ class MultipassRepeats(ReferenceMiniport):
         return super()._build_transfer(args, t)
 
 
+class LivelocksBehindFence(ReferenceMiniport):
+    """Never resumes a transfer: every later call emits only a fence that Patch stamps with a
+    new SubmissionFenceId, and asks to be called again with the same MultipassOffset."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_TRANSFER and args.MultipassOffset:
+            fence = ref._FENCE.struct.pack(ref._FENCE.opcode, 0)
+            args.pDmaBuffer.write(fence)
+            args.pDmaBuffer += len(fence)
+            assert args.pDmaBufferPrivateData is not None
+            args.pDmaBufferPrivateData.write(fmt.DMA_PRIVATE_DATA.pack(fmt.DMA_PRIVATE_MAGIC, 0))
+            return STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
+        return super().build_paging_buffer(args)
+
+
 class FillsTooLittle(ReferenceMiniport):
     """Fills one byte short."""
 
@@ -466,6 +481,7 @@ BREAKS: dict[type[ReferenceMiniport], str] = {
     MultipassRestarts: "PGB-MULTIPASS",
     MultipassNoProgress: "PGB-MULTIPASS",
     MultipassRepeats: "PGB-MULTIPASS",
+    LivelocksBehindFence: "PGB-MULTIPASS",
     FillsTooLittle: "PGB-FILL",
     BusyWhenIdle: "PGB-BUSY",
     BusyOnFill: "PGB-BUSY",

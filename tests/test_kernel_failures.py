@@ -182,6 +182,7 @@ VIOLATIONS = [
     (m.MultipassRestarts, "tiny-buffers", "evict_round_trip", "PGB-MULTIPASS"),
     (m.MultipassNoProgress, "default", "evict_round_trip", "PGB-MULTIPASS"),
     (m.MultipassRepeats, "tiny-buffers", "evict_round_trip", "PGB-MULTIPASS"),
+    (m.LivelocksBehindFence, "tiny-buffers", "evict_round_trip", "PGB-MULTIPASS"),
     (m.FillsTooLittle, "default", "evict_round_trip", "PGB-FILL"),
     (m.BusyWhenIdle, "default", "evict_round_trip", "PGB-BUSY"),
     (m.BusyOnFill, "default", "evict_round_trip", "PGB-BUSY"),
@@ -210,6 +211,14 @@ def test_kernel_reports_the_broken_rule(
         SCENARIOS[scenario](_kernel(mutant, mode))
     assert caught.value.requirement == requirement, str(caught.value)
     assert f"[{requirement}]" in str(caught.value)
+
+
+def test_a_paging_livelock_is_flagged_at_its_first_repeat() -> None:
+    """Patch stamps a new fence into every partial buffer; the repeat is in what
+    BuildPagingBuffer wrote, so the second identical call is the finding, not the pass cap."""
+    with pytest.raises(DriverViolation) as caught:
+        SCENARIOS["evict_round_trip"](_kernel(m.LivelocksBehindFence, "tiny-buffers"))
+    assert "livelocks: call 3 built the same partial buffer" in str(caught.value)
 
 
 # (mutant, mode, scenario, bug check code, parameter 1, requirement)

@@ -682,14 +682,14 @@ class VidMm:
                 idle = True
                 multipass = args.MultipassOffset
                 continue  # the GPU is synchronous here: it is idle once this call returns
+            if status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER:
+                self._judge_progress(operation, args, buffer, written, calls, seen)
             if written:
                 executions.append(
                     k.scheduler.submit_paging(buffer, written, private, rule, operation.name)
                 )
             if status == STATUS_SUCCESS:
                 return PagingRun(executions, calls)
-            assert status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER
-            self._judge_progress(operation, args, buffer, written, calls, seen)
             multipass = args.MultipassOffset
 
     def _paging_args(
@@ -789,7 +789,10 @@ class VidMm:
         seen: set[tuple[int, bytes]],
     ) -> None:
         """PGB-MULTIPASS: an INSUFFICIENT_DMA_BUFFER answer wrote something, and not the same
-        partial buffer with the same MultipassOffset as an earlier call (adds it to ``seen``)."""
+        partial buffer with the same MultipassOffset as an earlier call (adds it to ``seen``).
+
+        Judged on the bytes BuildPagingBuffer wrote, before Patch: a Patch that stamps a new
+        fence into every partial buffer must not hide the first repeat."""
         if written == 0:
             raise DriverViolation(
                 "PGB-MULTIPASS",
