@@ -7,6 +7,7 @@ requirement each one breaks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import struct
 
@@ -28,7 +29,7 @@ from wddm_conformance.ddi import (
     DXGKARG_RENDER,
     DXGKARG_SUBMITCOMMAND,
 )
-from wddm_conformance.memory import UNWRITTEN, KernelBuffer, UserAccessFault
+from wddm_conformance.memory import UNWRITTEN, KernelBuffer, Ptr, UserAccessFault
 from wddm_conformance.reference import formats as fmt
 from wddm_conformance.reference import isa
 from wddm_conformance.reference import miniport as ref
@@ -992,39 +993,65 @@ class TrustsPatchListIn(ReferenceMiniport):
     command it decoded, for the pre-patched address and the output patch list alike."""
 
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
-        given: list[D3DDDI_PATCHLOCATIONLIST] = []
-        plin = args.pPatchLocationListIn
+        here, dma, plo = args.pCommand.offset, args.pDmaBuffer, args.pPatchLocationListOut
         try:
-            if plin is not None:
-                given = [
-                    D3DDDI_PATCHLOCATIONLIST.read(plin, i)
-                    for i in range(args.PatchLocationListInSize)
-                ]
+            given = _patch_list_in(args, here)
         except UserAccessFault:
             given = []
-        here = args.pCommand.offset
-        given = [e for e in given if e.PatchOffset >= here]
-        entries = [
-            DXGK_ALLOCATIONLIST.read(args.pAllocationList, i)
-            for i in range(args.AllocationListSize)
-        ]
-        dma, plo = args.pDmaBuffer, args.pPatchLocationListOut
         status = super().render(hContext, args)
-        for i in range(min(len(given), args.pPatchLocationListOut - plo)):
-            entry = D3DDDI_PATCHLOCATIONLIST.read(plo, i)
-            lie = given[i]
-            if lie.AllocationIndex >= len(entries):
-                continue
-            entry.AllocationIndex, entry.AllocationOffset = (
-                lie.AllocationIndex,
-                lie.AllocationOffset,
-            )
-            entry.write(plo, i)
-            target = entries[lie.AllocationIndex]
-            if target.hDeviceSpecificAllocation:
-                address = target.PhysicalAddress + lie.AllocationOffset if target.SegmentId else 0
-                (dma + entry.PatchOffset).write(address.to_bytes(8, "little"))
+        _trust(args, dma, plo, given)
         return status
+
+
+class ValidatesPatchListInThenRereads(ReferenceMiniport):
+    """Checks pPatchLocationListIn against the references it decoded and, when they agree,
+    reads the list again and trusts that second read (a double fetch of the input list)."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        here, dma, plo = args.pCommand.offset, args.pDmaBuffer, args.pPatchLocationListOut
+        try:
+            first = _patch_list_in(args, here)
+        except UserAccessFault:
+            first = []
+        status = super().render(hContext, args)
+        made = [
+            D3DDDI_PATCHLOCATIONLIST.read(plo, i) for i in range(args.pPatchLocationListOut - plo)
+        ]
+        if not made or [(e.AllocationIndex, e.AllocationOffset) for e in first[: len(made)]] != [
+            (e.AllocationIndex, e.AllocationOffset) for e in made
+        ]:
+            return status
+        with contextlib.suppress(UserAccessFault):
+            _trust(args, dma, plo, _patch_list_in(args, here))
+        return status
+
+
+def _patch_list_in(args: DXGKARG_RENDER, here: int) -> list[D3DDDI_PATCHLOCATIONLIST]:
+    """The input entries whose PatchOffset is at or past ``here``, read from user memory."""
+    plin = args.pPatchLocationListIn
+    if plin is None:
+        return []
+    entries = [D3DDDI_PATCHLOCATIONLIST.read(plin, i) for i in range(args.PatchLocationListInSize)]
+    return [e for e in entries if e.PatchOffset >= here]
+
+
+def _trust(args: DXGKARG_RENDER, dma: Ptr, plo: Ptr, given: list[D3DDDI_PATCHLOCATIONLIST]) -> None:
+    """Overwrite the output entries written from ``plo`` on, and the addresses pre-patched
+    into ``dma``, with the index and offset of the matching ``given`` entries."""
+    entries = [
+        DXGK_ALLOCATIONLIST.read(args.pAllocationList, i) for i in range(args.AllocationListSize)
+    ]
+    for i in range(min(len(given), args.pPatchLocationListOut - plo)):
+        entry = D3DDDI_PATCHLOCATIONLIST.read(plo, i)
+        lie = given[i]
+        if lie.AllocationIndex >= len(entries):
+            continue
+        entry.AllocationIndex, entry.AllocationOffset = lie.AllocationIndex, lie.AllocationOffset
+        entry.write(plo, i)
+        target = entries[lie.AllocationIndex]
+        if target.hDeviceSpecificAllocation:
+            address = target.PhysicalAddress + lie.AllocationOffset if target.SegmentId else 0
+            (dma + entry.PatchOffset).write(address.to_bytes(8, "little"))
 
 
 BREAKS[PatchListLosesOffset] = "REN-FULLPATCH"
@@ -1168,6 +1195,7 @@ class RereadsPatchListIn(ReferenceMiniport):
 
 
 BREAKS[RereadsPatchListIn] = "REN-COPYFIRST"
+BREAKS[ValidatesPatchListInThenRereads] = "REN-COPYFIRST"
 
 
 #: Mutants that break a validation or isolation rule, and the target that finds each.

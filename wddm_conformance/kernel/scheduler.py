@@ -207,11 +207,14 @@ class Scheduler:
         fault_at: int | None = None,
         toctou: tuple[int, bytes] | None = None,
         patch_fault_at: int | None = None,
+        patch_toctou: tuple[int, bytes] | None = None,
         out_of_bounds: Sequence[str] = (),
     ) -> RenderResult:
         """Translate, submit and execute one command buffer (see the module docstring).
 
-        ``out_of_bounds`` describes the references of the command buffer the caller knows
+        ``fault_at``/``toctou`` inject into pCommand and ``patch_fault_at``/``patch_toctou``
+        into pPatchLocationListIn, as :class:`~wddm_conformance.memory.UserBuffer` defines
+        them (INTERPRETING.md §4). ``out_of_bounds`` describes the references of the command buffer the caller knows
         reach outside their allocation (see :func:`~wddm_conformance.program.out_of_bounds`):
         whatever the driver's acceptance of them leads to is blamed on REN-VALIDATE.
         """
@@ -227,7 +230,9 @@ class Scheduler:
         plin: UserBuffer | None = None
         if patch_list_in is not None:
             raw = b"".join(e.pack() for e in patch_list_in)
-            plin = UserBuffer("pPatchLocationListIn", raw, fault_at=patch_fault_at)
+            plin = UserBuffer(
+                "pPatchLocationListIn", raw, fault_at=patch_fault_at, toctou=patch_toctou
+            )
         result = RenderResult(STATUS_SUCCESS, command_buffer=cmd, patch_list_in=plin)
         progress = _Progress(cmd, plin, tuple(out_of_bounds))
         while True:

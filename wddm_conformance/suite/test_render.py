@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -268,6 +269,52 @@ def test_a_lying_input_patch_list_does_not_corrupt_the_output(make_kernel: MakeK
     run_program_checked(
         k, ctx, alist, ops, "a lying pPatchLocationListIn", "REN-PATCHIN", patch_list_in=lies
     )
+
+
+@requirement("REN-COPYFIRST")
+def test_an_input_patch_list_changed_after_reading_does_not_reach_the_output(
+    make_kernel: MakeKernel,
+) -> None:
+    k = make_kernel("always-repatch")
+    ctx, a, b = pair(k, aperture=False)
+    alist = [None, a, b]
+    ops = program()
+    honest = list(k.encoder.encode(ops).patch_locations)
+    swapped = [
+        replace(e, AllocationIndex=3 - e.AllocationIndex) if e.AllocationIndex in (1, 2) else e
+        for e in honest
+    ]
+    raced = [i for i, (e, lie) in enumerate(zip(honest, swapped, strict=True)) if e != lie]
+    if not raced:
+        raise HarnessError("the encoder must give the program an input patch list")
+    run_checked(k, ctx, alist, ops, "with the UMD's patch list")  # REN-TRANSLATE first
+    run_program_checked(  # the lies, read as they are, are REN-PATCHIN's case
+        k,
+        ctx,
+        alist,
+        ops,
+        "pPatchLocationListIn naming the other allocation",
+        "REN-PATCHIN",
+        patch_list_in=swapped,
+    )
+    submission = k.encode_program(alist, ops)
+    for at in raced:  # one entry at a time: a driver may check each entry as it reads it
+        want = k.expected_after(alist, ops)
+        result = k.render(
+            ctx,
+            submission.command,
+            submission.uses,
+            patch_list_in=honest,
+            patch_toctou=(at * D3DDDI_PATCHLOCATIONLIST.SIZE, swapped[at].pack()),
+        )
+        if result.render_calls > 1:
+            pytest.skip(
+                f"Render split the command buffer ({result.render_calls} calls): a later call "
+                "may read the changed entry as new user content (INTERPRETING.md §5)"
+            )
+        what = f"pPatchLocationListIn entry {at} changed right after the driver read it"
+        expect_success(result, what, "REN-COPYFIRST")
+        expect_memory(k, alist, want, what, "REN-COPYFIRST")
 
 
 @requirement("REN-ALLOCINDEX")
