@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_fuzz import _env
+from tests.test_fuzz import ROOT, _env
 from wddm_conformance.fuzz import campaign
 from wddm_conformance.fuzz.campaign import Campaign, CampaignError, check_runnable, run
 from wddm_conformance.fuzz.runner import relaunchable
@@ -132,16 +132,18 @@ def test_a_driver_that_does_not_load_is_named_when_resuming_too(tmp_path: Path) 
 
 
 def test_jobs_that_all_die_at_start_stop_the_campaign(tmp_path: Path, driver_dir: Path) -> None:
-    # The first process to import it (libFuzzer's -fork parent) loads; every job then fails.
+    # The first two processes to import it (the one that builds its seeds and libFuzzer's
+    # -fork parent) load; every job then fails.
     spec = _driver(
         driver_dir,
         "parentonly",
         f"""
         from pathlib import Path
         marker = Path({str(driver_dir / "loaded")!r})
-        if marker.exists():
-            raise ImportError("this driver loads in one process only")
-        marker.touch()
+        loads = len(marker.read_text()) if marker.exists() else 0
+        if loads >= 2:
+            raise ImportError("this driver loads in two processes only")
+        marker.write_text("x" * (loads + 1))
         from wddm_conformance.reference import ReferenceMiniport as Miniport
         """,
     )
@@ -154,7 +156,7 @@ def test_jobs_that_all_die_at_start_stop_the_campaign(tmp_path: Path, driver_dir
     assert proc.returncode == 3, output
     (line,) = [line for line in output.splitlines() if line.startswith("error:")]
     assert "every fuzzing job died at start" in line
-    assert "this driver loads in one process only" in line
+    assert "this driver loads in two processes only" in line
 
 
 def test_no_atheris_is_one_line_and_exit_3(
@@ -306,3 +308,58 @@ def test_an_input_that_hangs_is_a_finding_with_its_input(tmp_path: Path, driver_
         timeout=STALL,
     )
     assert repro.returncode == 1 and "TIMEOUT  ALL-BOUNDED" in repro.stdout, repro.stdout
+
+
+# ------------------------------------------------------------------ whose seeds
+
+
+SECOND = "tests.second_driver:Miniport"
+
+
+def test_a_driver_with_its_own_encoder_starts_from_its_own_seeds(tmp_path: Path) -> None:
+    c = Campaign("render", SECOND, tmp_path / "work")
+    line = campaign.own_seeds(c, _env())
+    assert c.seeds == tmp_path / "work" / "seeds"
+    assert line.startswith("seeds: ") and f"built by {SECOND}'s own encoder" in line
+    command = c.command()
+    assert str(c.seeds / "render") in command
+    assert f"-dict={c.seeds / 'render.dict'}" in command
+    assert str(campaign.CORPORA / "render") not in command
+
+
+@pytest.mark.parametrize(
+    ("driver", "says"),
+    [
+        ("reference", "the packaged ones, built by the reference driver's encoder"),
+        ("tests.mutants:DoubleFetch", "the packaged ones (tests.mutants:DoubleFetch's encoder"),
+    ],
+)
+def test_a_driver_with_the_reference_encoder_starts_from_the_packaged_seeds(
+    tmp_path: Path, driver: str, says: str
+) -> None:
+    c = Campaign("render", driver, tmp_path / "work")
+    assert says in campaign.own_seeds(c, _env())
+    assert c.seeds is None
+    assert str(campaign.CORPORA / "render") in c.command()
+
+
+def test_a_driver_that_dies_building_its_seeds_is_named_and_the_campaign_goes_on(
+    tmp_path: Path, driver_dir: Path
+) -> None:
+    spec = _driver(
+        driver_dir,
+        "dies_in_setup",
+        """
+        import os
+        from wddm_conformance.reference.miniport import ReferenceMiniport
+
+        class Miniport(ReferenceMiniport):
+            def create_allocation(self, args):
+                os._exit(9)
+        """,
+    )
+    c = Campaign("render", spec, tmp_path / "work")
+    line = campaign.own_seeds(c, _env(PYTHONPATH=f"{driver_dir}{os.pathsep}{ROOT}"))
+    assert c.seeds is None
+    assert line.startswith("seeds: the packaged ones, built by the reference driver's encoder")
+    assert f"building {spec}'s own failed: exit status 9" in line

@@ -3,6 +3,8 @@
 A campaign lives in a work directory::
 
     <work>/corpus/       inputs libFuzzer found interesting (the seeds are read, never written)
+    <work>/seeds/        the seeds and dictionary the driver's own encoder built (a driver
+                         other than the reference, with the packaged corpora)
     <work>/artifacts/    libFuzzer's crash-/timeout-/oom- files
     <work>/findings/     <target>-<ID>-<sha1> inputs and .json records, written by the target
                          itself before libFuzzer reacts, so a killed campaign loses nothing
@@ -45,6 +47,7 @@ from ..errors import VIDEO_TDR_FAILURE, Tdr
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
 from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, ENV_LEAN, Findings
+from .seeds import differences
 
 #: Seconds between status lines when the output is not a terminal (CI logs).
 LOG_EVERY = 10.0
@@ -55,6 +58,8 @@ INPUT_TIMEOUT = 25
 GRACE = INPUT_TIMEOUT + 15
 #: -fork jobs that ended without a single execution, past which they are taken to die at start.
 DEAD_JOBS = 4
+#: Seconds the driver under test has to build its seeds (a process of its own).
+SEED_TIMEOUT = 2 * TDR_DDI_DELAY
 
 
 @dataclass
@@ -78,6 +83,9 @@ class Campaign:
     #: failing input runs again with every check on, and that names the finding
     #: (:func:`.runner.confirm`). False: every input with every check.
     lean: bool = True
+    #: Seeds and dictionary built by the driver under test (:func:`own_seeds`), used in
+    #: place of the packaged ones; None: ``corpora``'s.
+    seeds: Path | None = None
 
     @property
     def corpus(self) -> Path:
@@ -93,7 +101,7 @@ class Campaign:
 
     def seed_dirs(self) -> list[Path]:
         dirs = [
-            self.corpora / self.target,
+            (self.seeds or self.corpora) / self.target,
             self.corpora / "regressions" / self.target,
             self.regressions / self.target,
         ]
@@ -115,7 +123,7 @@ class Campaign:
             f"-timeout={INPUT_TIMEOUT}",
             "-rss_limit_mb=4096",
         ]
-        dictionary = self.corpora / f"{self.target}.dict"
+        dictionary = (self.seeds or self.corpora) / f"{self.target}.dict"
         if dictionary.is_file():
             cmd.append(f"-dict={dictionary}")
         if self.seconds is not None:
@@ -130,6 +138,55 @@ class Campaign:
                 "-ignore_ooms=1",
             ]
         return cmd + self.extra
+
+
+def own_seeds(c: Campaign, env: dict[str, str]) -> str:
+    """Build the driver's own seeds and dictionary into ``<work>/seeds`` (its encoder, its
+    allocation sizes) when the campaign would otherwise start from the packaged ones, which
+    the reference driver built; sets ``c.seeds`` when they differ. Returns the line that
+    says whose seeds the campaign starts from; empty for a driver that does not load (the
+    campaign names that itself).
+
+    The driver runs in a process of its own (``fuzz seeds --target``), so one that crashes
+    or hangs there costs the campaign its own seeds, not the campaign: the line says why.
+    """
+    if c.corpora != CORPORA:
+        return f"seeds: {c.corpora / c.target} (--corpora)"
+    if c.driver == "reference":
+        return "seeds: the packaged ones, built by the reference driver's encoder"
+    out = c.work / "seeds"
+    command = [sys.executable, "-m", "wddm_conformance.fuzz.seeds", f"--driver={c.driver}"]
+    command += ["--out", str(out), "--target", c.target]
+    why = ""
+    try:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=SEED_TIMEOUT
+        )
+        if done.returncode == 2:
+            return ""
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            why = lines[-1] if lines else f"exit status {done.returncode}"
+    except subprocess.TimeoutExpired:
+        why = f"no answer within {SEED_TIMEOUT} s"
+    if why:
+        return (
+            f"seeds: the packaged ones, built by the reference driver's encoder: building "
+            f"{c.driver}'s own failed: {why}"
+        )
+    if not differences(CORPORA, _read_seeds(out, c.target), (c.target,)):
+        return f"seeds: the packaged ones ({c.driver}'s encoder builds the same)"
+    c.seeds = out
+    count = sum(1 for p in (out / c.target).iterdir() if p.is_file())
+    return f"seeds: {count} built by {c.driver}'s own encoder, in {out / c.target}"
+
+
+def _read_seeds(out: Path, target: str) -> dict[str, bytes]:
+    files = {f"{target}/{p.name}": p.read_bytes() for p in (out / target).glob("*") if p.is_file()}
+    dictionary = out / f"{target}.dict"
+    if dictionary.is_file():
+        files[f"{target}.dict"] = dictionary.read_bytes()
+    return files
 
 
 def load_findings(directory: Path) -> list[dict[str, Any]]:
@@ -264,6 +321,9 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
             },
         ),
     )
+    seeds = own_seeds(c, env)
+    if seeds:
+        print(seeds, file=out)
     tty = out.isatty() if tty is None else tty
     parser = ProgressParser()
     start = time.monotonic()

@@ -102,6 +102,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--driver", default="reference")
     s.add_argument("--out", help="corpora directory (default: the packaged ones, for reference)")
     s.add_argument("--check", action="store_true")
+    s.add_argument("--target", choices=TARGETS, help="only this target (default: every target)")
     fsub.add_parser("list", help="list the targets")
     p = fsub.add_parser(
         "package", help="the OSS-Fuzz / ClusterFuzzLite $OUT layout, with --driver baked in"
@@ -159,6 +160,7 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     argv = ["--driver", args.driver] + (["--out", args.out] if args.out else [])
     argv += ["--check"] if args.check else []
+    argv += ["--target", args.target] if args.target else []
     return seeds_main(argv)
 
 

@@ -1,19 +1,22 @@
 """Seed corpora and dictionaries, generated from a driver's command encoder.
 
     python -m wddm_conformance.fuzz.seeds [--driver=module:Class] [--out corpora] [--check]
+                                          [--target NAME]
 
 writes ``<out>/<target>/<name>`` for every seed each target builds (valid programs of
 every operation kind, every kernel variant, placement, patch-list and fault case) and
 ``<out>/<target>.dict`` in libFuzzer's dictionary format. The output depends only on
 the driver, so the committed corpora can be checked (``--check``) against a fresh run.
 ``<out>/regressions/<target>/`` is never touched: inputs that once found a bug live there.
+A campaign on a driver other than the reference builds that driver's own seeds this way
+(:func:`~wddm_conformance.fuzz.campaign.own_seeds`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..driver import load_driver
@@ -34,11 +37,13 @@ def dictionary_text(tokens: Sequence[bytes]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def generate(driver: str = "reference") -> dict[str, bytes]:
-    """Relative path -> content of every seed and dictionary file."""
+def generate(
+    driver: str = "reference", targets: Iterable[str] = tuple(TARGETS)
+) -> dict[str, bytes]:
+    """Relative path -> content of every seed and dictionary file of ``targets``."""
     spec = load_driver(driver)
     files: dict[str, bytes] = {}
-    for name in TARGETS:
+    for name in targets:
         target = target_class(name)(spec)  # type: ignore[call-arg]
         for seed, data in target.seeds():
             files[f"{name}/{seed}"] = data
@@ -48,9 +53,9 @@ def generate(driver: str = "reference") -> dict[str, bytes]:
     return files
 
 
-def write(out: Path, files: dict[str, bytes]) -> None:
-    """Replace the seed directories and dictionaries under ``out`` with ``files``."""
-    for name in TARGETS:
+def write(out: Path, files: dict[str, bytes], targets: Iterable[str] = tuple(TARGETS)) -> None:
+    """Replace the seed directories and dictionaries of ``targets`` under ``out`` with ``files``."""
+    for name in targets:
         folder = out / name
         if folder.is_dir():
             for old in folder.iterdir():
@@ -63,11 +68,13 @@ def write(out: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
-def differences(out: Path, files: dict[str, bytes]) -> list[str]:
-    """What differs between ``out`` and a fresh generation (empty when they match)."""
+def differences(
+    out: Path, files: dict[str, bytes], targets: Iterable[str] = tuple(TARGETS)
+) -> list[str]:
+    """What differs between ``out`` and a fresh generation of ``targets`` (empty when they match)."""
     found = {
         str(p.relative_to(out)): p.read_bytes()
-        for name in TARGETS
+        for name in targets
         for p in [*(out / name).glob("*"), out / f"{name}.dict"]
         if p.is_file()
     }
@@ -93,17 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="only compare --out with a fresh generation"
     )
+    parser.add_argument(
+        "--target", choices=TARGETS, help="only this target's seeds (default: every target)"
+    )
     args = parser.parse_args(argv)
+    targets = tuple(TARGETS) if args.target is None else (args.target,)
     if args.out is None:
         if args.driver != "reference":
             parser.exit(2, f"error: give --out DIR for {args.driver}'s seeds\n")
         args.out = CORPORA
     try:
-        files = generate(args.driver)
+        files = generate(args.driver, targets)
     except DriverLoadError as exc:
         parser.exit(2, f"error: {exc}\n")
     if args.check:
-        problems = differences(args.out, files)
+        problems = differences(args.out, files, targets)
         for line in problems:
             print(line)
         if problems:
@@ -111,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.out} is out of date: run python -m wddm_conformance.fuzz.seeds --out {args.out}"
             )
         return 1 if problems else 0
-    write(args.out, files)
+    write(args.out, files, targets)
     print(f"wrote {len(files)} files to {args.out}")
     return 0
 
