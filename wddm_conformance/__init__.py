@@ -9,4 +9,4 @@ against the requirement IDs of ``REQUIREMENTS.md``.
 __version__ = "0.1.0"
 
 #: Version of the written contract between the harness and a driver (docs/INTERPRETING.md).
-CONTRACT_VERSION = "2.0"
+CONTRACT_VERSION = "2.1"

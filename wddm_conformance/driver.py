@@ -218,17 +218,41 @@ class GpuExecution:
     bindings: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SurfaceLayout:
+    """A swizzled allocation as its driver created it, for a GPU model whose tiling depends
+    on the format, pitch or size the driver chose (INTERPRETING.md §1, "GPU models").
+
+    Not its address: the memory manager moves an allocation's tiled bytes unchanged between
+    segments (a TRANSFER without Swizzle/Unswizzle), so tiling may not depend on where the
+    allocation lives.
+    """
+
+    #: DXGK_ALLOCATIONINFO.Size and PitchAlignedSize as the driver set them (bytes).
+    Size: int
+    PitchAlignedSize: int
+    #: The allocation's private driver data (DXGK_ALLOCATIONINFO.pPrivateDriverData), as the
+    #: driver's encoder wrote it: where a real UMD puts format, width, height and pitch.
+    PrivateDriverData: bytes
+
+
 class GpuModel(Protocol):
-    """The hardware a driver's DMA buffers run on. Deterministic: no threads, no clock."""
+    """The hardware a driver's DMA buffers run on. Deterministic: no threads, no clock.
+
+    The four CPU-view methods get the allocation's ``layout``; a model written against
+    contract 2.0 without that parameter is called without it.
+    """
 
     def execute(self, dma: bytes | bytearray | memoryview, *, privileged: bool) -> GpuExecution: ...
     def read(self, address: int, length: int) -> bytes: ...
     def write(self, address: int, data: bytes | bytearray | memoryview) -> None: ...
-    def read_linear(self, address: int, length: int) -> bytes: ...
-    def write_linear(self, address: int, data: bytes | bytearray | memoryview) -> None: ...
+    def read_linear(self, address: int, length: int, layout: SurfaceLayout) -> bytes: ...
+    def write_linear(
+        self, address: int, data: bytes | bytearray | memoryview, layout: SurfaceLayout
+    ) -> None: ...
     def translate(self, address: int) -> int | None: ...
-    def swizzle(self, linear: bytes | bytearray | memoryview) -> bytes: ...
-    def unswizzle(self, tiled: bytes | bytearray | memoryview) -> bytes: ...
+    def swizzle(self, linear: bytes | bytearray | memoryview, layout: SurfaceLayout) -> bytes: ...
+    def unswizzle(self, tiled: bytes | bytearray | memoryview, layout: SurfaceLayout) -> bytes: ...
     def disassemble(
         self,
         dma: bytes | bytearray | memoryview,

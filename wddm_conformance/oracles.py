@@ -203,7 +203,7 @@ class Shadow:
 
     def record(self, a: Allocation, linear: bytes) -> None:
         """From now on ``a`` must hold ``linear``: all its bytes, as the CPU sees them."""
-        gpu = self.k.gpu.swizzle(linear) if a.swizzled else linear
+        gpu = self.k.tiling.swizzle(a, linear) if a.swizzled else linear
         self._held[a.id] = (a, bytearray(gpu))
 
     def cpu_write(self, a: Allocation, linear: bytes) -> None:
@@ -240,7 +240,7 @@ class Shadow:
             want = bytes(self._held[a.id][1])
             if linear:
                 got = self.k.cpu_read(a)
-                want = self.k.gpu.unswizzle(want) if a.swizzled else want
+                want = self.k.tiling.unswizzle(a, want) if a.swizzled else want
             else:
                 got = self.k.gpu_view(a)
             if got != want:

@@ -45,7 +45,7 @@ from ..sysmem import SystemMemory
 from ..watchdog import Invoker, WatchdogInvoker
 from .ddicall import DdiCaller, memory_violations, require_status
 from .modes import KernelConfig, KernelMode
-from .objects import Allocation, Change, Context, Device, State
+from .objects import Allocation, Change, Context, Device, State, Tiling
 from .scheduler import AllocationUse, RenderResult, Scheduler
 from .vidmm import VidMm
 
@@ -100,6 +100,7 @@ class Kernel:
         self.sysmem = SystemMemory()
         info = DXGK_START_INFO(self.config.memory_segment_size, self.config.aperture_segment_size)
         self.gpu = self.spec.gpu(self.sysmem, info)
+        self.tiling = Tiling(self.gpu)
         status = self.caller.call("start_device", info)
         if status != STATUS_SUCCESS:
             raise DriverLoadError(
@@ -299,8 +300,18 @@ class Kernel:
         self, device: Device, info: DXGK_ALLOCATIONINFO, resource: int
     ) -> Allocation:
         """Record an allocation the driver created and open it for ``device``."""
+        private = info.pPrivateDriverData
         a = Allocation(
-            self._next_allocation, info.hAllocation, _own_copy(info), device, resource=resource
+            self._next_allocation,
+            info.hAllocation,
+            _own_copy(info),
+            device,
+            resource=resource,
+            private_data=b""
+            if private is None
+            else bytes(
+                private.region.data[private.offset : private.offset + info.PrivateDriverDataSize]
+            ),
         )
         self._next_allocation += 1
         self.allocations[a.id] = a
@@ -518,7 +529,7 @@ class Kernel:
     def gpu_view(self, a: Allocation) -> bytes:
         """Allocation bytes as GPU commands address them (the tiled layout for a swizzled allocation)."""
         linear = self.cpu_read(a)
-        return self.gpu.swizzle(linear) if a.swizzled else linear
+        return self.tiling.swizzle(a, linear) if a.swizzled else linear
 
     @property
     def rejects_oversized(self) -> str:

@@ -7,11 +7,14 @@ failure. Driver failures are raised where the driver's answer is judged.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
 from ..ddi import DXGK_ALLOCATIONINFO, DXGK_ALLOCATIONINFOFLAGS, MDL
+from ..driver import GpuModel, SurfaceLayout
 from ..errors import HarnessError
 
 _SWIZZLED = int(DXGK_ALLOCATIONINFOFLAGS.Swizzled)
@@ -110,6 +113,45 @@ class Context(KernelObject):
         return f"context 0x{self.hContext:X} of {self.device}"
 
 
+class Tiling:
+    """The GPU model's CPU views of swizzled allocations, each given the allocation's
+    :class:`SurfaceLayout` (INTERPRETING.md §1, "GPU models"). A model written against
+    contract 2.0, whose methods take no ``layout``, is called without it."""
+
+    _METHODS = ("swizzle", "unswizzle", "read_linear", "write_linear")
+
+    def __init__(self, gpu: GpuModel) -> None:
+        self.gpu = gpu
+        self._takes = {name: _takes_layout(getattr(gpu, name)) for name in self._METHODS}
+
+    def _kw(self, name: str, a: Allocation) -> dict[str, SurfaceLayout]:
+        return {"layout": a.layout} if self._takes[name] else {}
+
+    def swizzle(self, a: Allocation, linear: bytes | bytearray) -> bytes:
+        """``a``'s bytes as they lie in video memory, from the CPU's linear view."""
+        return self.gpu.swizzle(linear, **self._kw("swizzle", a))
+
+    def unswizzle(self, a: Allocation, tiled: bytes | bytearray) -> bytes:
+        """``a``'s bytes as the CPU sees them, from the tiled layout in video memory."""
+        return self.gpu.unswizzle(tiled, **self._kw("unswizzle", a))
+
+    def read_linear(self, a: Allocation) -> bytes:
+        """All of resident ``a`` as the CPU sees it through the linearizing aperture."""
+        return self.gpu.read_linear(a.address, a.size, **self._kw("read_linear", a))
+
+    def write_linear(self, a: Allocation, linear: bytes | bytearray) -> None:
+        """Write all of resident ``a`` as the CPU does through the linearizing aperture."""
+        self.gpu.write_linear(a.address, linear, **self._kw("write_linear", a))
+
+
+def _takes_layout(method: Callable[..., object]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "layout" or p.kind == p.VAR_KEYWORD for p in parameters)
+
+
 @dataclass(eq=False)
 class Allocation(KernelObject):
     """The memory manager's record of one allocation.
@@ -135,6 +177,8 @@ class Allocation(KernelObject):
     alternate_va: MDL | None = None
     opened: dict[int, int] = field(default_factory=dict)  # id(device) -> hDeviceSpecificAllocation
     resource: int = 0
+    #: The private driver data it was created with (the GPU model's :class:`SurfaceLayout`).
+    private_data: bytes = b""
 
     @property
     def size(self) -> int:
@@ -144,6 +188,10 @@ class Allocation(KernelObject):
     def swizzled(self) -> bool:
         flags = self.info.Flags  # int & int: an IntFlag operation builds a flag object
         return bool((int(flags) if isinstance(flags, int) else flags) & _SWIZZLED)
+
+    @property
+    def layout(self) -> SurfaceLayout:
+        return SurfaceLayout(self.info.Size, self.info.PitchAlignedSize, self.private_data)
 
     def segment_set(self) -> int:
         return self.info.SupportedReadSegmentSet & self.info.SupportedWriteSegmentSet

@@ -393,7 +393,7 @@ class VidMm:
             return bytes(length)
         if a.state == State.RESIDENT and not self.segment(a.segment_id).is_aperture:
             if a.swizzled:
-                return self.k.gpu.read_linear(a.address, a.size)[offset : offset + length]
+                return self.k.tiling.read_linear(a)[offset : offset + length]
             return self.k.gpu.read(a.address + offset, length)
         if a.backing is None:
             raise HarnessError(f"{a} has no backing store")
@@ -407,9 +407,9 @@ class VidMm:
             self.make_resident(a)
         if a.state == State.RESIDENT and not self.segment(a.segment_id).is_aperture:
             if a.swizzled:
-                linear = bytearray(self.k.gpu.read_linear(a.address, a.size))
+                linear = bytearray(self.k.tiling.read_linear(a))
                 linear[offset : offset + len(data)] = data
-                self.k.gpu.write_linear(a.address, linear)
+                self.k.tiling.write_linear(a, linear)
             else:
                 self.k.gpu.write(a.address + offset, data)
             return
@@ -492,17 +492,22 @@ class VidMm:
                 break
         return runs
 
+    def _by_handle(self, t: _Transfer) -> Allocation:
+        for a in self.k.allocations.values():
+            if a.hAllocation == t.hAllocation and a.state != State.DESTROYED:
+                return a
+        raise HarnessError(f"a transfer of hAllocation 0x{t.hAllocation:X}, which is not live")
+
     def _judge_transfer_content(self, t: _Transfer, expected: bytes, rule: str) -> None:
         """The destination holds the source's bytes ``expected``, (un)swizzled as the flags
         ask; a transfer of no allocation (hAllocation 0) is never swizzled (PGB-NOSWIZZLE)."""
         got = self._read_location(t.dst, 0, t.size)
-        swizzle = self.k.gpu
         if t.hAllocation == 0:
             want, rule = expected, "PGB-NOSWIZZLE"
         elif int(t.flags) & _UNSWIZZLE:
-            want, rule = swizzle.unswizzle(expected), "PGB-UNSWIZZLE"
+            want, rule = self.k.tiling.unswizzle(self._by_handle(t), expected), "PGB-UNSWIZZLE"
         elif int(t.flags) & _SWIZZLE:
-            want = swizzle.swizzle(expected)
+            want = self.k.tiling.swizzle(self._by_handle(t), expected)
         else:
             want = expected
         if got != want:

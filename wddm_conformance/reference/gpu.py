@@ -30,7 +30,7 @@ from mmap import mmap
 from typing import Final
 
 from wddm_conformance.ddi import DXGK_START_INFO, PAGE_SIZE
-from wddm_conformance.driver import FaultKind, GpuExecution, GpuFault
+from wddm_conformance.driver import FaultKind, GpuExecution, GpuFault, SurfaceLayout
 from wddm_conformance.sysmem import SystemMemory
 
 from . import isa
@@ -289,11 +289,17 @@ class EmulatedGpu:
         except _Fault as fault:
             raise ValueError(fault.message) from None
 
-    def read_linear(self, address: int, length: int) -> bytes:
-        """Read a swizzled range as the CPU sees it through the linearizing aperture."""
+    def read_linear(self, address: int, length: int, layout: SurfaceLayout | None = None) -> bytes:
+        """Read a swizzled range as the CPU sees it through the linearizing aperture (the
+        reference's tiling is the same for every ``layout``)."""
         return isa.unswizzle(self.read(address, length))
 
-    def write_linear(self, address: int, data: bytes | bytearray | memoryview) -> None:
+    def write_linear(
+        self,
+        address: int,
+        data: bytes | bytearray | memoryview,
+        layout: SurfaceLayout | None = None,
+    ) -> None:
         """Write a swizzled range as the CPU does through the linearizing aperture."""
         self.write(address, isa.swizzle(data))
 
@@ -306,11 +312,15 @@ class EmulatedGpu:
             return self.pte_pfn[page] * PAGE_SIZE + off
         return address
 
-    def swizzle(self, linear: bytes | bytearray | memoryview) -> bytes:
+    def swizzle(
+        self, linear: bytes | bytearray | memoryview, layout: SurfaceLayout | None = None
+    ) -> bytes:
         """The layout a swizzled allocation has in video memory."""
         return isa.swizzle(linear)
 
-    def unswizzle(self, tiled: bytes | bytearray | memoryview) -> bytes:
+    def unswizzle(
+        self, tiled: bytes | bytearray | memoryview, layout: SurfaceLayout | None = None
+    ) -> bytes:
         """The linear order the CPU sees a swizzled allocation in."""
         return isa.unswizzle(tiled)
 
