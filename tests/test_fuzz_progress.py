@@ -435,3 +435,14 @@ def test_fork_jobs_without_a_fork_directory_count_the_parent_only() -> None:
         "#40: cov: 1 ft: 1 corp: 1 exec/s 4 oom/timeout/crash: 0/0/0 time: 1s job: 3 dft_time: 0\n"
     )
     assert jobs.executions == 40
+
+
+def test_summarize_names_finding_files_and_how_to_replay_one(tmp_path: Path) -> None:
+    findings: list[dict[str, object]] = [
+        {"requirement": "REN-VALIDATE", "ddi": "DxgkDdiRender", "input": "render-a", "status": ""},
+        {"requirement": "REN-VALIDATE", "ddi": "DxgkDdiRender", "input": "render-b", "status": ""},
+        {"requirement": "PAT-RANGE", "ddi": "DxgkDdiPatch", "input": "render-c", "status": ""},
+    ]
+    lines = summarize("render", "d", [sample()], findings, 1.0, tmp_path / "f").splitlines()
+    assert f"first: {tmp_path / 'f' / 'render-a'}" in lines[-3]
+    assert lines[-1] == f"reproduce:   wddm-conformance fuzz repro {tmp_path / 'f' / 'render-a'}"

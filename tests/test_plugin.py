@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wddm_conformance import CONTRACT_VERSION
+
 ROOT = Path(__file__).resolve().parent.parent
 PREPATCH = "test_pre_patched_buffer_reaches_resident_allocations_without_a_patch_call"
 CHECKS = (
@@ -48,10 +50,18 @@ def statuses(data: dict[str, object]) -> dict[str, str]:
     return {t["id"]: t["status"] for t in data["tests"]}  # type: ignore[attr-defined,index]
 
 
+def test_header_names_a_module_class_driver_once(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, "-k", PREPATCH, "--driver=tests.mutants:DoubleFetch")
+    assert result.returncode == 0, result.stdout
+    assert "): driver tests.mutants:DoubleFetch, kernel mode" in result.stdout
+
+
 def test_header_names_driver_version_mode_and_seed(tmp_path: Path) -> None:
     result, _ = run(tmp_path, "-k", PREPATCH, "--kernel-mode=tiny-buffers", "--wddm-seed=7")
     assert result.returncode == 0, result.stdout
-    assert "wddm-conformance 0.1.0 (contract 2.0): driver reference" in result.stdout
+    assert (
+        f"wddm-conformance 0.1.0 (contract {CONTRACT_VERSION}): driver reference" in result.stdout
+    )
     assert "kernel mode tiny-buffers, seed 7" in result.stdout
     assert (
         "repeat with: pytest --pyargs wddm_conformance.suite -k "

@@ -503,9 +503,10 @@ def _header(config: pytest.Config) -> list[str]:
 
     run = config.stash[RUN]
     cls = f"{run.spec.cls.__module__}:{run.spec.cls.__qualname__}"
+    driver = run.spec.spec if cls == run.spec.spec else f"{run.spec.spec} ({cls})"
     lines = [
-        f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}): driver {run.spec.spec} "
-        f"({cls}), kernel mode {run.mode}, seed {run.seed}, DDI timeout {run.ddi_timeout:g} s, "
+        f"wddm-conformance {__version__} (contract {CONTRACT_VERSION}): driver {driver}, "
+        f"kernel mode {run.mode}, seed {run.seed}, DDI timeout {run.ddi_timeout:g} s, "
         f"hypothesis profile {run.profile}",
         f"repeat with: {run.command}",
         _isolation_line(run),

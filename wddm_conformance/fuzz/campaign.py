@@ -20,7 +20,8 @@ where libFuzzer's own timers do not reach cannot stretch it), Ctrl-C, SIGTERM, S
 SIGKILL and the death of the campaign's process -- ends libFuzzer and all its jobs; the
 findings already written stay. A campaign that cannot run (atheris missing, a driver
 that does not load, fuzzing jobs that all die at start) stops within seconds with the
-child's own error as one line, exit status 3.
+child's own error as one line: exit status 2 for a driver that does not load (bad usage,
+as in ``check``), 3 otherwise.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import IO, Any
 
 from ..defaults import TDR_DDI_DELAY
 from ..driver import load_driver
-from ..errors import VIDEO_TDR_FAILURE, Tdr
+from ..errors import VIDEO_TDR_FAILURE, DriverLoadError, Tdr
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
 from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, ENV_LEAN, Findings
@@ -142,18 +143,18 @@ class Campaign:
 
 def own_seeds(c: Campaign, env: dict[str, str]) -> str:
     """Build the driver's own seeds and dictionary into ``<work>/seeds`` (its encoder, its
-    allocation sizes) when the campaign would otherwise start from the packaged ones, which
-    the reference driver built; sets ``c.seeds`` when they differ. Returns the line that
-    says whose seeds the campaign starts from; empty for a driver that does not load (the
-    campaign names that itself).
+    allocation sizes); with the packaged corpora, which the reference driver built, start
+    from them where they differ (sets ``c.seeds``). Returns the line that says whose seeds
+    the campaign starts from.
 
-    The driver runs in a process of its own (``fuzz seeds --target``), so one that crashes
-    or hangs there costs the campaign its own seeds, not the campaign: the line says why.
+    The driver runs in a process of its own (``fuzz seeds --target``): one that does not
+    load raises DriverLoadError with its one-line reason (bad usage, as in ``check``); one
+    that crashes or hangs there costs the campaign its own seeds, and the line says why.
     """
-    if c.corpora != CORPORA:
-        return f"seeds: {c.corpora / c.target} (--corpora)"
+    given = f"seeds: {c.corpora / c.target} (--corpora)" if c.corpora != CORPORA else ""
+    packaged = "seeds: the packaged ones, built by the reference driver's encoder"
     if c.driver == "reference":
-        return "seeds: the packaged ones, built by the reference driver's encoder"
+        return given or packaged
     out = c.work / "seeds"
     command = [sys.executable, "-m", "wddm_conformance.fuzz.seeds", f"--driver={c.driver}"]
     command += ["--out", str(out), "--target", c.target]
@@ -162,18 +163,17 @@ def own_seeds(c: Campaign, env: dict[str, str]) -> str:
         done = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=SEED_TIMEOUT
         )
-        if done.returncode == 2:
-            return ""
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        if done.returncode == 2 and lines:
+            raise DriverLoadError(lines[-1].removeprefix("error: "))
         if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
             why = lines[-1] if lines else f"exit status {done.returncode}"
     except subprocess.TimeoutExpired:
         why = f"no answer within {SEED_TIMEOUT} s"
+    if given:
+        return given
     if why:
-        return (
-            f"seeds: the packaged ones, built by the reference driver's encoder: building "
-            f"{c.driver}'s own failed: {why}"
-        )
+        return f"{packaged}: building {c.driver}'s own failed: {why}"
     if not differences(CORPORA, _read_seeds(out, c.target), (c.target,)):
         return f"seeds: the packaged ones ({c.driver}'s encoder builds the same)"
     c.seeds = out
@@ -290,9 +290,10 @@ def _job_error(c: Campaign, env: dict[str, str]) -> str:
 def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outcome:
     """Run (or resume) campaign ``c``; always writes the summary, CSV and plot at the end.
 
-    Raises ValueError for an unknown target and CampaignError when this interpreter has no
-    atheris; a campaign whose fuzzing processes cannot start returns exit code 3 with their
-    error in the summary.
+    Raises ValueError for an unknown target, DriverLoadError for a driver that does not
+    load (:func:`own_seeds`) and CampaignError when this interpreter has no atheris; a
+    campaign whose fuzzing processes cannot start returns exit code 3 with their error in
+    the summary.
     """
     target_class(c.target)  # an unknown target is a ValueError before anything starts
     check_runnable()
@@ -321,9 +322,7 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
             },
         ),
     )
-    seeds = own_seeds(c, env)
-    if seeds:
-        print(seeds, file=out)
+    print(own_seeds(c, env), file=out)
     tty = out.isatty() if tty is None else tty
     parser = ProgressParser()
     start = time.monotonic()
@@ -421,7 +420,7 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     record_deaths(c)
     findings = load_findings(c.findings)
     samples = read_csv(c.work / "stats.csv")
-    summary = summarize(c.target, c.driver, samples, findings, before + elapsed)
+    summary = summarize(c.target, c.driver, samples, findings, before + elapsed, c.findings)
     if parser.artifacts and not findings:
         summary += "\nlibFuzzer artifacts: " + ", ".join(parser.artifacts)
     if interrupted:

@@ -36,7 +36,8 @@ from .data import Reader, Writer
 MAX_ENTRIES = 4
 MAX_CUTS = 4
 MAX_ROUNDS = 3
-MOVES = ("stay", "relocate", "evict")
+#: What a round does to an entry, as ``Rig.place`` does it (0, 1, 2).
+MOVES = ("stay", "evict", "relocate")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shlex
 import statistics
 import sys
 import threading
@@ -432,6 +433,7 @@ def summarize(
     samples: Sequence[Sample],
     findings: Sequence[Mapping[str, object]],
     elapsed: float,
+    findings_dir: Path | None = None,
 ) -> str:
     """A plain-text summary of a campaign, for the terminal and for reports.
 
@@ -439,7 +441,9 @@ def summarize(
     median exec/s of the samples that report a speed (libFuzzer's first lines say 0
     before a second has passed), the final coverage, features and corpus, and the
     findings grouped by (requirement, DDI) with their count and first input, most
-    frequent first. A finding without a requirement is grouped by its status.
+    frequent first. A finding without a requirement is grouped by its status. With
+    ``findings_dir`` each first input is its path there, and a last line gives the command
+    that replays the most frequent one.
     """
     speeds = [s.exec_per_sec for s in samples if s.exec_per_sec > 0]
     median = statistics.median(speeds) if speeds else 0
@@ -463,7 +467,9 @@ def summarize(
     for finding in findings:
         rule = _text(finding.get("requirement")) or _text(finding.get("status")) or "?"
         ddi = _text(finding.get("ddi")) or "-"
-        groups.setdefault((rule, ddi), []).append(_text(finding.get("input")))
+        name = _text(finding.get("input"))
+        where = str(findings_dir / name) if findings_dir is not None and name else name
+        groups.setdefault((rule, ddi), []).append(where)
     if groups:
         ranked = sorted(groups.items(), key=lambda item: -len(item[1]))
         rule_width = max(len(rule) for rule, _ in groups)
@@ -474,4 +480,7 @@ def summarize(
                 f"  {rule:<{rule_width}}  {ddi:<{ddi_width}}  "
                 f"x{len(inputs):<{count_width}}  first: {inputs[0] or '-'}"
             )
+        first = ranked[0][1][0]
+        if findings_dir is not None and first:
+            lines.append(f"reproduce:   wddm-conformance fuzz repro {shlex.quote(first)}")
     return "\n".join(lines)

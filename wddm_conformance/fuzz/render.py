@@ -98,6 +98,18 @@ class Kind(IntEnum):
     UNKNOWN = 3  # damaged or degenerate: only the always-on oracles
 
 
+#: What ``repro`` says an input is, and so which oracles judge it.
+KIND_MEANS: dict[Kind, str] = {
+    Kind.VALID: "a valid program (Render must translate it and the GPU must do what it says)",
+    Kind.INVALID: "an invalid program (it reaches outside the submission: Render must reject it)",
+    Kind.WRITE_DENIED: "a program writing an entry without WriteOperation (the write must not land)",
+    Kind.UNKNOWN: (
+        "a damaged or degenerate program with no single right answer (judged by the checks "
+        "that always hold: allowed status, no exception, isolation, cursors)"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Entry:
     pool: int  # 0: the NULL element; 1..: the rig's pool allocation pool - 1
@@ -388,7 +400,7 @@ class RenderTarget(RigTarget):
         s = self.decode(data)
         variant = VARIANTS[s.variant]
         lines = [
-            f"render input: kernel variant {variant.name!r}, {classify(s).name}",
+            f"render input: kernel variant {variant.name!r}, {KIND_MEANS[classify(s)]}",
             "  allocation list:",
             "    0: NULL element",
         ]
