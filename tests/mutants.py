@@ -966,6 +966,20 @@ class PatchListLosesOffset(ReferenceMiniport):
         return status
 
 
+class PatchEntryAtZero(ReferenceMiniport):
+    """Writes PatchOffset 0 (and SplitOffset 0) into the first output patch entry: Patch
+    then writes an address over the first command of the DMA buffer."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        start = args.pPatchLocationListOut
+        status = super().render(hContext, args)
+        if args.pPatchLocationListOut - start:
+            entry = D3DDDI_PATCHLOCATIONLIST.read(start, 0)
+            entry.PatchOffset = entry.SplitOffset = 0
+            entry.write(start, 0)
+        return status
+
+
 class PrePatchLosesOffset(ReferenceMiniport):
     """Pre-patches each reference with the start of its allocation, without the offset; the
     patch list is right, so only a run that skips Patch goes wrong."""
@@ -1055,6 +1069,7 @@ def _trust(args: DXGKARG_RENDER, dma: Ptr, plo: Ptr, given: list[D3DDDI_PATCHLOC
 
 
 BREAKS[PatchListLosesOffset] = "REN-FULLPATCH"
+BREAKS[PatchEntryAtZero] = "REN-FULLPATCH"
 BREAKS[PrePatchLosesOffset] = "REN-PREPATCH"
 BREAKS[PatchLoopEndsAtLength] = "PAT-RANGE"
 BREAKS[TrustsPatchListIn] = "REN-PATCHIN"

@@ -33,21 +33,29 @@ MINE = (0x1001_0000, 0x2000)  # an allocation of the submission
 CASES = [
     (0, Facts(Event.READ, 0x1, reaches_memory=False, out_of_bounds=("Copy(...)",)), "REN-VALIDATE"),
     (1, Facts(Event.EXCEPTION, raised="ALL-NORAISE", out_of_bounds=("x",)), "ALL-NORAISE"),
-    (2, Facts(Event.FAULT, 0x1000_0000, fault_kind="privileged-instruction"), "REN-VALIDATE"),
     (
-        3,
+        2,
+        Facts(
+            Event.FAULT, None, patched=True, fault_kind="illegal-instruction",
+            patch_broke_command=True,
+        ),
+        "REN-FULLPATCH",
+    ),  # fmt: skip
+    (3, Facts(Event.FAULT, 0x1000_0000, fault_kind="privileged-instruction"), "REN-VALIDATE"),
+    (
+        4,
         Facts(Event.FAULT, 0x4000_0000, fault_kind="page-fault", unmapped_aperture=True),
         "PGB-UNMAP",
     ),
-    (4, Facts(Event.READ, PAGED[0], 8, paged_out=(PAGED,)), "REN-PAGEDOUT"),
-    (5, Facts(Event.FAULT, 0x10, reaches_memory=False, patched=False), "REN-PREPATCH"),
-    (6, Facts(Event.BIND, 0x10, reaches_memory=False, patched=True), "REN-NULLALLOC"),
-    (7, Facts(Event.FAULT, None, reaches_memory=False, patched=True), "REN-FULLPATCH"),
-    (8, Facts(Event.WRITE, MINE[0], 4, patched=True, submission=(MINE,)), "REN-ALLOCINDEX"),
-    (9, Facts(Event.READ, OLD[0], 4, patched=False, stale=(OLD,)), "ALL-ISOLATION"),
-    (10, Facts(Event.WRITE, DUMMY[0], 4, patched=True, dummy=DUMMY), "REN-FULLPATCH"),
-    (11, Facts(Event.BIND, 0x1000_4000, patched=False, stale=(OLD,)), "REN-NULLALLOC"),
-    (12, Facts(Event.READ, 0x1000_4000, 4, patched=True, stale=(OLD,)), "ALL-ISOLATION"),
+    (5, Facts(Event.READ, PAGED[0], 8, paged_out=(PAGED,)), "REN-PAGEDOUT"),
+    (6, Facts(Event.FAULT, 0x10, reaches_memory=False, patched=False), "REN-PREPATCH"),
+    (7, Facts(Event.BIND, 0x10, reaches_memory=False, patched=True), "REN-NULLALLOC"),
+    (8, Facts(Event.FAULT, None, reaches_memory=False, patched=True), "REN-FULLPATCH"),
+    (9, Facts(Event.WRITE, MINE[0], 4, patched=True, submission=(MINE,)), "REN-ALLOCINDEX"),
+    (10, Facts(Event.READ, OLD[0], 4, patched=False, stale=(OLD,)), "ALL-ISOLATION"),
+    (11, Facts(Event.WRITE, DUMMY[0], 4, patched=True, dummy=DUMMY), "REN-FULLPATCH"),
+    (12, Facts(Event.BIND, 0x1000_4000, patched=False, stale=(OLD,)), "REN-NULLALLOC"),
+    (13, Facts(Event.READ, 0x1000_4000, 4, patched=True, stale=(OLD,)), "ALL-ISOLATION"),
 ]
 
 

@@ -174,6 +174,8 @@ VIOLATIONS = [
     (m.IgnoresWriteOperation, "default", "render_into_read_only", "REN-ALLOCINDEX"),
     (m.PatchIgnoresSubmissionStart, "split-submissions", "render_program", "PAT-RANGE"),
     (m.PatchNotIdempotent, "always-repatch", "render_program", "PAT-REPATCH"),
+    (m.PatchEntryAtZero, "always-repatch", "render_program", "REN-FULLPATCH"),
+    (m.PatchEntryAtZero, "split-submissions", "render_program", "REN-FULLPATCH"),
     (m.NullAllocationToGarbage, "always-repatch", "render_program", "REN-NULLALLOC"),
     (m.PatchWritesOutsideRange, "split-submissions", "render_program", "PAT-RANGE"),
     (m.StaleFence, "always-repatch", "render_program", "PAT-FENCE"),

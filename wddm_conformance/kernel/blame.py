@@ -56,6 +56,8 @@ class Facts:
     allocation (the program was built to be rejected). ``raised``: for
     :attr:`Event.EXCEPTION`, the rule the escaped exception named; ``read_past_buffer``:
     it was a read past a kernel buffer the driver was given (0x1E, 0xC0000005, a read).
+    ``patch_broke_command``: Patch changed how the range decodes (the GPU model's
+    ``instruction_boundaries``) up to the fault.
     """
 
     event: Event
@@ -72,6 +74,7 @@ class Facts:
     out_of_bounds: tuple[str, ...] = ()
     raised: str = ""
     read_past_buffer: bool = False
+    patch_broke_command: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,13 @@ def _gpu(f: Facts) -> bool:
     return f.event != Event.EXCEPTION
 
 
+def _refused(f: Facts) -> bool:
+    return f.event == Event.FAULT and f.fault_kind in (
+        FaultKind.PRIVILEGED_INSTRUCTION,
+        FaultKind.ILLEGAL_INSTRUCTION,
+    )
+
+
 def _no_memory(f: Facts) -> bool:
     return _gpu(f) and not f.reaches_memory
 
@@ -140,10 +150,15 @@ RULES: tuple[Rule, ...] = (
         "{raised}",
     ),
     Rule(
-        lambda f: (
-            f.event == Event.FAULT
-            and f.fault_kind in (FaultKind.PRIVILEGED_INSTRUCTION, FaultKind.ILLEGAL_INSTRUCTION)
-        ),
+        lambda f: _refused(f) and f.patch_broke_command,
+        "REN-FULLPATCH",
+        "a privileged or illegal instruction in a range that decodes differently up to it "
+        "after Patch: REN-FULLPATCH (a patch location lies over command bytes);",
+        "Patch, following the patch list, wrote over command bytes: the buffer decodes "
+        "differently after it",
+    ),
+    Rule(
+        _refused,
         "REN-VALIDATE",
         "a privileged or illegal instruction in a render submission: REN-VALIDATE;",
         "Render let through a command the GPU refuses",

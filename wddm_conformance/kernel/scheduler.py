@@ -151,6 +151,8 @@ class _Scene:
     stale: list[Range]
     paged_out: list[Range]
     out_of_bounds: tuple[str, ...]
+    #: The range's bytes before Patch ran on it (None: not patched).
+    unpatched: bytes | None = None
 
 
 @dataclass
@@ -431,6 +433,7 @@ class Scheduler:
         for start, end, p_start, p_len in ranges:
             self.fence += 1
             fence = self.fence
+            unpatched = bytes(part.dma.data[start:end]) if need_patch else None
             if need_patch:
                 self._patch_range(context, part, view, (start, end, p_start, p_len), fence)
             dma = bytes(part.dma.data[start:end])
@@ -440,7 +443,9 @@ class Scheduler:
             execution = k.gpu.execute(dma, privileged=False)
             patches = part.patches[p_start * PATCH_ENTRY : (p_start + p_len) * PATCH_ENTRY]
             out.append(Submission(fence, dma, start, end, need_patch, patches, execution))
-            scene = _Scene(context, uses, dma, need_patch, stale, paged_out, out_of_bounds)
+            scene = _Scene(
+                context, uses, dma, need_patch, stale, paged_out, out_of_bounds, unpatched
+            )
             self._judge_execution(scene, fence, execution)
         return out
 
@@ -673,7 +678,14 @@ class Scheduler:
         """Judge what the GPU did with one submission; blame comes from :mod:`.blame`."""
         if execution.fault is not None:
             fault = execution.fault
-            verdict = self._blame(scene, Event.FAULT, fault.address, 1, fault.kind)
+            verdict = self._blame(
+                scene,
+                Event.FAULT,
+                fault.address,
+                1,
+                fault.kind,
+                self._patch_broke(scene, fault.dma_offset),
+            )
             self.k.lose_device(scene.context.device, str(fault))
             raise DriverViolation(
                 verdict.requirement,
@@ -745,8 +757,28 @@ class Scheduler:
     def _dummy(self) -> Range:
         return (self.k.dummy_page_address, PAGE_SIZE)
 
+    def _patch_broke(self, scene: _Scene, offset: int) -> bool:
+        """Patch changed how the range decodes up to the fault at ``offset``: where
+        instructions start, or an instruction that spanned ``offset`` before it (patching
+        writes operands, never opcodes, so a patch location lay over command bytes)."""
+        before = scene.unpatched
+        if before is None or before == scene.dma:
+            return False
+        boundaries = self.k.gpu.instruction_boundaries
+        was = [x for x in boundaries(before) if x <= offset]
+        if was != [x for x in boundaries(scene.dma) if x <= offset]:
+            return True
+        spanning = [x for x in was if x < offset]
+        return bool(spanning) and spanning[-1] not in boundaries(before[:offset])
+
     def _blame(
-        self, scene: _Scene, event: Event, address: int | None, length: int, fault_kind: str = ""
+        self,
+        scene: _Scene,
+        event: Event,
+        address: int | None,
+        length: int,
+        fault_kind: str = "",
+        patch_broke_command: bool = False,
     ) -> Verdict:
         """Gather the facts of ``scene`` around one access and ask :func:`.blame.decide`."""
         k = self.k
@@ -768,6 +800,7 @@ class Scheduler:
                 dummy=self._dummy(),
                 submission=tuple(self._submission_ranges(scene.uses)[0]),
                 out_of_bounds=scene.out_of_bounds,
+                patch_broke_command=patch_broke_command,
             )
         )
 
