@@ -1240,6 +1240,7 @@ FUZZABLE: dict[type[ReferenceMiniport], str] = {
     LeaksOnFailure: "create_allocation",
     GdiSizeOneRow: "create_allocation",
     ReadsForeignMemory: "lifecycle",
+    IgnoresPatchListRoom: "render",
 }
 
 

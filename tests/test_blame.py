@@ -36,11 +36,14 @@ CASES = [
     (
         2,
         Facts(
-            Event.FAULT, None, patched=True, fault_kind="illegal-instruction",
+            Event.FAULT,
+            None,
+            patched=True,
+            fault_kind="illegal-instruction",
             patch_broke_command=True,
         ),
         "REN-FULLPATCH",
-    ),  # fmt: skip
+    ),
     (3, Facts(Event.FAULT, 0x1000_0000, fault_kind="privileged-instruction"), "REN-VALIDATE"),
     (
         4,

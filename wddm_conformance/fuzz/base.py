@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 from ..defaults import ALL_STRESS
@@ -49,18 +49,24 @@ def _variant(name: str) -> Variant:
 
 
 #: The kernel variants, indexed by an input byte (modulo their number).
-VARIANTS: tuple[Variant, ...] = tuple(
-    _variant(name)
-    for name in (
-        "default",
-        "tiny-buffers",
-        "no-prepatching",
-        "always-repatch",
-        "split-submissions",
-        "forced-relocation",
-        "forced-eviction",
-        ALL_STRESS,
-    )
+VARIANTS: tuple[Variant, ...] = (
+    *(
+        _variant(name)
+        for name in (
+            "default",
+            "tiny-buffers",
+            "no-prepatching",
+            "always-repatch",
+            "split-submissions",
+            "forced-relocation",
+            "forced-eviction",
+            ALL_STRESS,
+        )
+    ),
+    # One limit shrunk alone (tiny-buffers shrinks them together, and with most formats
+    # the DMA buffer fills first): a driver must split on whichever runs out.
+    Variant("small-patch-list", KernelMode(), replace(FUZZ_CONFIG, patch_list_entries=3)),
+    Variant("small-dma-buffer", KernelMode(), replace(FUZZ_CONFIG, dma_buffer_size=160)),
 )
 
 #: The pool every rig creates: (name, request). Entry 0 of an allocation list is always NULL.
