@@ -91,10 +91,7 @@ def unsupported(driver_cls: type) -> str:
     """Why this census cannot see ``driver_cls``'s resources ("" when it can): a native
     driver's state is C memory (its pool accounting is the native adapter's job)."""
     if any(c.__module__.startswith(f"{_HARNESS}.native") for c in driver_cls.__mro__):
-        return (
-            "native driver: its resources are C memory, which a Python census cannot see "
-            "(pool tracking in the callbacks is issue 15)"
-        )
+        return "native driver: its state is C memory, which a census of Python objects cannot see"
     return ""
 
 
@@ -320,13 +317,15 @@ def _attribute(tracker: Tracker, cycle: Callable[[], None], cycles: int) -> str:
         stray = [
             o for o in tracker.instances() if id(o) not in before_instances and id(o) not in sizes
         ]
-        if not held and not stray:
-            return _grown_container(before, sizes, kept)
-        if held:
-            parent, new = max(held.items(), key=lambda item: len(item[1]))
+        # a leak shows in every cycle or two; fewer new objects are noise (a counter's new value)
+        enough = max(1, cycles // 2)
+        parent, new = max(held.items(), key=lambda item: len(item[1]), default=(0, []))
+        if len(new) >= enough:
             where = f"kept in {_path(parent, kept)} ({type(kept[parent][0]).__name__})"
-        else:
+        elif len(stray) >= enough:
             new, where = stray, "not reachable from the driver's roots (held elsewhere)"
+        else:
+            return _grown_container(before, sizes, kept)
         kinds = Counter(type(o).__name__ for o in new)
         what = ", ".join(f"{n} {t}" for t, n in kinds.most_common(3))
         rank = {t: i for i, (t, _) in enumerate(kinds.most_common())}
