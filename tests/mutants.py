@@ -782,7 +782,12 @@ class LeaksOnFailure(ReferenceMiniport):
     def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
         made = []
         for info in args.pAllocationInfo:
-            single = dataclasses.replace(args, NumAllocations=1, pAllocationInfo=[info])
+            single = dataclasses.replace(
+                args,
+                NumAllocations=1,
+                pAllocationInfo=[info],
+                Flags=DXGK_CREATEALLOCATIONFLAGS(0),  # the resource is the whole batch's
+            )
             status = super().create_allocation(single)
             if status != STATUS_SUCCESS:
                 return status  # the earlier ones stay live, their handles in pAllocationInfo
@@ -793,6 +798,8 @@ class LeaksOnFailure(ReferenceMiniport):
         if args.Flags & DXGK_CREATEALLOCATIONFLAGS.Resource:
             resource = args.hResource if args.hResource in self.resources else next(self._handles)
             self.resources.setdefault(resource, set()).update(made)
+            for handle in made:
+                self.allocations[handle].resource = resource
             args.hResource = resource
         return STATUS_SUCCESS
 
