@@ -20,9 +20,10 @@ objects or instances, or :data:`MIN_BYTES` bytes, each per window) grows with th
 number of cycles: a leak. A cost paid once, a cache or pool bounded in size, a table
 that stops growing within ``WARMUP + WINDOW`` cycles grow in one window at most and
 pass. Nothing here reads a clock or depends on what else the process holds, so the
-verdict is the driver's alone. Only after a leak is found does one more window run
-under :mod:`tracemalloc` (``NFRAMES`` frames), to say where a new object was
-allocated (the innermost frame in the driver's files) and where the driver keeps it.
+verdict is the driver's alone. Only after a leak is found do :data:`ATTRIBUTION_CYCLES`
+more cycles run under :mod:`tracemalloc` (:data:`NFRAMES` frames), to say which of the
+driver's containers keeps the new objects and where one was allocated (the innermost
+frame in the driver's files).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ WINDOW: Final = 64
 MIN_OBJECTS: Final = WINDOW // 2
 #: ... or four bytes per cycle (a list that keeps one shared small int per cycle).
 MIN_BYTES: Final = 4 * WINDOW
-#: Frames tracemalloc keeps per allocation while a leak is attributed, and the cycles it watches.
-NFRAMES: Final = 16
+#: Frames tracemalloc keeps per allocation while a leak is attributed (each one costs time
+#: on every allocation of the process), and the cycles it watches.
+NFRAMES: Final = 4
 ATTRIBUTION_CYCLES: Final = 8
 
 _HARNESS = "wddm_conformance"
@@ -84,7 +86,7 @@ def _is_harness(module: str) -> bool:
 
 
 def _is_stdlib(module: str) -> bool:
-    return module.partition(".")[0] in sys.stdlib_module_names or module == "__main__"
+    return module.partition(".")[0] in sys.stdlib_module_names
 
 
 def unsupported(driver_cls: type) -> str:
@@ -297,13 +299,13 @@ def _attribute(tracker: Tracker, cycle: Callable[[], None], cycles: int) -> str:
     """Run ``cycles`` more cycles under tracemalloc: which container of the driver's keeps
     the new objects, which they are, and where one was allocated (innermost frame in the
     driver's files)."""
+    gc.collect()
+    before, _ = tracker.walk()
+    before_instances = {id(o) for o in tracker.instances()}
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start(NFRAMES)
     try:
-        gc.collect()
-        before, _ = tracker.walk()
-        before_instances = {id(o) for o in tracker.instances()}
         for _ in range(cycles):
             cycle()
         gc.collect()
@@ -325,7 +327,7 @@ def _attribute(tracker: Tracker, cycle: Callable[[], None], cycles: int) -> str:
         elif len(stray) >= enough:
             new, where = stray, "not reachable from the driver's roots (held elsewhere)"
         else:
-            return _grown_container(before, sizes, kept)
+            return _grown_container(cycles, before, sizes, kept)
         kinds = Counter(type(o).__name__ for o in new)
         what = ", ".join(f"{n} {t}" for t, n in kinds.most_common(3))
         rank = {t: i for i, (t, _) in enumerate(kinds.most_common())}
@@ -350,22 +352,25 @@ def _traced_in(tracker: Tracker, obj: object) -> str:
     trace = tracemalloc.get_object_traceback(obj)
     if trace is None:
         return ""
-    frames = list(trace)  # most recent first (tracemalloc's default order)
+    frames = list(reversed(trace))  # a Traceback runs from the oldest frame
     mine = [f for f in frames if str(Path(f.filename).resolve()) in tracker.files]
     frame = (mine or frames)[0]
     return f"{tracker.display(frame.filename)}:{frame.lineno}"
 
 
 def _grown_container(
-    before: dict[int, int], after: dict[int, int], kept: dict[int, tuple[object, int, str]]
+    cycles: int,
+    before: dict[int, int],
+    after: dict[int, int],
+    kept: dict[int, tuple[object, int, str]],
 ) -> str:
-    """No new object (a list of shared values, say): the object whose size grew most."""
+    """No new objects (a list of shared values, say): the object whose size grew most."""
     grown = [(after[k] - before[k], k) for k in after if k in before and after[k] > before[k]]
     if not grown:
-        return "one more run grew nothing the census can name"
+        return f"{cycles} more grew nothing the census can name"
     growth, key = max(grown)
     obj = kept[key][0]
-    return f"one more run grew the {type(obj).__name__} at {_path(key, kept)} by {growth} bytes"
+    return f"{cycles} more grew the {type(obj).__name__} at {_path(key, kept)} by {growth} bytes"
 
 
 def _path(key: int, kept: dict[int, tuple[object, int, str]]) -> str:

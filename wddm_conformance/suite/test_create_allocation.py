@@ -111,12 +111,9 @@ def test_a_failed_batch_keeps_no_driver_state(kernel: Kernel) -> None:
     """What the driver built for the entries before the bad one is gone: not only their
     handles (above), but any state it keeps for them (INTERPRETING.md, "Leaks")."""
     device = kernel.create_device()
-    valid = kernel.encoder.allocation_private_data(AllocationRequest(4096))
-    batch: list[AllocationRequest | bytes] = [
-        AllocationRequest(4096),
-        AllocationRequest(8192, cpu_visible=True),
-        valid[:-1],
-    ]
+    encode = kernel.encoder.allocation_private_data  # once: the encoder is not the driver
+    valid = encode(AllocationRequest(4096))
+    batch = [valid, encode(AllocationRequest(8192, cpu_visible=True)), valid[:-1]]
 
     def failed_batch() -> None:
         if kernel.create_allocations(device, batch, allow_failure=True):

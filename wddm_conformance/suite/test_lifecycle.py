@@ -42,11 +42,13 @@ def test_a_destroyed_allocation_leaves_no_driver_state(kernel: Kernel) -> None:
     """Allocations (a resource of two and a plain one) created by one device, opened by
     another, closed and destroyed, again and again."""
     creator, other = kernel.create_device(), kernel.create_device()
-    requests = [AllocationRequest(4096), AllocationRequest(8192, cpu_visible=True)]
+    encode = kernel.encoder.allocation_private_data  # once: the encoder is not the driver
+    plain = encode(AllocationRequest(4096))
+    pair = [plain, encode(AllocationRequest(8192, cpu_visible=True))]
 
     def create_and_destroy() -> None:
-        made = kernel.create_allocations(creator, requests, resource=0)
-        made += kernel.create_allocations(creator, [AllocationRequest(4096)])
+        made = kernel.create_allocations(creator, pair, resource=0)
+        made += kernel.create_allocations(creator, [plain])
         for a in made:
             kernel.open_for(other, a)
         for a in made:
