@@ -782,7 +782,12 @@ class LeaksOnFailure(ReferenceMiniport):
     def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
         made = []
         for info in args.pAllocationInfo:
-            single = dataclasses.replace(args, NumAllocations=1, pAllocationInfo=[info])
+            single = dataclasses.replace(
+                args,
+                NumAllocations=1,
+                pAllocationInfo=[info],
+                Flags=DXGK_CREATEALLOCATIONFLAGS(0),  # the resource is the whole batch's
+            )
             status = super().create_allocation(single)
             if status != STATUS_SUCCESS:
                 return status  # the earlier ones stay live, their handles in pAllocationInfo
@@ -793,6 +798,8 @@ class LeaksOnFailure(ReferenceMiniport):
         if args.Flags & DXGK_CREATEALLOCATIONFLAGS.Resource:
             resource = args.hResource if args.hResource in self.resources else next(self._handles)
             self.resources.setdefault(resource, set()).update(made)
+            for handle in made:
+                self.allocations[handle].resource = resource
             args.hResource = resource
         return STATUS_SUCCESS
 
@@ -1211,6 +1218,50 @@ class RereadsPatchListIn(ReferenceMiniport):
 
 BREAKS[RereadsPatchListIn] = "REN-COPYFIRST"
 BREAKS[ValidatesPatchListInThenRereads] = "REN-COPYFIRST"
+
+
+class LeaksOnFailedBatch(ReferenceMiniport):
+    """Stages what it parsed of each entry and clears the stage only when the batch
+    succeeds: a failed batch keeps the earlier entries' state (status and handles right)."""
+
+    def _parse_allocation_data(self, raw: bytes):  # type: ignore[no-untyped-def]
+        parsed = super()._parse_allocation_data(raw)
+        self.__dict__.setdefault("staged", []).append(parsed)
+        return parsed
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        if status == STATUS_SUCCESS:
+            self.__dict__.get("staged", []).clear()
+        return status
+
+
+class LeaksOnDestroy(ReferenceMiniport):
+    """DestroyAllocation forgets to drop the allocation's record (the handle never opens again
+    only because the kernel never asks)."""
+
+    def destroy_allocation(self, args: DXGKARG_DESTROYALLOCATION) -> int:
+        records = {h: self.allocations[h] for h in args.pAllocationList if h in self.allocations}
+        status = super().destroy_allocation(args)
+        self.allocations.update(records)
+        return status
+
+
+class LeaksOnDestroyDevice(ReferenceMiniport):
+    """DestroyDevice frees the device's contexts and open handles but leaves the device in
+    the adapter's device table."""
+
+    def destroy_device(self, hDevice: int) -> int:
+        device = self.devices.get(hDevice)
+        status = super().destroy_device(hDevice)
+        if device is not None:
+            self.devices[hDevice] = device
+        return status
+
+
+BREAKS[LeaksOnFailedBatch] = "ALC-ATOMIC"
+BREAKS[LeaksOnDestroy] = "ALC-ADAPTER"
+BREAKS[LeaksOnDestroyDevice] = "ALC-ADAPTER"
 
 
 #: Mutants that break a validation or isolation rule, and the target that finds each.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 from ..attribution import run_program_checked
 from ..driver import AllocationRequest
+from ..errors import DriverViolation, NotJudged
 from ..kernel import Allocation, Context, Kernel, RenderResult
+from ..leaks import find_leak, unsupported
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 
 
@@ -62,3 +64,18 @@ def skip_unless_splitting(k: Kernel) -> None:
     user-mode driver guarantees the DMA buffer is large enough (it rejects, never splits)."""
     if k.rejects_oversized:
         pytest.skip(k.rejects_oversized)
+
+
+def require_no_leak(
+    k: Kernel, requirement: str, ddi: str, cycles: str, cycle: Callable[[], None]
+) -> None:
+    """Run ``cycle`` (whose objects are all gone at its end) enough times to see whether the
+    driver's state grows with their number (:func:`~wddm_conformance.leaks.find_leak`): a
+    leak is ``requirement`` broken in ``ddi``; ``cycles`` names them in the message. A
+    native driver is SKIP (its state is C memory)."""
+    reason = unsupported(k.spec.cls)
+    if reason:
+        raise NotJudged(reason)
+    leak = find_leak(k.driver, cycle, companions=(k.spec.encoder_cls, k.spec.gpu_cls))
+    if leak is not None:
+        raise DriverViolation(requirement, ddi, leak.describe(cycles))

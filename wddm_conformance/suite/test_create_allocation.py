@@ -13,7 +13,7 @@ from ..status import (
     STATUS_GRAPHICS_DRIVER_MISMATCH,
     STATUS_INVALID_PARAMETER,
 )
-from .support import run_checked
+from .support import require_no_leak, run_checked
 
 requirement = pytest.mark.requirement
 
@@ -104,6 +104,24 @@ def test_a_failed_batch_leaves_no_allocation_behind(kernel: Kernel, bad: int) ->
         raise DriverViolation(
             "ALC-PRIVDATA", CREATE, f"accepted a batch whose allocation {bad} is malformed"
         )
+
+
+@requirement("ALC-ATOMIC")
+def test_a_failed_batch_keeps_no_driver_state(kernel: Kernel) -> None:
+    """What the driver built for the entries before the bad one is gone: not only their
+    handles (above), but any state it keeps for them (INTERPRETING.md, "Leaks")."""
+    device = kernel.create_device()
+    encode = kernel.encoder.allocation_private_data  # once: the encoder is not the driver
+    valid = encode(AllocationRequest(4096))
+    batch = [valid, encode(AllocationRequest(8192, cpu_visible=True)), valid[:-1]]
+
+    def failed_batch() -> None:
+        if kernel.create_allocations(device, batch, allow_failure=True):
+            raise DriverViolation(
+                "ALC-PRIVDATA", CREATE, "accepted a batch whose allocation 2 is malformed"
+            )
+
+    require_no_leak(kernel, "ALC-ATOMIC", CREATE, "failed CreateAllocation batches", failed_batch)
 
 
 @requirement("ALC-GDISIZE")
