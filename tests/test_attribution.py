@@ -13,7 +13,7 @@ import pytest
 from tests import mutants as m
 from wddm_conformance import attribution
 from wddm_conformance.driver import GpuExecution, load_driver
-from wddm_conformance.errors import BugCheck, DriverFailure, DriverViolation, HarnessError
+from wddm_conformance.errors import BugCheck, DriverFailure, DriverViolation
 from wddm_conformance.fuzz.base import VARIANTS
 from wddm_conformance.fuzz.patch import PatchInput, PatchTarget
 from wddm_conformance.fuzz.render import Entry, PatchList, RenderInput, RenderTarget
@@ -190,7 +190,7 @@ def test_an_unbind_patched_to_another_allocation_of_the_submission_is_ren_nullal
     assert "binding slot 3" in str(caught.value)
 
 
-def test_a_gpu_model_that_reports_no_binding_for_an_unbind_is_a_harness_error(
+def test_an_unbind_no_submission_bound_is_ren_translate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     k = Kernel("reference")
@@ -202,5 +202,6 @@ def test_a_gpu_model_that_reports_no_binding_for_an_unbind_is_a_harness_error(
         return execution
 
     monkeypatch.setattr(k.gpu, "execute", forgetful)
-    with pytest.raises(HarnessError, match="reported no binding for slot 5"):
+    with pytest.raises(DriverViolation, match="unbinds slot 5, but no DMA it ran bound") as caught:
         _run(k, [Bind(5, None)])
+    assert caught.value.requirement == "REN-TRANSLATE"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .ddi import PAGE_SIZE
-from .errors import DriverViolation, HarnessError
+from .errors import DriverViolation
 from .kernel import Allocation, Kernel, RenderResult
 from .kernel.scheduler import RENDER
 from .program import AllocRef, Bind, Op, apply, describe_difference
@@ -145,9 +145,10 @@ def expect_null_bindings(
     an address in the dummy page after the run, never memory (another allocation of the
     submission included).
 
-    The slots bound by each submission come from the GPU model's ``bindings``; a model
-    that reports none for a slot the program unbinds is a harness error (INTERPRETING.md
-    §1 Companions: a GPU model reports every slot a DMA range binds).
+    The slots bound by each submission come from the GPU model's ``bindings``
+    (INTERPRETING.md §1, "GPU models": a model reports every slot a DMA range binds), so
+    a slot the program unbinds that no submission bound is REN-TRANSLATE: the DMA did not
+    do what the command buffer says (the replays may name the step that lost it).
     """
     last: dict[int, AllocRef | None] = {}
     for op in program:
@@ -162,9 +163,11 @@ def expect_null_bindings(
     dummy = kernel.dummy_page_address
     for slot in unbound:
         if slot not in bound:
-            raise HarnessError(
-                f"{what}: the GPU model reported no binding for slot {slot}, which the program "
-                "unbinds; a GPU model reports every slot a DMA range binds (INTERPRETING.md §1)"
+            raise DriverViolation(
+                "REN-TRANSLATE",
+                RENDER,
+                f"{what}: the program unbinds slot {slot}, but no DMA it ran bound that slot "
+                "(a GPU model reports every slot a DMA range binds: INTERPRETING.md §1)",
             )
         address = bound[slot]
         if address and not dummy <= address < dummy + PAGE_SIZE:
