@@ -615,7 +615,7 @@ class PassesPrivilegedCommands(ReferenceMiniport):
     """Forwards privileged user commands (SETPTE, SETREG) to the GPU instead of rejecting them."""
 
     @staticmethod
-    def _check_command(command: fmt.UserCommand) -> None:
+    def _check_command(command: fmt.UserCommand, reserved: int) -> None:
         return None
 
     @staticmethod
@@ -1262,6 +1262,60 @@ class LeaksOnDestroyDevice(ReferenceMiniport):
 BREAKS[LeaksOnFailedBatch] = "ALC-ATOMIC"
 BREAKS[LeaksOnDestroy] = "ALC-ADAPTER"
 BREAKS[LeaksOnDestroyDevice] = "ALC-ADAPTER"
+
+
+class SkipsValidationAfterCopy(ReferenceMiniport):
+    """Trusts the command that follows a COPY (a fast path for copy chains): skips its
+    privilege and bounds checks. Validation that depends on the previous command."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        self._previous, self._trusted = -1, False
+        return super().render(hContext, args)
+
+    def _check_command(self, command: fmt.UserCommand, reserved: int) -> None:  # type: ignore[override]
+        self._trusted = self._previous == fmt.U_COPY
+        self._previous = command.opcode
+        if not self._trusted:
+            ReferenceMiniport._check_command(command, reserved)
+
+    def _fits(self, offset: int, size: int, allocation_size: int) -> bool:  # type: ignore[override]
+        return self._trusted or ReferenceMiniport._fits(offset, size, allocation_size)
+
+
+class ReservedBitDisablesChecks(ReferenceMiniport):
+    """Reads bit 7 of the header's reserved byte as a "kernel-built" flag: a user command that
+    sets it skips the privilege check and reaches the GPU (the reference ignores the byte)."""
+
+    @staticmethod
+    def _check_command(command: fmt.UserCommand, reserved: int) -> None:
+        if not reserved & 0x80:
+            ReferenceMiniport._check_command(command, reserved)
+
+    @staticmethod
+    def _translate(opcode, fields, reference, entries):  # type: ignore[no-untyped-def]
+        if opcode == fmt.U_SETPTE:
+            return isa.encode("PTE", *fields), []
+        if opcode == fmt.U_SETREG:
+            return isa.encode("REG", *fields), []
+        return ReferenceMiniport._translate(opcode, fields, reference, entries)
+
+
+#: Its opcode dispatch: a 128-entry table, opcodes 0x00-0x7F.
+_DISPATCH = [fmt.BY_OPCODE.get(opcode) for opcode in range(0x80)]
+
+
+class RaisesOnUnknownOpcode(ReferenceMiniport):
+    """Looks opcodes up in a 128-entry table: an opcode of 0x80 or more raises IndexError
+    (the encoder's own illegal command, 0x3C, is rejected as it should be)."""
+
+    @staticmethod
+    def _lookup(opcode: int) -> fmt.UserCommand | None:
+        return _DISPATCH[opcode]
+
+
+BREAKS[SkipsValidationAfterCopy] = "REN-VALIDATE"
+BREAKS[ReservedBitDisablesChecks] = "REN-VALIDATE"
+BREAKS[RaisesOnUnknownOpcode] = "ALL-NORAISE"
 
 
 #: Mutants that break a validation or isolation rule, and the target that finds each.

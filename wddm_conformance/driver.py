@@ -173,6 +173,17 @@ class CommandEncoder(Protocol):
     def illegal_command(self) -> bytes: ...
 
 
+def command_boundaries(encoder: CommandEncoder, program: Sequence[Op]) -> list[int]:
+    """Where each encoded command of ``program`` starts, then where the buffer ends: entry
+    ``i`` is the length of ``encoder.encode(program[:i]).command`` (entry 0 is past any
+    prologue the encoder writes). ``len(program) + 1`` byte offsets, ascending.
+
+    The encoding of a program's prefix is a prefix of its encoding (INTERPRETING.md §1,
+    Companions), so these are the offsets between two commands.
+    """
+    return [len(encoder.encode(program[:i]).command) for i in range(len(program) + 1)]
+
+
 class FaultKind(StrEnum):
     """The GPU faults the harness tells apart (the reference GPU raises only these)."""
 

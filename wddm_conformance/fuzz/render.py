@@ -3,8 +3,10 @@
 An input is a :class:`RenderInput`: a kernel variant, an allocation list over the
 rig's pool (entry 0 is the NULL element), a program in the harness's program model
 that the driver's encoder turns into a command buffer, then what a hostile user mode
-does to it: damage the bytes, lie in (or drop) the input patch-location list, fault
-part of the buffer, or change one byte right after the driver reads it (TOCTOU).
+does to it: damage the bytes (up to 1 + MAX_MORE_DAMAGE kinds of damage, applied in
+order: a bit flip and an injected command in one input), lie in (or drop) the input
+patch-location list, fault part of the buffer, or change one byte right after the driver
+reads it (TOCTOU).
 
 Oracles, by what the input is (:func:`classify`):
 
@@ -12,6 +14,9 @@ Oracles, by what the input is (:func:`classify`):
   (REN-TRANSLATE; REN-PATCHIN when the patch list lied or was missing; REN-COPYFIRST
   under TOCTOU), and no command byte read twice (REN-COPYFIRST);
 * a reference outside the submission: rejected with a validation status (REN-VALIDATE);
+* damaged, where the harness can tell (:func:`demand`): the encoder's privileged or
+  illegal command after undamaged commands only is rejected (REN-VALIDATE); a command
+  cut by the end of the buffer after undamaged commands only, an underrun (REN-UNDERRUN);
 * a faulting byte inside the buffer: an error status (REN-USERFAULT);
 * always: allocations no entry may write stay unchanged (REN-ALLOCINDEX), and the
   kernel's own checks -- statuses, cursors, patch lists, ALL-ISOLATION on every GPU
@@ -20,14 +25,15 @@ Oracles, by what the input is (:func:`classify`):
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..attribution import Submitted, attributed
 from ..ddi import D3DDDI_PATCHLOCATIONLIST
-from ..driver import DDI_METHODS, CommandEncoder
+from ..driver import DDI_METHODS, CommandEncoder, command_boundaries
 from ..errors import DriverViolation
 from ..kernel import Allocation, AllocationUse
 from ..oracles import (
@@ -68,6 +74,45 @@ class Damage(IntEnum):
     SPLICE = 3
     REPLACE = 4
     INJECT = 5  # the encoder's privileged or illegal command, between two commands
+
+
+#: Kinds of damage an input may add after its first (a trailing count, 0 when absent, so an
+#: input written before there were more keeps its meaning).
+MAX_MORE_DAMAGE = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    """One kind of damage: ``at`` (taken modulo the buffer's size) and its bytes (FLIP: the
+    mask; SPLICE, REPLACE: the bytes; INJECT: bit 15 of ``at`` picks the illegal command)."""
+
+    damage: Damage
+    at: int = 0
+    data: bytes = b""
+
+    @classmethod
+    def read(cls, r: Reader) -> Step:
+        damage = Damage(r.u8() % len(Damage))
+        at, data = 0, b""
+        if damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE, Damage.INJECT):
+            at = r.u16()
+        if damage == Damage.FLIP:
+            data = bytes([1 << r.u8() % 8])
+        elif damage in (Damage.SPLICE, Damage.REPLACE):
+            data = r.blob(4096 if damage == Damage.REPLACE else 32)
+        return cls(damage, at, data)
+
+    def write(self, w: Writer) -> None:
+        w.u8(self.damage)
+        if self.damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE, Damage.INJECT):
+            w.u16(self.at)
+        if self.damage == Damage.FLIP:
+            w.u8(self.data[0].bit_length() - 1)
+        elif self.damage in (Damage.SPLICE, Damage.REPLACE):
+            w.blob(self.data)
+
+    def __str__(self) -> str:
+        return f"{self.damage.name.lower()} at {self.at} {self.data[:32].hex()}".rstrip()
 
 
 class PatchList(IntEnum):
@@ -134,6 +179,18 @@ class RenderInput:
     fault_at: int = 0
     fault_byte: int = 0
     sizes: tuple[int, ...] = field(default=(), compare=False)
+    #: damage after the first, in order (at most MAX_MORE_DAMAGE)
+    more: tuple[Step, ...] = ()
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every kind of damage the input does, in order (NONE left out)."""
+        first = Step(self.damage, self.damage_at, self.damage_bytes)
+        return tuple(step for step in (first, *self.more) if step.damage != Damage.NONE)
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.steps)
 
     @classmethod
     def decode(cls, data: bytes, pool_sizes: tuple[int, ...]) -> RenderInput:
@@ -145,32 +202,27 @@ class RenderInput:
             entries.append(Entry(b % 8 % (len(pool_sizes) + 1), bool(b >> 3 & 1), (b >> 4) % 3))
         sizes = (0, *(pool_sizes[e.pool - 1] if e.pool else 0 for e in entries))
         program = tuple(read_program(r, sizes))
-        damage = Damage(r.u8() % len(Damage))
-        at, extra = 0, b""
-        if damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE, Damage.INJECT):
-            at = r.u16()
-        if damage == Damage.FLIP:
-            extra = bytes([1 << r.u8() % 8])
-        elif damage in (Damage.SPLICE, Damage.REPLACE):
-            extra = r.blob(4096 if damage == Damage.REPLACE else 32)
+        first = Step.read(r)
         patch_list = PatchList(r.u8() % len(PatchList))
         lie = r.u32() if patch_list == PatchList.LYING else 0
         fault = Fault(r.u8() % len(Fault))
         fault_at = r.u16() if fault != Fault.NONE else 0
         fault_byte = r.u8() if fault == Fault.TOCTOU else 0
+        more = tuple(Step.read(r) for _ in range(r.u8() % (MAX_MORE_DAMAGE + 1)))
         return cls(
             variant,
             tuple(entries),
             program,
-            damage,
-            at,
-            extra,
+            first.damage,
+            first.at,
+            first.data,
             patch_list,
             lie,
             fault,
             fault_at,
             fault_byte,
             sizes,
+            more,
         )
 
     def encode(self) -> bytes:
@@ -178,13 +230,7 @@ class RenderInput:
         for e in self.entries:
             w.u8(e.encode())
         write_program(w, self.program, self.sizes)
-        w.u8(self.damage)
-        if self.damage in (Damage.TRUNCATE, Damage.FLIP, Damage.SPLICE, Damage.INJECT):
-            w.u16(self.damage_at)
-        if self.damage == Damage.FLIP:
-            w.u8(self.damage_bytes[0].bit_length() - 1)
-        elif self.damage in (Damage.SPLICE, Damage.REPLACE):
-            w.blob(self.damage_bytes)
+        Step(self.damage, self.damage_at, self.damage_bytes).write(w)
         w.u8(self.patch_list)
         if self.patch_list == PatchList.LYING:
             w.u32(self.lie)
@@ -193,12 +239,16 @@ class RenderInput:
             w.u16(self.fault_at)
         if self.fault == Fault.TOCTOU:
             w.u8(self.fault_byte)
+        if self.more:
+            w.u8(len(self.more))
+            for step in self.more:
+                step.write(w)
         return w.bytes()
 
 
 def classify(scenario: RenderInput) -> Kind:
     """Which oracles apply to ``scenario`` (see the module docstring)."""
-    if scenario.damage != Damage.NONE:
+    if scenario.damaged:
         return Kind.UNKNOWN
     sizes, entries = scenario.sizes, (Entry(0), *scenario.entries)
     kind = Kind.VALID
@@ -227,29 +277,93 @@ def bounds(scenario: RenderInput) -> list[str]:
     return out_of_bounds(scenario.program, sizes, len(scenario.sizes))
 
 
-def boundaries(encoder: CommandEncoder, program: tuple[Op, ...]) -> list[int]:
-    """Byte offsets between the encoded commands of ``program`` (0 and the end included)."""
-    return [len(encoder.encode(program[:i]).command) for i in range(len(program) + 1)]
+class Piece(NamedTuple):
+    """A run of a damaged command buffer and what the harness knows it is."""
+
+    data: bytes
+    what: str  # one of PIECES
 
 
-def damaged(command: bytes, s: RenderInput, encoder: CommandEncoder, cuts: list[int]) -> bytes:
-    """The command buffer after what the input does to it."""
-    if s.damage == Damage.TRUNCATE:
-        return command[: s.damage_at % (len(command) + 1)]
-    if s.damage == Damage.FLIP and command:
-        out = bytearray(command)
-        out[s.damage_at % len(out)] ^= s.damage_bytes[0]
-        return bytes(out)
-    if s.damage == Damage.SPLICE:
-        at = s.damage_at % (len(command) + 1)
-        return command[:at] + s.damage_bytes + command[at:]
-    if s.damage == Damage.REPLACE:
-        return s.damage_bytes
-    if s.damage == Damage.INJECT:
-        bad = encoder.illegal_command() if s.damage_at & 0x8000 else encoder.privileged_command()
-        at = cuts[s.damage_at % len(cuts)]
-        return command[:at] + bad + command[at:]
-    return command
+#: What a piece is: the encoder's prologue or one of its commands, undamaged; the encoder's
+#: privileged or illegal command; the head of a command cut off by the buffer's end;
+#: bytes the harness cannot decode.
+PIECES = ("prologue", "command", "hostile", "cut", "unknown")
+
+
+def pieces_of(command: bytes, cuts: list[int]) -> list[Piece]:
+    """``command`` (the encoding) split at ``cuts`` (:func:`command_boundaries`; ``[len]``
+    when they are not needed: one piece)."""
+    out = [Piece(command[: cuts[0]], "prologue")] if cuts[0] else []
+    out += [Piece(command[a:b], "command") for a, b in itertools.pairwise(cuts)]
+    return out
+
+
+def _locate(pieces: list[Piece], at: int) -> tuple[int, int]:
+    """(index of the piece holding byte ``at``, offset in it); ``(len, 0)`` at the end."""
+    for i, piece in enumerate(pieces):
+        if at < len(piece.data):
+            return i, at
+        at -= len(piece.data)
+    return len(pieces), 0
+
+
+def apply_step(pieces: list[Piece], step: Step, encoder: CommandEncoder) -> list[Piece]:
+    """The pieces after one kind of damage."""
+    size = sum(len(p.data) for p in pieces)
+    out = list(pieces)
+    if step.damage == Damage.FLIP and size:
+        i, off = _locate(out, step.at % size)
+        data = bytearray(out[i].data)
+        data[off] ^= step.data[0]
+        out[i] = Piece(bytes(data), "unknown")
+    elif step.damage == Damage.SPLICE:
+        i, off = _locate(out, step.at % (size + 1))
+        if off == 0:
+            out.insert(i, Piece(step.data, "unknown"))
+        else:
+            old = out[i].data
+            out[i] = Piece(old[:off] + step.data + old[off:], "unknown")
+    elif step.damage == Damage.TRUNCATE:
+        i, off = _locate(out, step.at % (size + 1))
+        head = out[i].data[:off] if i < len(out) else b""
+        out = out[:i]
+        if head:
+            out.append(Piece(head, "unknown" if pieces[i].what == "unknown" else "cut"))
+    elif step.damage == Damage.REPLACE:
+        out = [Piece(step.data, "unknown")] if step.data else []
+    elif step.damage == Damage.INJECT:
+        # between two pieces, never before the encoder's prologue
+        first = 1 if out and out[0].what == "prologue" else 0
+        edges = [sum(len(p.data) for p in out[:i]) for i in range(first, len(out) + 1)]
+        where = edges[step.at % len(edges)]
+        i, _ = _locate(out, where)
+        bad = encoder.illegal_command() if step.at & 0x8000 else encoder.privileged_command()
+        out.insert(i, Piece(bad, "hostile"))
+    return out
+
+
+def damaged(
+    command: bytes, s: RenderInput, encoder: CommandEncoder, cuts: list[int]
+) -> tuple[bytes, list[Piece]]:
+    """The command buffer after every kind of damage the input does, and its pieces."""
+    pieces = pieces_of(command, cuts)
+    for step in s.steps:
+        pieces = apply_step(pieces, step, encoder)
+    return b"".join(p.data for p in pieces), pieces
+
+
+def demand(pieces: list[Piece]) -> str:
+    """The rule a damaged buffer must be rejected under ("" when the harness cannot tell):
+    the first piece that is not an undamaged command decides, since nothing before it can
+    change how it is read. An injected command: REN-VALIDATE; a command cut off: REN-UNDERRUN."""
+    for piece in pieces:
+        if piece.what == "hostile":
+            return "REN-VALIDATE"
+        if piece.what == "cut":
+            return "REN-UNDERRUN"
+        if piece.what == "unknown":
+            return ""
+    return ""
 
 
 def patch_list_in(
@@ -301,18 +415,12 @@ class RenderTarget(RigTarget):
         untouched = {a: view(a) for a in alist if a is not None and id(a) not in writable}
         want = k.expected_after(alist, s.program) if kind == Kind.VALID else {}
         encoded = k.encoder.encode(s.program)
-        cuts = (
-            boundaries(k.encoder, s.program) if s.damage in (Damage.TRUNCATE, Damage.INJECT) else []
-        )
-        command = damaged(encoded.command, s, k.encoder, cuts)
+        located = any(step.damage in (Damage.TRUNCATE, Damage.INJECT) for step in s.steps)
+        cuts = command_boundaries(k.encoder, s.program) if located else [len(encoded.command)]
+        command, pieces = damaged(encoded.command, s, k.encoder, cuts)
         plist = patch_list_in(encoded.patch_locations, s)
-        if (
-            self.lean
-            or kind != Kind.VALID
-            or s.damage != Damage.NONE
-            or s.fault not in ATTRIBUTABLE
-        ):
-            self._judge(s, kind, alist, uses, command, cuts, plist, untouched, want)
+        if self.lean or kind != Kind.VALID or s.damaged or s.fault not in ATTRIBUTABLE:
+            self._judge(s, kind, alist, uses, command, pieces, plist, untouched, want)
             return
         patch_fault = s.fault_at if s.fault == Fault.PATCH_LIST else None
         honest = encoded.patch_locations
@@ -320,7 +428,7 @@ class RenderTarget(RigTarget):
             k, rig.context, command, uses, plist, honest, want, patch_fault, s.program
         )
         with attributed(k, replayable):
-            self._judge(s, kind, alist, uses, command, cuts, plist, untouched, want)
+            self._judge(s, kind, alist, uses, command, pieces, plist, untouched, want)
 
     def _judge(
         self,
@@ -329,7 +437,7 @@ class RenderTarget(RigTarget):
         alist: list[Allocation | None],
         uses: list[AllocationUse],
         command: bytes,
-        cuts: list[int],
+        pieces: list[Piece],
         plist: list[D3DDDI_PATCHLOCATIONLIST] | None,
         untouched: dict[Allocation, bytes],
         want: dict[int, bytes],
@@ -368,14 +476,17 @@ class RenderTarget(RigTarget):
             expect_single_fetch(result)
         if toctou is not None and result.render_calls > 1:
             return  # a byte read again by a later Render call is new user content, not a race
-        # Damage to a valid program has one right answer; to an invalid one, any error will do.
-        intact = classify(replace(s, damage=Damage.NONE)) == Kind.VALID
-        if s.damage == Damage.TRUNCATE and command and len(command) not in cuts:
+        # Damage to a valid program has one right answer where nothing else was damaged;
+        # to an invalid program, or with other damage, any error will do.
+        rule = demand(pieces) if s.damaged else ""
+        intact = classify(replace(s, damage=Damage.NONE, more=())) == Kind.VALID
+        intact = intact and all(p.what != "unknown" for p in pieces)
+        if rule == "REN-UNDERRUN":
             cut = f"a command buffer cut to {len(command)} bytes, inside a command"
-            expect_rejected(result, UNDERRUN_ERRORS if intact else ERRORS, "REN-UNDERRUN", cut)
-        elif s.damage == Damage.INJECT:
-            bad = "a privileged or illegal command"
-            expect_rejected(result, VALIDATION_ERRORS if intact else ERRORS, "REN-VALIDATE", bad)
+            expect_rejected(result, UNDERRUN_ERRORS if intact else ERRORS, rule, cut)
+        elif rule == "REN-VALIDATE":
+            bad = "a privileged or illegal command after undamaged commands"
+            expect_rejected(result, VALIDATION_ERRORS if intact else ERRORS, rule, bad)
         if kind == Kind.INVALID:
             if result.status == STATUS_SUCCESS or result.status not in VALIDATION_ERRORS:
                 # the program is formatted only for the failure (a repr per operation)
@@ -412,11 +523,8 @@ class RenderTarget(RigTarget):
             lines.append(f"    {i}: {name}{size}{flags}{place}")
         lines.append("  program (encoded by the driver's command encoder):")
         lines += describe_program(s.program) or ["    (empty)"]
-        if s.damage != Damage.NONE:
-            lines.append(
-                f"  command buffer damage: {s.damage.name.lower()} at {s.damage_at} "
-                f"{s.damage_bytes[:32].hex()}"
-            )
+        for step in s.steps:
+            lines.append(f"  command buffer damage: {step}")
         lines.append(f"  pPatchLocationListIn: {s.patch_list.name.lower()}")
         if s.fault != Fault.NONE:
             lines.append(f"  user memory: {s.fault.name.lower()} at {s.fault_at}")
@@ -466,6 +574,23 @@ class RenderTarget(RigTarget):
         for at, name in ((1, "privileged"), (0x8001, "illegal")):
             inject = replace(base, damage=Damage.INJECT, damage_at=at)
             out.append((f"inject-{name}", inject.encode()))
+        # the privileged command directly after each kind of command
+        for kind in OP_KINDS:
+            pair = (*sample_program(rng, full, [kind], 1), *sample_program(rng, full, ["write"], 1))
+            after = replace(make(0, entries, pair), damage=Damage.INJECT, damage_at=1)
+            out.append((f"inject-after-{kind}", after.encode()))
+        # more than one kind of damage: a bit of the injected command (then one before it)
+        # flipped, a buffer cut inside its last command after the injection
+        encoder = self.rig.kernel.encoder
+        injected = command_boundaries(encoder, base.program)[1]
+        end = len(encoder.encode(base.program).command) + len(encoder.privileged_command())
+        inject = replace(base, damage=Damage.INJECT, damage_at=1)
+        for name, step in (
+            ("inject-flip", Step(Damage.FLIP, injected + 1, b"\x01")),
+            ("inject-flip-before", Step(Damage.FLIP, injected - 1, b"\x01")),
+            ("inject-truncate", Step(Damage.TRUNCATE, end - 1)),
+        ):
+            out.append((f"damage-{name}", replace(inject, more=(step,)).encode()))
         for f in (Fault.COMMAND, Fault.TOCTOU, Fault.PATCH_LIST):
             out.append(
                 (

@@ -53,7 +53,8 @@ class Facts:
     allocations were before they moved. ``dummy``: the dummy page. ``submission``: the
     allocations of the submission (a write there lacked WriteOperation).
     ``out_of_bounds``: the program's references the harness knows reach outside their
-    allocation (the program was built to be rejected). ``raised``: for
+    allocation (the program was built to be rejected), or what the suite damaged in a
+    command buffer whose undamaged program passed. ``raised``: for
     :attr:`Event.EXCEPTION`, the rule the escaped exception named; ``read_past_buffer``:
     it was a read past a kernel buffer the driver was given (0x1E, 0xC0000005, a read).
     ``patch_broke_command``: Patch changed how the range decodes (the GPU model's
@@ -138,9 +139,11 @@ RULES: tuple[Rule, ...] = (
         _accepted,
         "REN-VALIDATE",
         "a program the harness knows reaches outside an allocation (an offset past its end "
-        "or wrapping at 2^32, an allocation index past the list or with bit 31 set) that "
-        "the driver accepted, wherever it shows up (a GPU fault, an access outside the "
-        "submission, a read past a kernel buffer escaping Render): REN-VALIDATE;",
+        "or wrapping at 2^32, an allocation index past the list or with bit 31 set), or "
+        "command bytes the suite damaged after the undamaged program passed (it cannot "
+        "decode them), that the driver accepted, wherever it shows up (a GPU fault, an "
+        "access outside the submission, a read past a kernel buffer escaping Render): "
+        "REN-VALIDATE;",
         "the driver accepted {out_of_bounds}, which it had to reject",
     ),
     Rule(

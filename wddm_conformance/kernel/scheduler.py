@@ -43,7 +43,7 @@ from ..errors import (
     BugCheck,
     DriverViolation,
 )
-from ..memory import UNWRITTEN, KernelBuffer, Ptr, UserBuffer
+from ..memory import UNWRITTEN, KernelAccessViolation, KernelBuffer, Ptr, UserBuffer
 from ..program import describe_difference
 from ..status import (
     RENDER_STATUSES,
@@ -216,9 +216,11 @@ class Scheduler:
 
         ``fault_at``/``toctou`` inject into pCommand and ``patch_fault_at``/``patch_toctou``
         into pPatchLocationListIn, as :class:`~wddm_conformance.memory.UserBuffer` defines
-        them (INTERPRETING.md §4). ``out_of_bounds`` describes the references of the command buffer the caller knows
-        reach outside their allocation (see :func:`~wddm_conformance.program.out_of_bounds`):
-        whatever the driver's acceptance of them leads to is blamed on REN-VALIDATE.
+        them (INTERPRETING.md §4). ``out_of_bounds`` describes the references of the
+        command buffer the caller knows reach outside their allocation (see
+        :func:`~wddm_conformance.program.out_of_bounds`), or the bytes it damaged after the
+        undamaged program passed: whatever the driver's acceptance of them leads to is
+        blamed on REN-VALIDATE.
         """
         context.require(State.ACTIVE)
         device = context.device
@@ -319,9 +321,12 @@ class Scheduler:
         try:
             status = self.k.caller.call("render", context.hContext, args)
         except BugCheck as exc:
-            read = exc.code == KMODE_EXCEPTION_NOT_HANDLED and exc.parameters[0::2] == (
-                STATUS_ACCESS_VIOLATION,
-                0,
+            # a read past a kernel buffer it was given, not one through a buffer of an
+            # earlier call (the same bug check, but no list it failed to check)
+            read = (
+                exc.code == KMODE_EXCEPTION_NOT_HANDLED
+                and exc.parameters[0::2] == (STATUS_ACCESS_VIOLATION, 0)
+                and isinstance(exc.__cause__, KernelAccessViolation)
             )
             facts = Facts(
                 Event.EXCEPTION,

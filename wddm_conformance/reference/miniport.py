@@ -373,11 +373,11 @@ class ReferenceMiniport:
                     staged, at = self._stage(args, consumed, staged[at:], remaining), 0
                     if len(staged) < fmt.HEADER.size:
                         raise _Reject(STATUS_INVALID_USER_BUFFER)
-                opcode, _, length = fmt.HEADER.unpack_from(staged, at)
-                command = fmt.BY_OPCODE.get(opcode)
+                opcode, reserved, length = fmt.HEADER.unpack_from(staged, at)
+                command = self._lookup(opcode)
                 if command is None:
                     raise _Reject(STATUS_ILLEGAL_INSTRUCTION)
-                self._check_command(command)
+                self._check_command(command, reserved)
                 if length != command.size:
                     raise _Reject(STATUS_INVALID_USER_BUFFER)
                 if len(staged) - at < length:
@@ -435,8 +435,14 @@ class ReferenceMiniport:
         return staged + args.pCommand.read(take, start)
 
     @staticmethod
-    def _check_command(command: fmt.UserCommand) -> None:
-        """REN-VALIDATE: privileged user commands never reach the GPU."""
+    def _lookup(opcode: int) -> fmt.UserCommand | None:
+        """The user command ``opcode`` (0-255) names; None for an unknown opcode."""
+        return fmt.BY_OPCODE.get(opcode)
+
+    @staticmethod
+    def _check_command(command: fmt.UserCommand, reserved: int) -> None:
+        """REN-VALIDATE: privileged user commands never reach the GPU, whatever the header's
+        ``reserved`` byte holds (the reference ignores it; it switches nothing off)."""
         if command.privileged:
             raise _Reject(STATUS_PRIVILEGED_INSTRUCTION)
 
