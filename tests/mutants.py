@@ -1346,6 +1346,8 @@ FUZZABLE: dict[type[ReferenceMiniport], str] = {
     GdiSizeOneRow: "create_allocation",
     ReadsForeignMemory: "lifecycle",
     IgnoresPatchListRoom: "render",
+    SkipsValidationAfterCopy: "render",
+    RaisesOnUnknownOpcode: "render",
 }
 
 

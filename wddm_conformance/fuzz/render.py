@@ -285,9 +285,10 @@ class Piece(NamedTuple):
 
 
 #: What a piece is: the encoder's prologue or one of its commands, undamaged; the encoder's
-#: privileged or illegal command; the head of a command cut off by the buffer's end;
-#: bytes the harness cannot decode.
-PIECES = ("prologue", "command", "hostile", "cut", "unknown")
+#: privileged or illegal command; the head of a command, or of that command, cut off by
+#: the buffer's end (rejected either way: any error for the latter); bytes the harness
+#: cannot decode.
+PIECES = ("prologue", "command", "hostile", "cut", "cut-hostile", "unknown")
 
 
 def pieces_of(command: bytes, cuts: list[int]) -> list[Piece]:
@@ -328,7 +329,8 @@ def apply_step(pieces: list[Piece], step: Step, encoder: CommandEncoder) -> list
         head = out[i].data[:off] if i < len(out) else b""
         out = out[:i]
         if head:
-            out.append(Piece(head, "unknown" if pieces[i].what == "unknown" else "cut"))
+            cut = {"unknown": "unknown", "hostile": "cut-hostile"}.get(pieces[i].what, "cut")
+            out.append(Piece(head, cut))
     elif step.damage == Damage.REPLACE:
         out = [Piece(step.data, "unknown")] if step.data else []
     elif step.damage == Damage.INJECT:
@@ -355,13 +357,14 @@ def damaged(
 def demand(pieces: list[Piece]) -> str:
     """The rule a damaged buffer must be rejected under ("" when the harness cannot tell):
     the first piece that is not an undamaged command decides, since nothing before it can
-    change how it is read. An injected command: REN-VALIDATE; a command cut off: REN-UNDERRUN."""
-    for piece in pieces:
+    change how it is read. An injected command: REN-VALIDATE; a command cut off by the end
+    of the buffer: REN-UNDERRUN (followed by other bytes, the cut is no longer known)."""
+    for i, piece in enumerate(pieces):
         if piece.what == "hostile":
             return "REN-VALIDATE"
-        if piece.what == "cut":
+        if piece.what in ("cut", "cut-hostile") and i == len(pieces) - 1:
             return "REN-UNDERRUN"
-        if piece.what == "unknown":
+        if piece.what != "command" and piece.what != "prologue":
             return ""
     return ""
 
@@ -480,7 +483,7 @@ class RenderTarget(RigTarget):
         # to an invalid program, or with other damage, any error will do.
         rule = demand(pieces) if s.damaged else ""
         intact = classify(replace(s, damage=Damage.NONE, more=())) == Kind.VALID
-        intact = intact and all(p.what != "unknown" for p in pieces)
+        intact = intact and all(p.what not in ("unknown", "cut-hostile") for p in pieces)
         if rule == "REN-UNDERRUN":
             cut = f"a command buffer cut to {len(command)} bytes, inside a command"
             expect_rejected(result, UNDERRUN_ERRORS if intact else ERRORS, rule, cut)

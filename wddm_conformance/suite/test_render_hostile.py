@@ -70,7 +70,8 @@ class Submission:
 
     command: bytes
     uses: tuple[AllocationUse, ...]
-    patch_list: tuple[D3DDDI_PATCHLOCATIONLIST, ...]
+    #: the UMD's patch list (None: none given, the list being optional, REN-PATCHIN)
+    patch_list: tuple[D3DDDI_PATCHLOCATIONLIST, ...] | None
     #: references the harness knows are outside their allocation, or what it damaged
     out_of_bounds: tuple[str, ...]
 
@@ -79,7 +80,7 @@ class Submission:
             ctx,
             self.command,
             list(self.uses),
-            patch_list_in=list(self.patch_list),
+            patch_list_in=None if self.patch_list is None else list(self.patch_list),
             out_of_bounds=self.out_of_bounds,
         )
 
@@ -111,17 +112,17 @@ def _with_hostile(
     flip: int | None = None,
 ) -> Submission:
     """``before``, the hostile command, ``after``, encoded by the driver's encoder; with
-    ``flip``, that bit of the hostile command's bytes inverted (bit 0 = bit 0 of its first byte)."""
+    ``flip``, that bit of the hostile command's bytes inverted (bit 0 = bit 0 of its first
+    byte) and no input patch list, as :func:`_ignored_bits` learned the bit."""
     if hostile == "out-of-bounds":
         a = alist[1]
         assert a is not None
         program = [*before, _out_of_bounds(a), *after]
         p = k.encode_program(alist, program)
-        command = p.command
-        if flip is not None:
-            at = command_boundaries(k.encoder, program)[len(before)]
-            command = _flipped(command, at, flip)
-        return Submission(command, p.uses, p.patch_locations, p.out_of_bounds)
+        if flip is None:
+            return Submission(p.command, p.uses, p.patch_locations, p.out_of_bounds)
+        at = command_boundaries(k.encoder, program)[len(before)]
+        return Submission(_flipped(p.command, at, flip), p.uses, None, p.out_of_bounds)
     bad = k.encoder.privileged_command() if hostile == "privileged" else k.encoder.illegal_command()
     if flip is not None:
         bad = _flipped(bad, 0, flip)
@@ -129,7 +130,8 @@ def _with_hostile(
     p = k.encode_program(alist, program)
     at = command_boundaries(k.encoder, program)[len(before)]
     command = p.command[:at] + bad + p.command[at:]
-    return Submission(command, p.uses, _shifted(p.patch_locations, at, len(bad)), ())
+    plist = None if flip is not None else _shifted(p.patch_locations, at, len(bad))
+    return Submission(command, p.uses, plist, ())
 
 
 def _flipped(data: bytes, start: int, bit: int) -> bytes:
@@ -161,7 +163,8 @@ def test_a_hostile_command_is_rejected_after_every_kind_of_command(
 def _ignored_bits(k: Kernel, ctx: Context, alist: Sequence[Allocation | None]) -> list[int]:
     """Bits (from the start of a command) the driver ignores in every kind of command: with
     the bit flipped, the command is accepted and memory ends as the undamaged one leaves it.
-    Only bits inside the shortest command are tried."""
+    Only bits inside the shortest command are tried, with no input patch list (so the
+    command's bytes are all the driver has to go on)."""
     encoded = {kind: k.encode_program(alist, [op]) for kind, op in NEIGHBOURS.items()}
     starts = {kind: command_boundaries(k.encoder, [op])[0] for kind, op in NEIGHBOURS.items()}
     shortest = min(len(p.command) - starts[kind] for kind, p in encoded.items())
@@ -174,7 +177,7 @@ def _ignored_bits(k: Kernel, ctx: Context, alist: Sequence[Allocation | None]) -
             damaged = Submission(
                 _flipped(p.command, starts[kind], bit),
                 everything,
-                p.patch_locations,
+                None,
                 (
                     f"{op} with bit {bit} of its command flipped (damaged: the harness cannot "
                     "decode it)",
@@ -200,11 +203,19 @@ def test_a_bit_the_driver_ignores_does_not_switch_its_checks_off(
     valid command of every kind. A driver that rejects any reserved bit set has none, and
     passes."""
     ctx, alist = _scene(kernel)
+    a = alist[1]
+    assert a is not None
+    hostile_length = {
+        "privileged": len(kernel.encoder.privileged_command()),
+        "illegal": len(kernel.encoder.illegal_command()),
+        "out-of-bounds": len(kernel.encoder.encode([_out_of_bounds(a)]).command)
+        - command_boundaries(kernel.encoder, [])[0],
+    }[hostile]
     for bit in _ignored_bits(kernel, ctx, alist):
+        if bit >= 8 * hostile_length:
+            continue
         for position, (before, after) in POSITIONS.items():
             submission = _with_hostile(kernel, alist, before, hostile, after, flip=bit)
-            if hostile != "out-of-bounds" and bit >= 8 * len(submission.command):
-                continue
             result = submission.render(kernel, ctx)
             what = (
                 f"{_what(hostile, position)}, with bit {bit} of the command set (a bit the "
