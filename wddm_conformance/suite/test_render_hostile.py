@@ -10,10 +10,11 @@ command format:
 * reserved bits: a bit the driver ignores in every valid command of every kind (flipping
   it leaves status and memory as they were: a reserved field, by the driver's own
   answers) set in a hostile command leaves it hostile: rejected (REN-VALIDATE);
-* vocabulary: every value of every byte of each kind's command (unknown opcodes, lengths
-  that disagree with the opcode, anything), random words between commands: an allowed
-  status and never an exception (REN-STATUS, ALL-NORAISE); a command cut at any byte is
-  rejected (REN-UNDERRUN).
+* vocabulary: every value of every byte of each kind's command that is no operand
+  (unknown opcodes, lengths that disagree with the opcode, flags), sampled values of its
+  operand bytes, random words between commands: an allowed status and never an
+  exception (REN-STATUS, ALL-NORAISE); a command cut at any byte is rejected
+  (REN-UNDERRUN).
 
 The harness cannot decode damaged bytes, so what the GPU does with damaged bytes the
 driver accepted is blamed on REN-VALIDATE (row 1 of the blame table, INTERPRETING.md §5),
@@ -86,11 +87,16 @@ class Submission:
 
 
 def _scene(k: Kernel) -> tuple[Context, list[Allocation | None]]:
-    """A context and entries 1 and 2 of 8 KiB; every kind of command, undamaged, passes
-    first, so a driver that cannot translate them fails that rule, not this file's."""
+    """A context and entries 1 and 2 of 8 KiB; each kind of command, undamaged, alone (it
+    fits any DMA buffer) and all together (unless the driver may reject that as larger
+    than its DMA buffer), passes first, so a driver that cannot translate them fails that
+    rule, not this file's."""
     ctx, a, b = pair(k, 8192, aperture=False)
     alist: list[Allocation | None] = [None, a, b]
-    run_checked(k, ctx, alist, EVERY_KIND, "one command of every kind, undamaged")
+    for kind, op in NEIGHBOURS.items():
+        run_checked(k, ctx, alist, [op], f"one {kind} command, undamaged")
+    if not k.rejects_oversized:
+        run_checked(k, ctx, alist, EVERY_KIND, "one command of every kind, undamaged")
     return ctx, alist
 
 
