@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wddm_conformance.driver import command_boundaries, load_driver
 from wddm_conformance.errors import DriverFailure
@@ -171,3 +173,27 @@ def test_damage_applies_in_order_to_the_pieces() -> None:
     assert out == bytes([command[0] ^ 1]) + command[1:9]
     assert pieces_of(command, cuts)[0].what == "prologue"
     assert replace(s, more=()).steps == (Step(Damage.INJECT, 2),)
+
+
+STEPS = st.builds(
+    Step,
+    st.sampled_from([d for d in Damage if d != Damage.NONE]),
+    st.integers(0, 0xFFFF),
+    st.one_of(st.sampled_from([bytes([1 << b]) for b in range(8)]), st.binary(max_size=24)),
+).filter(lambda s: s.damage != Damage.FLIP or (len(s.data) == 1 and s.data[0].bit_count() == 1))
+
+
+@pytest.mark.parametrize("driver", ["reference", "tests.second_driver:Miniport"])
+def test_several_kinds_of_damage_find_nothing_on_a_correct_driver(driver: str) -> None:
+    """No false positives from the pieces' verdicts, in either command format."""
+    t = _target(driver)
+    seed = t.decode((CORPORA / "render" / "inject-after-copy").read_bytes())
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(st.lists(STEPS, min_size=2, max_size=4))
+    def clean(steps: list[Step]) -> None:
+        first, *more = steps
+        s = replace(seed, damage=first.damage, damage_at=first.at, damage_bytes=first.data)
+        t.run(replace(s, more=tuple(more)).encode())
+
+    clean()
