@@ -216,11 +216,9 @@ class Scheduler:
 
         ``fault_at``/``toctou`` inject into pCommand and ``patch_fault_at``/``patch_toctou``
         into pPatchLocationListIn, as :class:`~wddm_conformance.memory.UserBuffer` defines
-        them (INTERPRETING.md §4). ``out_of_bounds`` describes the references of the
-        command buffer the caller knows reach outside their allocation (see
-        :func:`~wddm_conformance.program.out_of_bounds`), or the bytes it damaged after the
-        undamaged program passed: whatever the driver's acceptance of them leads to is
-        blamed on REN-VALIDATE.
+        them (INTERPRETING.md §4). ``out_of_bounds``: the references the caller knows reach
+        outside their allocation (:func:`~wddm_conformance.program.out_of_bounds`), or bytes
+        it damaged: what accepting them leads to is REN-VALIDATE's (blame row 1).
         """
         context.require(State.ACTIVE)
         device = context.device
