@@ -212,14 +212,11 @@ class Scheduler:
         patch_toctou: tuple[int, bytes] | None = None,
         out_of_bounds: Sequence[str] = (),
     ) -> RenderResult:
-        """Translate, submit and execute one command buffer (see the module docstring).
-
-        ``fault_at``/``toctou`` inject into pCommand and ``patch_fault_at``/``patch_toctou``
-        into pPatchLocationListIn, as :class:`~wddm_conformance.memory.UserBuffer` defines
-        them (INTERPRETING.md §4). ``out_of_bounds``: the references the caller knows reach
-        outside their allocation (:func:`~wddm_conformance.program.out_of_bounds`), or bytes
-        it damaged: what accepting them leads to is REN-VALIDATE's (blame row 1).
-        """
+        """Translate, submit and execute one command buffer (module docstring); ``fault_at``,
+        ``toctou``, ``patch_fault_at``, ``patch_toctou``: as :class:`.memory.UserBuffer`
+        defines them (INTERPRETING.md §4); ``out_of_bounds``: references the caller knows
+        reach outside their allocation (:func:`.program.out_of_bounds`), or bytes it
+        damaged, whose acceptance is REN-VALIDATE's (blame row 1)."""
         context.require(State.ACTIVE)
         device = context.device
         if device.state == State.LOST:
