@@ -230,7 +230,8 @@ def test_a_bit_the_driver_ignores_does_not_switch_its_checks_off(
             expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", what)
 
 
-#: The same kinds with other operands: every operand byte NEIGHBOURS writes differs here.
+#: The same kinds with other operands, whose low bytes (and the second of each offset and
+#: size) differ from NEIGHBOURS': the bytes that stay the same are no operand's.
 OTHER_OPERANDS: dict[str, Op] = {
     "copy": Copy(AllocRef(2, 0x0F51), AllocRef(1, 0x0AE7), 0x1F3),
     "fill": Fill(AllocRef(1, 0x0C13), 0x2E5, 0x01020304),
@@ -239,8 +240,9 @@ OTHER_OPERANDS: dict[str, Op] = {
     "bind": Bind(6, AllocRef(2, 0x1323)),
     "unbind": Bind(3, None),
 }
-#: Values every byte of a command takes; a byte the encoder writes the same whatever the
-#: operands (an opcode, a length, a flag or reserved field) takes all 256.
+#: Values every operand byte of a command takes (with each single-bit change); a byte the
+#: encoder writes the same whatever the operands (an opcode, a length, a flag or reserved
+#: field) takes all 256.
 SAMPLED_VALUES = (0x00, 0x01, 0x7F, 0x80, 0xFF)
 
 
@@ -285,8 +287,9 @@ def test_every_value_of_every_byte_of_a_command_gets_an_allowed_status(
     kernel: Kernel, kind: str
 ) -> None:
     """Unknown opcodes, lengths that disagree with the opcode, flags, reserved fields, any
-    operand (:func:`_byte_values`): the kernel judges each answer (an allowed status, no exception, and whatever was accepted stays
-    inside the submission). Nothing more can be asked without knowing the format."""
+    operand (:func:`_byte_values`): the kernel judges each answer (an allowed status, no
+    exception, and whatever was accepted stays inside the submission). Nothing more can be
+    asked without knowing the format."""
     ctx, alist = _scene(kernel)
     for submission in _byte_values(kernel, alist, kind):
         submission.render(kernel, ctx)
