@@ -230,8 +230,9 @@ def test_a_bit_the_driver_ignores_does_not_switch_its_checks_off(
             expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", what)
 
 
-#: The same kinds with other operands, whose low bytes (and the second of each offset and
-#: size) differ from NEIGHBOURS': the bytes that stay the same are no operand's.
+#: The same kinds with other operands, whose low two bytes differ from NEIGHBOURS': the
+#: bytes that stay the same are a command's opcode, length, flags and reserved fields (and
+#: the high bytes of its operands, where nearly every value is out of bounds).
 OTHER_OPERANDS: dict[str, Op] = {
     "copy": Copy(AllocRef(2, 0x0F51), AllocRef(1, 0x0AE7), 0x1F3),
     "fill": Fill(AllocRef(1, 0x0C13), 0x2E5, 0x01020304),
