@@ -230,7 +230,7 @@ def test_a_bit_the_driver_ignores_does_not_switch_its_checks_off(
             expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", what)
 
 
-#: The same kinds with other operands, whose low two bytes differ from NEIGHBOURS': the
+#: The same kinds with other operands, differing from NEIGHBOURS' in their low bytes: the
 #: bytes that stay the same are a command's opcode, length, flags and reserved fields (and
 #: the high bytes of its operands, where nearly every value is out of bounds).
 OTHER_OPERANDS: dict[str, Op] = {
