@@ -79,9 +79,12 @@ def _run(*writes: list[tuple[int, int]]) -> PagingRun:
 
 
 def test_a_hole_a_later_partial_buffer_resumes_past_is_a_resume_fault() -> None:
-    assert _skipped_between_calls(_run([(0, 100)], [(200, 100)]))  # 100-199 skipped
-    assert not _skipped_between_calls(_run([(0, 100)], [(100, 100)]))  # exactly resumed
-    assert not _skipped_between_calls(_run([(0, 100)], [(100, 50)]))  # short at the end
+    want = [(0, 300)]
+    assert _skipped_between_calls(_run([(0, 100)], [(200, 100)]), want)  # 100-199 skipped
+    assert not _skipped_between_calls(_run([(0, 100)], [(100, 100)]), want)  # short at the end
+    # an MDL's pages lie apart: the bytes between them are not the operation's
+    pages = [(0, 100), (1000, 100)]
+    assert not _skipped_between_calls(_run([(0, 100)], [(1000, 50)]), pages)
 
 
 #: Each new broken driver, the direct check that catches it (-k), and the ID it must name.

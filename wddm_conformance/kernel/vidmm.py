@@ -177,9 +177,9 @@ def coverage(ranges: list[Range]) -> tuple[list[Range], bool]:
     return merged, overlap
 
 
-def _skipped_between_calls(run: PagingRun) -> bool:
-    """Whether a later partial buffer of ``run`` starts writing past a gap right after
-    where an earlier one stopped (a byte nobody wrote between the two)."""
+def _skipped_between_calls(run: PagingRun, want: list[Range]) -> bool:
+    """Whether a later partial buffer of ``run`` starts writing past a hole right after
+    where an earlier one stopped: a byte of ``want`` nobody wrote between the two."""
     merged, _ = coverage(run.writes)
     ends = {start + n for e in run.executions for start, n in e.writes}
     for i, later in enumerate(run.executions[1:], 1):
@@ -187,6 +187,8 @@ def _skipped_between_calls(run: PagingRun) -> bool:
             stopped = max((e for e in ends if e < start), default=None)
             if stopped is None or any(s <= stopped < s + n for s, n in merged):
                 continue  # the byte after the earlier write is written by someone
+            if not any(s <= stopped < s + n for s, n in want):
+                continue  # not a byte of the operation (the next page of an MDL, say)
             if any(stopped == a + n for e in run.executions[:i] for a, n in e.writes):
                 return True
     return False
@@ -878,7 +880,7 @@ class VidMm:
             missing = sum(n for _, n in want) - sum(n for _, n in merged)
             # A hole one partial buffer stops before and a later one resumes after is a
             # resume in the wrong place; a hole at the end is the operation's own fault.
-            skipped = any(_skipped_between_calls(run) for run in runs if run.calls > 1)
+            skipped = any(_skipped_between_calls(r, want) for r in runs if r.calls > 1)
             raise DriverViolation(
                 "PGB-MULTIPASS" if skipped else rule,
                 DDI,
