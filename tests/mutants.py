@@ -22,6 +22,7 @@ from wddm_conformance.ddi import (
     DXGK_PATCHFLAGS,
     DXGK_TRANSFERFLAGS,
     DXGKARG_BUILDPAGINGBUFFER,
+    DXGKARG_CLOSEALLOCATION,
     DXGKARG_CREATEALLOCATION,
     DXGKARG_DESTROYALLOCATION,
     DXGKARG_OPENALLOCATION,
@@ -1316,6 +1317,155 @@ class RaisesOnUnknownOpcode(ReferenceMiniport):
 BREAKS[SkipsValidationAfterCopy] = "REN-VALIDATE"
 BREAKS[ReservedBitDisablesChecks] = "REN-VALIDATE"
 BREAKS[RaisesOnUnknownOpcode] = "ALL-NORAISE"
+
+
+class EmptyBufferBadStatus(ReferenceMiniport):
+    """Answers an empty command buffer (CommandLength 0) with STATUS_NOT_SUPPORTED, a status
+    Render may not return; every other buffer is handled right."""
+
+    def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
+        if args.CommandLength == 0:
+            return STATUS_NOT_SUPPORTED
+        return super().render(hContext, args)
+
+
+class ChecksSizeIn16Bits(ReferenceMiniport):
+    """Bounds-checks a reference's size in 16 bits (the width the suite's generators once
+    used): a 65,600-byte fill of an 8 KiB allocation passes as 64 bytes."""
+
+    @staticmethod
+    def _fits(offset: int, size: int, allocation_size: int) -> bool:
+        return offset + (size & 0xFFFF) <= allocation_size
+
+
+class EmptyListUnchecked(ReferenceMiniport):
+    """Skips the index check when AllocationListSize is 0 ("no list, no limit") and reads
+    the entry through pAllocationList: past the end of the kernel's buffer."""
+
+    @staticmethod
+    def _in_list(index: int, count: int) -> bool:
+        return count == 0 or index < count
+
+    @staticmethod
+    def _entry(
+        args: DXGKARG_RENDER, entries: list[DXGK_ALLOCATIONLIST], index: int
+    ) -> DXGK_ALLOCATIONLIST:
+        return entries[index] if entries else DXGK_ALLOCATIONLIST.read(args.pAllocationList, index)
+
+
+BREAKS[EmptyBufferBadStatus] = "REN-STATUS"
+BREAKS[ChecksSizeIn16Bits] = "REN-VALIDATE"
+BREAKS[EmptyListUnchecked] = "REN-VALIDATE"
+
+
+class HandleCounterWraps16(ReferenceMiniport):
+    """Numbers allocations with a 16-bit counter: the 65,537th creation gets the first
+    allocation's handle again while that one still lives."""
+
+    def create_allocation(self, args: DXGKARG_CREATEALLOCATION) -> int:
+        status = super().create_allocation(args)
+        if status != STATUS_SUCCESS:
+            return status
+        for info in args.pAllocationInfo:
+            serial = self.__dict__.get("serial", 0)
+            self.serial = serial + 1
+            handle = 0x1_0000_0000 | serial & 0xFFFF
+            allocation = self.allocations.pop(info.hAllocation)
+            if allocation.resource:
+                self.resources[allocation.resource].discard(info.hAllocation)
+                self.resources[allocation.resource].add(handle)
+            self.allocations[handle] = allocation
+            info.hAllocation = handle
+        return status
+
+
+class FreesOnLastClose(ReferenceMiniport):
+    """Frees an allocation when the last device that has it open closes it or is destroyed:
+    it belongs to the adapter until DestroyAllocation, so a device that opens it later
+    (a shared surface) finds it gone."""
+
+    def _free_unopened(self, closed: set[int]) -> None:
+        still_open = set(self.opened.values())
+        for handle in closed - still_open:
+            self.allocations.pop(handle, None)
+
+    def close_allocation(self, hDevice: int, args: DXGKARG_CLOSEALLOCATION) -> int:
+        closed = {self.opened.get(h, 0) for h in args.pOpenHandleList[: args.NumAllocations]}
+        status = super().close_allocation(hDevice, args)
+        self._free_unopened(closed)
+        return status
+
+    def destroy_device(self, hDevice: int) -> int:
+        device = self.devices.get(hDevice)
+        closed = {self.opened.get(h, 0) for h in device.opened} if device else set()
+        status = super().destroy_device(hDevice)
+        self._free_unopened(closed)
+        return status
+
+
+class MultipassSkipsAChunk(ReferenceMiniport):
+    """Resumes a transfer between two segments one chunk (1 MiB) too late: when the paging
+    buffer runs out inside such a transfer, a chunk is never copied."""
+
+    def _build_transfer(
+        self, args: DXGKARG_BUILDPAGINGBUFFER, t: DXGK_BUILDPAGINGBUFFER_TRANSFER
+    ) -> int:
+        if args.MultipassOffset and t.Source.SegmentId and t.Destination.SegmentId:
+            args.MultipassOffset = min(args.MultipassOffset + ref.PAGING_CHUNK, t.TransferSize)
+        return super()._build_transfer(args, t)
+
+
+class MapSkipsABlock(ReferenceMiniport):
+    """Writes page-table entries a block of 512 (2 MiB of aperture) at a time and skips the
+    second block of a range: a map of more than 512 pages leaves pages 512-1023 of it as
+    they were."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        amap = args.MapApertureSegment
+        if args.Operation != OP.DXGK_OPERATION_MAP_APERTURE_SEGMENT or amap.NumberOfPages <= 512:
+            return super().build_paging_buffer(args)
+        start, status = args.pDmaBuffer, super().build_paging_buffer(args)
+        nop = isa.encode("NOP").ljust(isa.BY_MNEMONIC["PTE"].size, b"\0")
+        for at in range(0, args.pDmaBuffer - start, len(nop)):
+            page = struct.unpack_from("<I", start.read(8, at), 4)[0] - amap.OffsetInPages
+            if 512 <= page < 1024:
+                start.write(nop, at)
+        return status
+
+
+class PatchesOnlyOnce(ReferenceMiniport):
+    """Remembers the DMA buffers (and ranges) it patched and leaves them alone on a later
+    Patch: after a relocation the second Patch keeps the old addresses."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        seen = self.__dict__.setdefault("patched", [])
+        key = (args.pDmaBuffer.region, args.DmaBufferSubmissionStartOffset)
+        if not any(r is key[0] and s == key[1] for r, s in seen):
+            seen.append(key)  # keeps the buffer alive, so its identity is never reused
+            return super().patch(args)
+        patch_list, args.pPatchLocationList = args.pPatchLocationList, None
+        try:
+            return super().patch(args)  # the fence only
+        finally:
+            args.pPatchLocationList = patch_list
+
+
+class CachesFirstFill(ReferenceMiniport):
+    """Keeps the pattern of the first FILL it builds and uses it for every later fill."""
+
+    def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
+        if args.Operation == OP.DXGK_OPERATION_FILL:
+            pattern = self.__dict__.setdefault("first_pattern", args.Fill.FillPattern)
+            args.Fill.FillPattern = pattern
+        return super().build_paging_buffer(args)
+
+
+BREAKS[HandleCounterWraps16] = "ALC-HANDLE"
+BREAKS[FreesOnLastClose] = "ALC-ADAPTER"
+BREAKS[MultipassSkipsAChunk] = "PGB-MULTIPASS"
+BREAKS[MapSkipsABlock] = "PGB-MAP"
+BREAKS[PatchesOnlyOnce] = "PAT-REPATCH"
+BREAKS[CachesFirstFill] = "PGB-FILL"
 
 
 #: Mutants that break a validation or isolation rule, and the target that finds each.

@@ -118,8 +118,14 @@ def test_interpreting_section_5_lists_the_blame_table() -> None:
 REPLAY_CASES = [
     (0, Failure("ALL-ISOLATION", deviates=True), Variation.HONEST, "REN-PATCHIN"),
     (1, Failure("REN-FULLPATCH", patched=True, split=True), Variation.UNSPLIT, "PAT-RANGE"),
-    (2, Failure("REN-TRANSLATE", patched=True), Variation.UNPATCHED, "REN-FULLPATCH"),
-    (3, Failure("REN-TRANSLATE", patched=False), Variation.REPATCHED, "REN-PREPATCH"),
+    (
+        2,
+        Failure("REN-FULLPATCH", patched=True, moved_repatch=True),
+        Variation.PATCHED_ONCE,
+        "PAT-REPATCH",
+    ),
+    (3, Failure("REN-TRANSLATE", patched=True), Variation.UNPATCHED, "REN-FULLPATCH"),
+    (4, Failure("REN-TRANSLATE", patched=False), Variation.REPATCHED, "REN-PREPATCH"),
 ]
 
 

@@ -426,6 +426,8 @@ FUZZ_OPS: list[tuple[Op, bool]] = [  # an operation, and whether every driver mu
     (Bind(3, AllocRef(1, 8192)), True),
     (Copy(AllocRef(1, 0xFFFF_FF00), AllocRef(2), 0x200), False),  # the end wraps at 2^32
     (Write(AllocRef(0x8000_0001), 1), False),  # bit 31 set: negative when compared signed
+    (Fill(AllocRef(1), 0x1_0040, 0), False),  # 64 bytes when the size is taken in 16 bits
+    (Copy(AllocRef(1, 16), AllocRef(2), 0x8000_0000), False),  # negative when signed
     (Fill(AllocRef(1, 8190), 4, 0), False),
     (Write(AllocRef(0, 0), 1), False),  # the NULL element
     (Copy(AllocRef(1), AllocRef(2), 0), False),  # nothing to copy

@@ -94,7 +94,7 @@ def attributed(k: Kernel, submitted: Submitted) -> Iterator[None]:
     refined rule, from the original, its message ending with the replay that was right;
     any other exception passes unchanged. Bug checks are never refined.
     """
-    patch_calls = k.scheduler.patch_calls
+    patch_calls, moved_repatches = k.scheduler.patch_calls, k.scheduler.moved_repatches
     try:
         yield
     except DriverViolation as exc:
@@ -103,6 +103,7 @@ def attributed(k: Kernel, submitted: Submitted) -> Iterator[None]:
             patched=k.scheduler.patch_calls > patch_calls,
             split=k.mode.split_submissions,
             deviates=submitted.deviates,
+            moved_repatch=k.scheduler.moved_repatches > moved_repatches,
         )
         verdict = refine(failure, lambda v: _replay_is_right(k, submitted, v, failure))
         if verdict is None or verdict.requirement == exc.requirement:
@@ -126,6 +127,8 @@ def _replay_mode(mode: KernelMode, variation: Variation, failure: Failure) -> Ke
         return KernelMode(tiny_buffers=mode.tiny_buffers)
     if variation is Variation.REPATCHED:
         return KernelMode(tiny_buffers=mode.tiny_buffers, always_repatch=True)
+    if variation is Variation.PATCHED_ONCE:  # forced relocation moves, Patch follows once
+        return replace(mode, always_repatch=False)
     return mode
 
 

@@ -9,10 +9,11 @@ what GPU memory must hold afterwards.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
+from .program import AllocRef, Bind, Copy, Fill, Op, Write, Xor, touches
 
 
 @st.composite
@@ -39,6 +40,51 @@ def operations(draw: st.DrawFn, sizes: Sequence[int]) -> Op:
         return Write(draw(_ref(sizes, 4)), draw(st.integers(0, 0xFFFFFFFF)))
     slot = draw(st.integers(0, 7))
     return Bind(slot, None if kind == "unbind" else draw(_ref(sizes, 0)))
+
+
+@st.composite
+def _wide(draw: st.DrawFn, low: int, wrap: int = 0) -> int:
+    """A 32-bit word of at least ``low`` where a narrow or signed check goes wrong: just
+    past ``low``, a little past 2^16 or 2^31 (16-bit or signed comparisons), all ones, or
+    ``2^32 - k`` for ``k`` up to ``wrap`` (a 32-bit sum with ``wrap`` more wraps to < k)."""
+    small = draw(st.integers(0, 255))
+    kind = draw(st.sampled_from(["past", "16-bit", "signed", "ones", "wraps"]))
+    word = {
+        "past": low + small,
+        "16-bit": (1 << 16) + small,
+        "signed": (1 << 31) + small,
+        "ones": 0xFFFF_FFFF,
+        "wraps": (1 << 32) - 1 - small % max(wrap, 1),
+    }[kind]
+    return min(max(word, low), 0xFFFF_FFFF)
+
+
+@st.composite
+def outside_operations(draw: st.DrawFn, sizes: Sequence[int]) -> Op:
+    """One operation with a reference outside its allocation, built from full-width fields.
+
+    ``sizes``: the allocations' sizes as the driver reported them (``sizes[0]`` is the NULL
+    entry). One field of an in-bounds operation is replaced by a 32-bit value: an index
+    past the list's end, past 2^16 or with bit 31 set; an offset near 2^32 whose end wraps
+    a 32-bit sum; a size past 2^16 or 2^31. Every field stays below 2^32 (what an encoder
+    can carry), and :func:`~wddm_conformance.program.out_of_bounds` lists the result.
+    """
+    op = draw(operations(sizes).filter(lambda o: not (isinstance(o, Bind) and o.ref is None)))
+    first = touches(op)[0]
+    kinds = (
+        ["index", "offset", "size"] if isinstance(op, Copy | Xor | Fill) else ["index", "offset"]
+    )
+    field = draw(st.sampled_from(kinds))
+    if field == "size" and isinstance(op, Copy | Xor | Fill):
+        room = min(sizes[a.ref.index] - a.ref.offset for a in touches(op))
+        return replace(op, size=draw(_wide(room + 1, wrap=first.ref.offset)))
+    if field == "offset":
+        bad = replace(
+            first.ref, offset=draw(_wide(sizes[first.ref.index] - first.length + 1, first.length))
+        )
+    else:
+        bad = replace(first.ref, index=draw(_wide(len(sizes))))
+    return replace(op, ref=bad) if isinstance(op, Bind) else replace(op, dst=bad)
 
 
 def programs(sizes: Sequence[int], max_ops: int = 12) -> st.SearchStrategy[list[Op]]:

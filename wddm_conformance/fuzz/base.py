@@ -213,8 +213,9 @@ class RigTarget:
 OP_KINDS = ("copy", "fill", "write", "xor", "bind", "unbind")
 #: Bit of the kind byte that turns clamping off: indices, offsets and sizes are taken raw.
 RAW = 0x80
-#: With RAW: indices and offsets are 32 bits wide (an index with bit 31 set, an offset near
-#: 2^32 that a 32-bit bounds check wraps), not 8 and 16.
+#: With RAW: indices, offsets and sizes are 32 bits wide (an index with bit 31 set, an
+#: offset near 2^32 that a 32-bit bounds check wraps, a size past 2^16 or 2^31), not 8, 16
+#: and 16.
 WIDE = 0x40
 MAX_OPS = 16
 
@@ -234,17 +235,20 @@ def read_op(r: Reader, sizes: Sequence[int]) -> Op:
         value = r.u32() if wide else r.u16()
         return value if raw else value % max(size - length + 1, 1)
 
+    def raw_length() -> int:
+        return r.u32() if wide else r.u16()
+
     if kind in ("copy", "xor"):
         dst, src = index(), index()
         room = min(_size(sizes, dst), _size(sizes, src), 4096)
-        length = r.u16() if raw else 1 + r.u16() % max(room, 1)
+        length = raw_length() if raw else 1 + r.u16() % max(room, 1)
         dst_ref = AllocRef(dst, offset(_size(sizes, dst), length))
         src_ref = AllocRef(src, offset(_size(sizes, src), length))
         return (Copy if kind == "copy" else Xor)(dst_ref, src_ref, length)
     if kind == "fill":
         dst = index()
         room = min(_size(sizes, dst), 8192)
-        length = r.u16() if raw else 1 + r.u16() % max(room, 1)
+        length = raw_length() if raw else 1 + r.u16() % max(room, 1)
         return Fill(AllocRef(dst, offset(_size(sizes, dst), length)), length, r.u32())
     if kind == "write":
         dst = index()
@@ -260,20 +264,22 @@ def write_op(w: Writer, op: Op, sizes: Sequence[int]) -> None:
     """The inverse of :func:`read_op`: clamped fields for an operation that stays in bounds
     (clamping leaves it as it is), raw fields for one that does not."""
     raw = not _in_bounds(op, sizes)
-    wide = raw and any(a.ref.index > 0xFF or a.ref.offset > 0xFFFF for a in touches(op))
+    wide = raw and any(
+        a.ref.index > 0xFF or a.ref.offset > 0xFFFF or a.length > 0xFFFF for a in touches(op)
+    )
     flag, less = (RAW | (WIDE if wide else 0), 0) if raw else (0, 1)
-    index, offset = (w.u32, w.u32) if wide else (w.u8, w.u16)
+    index, offset, length = (w.u32, w.u32, w.u32) if wide else (w.u8, w.u16, w.u16)
     if isinstance(op, Copy | Xor):
         w.u8(OP_KINDS.index("copy" if isinstance(op, Copy) else "xor") | flag)
         index(op.dst.index)
         index(op.src.index)
-        w.u16(op.size - less)
+        length(op.size - less)
         offset(op.dst.offset)
         offset(op.src.offset)
     elif isinstance(op, Fill):
         w.u8(OP_KINDS.index("fill") | flag)
         index(op.dst.index)
-        w.u16(op.size - less)
+        length(op.size - less)
         offset(op.dst.offset)
         w.u32(op.pattern)
     elif isinstance(op, Write):

@@ -268,6 +268,7 @@ class Variation(Enum):
         "with every allocation resident at Render and Patch skipped (pre-patched addresses only)"
     )
     REPATCHED = "with every allocation resident at Render and Patch called on it"
+    PATCHED_ONCE = "with Patch called once, after its allocations moved"
 
 
 @dataclass(frozen=True)
@@ -277,12 +278,14 @@ class Failure:
     ``requirement``: what the run named. ``patched``: DxgkDdiPatch ran on one of its
     submissions. ``split``: the kernel submitted its DMA buffers in several ranges.
     ``deviates``: pPatchLocationListIn was not the encoder's list (lying, empty or absent).
+    ``moved_repatch``: Patch was called again on a range after its allocations moved.
     """
 
     requirement: str
     patched: bool = False
     split: bool = False
     deviates: bool = False
+    moved_repatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,17 @@ REPLAYS: tuple[Replay, ...] = (
         "before) is right: PAT-RANGE (patching a range went wrong);",
         "replayed in one range it is right: Patch handled a range of a split submission "
         "wrongly (PatchLocationListSubmissionStart/Length or the DMA offsets)",
+    ),
+    Replay(
+        lambda f: f.moved_repatch,
+        Variation.PATCHED_ONCE,
+        "PAT-REPATCH",
+        PATCH,
+        "a range was patched again after its allocations moved, and the replay with one Patch "
+        "after the move is right: PAT-REPATCH (a later Patch call did not leave the buffer "
+        "right for its own addresses);",
+        "replayed with one Patch after the move it is right: a later Patch call on the same "
+        "DMA buffer did not leave it right for the addresses of that call",
     ),
     Replay(
         lambda f: f.requirement == "REN-TRANSLATE" and f.patched,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import Counter
 from collections.abc import Sequence
 from operator import attrgetter
 
@@ -238,10 +239,12 @@ class Kernel:
         self._judge_allocation_info(infos)
         self._judge_resource(resource, args.hResource)
         self._judge_requests(requests, infos)
-        return [
+        made = [
             self._add_allocation(device, info, args.hResource if resource is not None else 0)
             for info in infos
         ]
+        self._open_all(device, made)
+        return made
 
     def _call_create_allocation(
         self, requests: Sequence[AllocationRequest | bytes], resource: int | None
@@ -315,21 +318,20 @@ class Kernel:
         )
         self._next_allocation += 1
         self.allocations[a.id] = a
-        self.open_for(device, a)
         return a
 
     def _judge_allocation_info(self, infos: Sequence[DXGK_ALLOCATIONINFO]) -> None:
-        handles = [info.hAllocation for info in infos]
+        handles = Counter(i.hAllocation for i in infos if isinstance(i.hAllocation, int))
         live = {a.hAllocation for a in self.allocations.values()}
         for i, info in enumerate(infos):
-            where = f"allocation {i} of {len(handles)}"
+            where = f"allocation {i} of {len(infos)}"
             if not isinstance(info.hAllocation, int) or info.hAllocation == 0:
                 raise DriverViolation(
                     "ALC-HANDLE",
                     CREATE,
                     f"{where}: hAllocation is {info.hAllocation!r}, not a non-NULL handle",
                 )
-            if handles.count(info.hAllocation) > 1 or info.hAllocation in live:
+            if handles[info.hAllocation] > 1 or info.hAllocation in live:
                 raise DriverViolation(
                     "ALC-HANDLE",
                     CREATE,
@@ -448,22 +450,30 @@ class Kernel:
     def open_for(self, device: Device, a: Allocation) -> int:
         """The device-specific handle of ``a`` on ``device`` (DxgkDdiOpenAllocation on first use)."""
         handle = a.opened.get(id(device))
-        if handle is not None:
-            return handle
-        info = DXGK_OPENALLOCATIONINFO(hAllocation=a.hAllocation)
+        if handle is None:
+            self._open_all(device, [a])
+            handle = a.opened[id(device)]
+        return handle
+
+    def _open_all(self, device: Device, allocations: Sequence[Allocation]) -> None:
+        """Open ``allocations`` for ``device`` in one DxgkDdiOpenAllocation call (a batch
+        CreateAllocation made is opened as one, as dxgkrnl opens a resource's allocations)."""
+        if not allocations:
+            return
+        infos = [DXGK_OPENALLOCATIONINFO(hAllocation=a.hAllocation) for a in allocations]
         status = self.caller.call(
-            "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(1, [info])
+            "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(len(infos), infos)
         )
         require_status(OPEN, status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
-        handle = info.hDeviceSpecificAllocation
-        if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
-            raise DriverViolation(
-                "ALC-ADAPTER",
-                OPEN,
-                f"returned {handle!r} as the device-specific handle for {a}: not a non-NULL 64-bit handle",
-            )
-        a.opened[id(device)] = info.hDeviceSpecificAllocation
-        return info.hDeviceSpecificAllocation
+        for a, info in zip(allocations, infos, strict=True):
+            handle = info.hDeviceSpecificAllocation
+            if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
+                raise DriverViolation(
+                    "ALC-ADAPTER",
+                    OPEN,
+                    f"returned {handle!r} as the device-specific handle for {a}: not a non-NULL 64-bit handle",
+                )
+            a.opened[id(device)] = handle
 
     def destroy_allocation(self, a: Allocation) -> None:
         """Release memory (unmapping aperture pages first), close handles, then DxgkDdiDestroyAllocation.
@@ -486,6 +496,31 @@ class Kernel:
         self.caller.call("destroy_allocation", args)
         a.transition(Change.DESTROY)
         del self.allocations[a.id]
+
+    def destroy_allocations(self, allocations: Sequence[Allocation]) -> None:
+        """Destroy many allocations with one close per device and one DxgkDdiDestroyAllocation
+        (those of a resource one by one, as :meth:`destroy_allocation`)."""
+        plain = [a for a in allocations if not a.resource]
+        for a in allocations:
+            if a.resource:
+                self.destroy_allocation(a)
+        if not plain:
+            return
+        for a in plain:
+            self.vidmm.release(a)
+        for device in self.devices:
+            handles = [h for a in plain if (h := a.opened.pop(id(device), None)) is not None]
+            if handles and device.state != State.DESTROYED:
+                self.caller.call(
+                    "close_allocation",
+                    device.hDevice,
+                    DXGKARG_CLOSEALLOCATION(len(handles), handles),
+                )
+        args = DXGKARG_DESTROYALLOCATION(len(plain), [a.hAllocation for a in plain])
+        self.caller.call("destroy_allocation", args)
+        for a in plain:
+            a.transition(Change.DESTROY)
+            del self.allocations[a.id]
 
     # ------------------------------------------------------------------ memory operations
 

@@ -43,7 +43,7 @@ from ..errors import (
     BugCheck,
     DriverViolation,
 )
-from ..memory import UNWRITTEN, KernelAccessViolation, KernelBuffer, Ptr, UserBuffer
+from ..memory import UNWRITTEN, KernelAccessViolation, KernelBuffer, Ptr, UserBuffer, ViolationKind
 from ..program import describe_difference
 from ..status import (
     RENDER_STATUSES,
@@ -179,6 +179,8 @@ class Scheduler:
         self.cuts: tuple[int, ...] = ()
         #: DxgkDdiPatch calls on render submissions so far (paging buffers not counted).
         self.patch_calls = 0
+        #: Patch calls made again on a range after its allocations moved (PAT-REPATCH).
+        self.moved_repatches = 0
 
     # ------------------------------------------------------------------ render
 
@@ -381,9 +383,17 @@ class Scheduler:
         self, args: DXGKARG_RENDER, status: int, progress: _Progress, b: _RenderBuffers
     ) -> tuple[_Part, int]:
         """Judge what one Render call left in its buffers; the part to submit and pCommand's advance."""
+        alist_rule = "ALL-READONLY"
+        if (
+            progress.out_of_bounds
+            and b.alist.violations
+            and b.alist.violations[0].kind == ViolationKind.READ_OUTSIDE_WINDOW
+        ):
+            # a read past the list for an index the program reaches past it with: accepted
+            alist_rule = "REN-VALIDATE"
         checks = [
             (progress.cmd, "REN-UNDERRUN"),
-            (b.alist, "ALL-READONLY"),
+            (b.alist, alist_rule),
             (b.dma, "REN-CURSORS"),
             (b.plo, "REN-CURSORS"),
             (b.private, "REN-CURSORS"),
@@ -435,7 +445,9 @@ class Scheduler:
             fence = self.fence
             unpatched = bytes(part.dma.data[start:end]) if need_patch else None
             if need_patch:
-                self._patch_range(context, part, view, (start, end, p_start, p_len), fence)
+                span = (start, end, p_start, p_len)
+                view, moved_away = self._patch_range(context, uses, part, view, span, fence)
+                stale = [*stale, *moved_away]
             dma = bytes(part.dma.data[start:end])
             self._call_submit(
                 context.hContext, part.written, start, end, part.private, fence, DXGK_PATCHFLAGS(0)
@@ -500,16 +512,20 @@ class Scheduler:
     def _patch_range(
         self,
         context: Context,
+        uses: Sequence[AllocationUse],
         part: _Part,
         view: list[DXGK_ALLOCATIONLIST],
         span: tuple[int, int, int, int],
         fence: int,
-    ) -> None:
-        """Patch one range; under always-repatch (preemption) patch it again and compare."""
+    ) -> tuple[list[DXGK_ALLOCATIONLIST], list[Range]]:
+        """Patch one range; under always-repatch (preemption) patch it again and compare, and
+        with forced relocation too, move its allocations and patch it a third time with their
+        new addresses (the preempted buffer resumes elsewhere). Returns the allocation list
+        the range runs with and where its allocations were before that last move."""
         start, end = span[0], span[1]
         self._patch(context, part, view, *span, fence)
         if not self.k.mode.always_repatch:
-            return
+            return view, []
         once = bytes(part.dma.data[start:end])
         self._patch(context, part, view, *span, fence)
         if part.dma.data[start:end] != once:
@@ -519,6 +535,17 @@ class Scheduler:
                 f"patching range [{start}, {end}) a second time with the same addresses changed it "
                 f"{describe_difference(bytes(part.dma.data[start:end]), once)}",
             )
+        if not self.k.mode.forced_relocation:
+            return view, []
+        listed = {id(u.allocation): u.allocation for u in uses if u.allocation is not None}
+        pinned = frozenset(a.id for a in listed.values())
+        for a in listed.values():
+            self.k.vidmm.relocate(a, pinned)
+        moved = self._entries(context, uses, for_render=False)
+        away, _, _ = self._moves(view, moved, uses)
+        self.moved_repatches += 1
+        self._patch(context, part, moved, *span, fence)
+        return moved, away
 
     def _split(self, part: _Part) -> list[tuple[int, int, int, int]] | None:
         """Ranges split at instruction boundaries, with their patch sub-lists.

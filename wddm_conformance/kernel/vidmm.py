@@ -177,6 +177,23 @@ def coverage(ranges: list[Range]) -> tuple[list[Range], bool]:
     return merged, overlap
 
 
+def _skipped_between_calls(run: PagingRun, want: list[Range]) -> bool:
+    """Whether a later partial buffer of ``run`` starts writing past a hole right after
+    where an earlier one stopped: a byte of ``want`` nobody wrote between the two."""
+    merged, _ = coverage(run.writes)
+    ends = {start + n for e in run.executions for start, n in e.writes}
+    for i, later in enumerate(run.executions[1:], 1):
+        for start, _n in later.writes:
+            stopped = max((e for e in ends if e < start), default=None)
+            if stopped is None or any(s <= stopped < s + n for s, n in merged):
+                continue  # the byte after the earlier write is written by someone
+            if not any(s <= stopped < s + n for s, n in want):
+                continue  # not a byte of the operation (the next page of an MDL, say)
+            if any(stopped == a + n for e in run.executions[:i] for a, n in e.writes):
+                return True
+    return False
+
+
 def mdl_ranges(mdl: MDL, offset: int, length: int) -> list[Range]:
     """Physical ranges of ``length`` bytes at byte ``offset`` of an MDL."""
     out: list[Range] = []
@@ -861,8 +878,11 @@ class VidMm:
             )
         if merged != want:
             missing = sum(n for _, n in want) - sum(n for _, n in merged)
+            # A hole one partial buffer stops before and a later one resumes after is a
+            # resume in the wrong place; a hole at the end is the operation's own fault.
+            skipped = any(_skipped_between_calls(r, want) for r in runs if r.calls > 1)
             raise DriverViolation(
-                rule,
+                "PGB-MULTIPASS" if skipped else rule,
                 DDI,
                 f"the paging buffers did not write exactly the {what}: wrote {merged[:4]}, expected {want[:4]}"
                 + (f" ({missing} bytes short)" if missing > 0 else ""),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from ..attribution import run_program_checked
 from ..driver import AllocationRequest
 from ..errors import DriverViolation
 from ..kernel import Kernel
 from ..kernel.kernel import CREATE
-from ..program import AllocRef, Copy
+from ..program import AllocRef, Copy, Write
 from ..status import (
     STATUS_GRAPHICS_DRIVER_MISMATCH,
     STATUS_INVALID_PARAMETER,
@@ -73,6 +74,37 @@ def test_each_allocation_of_a_batch_gets_a_distinct_non_null_handle(kernel: Kern
         raise DriverViolation("ALC-HANDLE", CREATE, f"handles repeat: {handles}")
 
 
+#: Creations the handle check makes: past a 16-bit handle counter's wrap.
+CREATIONS = (1 << 16) + 4096
+#: Allocations per CreateAllocation call in the handle check.
+BATCH = 4096
+
+
+@requirement("ALC-HANDLE")
+def test_handles_stay_distinct_from_a_live_allocation_through_many_creations(
+    kernel: Kernel,
+) -> None:
+    """One allocation lives while more than 65,536 others are created and destroyed in
+    large batches: a handle counter that wraps (16 bits, say) hands its handle out again,
+    and the kernel finds the duplicate among the live allocations."""
+    device = kernel.create_device()
+    (kept,) = kernel.create_allocations(device, [AllocationRequest(4096)])
+    made = 0
+    while made < CREATIONS:
+        batch = kernel.create_allocations(device, [AllocationRequest(4096)] * BATCH)
+        made += len(batch)
+        kernel.destroy_allocations(batch)
+    ctx = kernel.create_context(device)
+    run_checked(kernel, ctx, [None, kept], [Write(AllocRef(1, 8), 0x600DF00D)], "the kept one")
+
+
+@requirement("ALC-STATUS")
+def test_a_batch_of_no_allocations_is_answered_with_a_documented_status(kernel: Kernel) -> None:
+    """NumAllocations 0: any CreateAllocation status (the kernel judges it), nothing made."""
+    device = kernel.create_device()
+    kernel.create_allocations(device, [], allow_failure=True)
+
+
 @requirement("ALC-RESOURCE")
 def test_a_resource_handle_is_kept_for_later_allocations(kernel: Kernel) -> None:
     device = kernel.create_device()
@@ -91,6 +123,33 @@ def test_an_allocation_outlives_the_device_that_created_it(kernel: Kernel) -> No
     other = kernel.create_device()
     ctx = kernel.create_context(other)
     run_checked(kernel, ctx, [None, a, b], [Copy(AllocRef(1), AllocRef(2), 1400)], "shared copy")
+
+
+@requirement("ALC-ADAPTER")
+@pytest.mark.parametrize("first", ["creator", "sharer"])
+def test_an_allocation_outlives_every_device_that_had_it_open(kernel: Kernel, first: str) -> None:
+    """Two devices have the allocation open; each is destroyed in turn (``first`` goes
+    first) and the allocation keeps working for the one that remains, then for a device
+    that opens it after both are gone (it is freed by DestroyAllocation only). Each device
+    runs the same copy before (a failure there is the copy's) and after a destruction (a
+    failure there is ALC-ADAPTER's)."""
+    creator = kernel.create_device()
+    (a, b) = kernel.create_allocations(creator, [AllocationRequest(8192), AllocationRequest(8192)])
+    kernel.cpu_write(b, 0, b"shared surface" * 100)
+    sharer = kernel.create_device()
+    devices = {"creator": creator, "sharer": sharer}
+    ops = [Copy(AllocRef(1, 64), AllocRef(2, 8), 1400)]
+    contexts = {name: kernel.create_context(device) for name, device in devices.items()}
+    for name, ctx in contexts.items():
+        run_checked(kernel, ctx, [None, a, b], ops, f"a copy by the {name}")
+    last = "sharer" if first == "creator" else "creator"
+    kernel.destroy_device(devices[first])
+    what = f"the same copy by the {last} after the {first} was destroyed"
+    run_program_checked(kernel, contexts[last], [None, a, b], ops, what, "ALC-ADAPTER")
+    kernel.destroy_device(devices[last])
+    ctx = kernel.create_context(kernel.create_device())
+    what = "the same copy by a device that opened it after both were destroyed"
+    run_program_checked(kernel, ctx, [None, a, b], ops, what, "ALC-ADAPTER")
 
 
 @requirement("ALC-ATOMIC")

@@ -91,6 +91,53 @@ def test_a_fill_larger_than_the_paging_buffer_is_done_exactly_once(
     k.vidmm.fill(a.hAllocation, a.segment_id, a.address, a.size, 0x5A5AC3C3)
 
 
+#: Bytes of an operation several chunks long (a driver moves up to a few MiB per
+#: instruction; the reference 1 MiB), unaligned at the end.
+SEVERAL_CHUNKS = (3 << 20) + 5
+
+
+@requirement("PGB-MULTIPASS", "PGB-TRANSFER", "PGB-FILL")
+def test_an_operation_of_several_chunks_resumes_exactly_where_it_stopped(
+    make_kernel: MakeKernel,
+) -> None:
+    """Only the paging buffer is small (64 bytes, sub-transfers as the mode has them): a
+    relocation between segments, an eviction to and a page-in from system memory and a
+    fill, each several MiB, need many calls; every resume must pick up exactly where the
+    previous call stopped (a resume a chunk early or late copies twice or skips one)."""
+    k = make_kernel(paging_buffer_size=64)
+    a = _allocation(k, SEVERAL_CHUNKS, aperture=False)
+    seen: list[int] = []
+    original = k.driver.build_paging_buffer
+
+    def spy(args):  # type: ignore[no-untyped-def]
+        seen.append(args.MultipassOffset)
+        return original(args)
+
+    k.driver.build_paging_buffer = spy  # type: ignore[method-assign]
+    k.make_resident(a)
+    data = k.cpu_read(a)
+    k.relocate(a)  # segment to segment
+    k.evict(a)  # segment to system memory
+    k.make_resident(a)  # and back
+    if k.cpu_read(a) != data:
+        raise DriverViolation("PGB-TRANSFER", DDI, f"{a} lost its content moving in pieces")
+    k.vidmm.fill(a.hAllocation, a.segment_id, a.address, a.size - a.size % 4, 0x1234ABCD)
+    if sum(1 for o in seen if o) < 8:
+        raise HarnessError(f"a 64-byte paging buffer did not force multipass ({len(seen)} calls)")
+
+
+@requirement("PGB-MAP")
+def test_a_map_of_hundreds_of_pages_reaches_every_page(kernel: Kernel) -> None:
+    """Most of the aperture in one map (770 pages): a driver that writes its page table in
+    blocks must write every block (the kernel checks every page the map reaches)."""
+    a = _allocation(kernel, (3 << 20) + 2 * PAGE_SIZE, aperture_only=True)
+    kernel.make_resident(a)
+    data = random.Random(11).randbytes(a.size)
+    kernel.cpu_write(a, 0, data)
+    if kernel.gpu.read(a.address, a.size) != data:
+        raise DriverViolation("PGB-MAP", DDI, f"the GPU does not see the pages mapped for {a}")
+
+
 #: Sizes from one byte to several paging buffers and chunks, unaligned at either end.
 SIZES = [1, 3, 4095, 4097, (64 << 10) + 5, (300 << 10) + 1, (1 << 20) + 3]
 

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from ..driver import AllocationRequest
 from ..kernel import ALL_MODES, AllocationUse, KernelMode
+from ..oracles import VALIDATION_ERRORS, expect_rejected
 from ..profiles import suite_settings
 from ..program import Op
 from ..release import per_example
 from ..run import Run
-from ..strategies import malformed, programs
+from ..strategies import malformed, outside_operations, programs
 from .support import run_checked, skip_unless_splitting
 
 requirement = pytest.mark.requirement
@@ -65,3 +66,25 @@ def test_malformed_command_buffers_are_rejected_or_stay_isolated(
     allocs = k.create_allocations(device, [AllocationRequest(s) for s in SIZES[1:]])
     # The kernel judges the status, the cursors and, on success, every GPU access.
     k.render(ctx, command, [None, *(AllocationUse(a, True) for a in allocs)])
+
+
+@requirement("REN-VALIDATE", "ALL-ISOLATION")
+@SUITE
+@given(data=st.data())
+@per_example
+def test_full_width_references_outside_their_allocation_are_rejected(
+    wddm_run: Run, data: st.DataObject
+) -> None:
+    """Indices with bit 31 set or past the list, offsets whose end wraps at 2^32, sizes
+    past 2^16 or 2^31, after a valid prefix: the buffer is refused (REN-VALIDATE)."""
+    k = wddm_run.kernel()
+    skip_unless_splitting(k)
+    device = k.create_device()
+    ctx = k.create_context(device)
+    allocs = k.create_allocations(device, [AllocationRequest(s) for s in SIZES[1:]])
+    sizes = [0, *(a.size for a in allocs)]
+    ops: list[Op] = data.draw(programs(sizes, max_ops=3), label="valid prefix")
+    bad = data.draw(outside_operations(sizes), label="outside operation")
+    ops.insert(data.draw(st.integers(0, len(ops)), label="at"), bad)
+    result = k.run_program(ctx, [None, *allocs], ops)
+    expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{bad}")

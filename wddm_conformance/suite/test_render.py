@@ -39,7 +39,10 @@ def test_render_translates_every_command_of_a_valid_buffer(kernel: Kernel) -> No
 
 
 @requirement("REN-STATUS")
-@pytest.mark.parametrize("case", ["valid", "privileged", "illegal", "truncated", "bad-index"])
+@pytest.mark.parametrize(
+    "case",
+    ["valid", "privileged", "illegal", "truncated", "bad-index", "empty", "one-byte", "one-more"],
+)
 def test_render_returns_only_documented_statuses(kernel: Kernel, case: str) -> None:
     ctx, a, b = pair(kernel, 8192)
     command = kernel.encoder.encode([Copy(AllocRef(1), AllocRef(2), 64)]).command
@@ -49,6 +52,10 @@ def test_render_returns_only_documented_statuses(kernel: Kernel, case: str) -> N
         "illegal": kernel.encoder.illegal_command(),
         "truncated": command[:-3],
         "bad-index": kernel.encoder.encode([Copy(AllocRef(1), AllocRef(9), 64)]).command,
+        # CommandLength at 0, 1 and one byte past a whole program
+        "empty": b"",
+        "one-byte": command[:1],
+        "one-more": command + command[:1],
     }
     uses = [None, AllocationUse(a, True), AllocationUse(b, True)]
     kernel.render(ctx, commands[case], uses)  # the kernel judges the status on return
@@ -114,13 +121,40 @@ def test_a_reference_that_ends_exactly_at_its_allocation_end_is_translated(
         Write(AllocRef(3), 1),  # an index outside the allocation list
         Copy(AllocRef(1, 0xFFFF_FF00), AllocRef(2), 0x200),  # the end wraps at 2^32
         Write(AllocRef(0x8000_0001), 1),  # bit 31 set: negative when compared signed
+        Write(AllocRef(0xFFFF_FFFF), 1),  # -1 when compared signed
+        Fill(AllocRef(2), 0x1_0040, 0x5A5A5A5A),  # 64 bytes when the size is taken in 16 bits
+        Fill(AllocRef(2, 16), 0x8000_0000, 1),  # negative when the size is compared signed
+        Write(AllocRef(1, 0xFFFF_FFFE), 1),  # the end wraps to 2
     ],
-    ids=["bad-index", "wrapped-offset", "high-bit-index"],
+    ids=[
+        "bad-index",
+        "wrapped-offset",
+        "high-bit-index",
+        "all-ones-index",
+        "17-bit-size",
+        "high-bit-size",
+        "wrapped-write",
+    ],
 )
 def test_render_rejects_references_outside_the_submission(kernel: Kernel, op: Op) -> None:
     ctx, a, b = pair(kernel, 8192, aperture=False)
     result = kernel.run_program(ctx, [None, a, b], [op])
     expect_rejected(result, VALIDATION_ERRORS, "REN-VALIDATE", f"{op}")
+
+
+@requirement("REN-VALIDATE", "ALL-ISOLATION")
+@pytest.mark.parametrize("length", [0, 1, 2])
+def test_render_rejects_an_index_just_past_a_short_allocation_list(
+    kernel: Kernel, length: int
+) -> None:
+    """AllocationListSize 0, 1 and 2: the first index past the list's end is refused."""
+    ctx, a, b = pair(kernel, 8192, aperture=False)
+    alist: list[Allocation | None] = [None, a, b][:length]
+    op = Write(AllocRef(length), 1)
+    result = kernel.run_program(ctx, alist, [op])
+    expect_rejected(
+        result, VALIDATION_ERRORS, "REN-VALIDATE", f"{op} with AllocationListSize {length}"
+    )
 
 
 @requirement("REN-UNDERRUN")
@@ -241,15 +275,23 @@ def test_paged_out_allocations_are_patched_not_trusted(make_kernel: MakeKernel) 
 
 
 @requirement("REN-PATCHIN")
-@pytest.mark.parametrize("given", ["absent", "empty"])
+@pytest.mark.parametrize("given", ["absent", "empty", "one-entry", "one-too-many"])
 def test_render_without_an_input_patch_list_translates(make_kernel: MakeKernel, given: str) -> None:
+    """PatchLocationListInSize at 0, 1 and one more than the references: the list is the
+    user's and optional, so what it holds changes nothing."""
     k = make_kernel("always-repatch")
     ctx, a, b = pair(k, aperture=False)
     alist = [None, a, b]
     ops = program()
     run_checked(k, ctx, alist, ops, "with the UMD's patch list")  # REN-TRANSLATE first
-    patch_list_in: list[D3DDDI_PATCHLOCATIONLIST] | None = None if given == "absent" else []
-    what = f"{given} pPatchLocationListIn"
+    umd = list(k.encoder.encode(ops).patch_locations)
+    patch_list_in = {
+        "absent": None,
+        "empty": [],
+        "one-entry": umd[:1],
+        "one-too-many": [*umd, D3DDDI_PATCHLOCATIONLIST(1, 0, 0, 0, 0, 0)],
+    }[given]
+    what = f"{given} pPatchLocationListIn ({len(patch_list_in or ())} of {len(umd)} entries)"
     run_program_checked(k, ctx, alist, ops, what, "REN-PATCHIN", patch_list_in=patch_list_in)
 
 
