@@ -144,6 +144,24 @@ def published() -> dict[str, set[str]]:
     return out
 
 
+def splice(published_text: str, fresh: str, order: Sequence[str]) -> str:
+    """``published_text`` with the rows of ``fresh`` put in (replacing a row of the same
+    driver), every row in ``order``: ``--only NAME... --write`` updates those rows alone,
+    right while the suite's checks are unchanged (the counts of other rows stand)."""
+
+    def rows(text: str) -> dict[str, str]:
+        return {
+            line.split("`")[1]: line
+            for line in text.splitlines()
+            if line.startswith("| `") and line.count("`") >= 2
+        }
+
+    merged = {**rows(published_text), **rows(fresh)}
+    head = [line for line in published_text.splitlines() if not line.startswith("| `")]
+    ordered = [merged[name] for name in order if name in merged]
+    return "\n".join([*head, *ordered]) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="write the markdown matrix here")
@@ -152,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     classes = [c for c in drivers() if not args.only or c.__name__ in args.only]
     text = matrix(classes, args.jobs)
+    if args.write and args.only and args.write.is_file():
+        text = splice(args.write.read_text(encoding="utf-8"), text, [c.__name__ for c in drivers()])
     if args.write:
         args.write.write_text(text, encoding="utf-8")
     else:

@@ -44,3 +44,15 @@ def test_native_page_names_every_entry_point_and_mutant() -> None:
         assert f"`{export}" in text, export
     for mutant, (_, requirement) in MUTANTS.items():
         assert f"| `{mutant}` | {requirement} |" in text, mutant
+
+
+def test_the_kill_matrix_updates_the_rows_it_was_asked_for_and_keeps_the_others() -> None:
+    from tests.killmatrix import splice
+
+    published = "# Kill matrix\n\n| driver | x |\n|---|---|\n| `A` | old a |\n| `C` | old c |\n"
+    fresh = "# Kill matrix\n\n| driver | x |\n|---|---|\n| `A` | new a |\n| `B` | new b |\n"
+    assert splice(published, fresh, ["A", "B", "C"]).splitlines()[-3:] == [
+        "| `A` | new a |",
+        "| `B` | new b |",
+        "| `C` | old c |",
+    ]
