@@ -490,7 +490,8 @@ class NativeMiniport:
 
     @_harness_faults
     def create_device(self, args: DXGKARG_CREATEDEVICE) -> int:
-        c = _new("DXGKARG_CREATEDEVICE *", {"Flags": args.Flags & 0xFFFFFFFF})
+        info = _new("DXGK_DEVICEINFO *")
+        c = _new("DXGKARG_CREATEDEVICE *", {"Flags": args.Flags & 0xFFFFFFFF, "pInfo": info})
         status = self._invoke(self._lib.DxgkDdiCreateDevice, self._context, c)
         args.hDevice = _address(c.hDevice)
         return status
