@@ -211,25 +211,37 @@ def runtime_stop_text(call: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
+#: Library path -> (DriverEntry's WDDM_WDK_CALL, its DRIVER_INITIALIZATION_DATA, what it printed).
+_ENTERED: dict[str, tuple[Any, Any, tuple[str, ...]]] = {}
+
+
 def _open_wdk(path: Path, lib: Any, culprit: str) -> NativeLibrary:
     """A WDK-style library: call DriverEntry and take the DDIs it registered."""
     f = ffi()
-    entry = f.new("WDDM_WDK_CALL *")
-    data = lib.WddmWdkDriverEntry(entry)
-    printed = tuple(drain_debug_output(lib))
+    # dlopen gives one copy of a library per process: DriverEntry runs once, whatever spec
+    # names it, and what it printed is kept for every adapter of the library.
+    key = str(path)
+    if key not in _ENTERED:
+        entry = f.new("WDDM_WDK_CALL *")
+        _ENTERED[key] = (entry, lib.WddmWdkDriverEntry(entry), tuple(drain_debug_output(lib)))
+    entry, data, printed = _ENTERED[key]
     if data == f.NULL:
         if int(entry.BugCheckCode):
             why = f"bug check 0x{int(entry.BugCheckCode):X} in DriverEntry: {runtime_stop_text(entry)}"
         elif int(entry.Status):
             why = f"DriverEntry returned 0x{int(entry.Status) & 0xFFFFFFFF:08X}"
         else:
-            why = "DriverEntry returned without registering its DDIs (DxgkInitialize was not called)"
+            why = (
+                "DriverEntry returned without registering its DDIs (DxgkInitialize was not called)"
+            )
         raise DriverLoadError(f"{culprit}: {path.name}: {why}")
     registered: dict[str, int] = {}
     missing = []
     for export in (*LIFETIME_EXPORTS, *dict.fromkeys(ENTRY_POINTS.values())):
         offset = int(lib.WddmWdkDdiOffset(export.encode()))
-        address = int(f.cast("uintptr_t *", f.cast("char *", data) + offset)[0]) if offset >= 0 else 0
+        address = (
+            int(f.cast("uintptr_t *", f.cast("char *", data) + offset)[0]) if offset >= 0 else 0
+        )
         if address == 0:
             missing.append(export)
         registered[export] = address

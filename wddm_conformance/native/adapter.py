@@ -80,11 +80,15 @@ from ..memory import (
     UserBuffer,
     ViolationKind,
 )
-from ..watchdog import armed
 from ..status import status_name
+from ..watchdog import armed
 from .abi import (
     ABI_VERSION,
+    WDK_KIND_ASSERT,
+    WDK_KIND_DRIVER,
+    WDK_KIND_EXCEPTION,
     WDK_KIND_IRQL,
+    WDK_KIND_POOL,
     WDK_KIND_USERFAULT,
     NativeLibrary,
     drain_debug_output,
@@ -361,8 +365,18 @@ _DRIVER_FAULTS: Final = (
 #: Scope numbers: each call of a WDK-style driver gets one, recorded on the pool it allocates.
 _SCOPES = itertools.count(1)
 _ALL_SCOPES: Final = (1 << 64) - 1
-#: The rule a runtime bug check names, by WDDM_WDK_CALL.Kind; ALL-NORAISE otherwise.
-_KIND_RULE: Final = {WDK_KIND_IRQL: "REN-IRQL", WDK_KIND_USERFAULT: "REN-USERFAULT"}
+#: The rule a runtime bug check names, by WDDM_WDK_CALL.Kind (docs/INTERPRETING.md):
+#: IRQL and spin-lock misuse is REN-IRQL, an unhandled fault on user memory REN-USERFAULT,
+#: any other crash (a bad pool call, a failed assertion, an unhandled exception, the
+#: driver's own KeBugCheckEx) ALL-NORAISE.
+_KIND_RULE: Final = {
+    WDK_KIND_POOL: "ALL-NORAISE",
+    WDK_KIND_IRQL: "REN-IRQL",
+    WDK_KIND_ASSERT: "ALL-NORAISE",
+    WDK_KIND_USERFAULT: "REN-USERFAULT",
+    WDK_KIND_EXCEPTION: "ALL-NORAISE",
+    WDK_KIND_DRIVER: "ALL-NORAISE",
+}
 #: Most debug-output lines an adapter keeps.
 DEBUG_OUTPUT_LINES: Final = 2000
 #: Pool a WDK-style driver still held when an adapter was removed by the garbage
@@ -516,7 +530,9 @@ class NativeMiniport:
             adapter = me()
             return 0 if adapter is None else adapter._copy_from_user(destination, source, length)
 
-        self._callback = f.callback("BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user)
+        self._callback: Any = f.callback(
+            "BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user
+        )
         self._interface: Any = None
         #: What a WDK-style driver printed (DbgPrint, DbgPrintEx, KdPrint), oldest first.
         self.debug_output: deque[str] = deque(library.entry_output, maxlen=DEBUG_OUTPUT_LINES)
@@ -541,12 +557,16 @@ class NativeMiniport:
         if status != 0:
             raise RuntimeError(f"DxgkDdiAddDevice returned 0x{status:08X}")
         self._context = context[0]
+        self._finalizer: weakref.finalize[Any, Any]
         if library.registered is None:
             self._finalizer = weakref.finalize(self, self._ddi.DxgkDdiRemoveDevice, self._context)
         else:
-            self._finalizer = weakref.finalize(
-                self, _wdk_finalize, library, self._context, self._scopes
-            )
+            context, scopes = self._context, self._scopes
+
+            def remove() -> None:  # holds no reference to the adapter
+                _wdk_finalize(library, context, scopes)
+
+            self._finalizer = weakref.finalize(self, remove)
 
     def _wdk_entry(self, name: str) -> Callable[..., int]:
         library, scopes, me = self.LIBRARY, self._scopes, weakref.ref(self)
@@ -831,7 +851,9 @@ class NativeMiniport:
             info.AllocationPriority = int(c.AllocationPriority)
         return status
 
-    def _own_batch(self, status: int, array: Any, count: int, args: DXGKARG_CREATEALLOCATION) -> None:
+    def _own_batch(
+        self, status: int, array: Any, count: int, args: DXGKARG_CREATEALLOCATION
+    ) -> None:
         """Record who owns the pool a CreateAllocation call kept; a failed batch keeps none."""
         scope = self._last_scope
         if status != 0:
@@ -895,7 +917,9 @@ class NativeMiniport:
         )
         status = self._invoke(self._ddi.DxgkDdiDestroyAllocation, self._context, c)
         if self.wdk:
-            destroy_resource = bool(int(args.Flags) & 0x1)  # DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
+            destroy_resource = bool(
+                int(args.Flags) & 0x1
+            )  # DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
             self._disown(
                 list(args.pAllocationList[: args.NumAllocations]),
                 args.hResource if destroy_resource else 0,

@@ -170,7 +170,8 @@ def build(
     if done.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
         first = next(
-            (line for line in done.stderr.splitlines() if "error" in line or "undefined" in line), ""
+            (line for line in done.stderr.splitlines() if "error" in line or "undefined" in line),
+            "",
         )
         raise NativeBuildError(
             f"building {name} with {compiler} failed (exit {done.returncode}): "

@@ -41,7 +41,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     b.add_argument("-D", dest="defines", action="append", default=[], help="a macro to define")
     b.add_argument(
-        "-I", dest="include_dirs", action="append", default=[], type=Path, help="an include directory"
+        "-I",
+        dest="include_dirs",
+        action="append",
+        default=[],
+        type=Path,
+        help="an include directory",
     )
     b.add_argument(
         "--wdk",
