@@ -11,6 +11,7 @@ import dataclasses
 import re
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -331,6 +332,26 @@ def test_a_failed_batch_that_keeps_its_pool_is_an_alc_atomic_leak_with_tag_and_s
     assert "1 pool block(s), 8 bytes: tag 'Wkal' 8 bytes at 0x" in str(caught.value)
 
 
+def test_pool_left_when_its_allocations_are_destroyed_is_an_alc_atomic_leak() -> None:
+    kernel = _kernel("LEAK_ALLOCATION")
+    device = kernel.create_device()
+    first, second = kernel.create_allocations(device, [AllocationRequest(4096)] * 2)
+    kept = kernel.create_allocations(device, [AllocationRequest(4096)])[0]
+    kernel.destroy_allocation(first)  # its batch still has a live allocation: not yet judged
+    with pytest.raises(DriverViolation) as caught:
+        kernel.destroy_allocation(second)
+    assert (caught.value.requirement, caught.value.ddi) == (
+        "ALC-ATOMIC",
+        "DxgkDdiDestroyAllocation",
+    )
+    assert (
+        "every allocation created with that pool is destroyed and the driver still holds "
+        in str(caught.value)
+    )
+    assert "2 pool block(s), 16 bytes: tag 'Wkal' 8 bytes" in str(caught.value)
+    assert kept.hAllocation in {b.address for b in _adapter(kernel).pool_blocks()}
+
+
 def test_pool_left_when_its_device_or_adapter_is_destroyed_is_an_alc_atomic_leak() -> None:
     kernel = _kernel("LEAK_DEVICE")
     device = kernel.create_device()
@@ -454,3 +475,30 @@ def test_a_user_copy_that_faults_lands_in_the_drivers_except() -> None:
     faulting = UserBuffer("command buffer", bytes(range(16)), fault_at=4)
     assert kernel.caller.call("render", device.hDevice, _render_args(faulting)) == 0xC000000D
     assert _adapter(kernel).debug_output[-1] == "[ERROR] wdk_pool: pCommand faulted (0xC0000005)"
+
+
+def test_the_wdk_sample_driver_passes_check(tmp_path: Path) -> None:
+    """tests/wdk_driver/wdkdisp.c passes `check` (the kill matrix runs the whole suite on it)."""
+    sample = HERE / "wdk_driver" / "wdkdisp.c"
+    library = build([sample], name="wdkdisp", wdk=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "check",
+            f"--driver=native:{library}",
+            "--mode",
+            "default",
+            "--mode",
+            "tiny-buffers",
+            "--isolate",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed, 0 failed" in done.stdout

@@ -164,6 +164,10 @@ static NTSTATUS DestroyAllocation(const HANDLE hAdapter, const DXGKARG_DESTROYAL
     KIRQL irql;
     PAGED_CODE();
     for (UINT i = 0; i < pDestroyAllocation->NumAllocations; i++) {
+#ifdef WDK_BUG_LEAK_ALLOCATION
+        if (i == 0)
+            continue; /* forgets the first allocation's object */
+#endif
         ExFreePoolWithTag(pDestroyAllocation->pAllocationList[i], TAG_ALLOCATION);
 #ifdef WDK_BUG_DOUBLE_FREE
         ExFreePoolWithTag(pDestroyAllocation->pAllocationList[i], TAG_ALLOCATION);
