@@ -1560,6 +1560,13 @@ class WdkSampleCopiesUnderLock(WdkSample):
     BUGS = ("COPY_UNDER_LOCK",)
 
 
+class WdkSampleNoTry(WdkSample):
+    """WDK sample: copies the command buffer with memcpy and no __try: a real fault escapes (0x1E)."""
+
+    BUGS = ("NO_TRY",)
+
+
+BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
 BREAKS[WdkSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
 BREAKS[WdkSampleDoubleFree] = "ALL-NORAISE"  # type: ignore[index]
 BREAKS[WdkSampleReturnsHoldingLock] = "REN-IRQL"  # type: ignore[index]

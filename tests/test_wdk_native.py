@@ -8,6 +8,7 @@ WDK_BUG_* macros); each is built once per machine (cached) with `native build --
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import subprocess
@@ -464,6 +465,61 @@ def _render_args(buffer: UserBuffer) -> DXGKARG_RENDER:
         pPatchLocationListOut=None,
         PatchLocationListOutSize=0,
     )
+
+
+def test_a_plain_read_of_user_memory_faults_for_real_into_the_drivers_except() -> None:
+    """WDK_DIRECT_COPY reads pCommand with memcpy inside __try: the injected fault is an
+    inaccessible page, the processor faults, and the runtime raises into __except."""
+    kernel = _kernel("DIRECT_COPY")
+    device = kernel.create_device()
+    clean = UserBuffer("command buffer", bytes(range(16)))
+    assert kernel.caller.call("render", device.hDevice, _render_args(clean)) == 0xC00000BB
+    for fault_at in (0, 4, 15):
+        faulting = UserBuffer("command buffer", bytes(range(16)), fault_at=fault_at)
+        assert kernel.caller.call("render", device.hDevice, _render_args(faulting)) == 0xC000000D
+        assert (
+            _adapter(kernel).debug_output[-1] == "[ERROR] wdk_pool: pCommand faulted (0xC0000005)"
+        )
+
+
+def test_a_real_fault_no_try_covers_is_bug_check_0x1e_ren_userfault() -> None:
+    kernel = _kernel("NO_TRY")
+    device = kernel.create_device()
+    faulting = UserBuffer("command buffer", bytes(range(16)), fault_at=4)
+    with pytest.raises(BugCheck) as caught:
+        kernel.caller.call("render", device.hDevice, _render_args(faulting))
+    code, instruction, access, address = caught.value.parameters
+    assert (caught.value.code, code, access) == (0x1E, 0xC0000005, 0)
+    assert caught.value.requirement == "REN-USERFAULT"
+    assert address % 4096 == 0 and instruction != address  # the page the read reached
+
+
+def test_a_fault_outside_user_memory_still_ends_the_process(tmp_path: Path) -> None:
+    """The runtime's fault handler takes only faults on the call's user memory; others go
+    to the handler before it (here Python's faulthandler), as before."""
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import sys\n"
+        "from tests.test_wdk_native import _kernel, _render_args\n"
+        "from wddm_conformance.memory import UserBuffer\n"
+        "kernel = _kernel('NULL_READ')\n"
+        "device = kernel.create_device()\n"
+        "guarded = UserBuffer('command buffer', bytes(16), fault_at=4)\n"
+        "kernel.caller.call('render', device.hDevice, _render_args(guarded))\n"
+        "print('handler installed', flush=True)\n"
+        "kernel.caller.call('render', device.hDevice, _render_args(UserBuffer('c', bytes(7))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", str(script)],
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0 and "handler installed" in done.stdout
+    assert "Segmentation fault" in done.stderr
 
 
 def test_a_user_copy_that_faults_lands_in_the_drivers_except() -> None:

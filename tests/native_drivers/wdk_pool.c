@@ -9,6 +9,7 @@
  */
 #include <ntddk.h>
 #include <dispmprt.h>
+#include <string.h>
 
 #define TAG_ADAPTER 'adkW' /* "Wkda" */
 #define TAG_DEVICE 'vdkW'
@@ -202,9 +203,21 @@ static NTSTATUS Render(const HANDLE hContext, DXGKARG_RENDER *pRender) {
     UCHAR first[16];
     UNREFERENCED_PARAMETER(hContext);
     SIZE_T n = pRender->CommandLength < sizeof first ? pRender->CommandLength : sizeof first;
+#ifdef WDK_BUG_NULL_READ
+    if (pRender->CommandLength == 7) /* a bug of the driver's own, not on user memory */
+        return *(volatile NTSTATUS *)pRender->pDmaBuffer;
+#endif
+#ifdef WDK_BUG_NO_TRY
+    memcpy(first, pRender->pCommand, n); /* wrong: a fault here is not caught */
+    return n && first[n - 1] == 0xFF ? STATUS_INVALID_PARAMETER : STATUS_NOT_SUPPORTED;
+#endif
     __try {
+#ifdef WDK_DIRECT_COPY
+        memcpy(first, pRender->pCommand, n); /* a plain read: the fault is a real one */
+#else
         ProbeForRead(pRender->pCommand, n, 1);
         RtlCopyMemory(first, pRender->pCommand, n);
+#endif
     } __except (EXCEPTION_EXECUTE_HANDLER) {
         DbgPrintEx(DPFLTR_IHVVIDEO_ID, DPFLTR_ERROR_LEVEL, "wdk_pool: pCommand faulted (0x%08X)\n",
                    (unsigned)GetExceptionCode());

@@ -14,6 +14,7 @@
  */
 #include <ntddk.h>
 #include <dispmprt.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ hardware (docs/isa.md) */
 #define MEMORY_SEGMENT_ID 1
@@ -630,6 +631,11 @@ static BOOLEAN Stage(WDKD_ADAPTER *Adapter, const UCHAR *User, UCHAR *Stage, UIN
     KeAcquireSpinLock(&Adapter->Lock, &irql); /* wrong: user memory is pageable */
 #else
     UNREFERENCED_PARAMETER(Adapter);
+#endif
+#ifdef WDKDISP_BUG_NO_TRY
+    memcpy(Stage + Have, User, Want); /* wrong: a fault on user memory is not caught */
+    UNREFERENCED_PARAMETER(Adapter);
+    return TRUE;
 #endif
     __try {
         ProbeForRead(User, Want, 1);

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import mmap
 import threading
 import types
 import weakref
@@ -211,22 +212,71 @@ class _Mapped:
         )
 
 
+class _GuardedMapped(_Mapped):
+    """A user buffer with an injected fault, in page-aligned real memory whose fault point
+    starts an inaccessible page while a WDK-style driver runs (``protect``): a direct read
+    reaching it faults for real, and the runtime raises STATUS_ACCESS_VIOLATION into the
+    driver's ``__try``. The bytes before it are the buffer's; the harness reads the whole
+    buffer only once the pages are accessible again."""
+
+    __slots__ = ("guard", "memory", "runtime")
+
+    def __init__(self, region: UserBuffer, runtime: Any) -> None:
+        f = ffi()
+        self.region = region
+        self.length = len(region.data)
+        self.runtime = runtime
+        fault = region.fault_at or 0
+        pad = -fault % mmap.PAGESIZE  # base + fault is a page boundary
+        size = pad + self.length + MARGIN
+        self.memory = mmap.mmap(-1, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
+        self.buf = f.from_buffer("unsigned char[]", self.memory)[pad:size]
+        f.memmove(self.buf, bytes(region.data), self.length)
+        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        self.base = _address(self.buf)
+        self.guard = (self.base + fault, len(self.memory) - pad - fault)
+
+    def protect(self, accessible: bool) -> None:
+        start, length = self.guard
+        if self.runtime.WddmWdkProtect(ffi().cast("void *", start), length, int(accessible)):
+            raise HarnessError(f"mprotect of the guard page of {self.region.name} failed")
+
+    def refresh(self) -> None:
+        """Copy the readable part of the region again (the rest is behind the guard)."""
+        fault = min(self.region.fault_at or 0, self.length)  # type: ignore[attr-defined]
+        ffi().memmove(self.buf, bytes(self.region.data[:fault]), fault)
+
+
 class _Call:
     """The marshalling state of one DDI call: mapped regions and objects kept alive."""
 
-    __slots__ = ("error", "keep", "mapped")
+    __slots__ = ("error", "keep", "mapped", "runtime")
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Any = None) -> None:
         self.mapped: dict[int, _Mapped] = {}
         self.keep: list[Any] = []
         #: A harness fault raised inside a callback, re-raised when the call returns.
         self.error: BaseException | None = None
+        #: A WDK-style driver's library: user buffers with a fault get a real guard page.
+        self.runtime = runtime
 
     def region(self, region: Region) -> _Mapped:
         mapped = self.mapped.get(id(region))
         if mapped is None:
-            mapped = self.mapped[id(region)] = _Mapped(region)
+            if (
+                self.runtime is not None
+                and isinstance(region, UserBuffer)
+                and region.fault_at is not None
+                and 0 <= region.fault_at < len(region.data)
+            ):
+                mapped = _GuardedMapped(region, self.runtime)
+            else:
+                mapped = _Mapped(region)
+            self.mapped[id(region)] = mapped
         return mapped
+
+    def guarded(self) -> list[_GuardedMapped]:
+        return [m for m in self.mapped.values() if isinstance(m, _GuardedMapped)]
 
     def pointer(self, p: Ptr | None) -> Any:
         f = ffi()
@@ -455,7 +505,14 @@ def _wdk_invoke(
             c.UserRanges[i][0] = max(mapped.base - _USER_SLACK, 0)
             c.UserRanges[i][1] = mapped.base + mapped.length + MARGIN
         c.UserRangeCount = len(ranges)
-    stopped = int(library.lib.WddmWdkInvoke(c))
+    guarded = call.guarded() if call is not None else []
+    for mapped in guarded:
+        mapped.protect(False)
+    try:
+        stopped = int(library.lib.WddmWdkInvoke(c))
+    finally:
+        for mapped in guarded:
+            mapped.protect(True)
     printed = drain_debug_output(library.lib)
     if adapter is not None:
         adapter.debug_output.extend(printed)
@@ -958,7 +1015,7 @@ class NativeMiniport:
 
     def _flat(self, ctype: str, entry: Callable[..., int], first: Any, args: Any) -> int:
         """Call an entry point whose argument block is flat: marshal, call, read back."""
-        call = _Call()
+        call = _Call(self._lib if self.wdk else None)
         c = _new(f"{ctype} *")
         _put(c, ctype, args, call)
         try:

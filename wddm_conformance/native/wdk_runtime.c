@@ -12,8 +12,12 @@
  * which reports it in the WDDM_WDK_CALL (the driver's own cleanup does not run, as on
  * a crashed machine).
  */
+#define _GNU_SOURCE /* sigaction, mprotect */
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,15 +188,22 @@ void WddmWdkSehCleanup(WDDM_WDK_SEH_FRAME *Frame) {
     Frame->Phase = 2;
 }
 
-static DECLSPEC_NORETURN void Raise(NTSTATUS Status, ULONG_PTR Address, uint32_t Kind, const char *What) {
+/* Raises Status at Instruction; for an access violation, Address is the memory accessed
+ * (bug check 0x1E's parameters when no __try covers it: code, instruction, 0 = read, address). */
+static DECLSPEC_NORETURN void RaiseAt(NTSTATUS Status, ULONG_PTR Instruction, ULONG_PTR Address,
+                                      uint32_t Kind, const char *What) {
     WDDM_WDK_SEH_FRAME *frame = Frames;
     if (frame == NULL)
-        Stop(Kind, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Status, Address, 0, Address,
+        Stop(Kind, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Status, Instruction, 0, Address,
              "exception 0x%08X (%s) raised outside any __try", (unsigned)Status, What);
     Frames = frame->Outer;
     frame->Phase = 3;
     frame->Code = Status;
     longjmp(frame->Jump, 1);
+}
+
+static DECLSPEC_NORETURN void Raise(NTSTATUS Status, ULONG_PTR Address, uint32_t Kind, const char *What) {
+    RaiseAt(Status, Address, Address, Kind, What);
 }
 
 int WddmWdkSehFilter(WDDM_WDK_SEH_FRAME *Frame, LONG Disposition) {
@@ -256,6 +267,54 @@ static int CopyFromUser(void *Destination, const volatile void *Source, SIZE_T L
         Raise(STATUS_ACCESS_VIOLATION, (ULONG_PTR)Source, WDDM_WDK_KIND_USERFAULT,
               "an access to user memory faulted");
     return 1;
+}
+
+/* ------------------------------------------------------------------ real faults */
+
+/* A read of user memory that reaches a page the harness made inaccessible (a fault it
+ * injects) raises STATUS_ACCESS_VIOLATION into the driver's __try, as a processor's
+ * fault would on Windows; above APC_LEVEL it is bug check 0xD1. Any other fault is
+ * handed to the handler that was there before (Python's faulthandler, a sanitizer's, or
+ * the default: the process dies, a crash the isolation layer reports). */
+static struct sigaction PreviousSegv, PreviousBus;
+static pthread_once_t FaultHandlerOnce = PTHREAD_ONCE_INIT;
+
+static void OnFault(int Signal, siginfo_t *Info, void *Context) {
+    if (Running != NULL && Landing != NULL && InUserMemory(Info->si_addr, 1)) {
+        if (CurrentIrql > APC_LEVEL)
+            Stop(WDDM_WDK_KIND_IRQL, DRIVER_IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Info->si_addr, CurrentIrql, 0, 0,
+                 "user memory at %p touched at IRQL %u, above APC_LEVEL (it is pageable)", Info->si_addr,
+                 CurrentIrql);
+        ULONG_PTR instruction = 0;
+#if defined(__x86_64__)
+        instruction = (ULONG_PTR)((ucontext_t *)Context)->uc_mcontext.gregs[REG_RIP];
+#endif
+        RaiseAt(STATUS_ACCESS_VIOLATION, instruction, (ULONG_PTR)Info->si_addr, WDDM_WDK_KIND_USERFAULT,
+                "a read of user memory faulted");
+    }
+    struct sigaction *previous = Signal == SIGSEGV ? &PreviousSegv : &PreviousBus;
+    if (previous->sa_flags & SA_SIGINFO) {
+        previous->sa_sigaction(Signal, Info, Context);
+    } else if (previous->sa_handler == SIG_DFL || previous->sa_handler == SIG_IGN) {
+        sigaction(Signal, previous, NULL); /* the access runs again and gets the old disposition */
+    } else {
+        previous->sa_handler(Signal);
+    }
+}
+
+static void InstallFaultHandler(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = OnFault;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER; /* it leaves by longjmp: keep the signal unblocked */
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &PreviousSegv);
+    sigaction(SIGBUS, &action, &PreviousBus);
+}
+
+int32_t WddmWdkProtect(void *Address, uint64_t Length, int32_t Accessible) {
+    pthread_once(&FaultHandlerOnce, InstallFaultHandler);
+    return mprotect(Address, (size_t)Length, Accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
 void RtlCopyMemory(void *Destination, const volatile void *Source, SIZE_T Length) {

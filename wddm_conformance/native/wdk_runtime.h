@@ -71,6 +71,10 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call);
 /* The pool blocks allocated in Scope (all of them for UINT64_MAX); returns how many
  * there are, writing at most Max into Blocks. */
 uint32_t WddmWdkPoolBlocks(uint64_t Scope, WDDM_WDK_POOLBLOCK *Blocks, uint32_t Max);
+/* Makes the pages of [Address, Address+Length) inaccessible (Accessible 0) or readable and
+ * writable again; the first call installs the fault handler that turns a fault on user
+ * memory into STATUS_ACCESS_VIOLATION for the driver's __try. mprotect's result. */
+int32_t WddmWdkProtect(void *Address, uint64_t Length, int32_t Accessible);
 /* Moves the captured DbgPrint output (lines) into Buffer; returns the bytes written. */
 uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size);
 
