@@ -522,6 +522,31 @@ def test_a_fault_outside_user_memory_still_ends_the_process(tmp_path: Path) -> N
     assert "Segmentation fault" in done.stderr
 
 
+def test_a_finalizer_under_cffis_lock_does_not_deadlock(tmp_path: Path) -> None:
+    """A collection can run an adapter's finalizer (RemoveDevice) while cffi holds its
+    non-reentrant lock (resolving a library name): the finalizer must need nothing cffi
+    resolves under that lock."""
+    script = tmp_path / "finalize.py"
+    script.write_text(
+        "from tests.test_wdk_native import _kernel\n"
+        "from wddm_conformance.native import abi\n"
+        "kernel = _kernel()\n"
+        "with abi.ffi()._lock:\n"
+        "    kernel.driver._finalizer()\n"
+        "print('removed', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip() == "removed", done.stderr[-2000:]
+
+
 def test_a_user_copy_that_faults_lands_in_the_drivers_except() -> None:
     kernel = _kernel()
     device = kernel.create_device()

@@ -211,6 +211,28 @@ def runtime_stop_text(call: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
+#: The runtime's entry points and the C types the adapter's finalizer uses (RemoveDevice at
+#: garbage collection): resolved when the library opens, because cffi resolves a name or
+#: parses a type under a lock it does not re-enter, and a collection can run a finalizer
+#: while this thread holds it (a deadlock).
+_RUNTIME_FUNCTIONS: Final = (
+    "WddmWdkDriverEntry",
+    "WddmWdkDdiOffset",
+    "WddmWdkInvoke",
+    "WddmWdkPoolBlocks",
+    "WddmWdkDebugOutput",
+    "WddmWdkProtect",
+)
+_RUNTIME_TYPES: Final = (
+    "WDDM_WDK_CALL *",
+    "WDDM_WDK_POOLBLOCK[]",
+    "char[]",
+    "char *",
+    "void *",
+    "uintptr_t",
+    "uintptr_t *",
+)
+
 #: Library path -> (DriverEntry's WDDM_WDK_CALL, its DRIVER_INITIALIZATION_DATA, what it printed).
 _ENTERED: dict[str, tuple[Any, Any, tuple[str, ...]]] = {}
 
@@ -218,6 +240,10 @@ _ENTERED: dict[str, tuple[Any, Any, tuple[str, ...]]] = {}
 def _open_wdk(path: Path, lib: Any, culprit: str) -> NativeLibrary:
     """A WDK-style library: call DriverEntry and take the DDIs it registered."""
     f = ffi()
+    for name in _RUNTIME_FUNCTIONS:
+        getattr(lib, name)
+    for ctype in _RUNTIME_TYPES:
+        f.typeof(ctype)
     # dlopen gives one copy of a library per process: DriverEntry runs once, whatever spec
     # names it, and what it printed is kept for every adapter of the library.
     key = str(path)
