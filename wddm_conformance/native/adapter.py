@@ -25,8 +25,10 @@ observed: real memory has no read log. docs/native.md lists what this changes.
 A WDK-style driver (``native build --wdk``) is called through its runtime
 (``WddmWdkInvoke``, wdk_runtime.c): the DDIs are the pointers its ``DriverEntry``
 registered, user memory is read with ``RtlCopyMemory`` inside ``__try`` (the runtime
-routes copies from the call's user buffers through the same callback), and the runtime
-checks what Driver Verifier would. A bug check it raises (bad pool call, IRQL, a failed
+routes copies from the call's user buffers through the same callback) or directly: a
+user buffer with an injected fault is then real memory whose fault point starts an
+inaccessible page (:class:`_GuardedMapped`), and the runtime turns the processor's fault
+into the driver's ``__except``. The runtime checks what Driver Verifier would. A bug check it raises (bad pool call, IRQL, a failed
 ``NT_ASSERT``, an unhandled exception) is a :class:`~wddm_conformance.errors.BugCheck`
 naming its rule; pool still allocated when its owner is destroyed (a failed
 CreateAllocation batch, DestroyAllocation, DestroyDevice, DestroyContext, RemoveDevice)

@@ -110,11 +110,12 @@ ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...) __attribute_
 
 /* ------------------------------------------------------------ structured exception handling */
 /* __try/__except over setjmp/longjmp (ISO C). Exceptions are raised by the routines of this
- * set (ExRaiseStatus, ProbeForRead/ProbeForWrite, and RtlCopyMemory/RtlMoveMemory
- * from user memory that faults, including the faults the harness injects), not by
- * the processor: a plain dereference of a faulting user pointer is not caught. A local
- * written inside __try and read in __except must be volatile (setjmp's rule). No
- * __finally or __leave. docs/native.md, "Structured exception handling". */
+ * set (ExRaiseStatus, ProbeForRead/ProbeForWrite, and RtlCopyMemory/RtlMoveMemory from
+ * user memory that faults) and by real faults on the call's user memory (the pages the
+ * harness makes inaccessible where it injects a fault); any other fault is a crash. A
+ * local written inside __try and read in __except must be volatile (setjmp's rule);
+ * break/continue leave the __try. No __finally or __leave. docs/native.md, "Structured
+ * exception handling". */
 #define EXCEPTION_EXECUTE_HANDLER 1
 #define EXCEPTION_CONTINUE_SEARCH 0
 #define EXCEPTION_CONTINUE_EXECUTION (-1)
