@@ -333,7 +333,7 @@ def test_a_failed_batch_that_keeps_its_pool_is_an_alc_atomic_leak_with_tag_and_s
     assert "1 pool block(s), 8 bytes: tag 'Wkal' 8 bytes at 0x" in str(caught.value)
 
 
-def test_pool_left_when_its_allocations_are_destroyed_is_an_alc_atomic_leak() -> None:
+def test_pool_left_when_its_allocations_are_destroyed_is_an_alc_adapter_leak() -> None:
     kernel = _kernel("LEAK_ALLOCATION")
     device = kernel.create_device()
     first, second = kernel.create_allocations(device, [AllocationRequest(4096)] * 2)
@@ -342,7 +342,7 @@ def test_pool_left_when_its_allocations_are_destroyed_is_an_alc_atomic_leak() ->
     with pytest.raises(DriverViolation) as caught:
         kernel.destroy_allocation(second)
     assert (caught.value.requirement, caught.value.ddi) == (
-        "ALC-ATOMIC",
+        "ALC-ADAPTER",
         "DxgkDdiDestroyAllocation",
     )
     assert (
@@ -353,7 +353,7 @@ def test_pool_left_when_its_allocations_are_destroyed_is_an_alc_atomic_leak() ->
     assert kept.hAllocation in {b.address for b in _adapter(kernel).pool_blocks()}
 
 
-def test_pool_left_when_its_device_or_adapter_is_destroyed_is_an_alc_atomic_leak() -> None:
+def test_pool_left_when_its_device_or_adapter_is_destroyed_is_an_alc_adapter_leak() -> None:
     kernel = _kernel("LEAK_DEVICE")
     device = kernel.create_device()
     with pytest.raises(
@@ -362,13 +362,13 @@ def test_pool_left_when_its_device_or_adapter_is_destroyed_is_an_alc_atomic_leak
         "holds 1 pool block.s., 8 bytes: tag 'Wkdv'",
     ) as caught:
         kernel.destroy_device(device)
-    assert (caught.value.requirement, caught.value.ddi) == ("ALC-ATOMIC", "DxgkDdiDestroyDevice")
+    assert (caught.value.requirement, caught.value.ddi) == ("ALC-ADAPTER", "DxgkDdiDestroyDevice")
     kernel = _kernel("LEAK_ADAPTER")
     with pytest.raises(
         DriverViolation, match=r"adapter is removed .* tag 'Wkda' 24 bytes"
     ) as caught:
         _adapter(kernel).remove_device()
-    assert (caught.value.requirement, caught.value.ddi) == ("ALC-ATOMIC", "DxgkDdiRemoveDevice")
+    assert (caught.value.requirement, caught.value.ddi) == ("ALC-ADAPTER", "DxgkDdiRemoveDevice")
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,8 @@ inaccessible page (:class:`_GuardedMapped`), and the runtime turns the processor
 into the driver's ``__except``. The runtime checks what Driver Verifier would. A bug check it raises (bad pool call, IRQL, a failed
 ``NT_ASSERT``, an unhandled exception) is a :class:`~wddm_conformance.errors.BugCheck`
 naming its rule; pool still allocated when its owner is destroyed (a failed
-CreateAllocation batch, DestroyAllocation, DestroyDevice, DestroyContext, RemoveDevice)
-is a leak, ALC-ATOMIC, with tag and size (docs/INTERPRETING.md).
+CreateAllocation batch: ALC-ATOMIC; DestroyAllocation, DestroyDevice, DestroyContext,
+RemoveDevice: ALC-ADAPTER) is a leak, named with tag and size (docs/INTERPRETING.md).
 """
 
 from __future__ import annotations
@@ -650,7 +650,7 @@ class NativeMiniport:
         """DxgkDdiRemoveDevice now (else the garbage collector calls it).
 
         For a WDK-style driver, pool any call on this adapter allocated and RemoveDevice
-        left allocated is a leak: DriverViolation ALC-ATOMIC naming tag and size.
+        left allocated is a leak: DriverViolation ALC-ADAPTER naming tag and size.
         """
         if not self._finalizer.alive:
             return
@@ -661,18 +661,19 @@ class NativeMiniport:
         leaked = _wdk_remove(self.LIBRARY, self._context, self._scopes)
         if leaked:
             raise DriverViolation(
-                "ALC-ATOMIC",
+                "ALC-ADAPTER",
                 "DxgkDdiRemoveDevice",
                 f"the adapter is removed and the driver still holds {_leak_text(leaked)}",
                 {"leaked": [str(b) for b in leaked]},
             )
 
     def _leaks(self, ddi: str, scopes: Iterable[int], what: str) -> None:
-        """Raise ALC-ATOMIC if pool of ``scopes`` is still allocated (a leak)."""
+        """Raise a leak if pool of ``scopes`` is still allocated: ALC-ATOMIC for a failed
+        batch, ALC-ADAPTER for a destroy path (INTERPRETING.md §5, "Leaks")."""
         leaked = pool_blocks(self.LIBRARY, scopes)
         if leaked:
             raise DriverViolation(
-                "ALC-ATOMIC",
+                "ALC-ATOMIC" if ddi == "DxgkDdiCreateAllocation" else "ALC-ADAPTER",
                 ddi,
                 f"{what} and the driver still holds {_leak_text(leaked)} allocated for it",
                 {"leaked": [str(b) for b in leaked]},

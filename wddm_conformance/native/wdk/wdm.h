@@ -191,7 +191,8 @@ typedef ULONG64 POOL_FLAGS;
 #define POOL_FLAG_SPECIAL_POOL            0x0000000080000000ULL
 
 /* Tracked by tag, size and the DDI call that allocated it (Driver Verifier's pool
- * tracking): pool still allocated when its owner is destroyed is a leak (ALC-ATOMIC);
+ * tracking): pool still allocated when its owner is destroyed is a leak (ALC-ATOMIC for a
+ * failed CreateAllocation batch, ALC-ADAPTER for a destroy path);
  * a double free, a free of memory that is not pool, a free with another tag, or pool
  * taken or freed at the wrong IRQL is bug check 0xC2 BAD_POOL_CALLER. */
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
