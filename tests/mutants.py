@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import struct
+from pathlib import Path
+from typing import ClassVar
 
 from wddm_conformance.ddi import (
     D3DDDI_PATCHLOCATIONLIST,
@@ -31,6 +33,9 @@ from wddm_conformance.ddi import (
     DXGKARG_SUBMITCOMMAND,
 )
 from wddm_conformance.memory import UNWRITTEN, KernelBuffer, Ptr, UserAccessFault
+from wddm_conformance.native.abi import open_library
+from wddm_conformance.native.adapter import NativeMiniport
+from wddm_conformance.native.build import build
 from wddm_conformance.reference import formats as fmt
 from wddm_conformance.reference import isa
 from wddm_conformance.reference import miniport as ref
@@ -45,6 +50,8 @@ from wddm_conformance.status import (
 )
 
 OP = DXGK_BUILDPAGINGBUFFER_OPERATION
+#: The WDK-style C sample driver and its broken variants (WdkSample below).
+WDK_SAMPLE = Path(__file__).resolve().parent / "wdk_driver" / "wdkdisp.c"
 
 
 class NoPrePatch(ReferenceMiniport):
@@ -1501,10 +1508,77 @@ FUZZABLE: dict[type[ReferenceMiniport], str] = {
 }
 
 
+# --------------------------------------------------------------------------- WDK-style C
+
+
+class WdkSample(NativeMiniport):
+    """The WDK-style C sample (tests/wdk_driver/wdkdisp.c): DriverEntry + DxgkInitialize, conforming."""
+
+    #: WDKDISP_BUG_* macros of the variant (built once per machine, cached).
+    BUGS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        cls = type(self)
+        if "LIBRARY" not in cls.__dict__:
+            path = build(
+                [WDK_SAMPLE],
+                name="wdkdisp" + "".join(f"-{bug.lower()}" for bug in cls.BUGS),
+                defines=[f"WDKDISP_BUG_{bug}" for bug in cls.BUGS],
+                wdk=True,
+            )
+            cls.LIBRARY = open_library(path, f"tests.mutants:{cls.__name__}")
+        super().__init__()
+
+
+class WdkSampleLeaksFailedBatch(WdkSample):
+    """WDK sample: a failed CreateAllocation batch keeps the pool of the allocations it made."""
+
+    BUGS = ("LEAK_FAILED_BATCH",)
+
+
+class WdkSampleDoubleFree(WdkSample):
+    """WDK sample: DestroyAllocation frees each allocation's pool twice (0xC2 BAD_POOL_CALLER)."""
+
+    BUGS = ("DOUBLE_FREE",)
+
+
+class WdkSampleReturnsHoldingLock(WdkSample):
+    """WDK sample: CreateAllocation returns with its adapter's spin lock held (0x4A)."""
+
+    BUGS = ("LOCK_HELD",)
+
+
+class WdkSampleAssertsOnValid(WdkSample):
+    """WDK sample: an NT_ASSERT that fires on a valid allocation size (0x1E)."""
+
+    BUGS = ("ASSERT_VALID",)
+
+
+class WdkSampleCopiesUnderLock(WdkSample):
+    """WDK sample: reads the command buffer holding a spin lock, at DISPATCH_LEVEL (0xD1)."""
+
+    BUGS = ("COPY_UNDER_LOCK",)
+
+
+class WdkSampleNoTry(WdkSample):
+    """WDK sample: copies the command buffer with memcpy and no __try: a real fault escapes (0x1E)."""
+
+    BUGS = ("NO_TRY",)
+
+
+BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
+BREAKS[WdkSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
+BREAKS[WdkSampleDoubleFree] = "ALL-NORAISE"  # type: ignore[index]
+BREAKS[WdkSampleReturnsHoldingLock] = "REN-IRQL"  # type: ignore[index]
+BREAKS[WdkSampleAssertsOnValid] = "ALL-NORAISE"  # type: ignore[index]
+BREAKS[WdkSampleCopiesUnderLock] = "REN-IRQL"  # type: ignore[index]
+
+
 #: Drivers that follow every rule: the suite must pass them (with SKIPs for what they do not support).
 CONFORMING = [
     ReferenceMiniport,
     ref.BusyReferenceMiniport,
     ref.ContractReferenceMiniport,
     NoAlternateVA,
+    WdkSample,
 ]

@@ -146,7 +146,7 @@ def _library(name: str) -> Path:
         (lambda: _library("no_info"), "exports no WddmNativeQueryDriverInfo"),
         (
             lambda: _library("wrong_abi"),
-            "was built against wddm_native.h ABI 2.0 (info size 32); this harness speaks ABI 1.0",
+            "was built against wddm_native.h ABI 3.0 (info size 32); this harness speaks ABI 2.0",
         ),
         (
             lambda: _library("partial"),
@@ -180,7 +180,7 @@ def test_the_cli_reports_a_bad_library_in_one_line_and_exit_2() -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "ABI 2.0" in done.stderr
+    assert done.stderr.count("\n") == 1 and "ABI 3.0" in done.stderr
 
 
 def test_a_build_failure_is_one_line(tmp_path: Path) -> None:

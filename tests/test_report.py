@@ -96,13 +96,21 @@ def test_passes_skips_and_the_rest() -> None:
     got = rows(
         record("a.py::x", "PASS", ["REN-STATUS"]),
         record("a.py::y", "SKIP", ["REN-STATUS", "REN-CONTRACT"]),
-        record("a.py::z", "FAIL", ["REN-IRQL"], "REN-IRQL"),
+        record("a.py::z", "PASS", ["REN-IRQL"]),
     )
     assert got["REN-STATUS"]["status"] == "PASS"
     assert got["REN-CONTRACT"]["status"] == "SKIP"
     assert got["REN-TRANSLATE"]["status"] == "NOT-RUN"
     assert got["REN-IRQL"]["status"] == "DOCUMENTED-ONLY"
     assert all(r["note"] == "" for r in got.values())
+
+
+def test_a_documented_only_rule_a_check_failed_on_takes_that_verdict() -> None:
+    """A WDK-style native driver's runtime judges REN-IRQL (a lock held at return is 0x4A)."""
+    got = rows(record("a.py::x", "CRASH", ["PGB-MAP"], "REN-IRQL"))
+    assert got["REN-IRQL"]["status"] == "CRASH"
+    assert got["REN-IRQL"]["failures"] == ["a.py::x"]
+    assert got["REN-IRQL"]["documented_only"] is True
 
 
 # ------------------------------------------------------------------------- reproducing alone

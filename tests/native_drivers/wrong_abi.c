@@ -2,6 +2,6 @@
 #include "wddm_native.h"
 
 static const WDDM_NATIVE_DRIVER_INFO Info = {
-    0x00020000u, (UINT)sizeof(WDDM_NATIVE_DRIVER_INFO), "from the future", NULL, NULL};
+    0x00030000u, (UINT)sizeof(WDDM_NATIVE_DRIVER_INFO), "from the future", NULL, NULL};
 
 const WDDM_NATIVE_DRIVER_INFO *WddmNativeQueryDriverInfo(void) { return &Info; }

@@ -288,6 +288,11 @@ class DdiCaller:
                 f"memory corruption: {exc}",
             ) from exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt...: a driver raises nothing
+            if isinstance(exc, DriverFailure) and getattr(self.driver, "KERNEL_FINDINGS", False):
+                # A native driver's runtime judged the call (a bug check, a pool leak): the
+                # finding is the kernel's, already named.
+                self.trace.append(f"{ddi} -> {type(exc).__name__} [{exc.requirement}]")
+                raise
             if real_interrupt(exc):
                 raise
             self.trace.append(f"{ddi} -> raised {type(exc).__name__}")

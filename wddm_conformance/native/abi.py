@@ -1,11 +1,19 @@
 """The C ABI of native drivers: the shipped header, read by cffi, and loading a library against it.
 
-``wddm_native.h`` is the single source of the layouts: C drivers compile against it,
-and the part between its ``WDDM_NATIVE_CDEF`` markers is handed to cffi here, so the
-harness marshals exactly the structures the driver was compiled with. A library is
-checked before anything runs: it must load, export ``WddmNativeQueryDriverInfo`` with a
-matching ABI major version, and export every DDI. Each failure is one line naming
-the library and what is wrong.
+``wddm_native.h`` is the single source of the layouts the harness marshals: C drivers
+compile against it, and the part between its ``WDDM_NATIVE_CDEF`` markers is handed to
+cffi here, so the harness marshals exactly the structures the driver was compiled
+with. The WDK compatibility headers (``wdk/``) declare the same argument blocks at the
+same offsets (tests/test_wdk_native.py checks it with the compiler), and the runtime a
+WDK-style driver links (``wdk_runtime.h``, its cdef read here too) is how the harness
+calls it.
+
+A library is one of two kinds. An exported-name driver exports
+``WddmNativeQueryDriverInfo`` (matching ABI major) and every ``DxgkDdi*`` entry point.
+A WDK-style driver (built with ``native build --wdk``) exports ``DriverEntry`` and the
+runtime: the harness calls ``DriverEntry``, which registers the DDIs through
+``DxgkInitialize``; every DDI must be registered, and ``WddmNativeQueryDriverInfo``
+is optional. Each failure is one line naming the library and what is wrong.
 """
 
 from __future__ import annotations
@@ -25,6 +33,16 @@ from ..errors import DriverLoadError
 HEADER_NAME: Final = "wddm_native.h"
 _BEGIN: Final = "/* WDDM_NATIVE_CDEF_BEGIN */"
 _END: Final = "/* WDDM_NATIVE_CDEF_END */"
+RUNTIME_HEADER_NAME: Final = "wdk_runtime.h"
+_RUNTIME_BEGIN: Final = "/* WDDM_WDK_RUNTIME_CDEF_BEGIN */"
+_RUNTIME_END: Final = "/* WDDM_WDK_RUNTIME_CDEF_END */"
+#: WDDM_WDK_CALL.Kind values (wdk_runtime.h): which rule a bug check of the runtime names.
+WDK_KIND_POOL: Final = 1
+WDK_KIND_IRQL: Final = 2
+WDK_KIND_ASSERT: Final = 3
+WDK_KIND_USERFAULT: Final = 4
+WDK_KIND_EXCEPTION: Final = 5
+WDK_KIND_DRIVER: Final = 6
 
 #: DDI method -> the exported C entry point that implements it: the WDK name of the
 #: driver interface's table without its qualifier (QueryAdapterInfo serves two methods).
@@ -51,6 +69,17 @@ def cdef_text() -> str:
     return text.split(_BEGIN, 1)[1].split(_END, 1)[0]
 
 
+def runtime_header_path() -> Path:
+    """The harness's side of the WDK runtime (``wdk_runtime.h``)."""
+    return Path(str(resources.files(__package__).joinpath(RUNTIME_HEADER_NAME)))
+
+
+def runtime_cdef_text() -> str:
+    """The plain-declaration part of ``wdk_runtime.h`` that cffi parses."""
+    text = runtime_header_path().read_text(encoding="utf-8")
+    return text.split(_RUNTIME_BEGIN, 1)[1].split(_RUNTIME_END, 1)[0]
+
+
 def _define(name: str) -> int:
     match = re.search(rf"#define\s+{name}\s+(0x[0-9A-Fa-f]+|\d+)u?\b", header_text())
     if match is None:  # the shipped header always defines it
@@ -71,6 +100,7 @@ def ffi() -> cffi.FFI:
     """The cffi instance that knows every structure of the header."""
     instance = cffi.FFI()
     instance.cdef(cdef_text())
+    instance.cdef(runtime_cdef_text())
     return instance
 
 
@@ -84,6 +114,11 @@ class NativeLibrary:
     command_encoder: str | None
     gpu_model: str | None
     abi_version: int
+    #: WDK-style drivers: entry point name -> the DDI's address DriverEntry registered
+    #: (``DxgkDdiRender`` -> 0x7f...); None for exported-name drivers.
+    registered: dict[str, int] | None = None
+    #: What DriverEntry printed (DbgPrint) while it registered, one string per line.
+    entry_output: tuple[str, ...] = ()
 
 
 def _c_string(value: Any) -> str | None:
@@ -113,6 +148,8 @@ def open_library(path: Path, spec: str) -> NativeLibrary:
                 "atheris's sanitizer runtime, or set LD_PRELOAD to it yourself)"
             )
         raise DriverLoadError(f"{culprit}: cannot load the library: {reason}{hint}") from None
+    if _exports(lib, "WddmWdkInvoke"):
+        return _open_wdk(path, lib, culprit)
     try:
         info = lib.WddmNativeQueryDriverInfo()
     except AttributeError:
@@ -144,6 +181,116 @@ def open_library(path: Path, spec: str) -> NativeLibrary:
         command_encoder=_c_string(info.CommandEncoder),
         gpu_model=_c_string(info.GpuModel),
         abi_version=version,
+    )
+
+
+def _exports(lib: Any, name: str) -> bool:
+    try:
+        getattr(lib, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def drain_debug_output(lib: Any) -> list[str]:
+    """The lines a WDK-style driver printed (DbgPrint, DbgPrintEx, KdPrint) since the last drain."""
+    f = ffi()
+    lines: list[str] = []
+    buffer = f.new("char[]", 65536)
+    while True:
+        n = int(lib.WddmWdkDebugOutput(buffer, 65536))
+        if n == 0:
+            return lines
+        text = f.buffer(buffer, n)[:].decode("utf-8", "replace")
+        lines.extend(line for line in text.split("\n") if line)
+
+
+def runtime_stop_text(call: Any) -> str:
+    """What a WDDM_WDK_CALL says stopped it (its message)."""
+    raw = ffi().string(call.Message)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+#: The runtime's entry points and the C types the adapter's finalizer uses (RemoveDevice at
+#: garbage collection): resolved when the library opens, because cffi resolves a name or
+#: parses a type under a lock it does not re-enter, and a collection can run a finalizer
+#: while this thread holds it (a deadlock).
+_RUNTIME_FUNCTIONS: Final = (
+    "WddmWdkDriverEntry",
+    "WddmWdkDdiOffset",
+    "WddmWdkInvoke",
+    "WddmWdkPoolBlocks",
+    "WddmWdkDebugOutput",
+    "WddmWdkProtect",
+)
+_RUNTIME_TYPES: Final = (
+    "WDDM_WDK_CALL *",
+    "WDDM_WDK_POOLBLOCK[]",
+    "char[]",
+    "char *",
+    "void *",
+    "uintptr_t",
+    "uintptr_t *",
+)
+
+#: Library path -> (DriverEntry's WDDM_WDK_CALL, its DRIVER_INITIALIZATION_DATA, what it printed).
+_ENTERED: dict[str, tuple[Any, Any, tuple[str, ...]]] = {}
+
+
+def _open_wdk(path: Path, lib: Any, culprit: str) -> NativeLibrary:
+    """A WDK-style library: call DriverEntry and take the DDIs it registered."""
+    f = ffi()
+    for name in _RUNTIME_FUNCTIONS:
+        getattr(lib, name)
+    for ctype in _RUNTIME_TYPES:
+        f.typeof(ctype)
+    # dlopen gives one copy of a library per process: DriverEntry runs once, whatever spec
+    # names it, and what it printed is kept for every adapter of the library.
+    key = str(path)
+    if key not in _ENTERED:
+        entry = f.new("WDDM_WDK_CALL *")
+        _ENTERED[key] = (entry, lib.WddmWdkDriverEntry(entry), tuple(drain_debug_output(lib)))
+    entry, data, printed = _ENTERED[key]
+    if data == f.NULL:
+        if int(entry.BugCheckCode):
+            why = f"bug check 0x{int(entry.BugCheckCode):X} in DriverEntry: {runtime_stop_text(entry)}"
+        elif int(entry.Status):
+            why = f"DriverEntry returned 0x{int(entry.Status) & 0xFFFFFFFF:08X}"
+        else:
+            why = (
+                "DriverEntry returned without registering its DDIs (DxgkInitialize was not called)"
+            )
+        raise DriverLoadError(f"{culprit}: {path.name}: {why}")
+    registered: dict[str, int] = {}
+    missing = []
+    for export in (*LIFETIME_EXPORTS, *dict.fromkeys(ENTRY_POINTS.values())):
+        offset = int(lib.WddmWdkDdiOffset(export.encode()))
+        address = (
+            int(f.cast("uintptr_t *", f.cast("char *", data) + offset)[0]) if offset >= 0 else 0
+        )
+        if address == 0:
+            missing.append(export)
+        registered[export] = address
+    if missing:
+        raise DriverLoadError(
+            f"{culprit}: {path.name} registered no {', '.join(missing)} in its "
+            f"DRIVER_INITIALIZATION_DATA (DxgkInitialize)"
+        )
+    name = path.name
+    encoder = gpu = None
+    if _exports(lib, "WddmNativeQueryDriverInfo"):
+        info = lib.WddmNativeQueryDriverInfo()
+        name = _c_string(info.Name) or name
+        encoder, gpu = _c_string(info.CommandEncoder), _c_string(info.GpuModel)
+    return NativeLibrary(
+        path=path,
+        lib=lib,
+        name=name,
+        command_encoder=encoder,
+        gpu_model=gpu,
+        abi_version=ABI_VERSION,
+        registered=registered,
+        entry_output=printed,
     )
 
 

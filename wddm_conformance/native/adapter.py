@@ -21,14 +21,31 @@ Each DDI call marshals its argument block both ways:
 
 Reads outside a kernel buffer's read window (the patch list given to Patch) are not
 observed: real memory has no read log. docs/native.md lists what this changes.
+
+A WDK-style driver (``native build --wdk``) is called through its runtime
+(``WddmWdkInvoke``, wdk_runtime.c): the DDIs are the pointers its ``DriverEntry``
+registered, user memory is read with ``RtlCopyMemory`` inside ``__try`` (the runtime
+routes copies from the call's user buffers through the same callback) or directly: a
+user buffer with an injected fault is then real memory whose fault point starts an
+inaccessible page (:class:`_GuardedMapped`), and the runtime turns the processor's fault
+into the driver's ``__except``. The runtime checks what Driver Verifier would. A bug check it raises (bad pool call, IRQL, a failed
+``NT_ASSERT``, an unhandled exception) is a :class:`~wddm_conformance.errors.BugCheck`
+naming its rule; pool still allocated when its owner is destroyed (a failed
+CreateAllocation batch: ALC-ATOMIC; DestroyAllocation, DestroyDevice, DestroyContext,
+RemoveDevice: ALC-ADAPTER) is a leak, named with tag and size (docs/INTERPRETING.md).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import mmap
 import threading
+import types
 import weakref
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Final
 
@@ -53,7 +70,7 @@ from ..ddi import (
     MDL,
 )
 from ..driver import DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
-from ..errors import DdiTimeout, HarnessError
+from ..errors import BugCheck, DdiTimeout, DriverFailure, DriverViolation, HarnessError
 from ..memory import (
     GUARD_BYTES,
     GUARD_FILL,
@@ -66,8 +83,21 @@ from ..memory import (
     UserBuffer,
     ViolationKind,
 )
+from ..status import status_name
 from ..watchdog import armed
-from .abi import ABI_VERSION, NativeLibrary, ffi
+from .abi import (
+    ABI_VERSION,
+    WDK_KIND_ASSERT,
+    WDK_KIND_DRIVER,
+    WDK_KIND_EXCEPTION,
+    WDK_KIND_IRQL,
+    WDK_KIND_POOL,
+    WDK_KIND_USERFAULT,
+    NativeLibrary,
+    drain_debug_output,
+    ffi,
+    runtime_stop_text,
+)
 
 #: Hidden bytes after each buffer's guard zone: a write there is past the guard (0x1E).
 MARGIN: Final = 4096
@@ -82,6 +112,8 @@ HARNESSCAPS_SUPPORTSCONTEXTS: Final = 0x1
 HARNESSCAPS_SUPPORTSALTERNATEVA: Final = 0x2
 HARNESSCAPS_MAYREPORTALLOCATIONBUSY: Final = 0x4
 HARNESSCAPS_GUARANTEEDCONTRACTDMA: Final = 0x8
+#: DXGKRNL_INTERFACE.Version given to WDK-style drivers (d3dukmdt.h).
+DXGKDDI_INTERFACE_VERSION_WIN7: Final = 0x2005
 
 OP = DXGK_BUILDPAGINGBUFFER_OPERATION
 
@@ -182,22 +214,71 @@ class _Mapped:
         )
 
 
+class _GuardedMapped(_Mapped):
+    """A user buffer with an injected fault, in page-aligned real memory whose fault point
+    starts an inaccessible page while a WDK-style driver runs (``protect``): a direct read
+    reaching it faults for real, and the runtime raises STATUS_ACCESS_VIOLATION into the
+    driver's ``__try``. The bytes before it are the buffer's; the harness reads the whole
+    buffer only once the pages are accessible again."""
+
+    __slots__ = ("guard", "memory", "runtime")
+
+    def __init__(self, region: UserBuffer, runtime: Any) -> None:
+        f = ffi()
+        self.region = region
+        self.length = len(region.data)
+        self.runtime = runtime
+        fault = region.fault_at or 0
+        pad = -fault % mmap.PAGESIZE  # base + fault is a page boundary
+        size = pad + self.length + MARGIN
+        self.memory = mmap.mmap(-1, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
+        self.buf = f.from_buffer("unsigned char[]", self.memory)[pad:size]
+        f.memmove(self.buf, bytes(region.data), self.length)
+        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        self.base = _address(self.buf)
+        self.guard = (self.base + fault, len(self.memory) - pad - fault)
+
+    def protect(self, accessible: bool) -> None:
+        start, length = self.guard
+        if self.runtime.WddmWdkProtect(ffi().cast("void *", start), length, int(accessible)):
+            raise HarnessError(f"mprotect of the guard page of {self.region.name} failed")
+
+    def refresh(self) -> None:
+        """Copy the readable part of the region again (the rest is behind the guard)."""
+        fault = min(self.region.fault_at or 0, self.length)  # type: ignore[attr-defined]
+        ffi().memmove(self.buf, bytes(self.region.data[:fault]), fault)
+
+
 class _Call:
     """The marshalling state of one DDI call: mapped regions and objects kept alive."""
 
-    __slots__ = ("error", "keep", "mapped")
+    __slots__ = ("error", "keep", "mapped", "runtime")
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Any = None) -> None:
         self.mapped: dict[int, _Mapped] = {}
         self.keep: list[Any] = []
         #: A harness fault raised inside a callback, re-raised when the call returns.
         self.error: BaseException | None = None
+        #: A WDK-style driver's library: user buffers with a fault get a real guard page.
+        self.runtime = runtime
 
     def region(self, region: Region) -> _Mapped:
         mapped = self.mapped.get(id(region))
         if mapped is None:
-            mapped = self.mapped[id(region)] = _Mapped(region)
+            if (
+                self.runtime is not None
+                and isinstance(region, UserBuffer)
+                and region.fault_at is not None
+                and 0 <= region.fault_at < len(region.data)
+            ):
+                mapped = _GuardedMapped(region, self.runtime)
+            else:
+                mapped = _Mapped(region)
+            self.mapped[id(region)] = mapped
         return mapped
+
+    def guarded(self) -> list[_GuardedMapped]:
+        return [m for m in self.mapped.values() if isinstance(m, _GuardedMapped)]
 
     def pointer(self, p: Ptr | None) -> Any:
         f = ffi()
@@ -320,8 +401,151 @@ def _typed(original: Any, value: int) -> Any:
 
 # --------------------------------------------------------------------------- the driver class
 
-#: What may leave a DDI method: the driver's own faults, which the kernel judges.
-_DRIVER_FAULTS: Final = (KernelAccessViolation, UserAccessFault, DdiTimeout, HarnessError)
+#: What may leave a DDI method: the driver's own faults, which the kernel judges, and the
+#: findings of a WDK-style driver's runtime (bug checks, leaks).
+_DRIVER_FAULTS: Final = (
+    KernelAccessViolation,
+    UserAccessFault,
+    DdiTimeout,
+    HarnessError,
+    DriverFailure,
+)
+
+
+# --------------------------------------------------------------------------- WDK-style drivers
+
+#: Scope numbers: each call of a WDK-style driver gets one, recorded on the pool it allocates.
+_SCOPES = itertools.count(1)
+_ALL_SCOPES: Final = (1 << 64) - 1
+#: The rule a runtime bug check names, by WDDM_WDK_CALL.Kind (docs/INTERPRETING.md):
+#: IRQL and spin-lock misuse is REN-IRQL, an unhandled fault on user memory REN-USERFAULT,
+#: any other crash (a bad pool call, a failed assertion, an unhandled exception, the
+#: driver's own KeBugCheckEx) ALL-NORAISE.
+_KIND_RULE: Final = {
+    WDK_KIND_POOL: "ALL-NORAISE",
+    WDK_KIND_IRQL: "REN-IRQL",
+    WDK_KIND_ASSERT: "ALL-NORAISE",
+    WDK_KIND_USERFAULT: "REN-USERFAULT",
+    WDK_KIND_EXCEPTION: "ALL-NORAISE",
+    WDK_KIND_DRIVER: "ALL-NORAISE",
+}
+#: Most debug-output lines an adapter keeps.
+DEBUG_OUTPUT_LINES: Final = 2000
+#: Pool a WDK-style driver still held when an adapter was removed by the garbage
+#: collector (no one to report to): ``(library name, blocks)``, newest last.
+LEAKED_AT_REMOVE: deque[tuple[str, tuple[PoolBlock, ...]]] = deque(maxlen=64)
+
+
+@dataclass(frozen=True)
+class PoolBlock:
+    """A block of pool a WDK-style driver allocated and has not freed."""
+
+    address: int
+    size: int  # bytes
+    tag: int  # the ULONG the driver passed ('Wdka' in C is 0x5764_6B61 read little-endian)
+    pool_type: int  # POOL_TYPE: 0 nonpaged, 1 paged, 512 nonpaged NX
+    scope: int  # the DDI call that allocated it
+
+    @property
+    def tag_text(self) -> str:
+        """The tag as the debugger's !poolused shows it ('Wdka')."""
+        raw = self.tag.to_bytes(4, "little")
+        return "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in raw)
+
+    def __str__(self) -> str:
+        return f"tag '{self.tag_text}' {self.size} bytes at 0x{self.address:X}"
+
+
+def pool_blocks(library: NativeLibrary, scopes: Iterable[int] | None = None) -> list[PoolBlock]:
+    """The pool blocks of ``library`` still allocated, all or those of ``scopes``."""
+    f = ffi()
+    wanted = None if scopes is None else set(scopes)
+    count = int(library.lib.WddmWdkPoolBlocks(_ALL_SCOPES, f.NULL, 0))
+    array = _new("WDDM_WDK_POOLBLOCK[]", max(count, 1) + 16)
+    count = min(int(library.lib.WddmWdkPoolBlocks(_ALL_SCOPES, array, len(array))), len(array))
+    return [
+        PoolBlock(int(b.Address), int(b.Size), int(b.Tag), int(b.PoolType), int(b.Scope))
+        for b in array[0:count]
+        if wanted is None or int(b.Scope) in wanted
+    ]
+
+
+def _leak_text(blocks: Sequence[PoolBlock]) -> str:
+    shown = "; ".join(str(b) for b in blocks[:4])
+    more = f" (+{len(blocks) - 4} more)" if len(blocks) > 4 else ""
+    total = sum(b.size for b in blocks)
+    return f"{len(blocks)} pool block(s), {total} bytes: {shown}{more}"
+
+
+def _wdk_invoke(
+    library: NativeLibrary,
+    name: str,
+    args: tuple[Any, ...],
+    adapter: NativeMiniport | None,
+    scopes: set[int],
+) -> int:
+    """Run the registered DDI ``name`` through the runtime; raise the bug check that stopped it."""
+    assert library.registered is not None
+    f = ffi()
+    c = _new("WDDM_WDK_CALL *")
+    c.Function = f.cast("void *", library.registered[name])
+    c.ArgumentCount = len(args)
+    for i, value in enumerate(args):
+        c.Arguments[i] = f.cast("void *", value)
+    scope = next(_SCOPES)
+    scopes.add(scope)
+    c.Scope = scope
+    c.CheckReturn = 1
+    call = None
+    if adapter is not None:
+        adapter._last_scope = scope
+        c.CopyFromUser = f.cast("void *", adapter._callback)
+        call = adapter._call
+    if call is not None:
+        ranges = [m for m in call.mapped.values() if isinstance(m.region, UserBuffer)][:8]
+        for i, mapped in enumerate(ranges):
+            c.UserRanges[i][0] = max(mapped.base - _USER_SLACK, 0)
+            c.UserRanges[i][1] = mapped.base + mapped.length + MARGIN
+        c.UserRangeCount = len(ranges)
+    guarded = call.guarded() if call is not None else []
+    for mapped in guarded:
+        mapped.protect(False)
+    try:
+        stopped = int(library.lib.WddmWdkInvoke(c))
+    finally:
+        for mapped in guarded:
+            mapped.protect(True)
+    printed = drain_debug_output(library.lib)
+    if adapter is not None:
+        adapter.debug_output.extend(printed)
+    if stopped:
+        message = runtime_stop_text(c)
+        if printed:
+            message += " (debug output before it: " + " | ".join(printed[-3:]) + ")"
+        raise BugCheck(
+            int(c.BugCheckCode),
+            tuple(int(p) for p in c.BugCheckParameters),  # type: ignore[arg-type]
+            _KIND_RULE.get(int(c.Kind), "ALL-NORAISE"),
+            name,
+            message,
+        )
+    return int(c.Status)
+
+
+def _wdk_remove(library: NativeLibrary, context: Any, scopes: set[int]) -> tuple[PoolBlock, ...]:
+    """DxgkDdiRemoveDevice through the runtime; the adapter's pool still allocated after it."""
+    _wdk_invoke(library, "DxgkDdiRemoveDevice", (context,), None, scopes)
+    return tuple(pool_blocks(library, scopes))
+
+
+def _wdk_finalize(library: NativeLibrary, context: Any, scopes: set[int]) -> None:
+    """The garbage collector's RemoveDevice: what it finds is kept in LEAKED_AT_REMOVE."""
+    try:
+        leaked = _wdk_remove(library, context, scopes)
+    except BugCheck:
+        return
+    if leaked:
+        LEAKED_AT_REMOVE.append((library.name, leaked))
 
 
 def _harness_faults(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -348,15 +572,14 @@ class NativeMiniport:
     COMMAND_ENCODER: ClassVar[str] = DEFAULT_COMMAND_ENCODER
     GPU_MODEL: ClassVar[str] = DEFAULT_GPU_MODEL
 
+    #: The DdiCaller lets this driver's BugCheck and DriverViolation through: they are
+    #: the runtime's findings (the kernel's side), not exceptions the driver raised.
+    KERNEL_FINDINGS: ClassVar[bool] = True
+
     def __init__(self) -> None:
         f = ffi()
-        self._lib = self.LIBRARY.lib
-        context = _new("PVOID *")
-        status = _status(self._lib.DxgkDdiAddDevice(f.NULL, context))
-        if status != 0:
-            raise RuntimeError(f"DxgkDdiAddDevice returned 0x{status:08X}")
-        self._context = context[0]
-        self._finalizer = weakref.finalize(self, self._lib.DxgkDdiRemoveDevice, self._context)
+        library = self.LIBRARY
+        self._lib = library.lib
         self._call: _Call | None = None
         # Through a weak reference: a bound method would keep this object alive in a cycle,
         # and DxgkDdiRemoveDevice would wait for the garbage collector.
@@ -366,8 +589,95 @@ class NativeMiniport:
             adapter = me()
             return 0 if adapter is None else adapter._copy_from_user(destination, source, length)
 
-        self._callback = f.callback("BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user)
+        self._callback: Any = f.callback(
+            "BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user
+        )
         self._interface: Any = None
+        #: What a WDK-style driver printed (DbgPrint, DbgPrintEx, KdPrint), oldest first.
+        self.debug_output: deque[str] = deque(library.entry_output, maxlen=DEBUG_OUTPUT_LINES)
+        #: WDK-style drivers: the scope of every call made on this adapter (its pool),
+        #: the scope of the last call, and who owns the pool of each call.
+        self._scopes: set[int] = set()
+        self._last_scope = 0
+        self._scope_owners: dict[int, set[int | tuple[str, int]]] = {}
+        self._allocation_scope: dict[int, int] = {}
+        self._resource_scopes: dict[int, list[int]] = {}
+        self._device_scope: dict[int, int] = {}
+        self._context_scope: dict[int, int] = {}
+        self._ddi: Any
+        if library.registered is None:
+            self._ddi = self._lib
+        else:
+            self._ddi = types.SimpleNamespace(
+                **{name: self._wdk_entry(name) for name in library.registered}
+            )
+        context = _new("PVOID *")
+        status = _status(self._ddi.DxgkDdiAddDevice(f.NULL, context))
+        if status != 0:
+            raise RuntimeError(f"DxgkDdiAddDevice returned 0x{status:08X}")
+        self._context = context[0]
+        self._finalizer: weakref.finalize[Any, Any]
+        if library.registered is None:
+            self._finalizer = weakref.finalize(self, self._ddi.DxgkDdiRemoveDevice, self._context)
+        else:
+            context, scopes = self._context, self._scopes
+
+            def remove() -> None:  # holds no reference to the adapter
+                _wdk_finalize(library, context, scopes)
+
+            self._finalizer = weakref.finalize(self, remove)
+
+    def _wdk_entry(self, name: str) -> Callable[..., int]:
+        library, scopes, me = self.LIBRARY, self._scopes, weakref.ref(self)
+
+        def entry(*args: Any) -> int:
+            return _wdk_invoke(library, name, args, me(), scopes)
+
+        return entry
+
+    # ------------------------------------------------------------------ WDK pool tracking
+
+    @property
+    def wdk(self) -> bool:
+        """True for a WDK-style driver (DriverEntry + DxgkInitialize, the runtime's checks)."""
+        return self.LIBRARY.registered is not None
+
+    def pool_blocks(self) -> list[PoolBlock]:
+        """The pool this adapter's calls allocated and the driver has not freed (WDK-style only)."""
+        return pool_blocks(self.LIBRARY, self._scopes) if self.wdk else []
+
+    def remove_device(self) -> None:
+        """DxgkDdiRemoveDevice now (else the garbage collector calls it).
+
+        For a WDK-style driver, pool any call on this adapter allocated and RemoveDevice
+        left allocated is a leak: DriverViolation ALC-ADAPTER naming tag and size.
+        """
+        if not self._finalizer.alive:
+            return
+        if not self.wdk:
+            self._finalizer()
+            return
+        self._finalizer.detach()
+        leaked = _wdk_remove(self.LIBRARY, self._context, self._scopes)
+        if leaked:
+            raise DriverViolation(
+                "ALC-ADAPTER",
+                "DxgkDdiRemoveDevice",
+                f"the adapter is removed and the driver still holds {_leak_text(leaked)}",
+                {"leaked": [str(b) for b in leaked]},
+            )
+
+    def _leaks(self, ddi: str, scopes: Iterable[int], what: str) -> None:
+        """Raise a leak if pool of ``scopes`` is still allocated: ALC-ATOMIC for a failed
+        batch, ALC-ADAPTER for a destroy path (INTERPRETING.md §5, "Leaks")."""
+        leaked = pool_blocks(self.LIBRARY, scopes)
+        if leaked:
+            raise DriverViolation(
+                "ALC-ATOMIC" if ddi == "DxgkDdiCreateAllocation" else "ALC-ADAPTER",
+                ddi,
+                f"{what} and the driver still holds {_leak_text(leaked)} allocated for it",
+                {"leaked": [str(b) for b in leaked]},
+            )
 
     # ------------------------------------------------------------------ calling C
 
@@ -417,6 +727,8 @@ class NativeMiniport:
     @_harness_faults
     def start_device(self, info: DXGK_START_INFO) -> int:
         f = ffi()
+        if self.wdk:
+            return self._start_wdk(info)
         start = _new(
             "DXGK_START_INFO *",
             {
@@ -435,7 +747,30 @@ class NativeMiniport:
         )
         sources, children = _new("ULONG *"), _new("ULONG *")
         return self._invoke(
-            self._lib.DxgkDdiStartDevice, self._context, start, self._interface, sources, children
+            self._ddi.DxgkDdiStartDevice, self._context, start, self._interface, sources, children
+        )
+
+    def _start_wdk(self, info: DXGK_START_INFO) -> int:
+        """StartDevice with dispmprt.h's DXGK_START_INFO and DXGKRNL_INTERFACE (no callbacks modelled)."""
+        f = ffi()
+        start = _new(
+            "WDDM_WDK_START_INFO *",
+            {
+                "MemorySegmentSize": info.MemorySegmentSize,
+                "ApertureSegmentSize": info.ApertureSegmentSize,
+            },
+        )
+        self._interface = _new(
+            "WDDM_WDK_DXGKRNL_INTERFACE *",
+            {
+                "Size": f.sizeof("WDDM_WDK_DXGKRNL_INTERFACE"),
+                "Version": DXGKDDI_INTERFACE_VERSION_WIN7,
+                "DeviceHandle": self._context,
+            },
+        )
+        sources, children = _new("ULONG *"), _new("ULONG *")
+        return self._invoke(
+            self._ddi.DxgkDdiStartDevice, self._context, start, self._interface, sources, children
         )
 
     def _query(self, kind: int, output: Any) -> int:
@@ -448,7 +783,7 @@ class NativeMiniport:
                 "OutputDataSize": f.sizeof(f.typeof(output).item),
             },
         )
-        return self._invoke(self._lib.DxgkDdiQueryAdapterInfo, self._context, query)
+        return self._invoke(self._ddi.DxgkDdiQueryAdapterInfo, self._context, query)
 
     @_harness_faults
     def query_segments(self) -> list[DXGK_SEGMENTDESCRIPTOR] | int:
@@ -490,14 +825,21 @@ class NativeMiniport:
 
     @_harness_faults
     def create_device(self, args: DXGKARG_CREATEDEVICE) -> int:
-        c = _new("DXGKARG_CREATEDEVICE *", {"Flags": args.Flags & 0xFFFFFFFF})
-        status = self._invoke(self._lib.DxgkDdiCreateDevice, self._context, c)
+        info = _new("DXGK_DEVICEINFO *")
+        c = _new("DXGKARG_CREATEDEVICE *", {"Flags": args.Flags & 0xFFFFFFFF, "pInfo": info})
+        status = self._invoke(self._ddi.DxgkDdiCreateDevice, self._context, c)
         args.hDevice = _address(c.hDevice)
+        if self.wdk and status == 0:
+            self._device_scope[args.hDevice] = self._last_scope
         return status
 
     @_harness_faults
     def destroy_device(self, hDevice: int) -> int:
-        return self._invoke(self._lib.DxgkDdiDestroyDevice, _handle(hDevice))
+        status = self._invoke(self._ddi.DxgkDdiDestroyDevice, _handle(hDevice))
+        scope = self._device_scope.pop(hDevice, None)
+        if scope is not None:
+            self._leaks("DxgkDdiDestroyDevice", [scope], f"device 0x{hDevice:X} is destroyed")
+        return status
 
     @_harness_faults
     def create_context(self, args: DXGKARG_CREATECONTEXT) -> int:
@@ -509,13 +851,19 @@ class NativeMiniport:
                 "Flags": args.Flags,
             },
         )
-        status = self._invoke(self._lib.DxgkDdiCreateContext, _handle(args.hDevice), c)
+        status = self._invoke(self._ddi.DxgkDdiCreateContext, _handle(args.hDevice), c)
         args.hContext = _address(c.hContext)
+        if self.wdk and status == 0:
+            self._context_scope[args.hContext] = self._last_scope
         return status
 
     @_harness_faults
     def destroy_context(self, hContext: int) -> int:
-        return self._invoke(self._lib.DxgkDdiDestroyContext, _handle(hContext))
+        status = self._invoke(self._ddi.DxgkDdiDestroyContext, _handle(hContext))
+        scope = self._context_scope.pop(hContext, None)
+        if scope is not None:
+            self._leaks("DxgkDdiDestroyContext", [scope], f"context 0x{hContext:X} is destroyed")
+        return status
 
     # ------------------------------------------------------------------ allocations
 
@@ -538,8 +886,10 @@ class NativeMiniport:
                 "Flags": int(args.Flags),
             },
         )
-        status = self._invoke(self._lib.DxgkDdiCreateAllocation, self._context, c_args, call=call)
+        status = self._invoke(self._ddi.DxgkDdiCreateAllocation, self._context, c_args, call=call)
         args.hResource = _address(c_args.hResource)
+        if self.wdk:
+            self._own_batch(status, array, min(len(infos), args.NumAllocations), args)
         for c, info in zip(array, infos, strict=False):
             info.Alignment = int(c.Alignment)
             info.Size = int(c.Size)
@@ -561,6 +911,50 @@ class NativeMiniport:
             info.AllocationPriority = int(c.AllocationPriority)
         return status
 
+    def _own_batch(
+        self, status: int, array: Any, count: int, args: DXGKARG_CREATEALLOCATION
+    ) -> None:
+        """Record who owns the pool a CreateAllocation call kept; a failed batch keeps none."""
+        scope = self._last_scope
+        if status != 0:
+            self._leaks(
+                "DxgkDdiCreateAllocation",
+                [scope],
+                f"the batch of {args.NumAllocations} allocation(s) failed with {status_name(status)}",
+            )
+            return
+        owners: set[int | tuple[str, int]] = set()
+        for c in array[0:count]:
+            handle = _address(c.hAllocation)
+            if handle:
+                owners.add(handle)
+                self._allocation_scope[handle] = scope
+        if args.hResource:
+            owners.add(("resource", args.hResource))
+            self._resource_scopes.setdefault(args.hResource, []).append(scope)
+        self._scope_owners[scope] = owners
+
+    def _disown(self, handles: Sequence[int], resource: int) -> None:
+        """Allocations (and a resource) destroyed: pool of a call none of whose objects live is a leak."""
+        emptied = []
+        for handle in handles:
+            scope = self._allocation_scope.pop(handle, None)
+            if scope is not None:
+                self._scope_owners[scope].discard(handle)
+                emptied.append(scope)
+        for scope in self._resource_scopes.pop(resource, []) if resource else []:
+            self._scope_owners[scope].discard(("resource", resource))
+            emptied.append(scope)
+        done = [s for s in dict.fromkeys(emptied) if not self._scope_owners.get(s)]
+        for scope in done:
+            self._scope_owners.pop(scope, None)
+        if done:
+            self._leaks(
+                "DxgkDdiDestroyAllocation",
+                done,
+                "every allocation created with that pool is destroyed",
+            )
+
     @staticmethod
     def _handles(values: Sequence[int], count: int) -> Any:
         """A C array of ``count`` HANDLEs (zero past the list, so a lying count reads NULLs)."""
@@ -581,7 +975,16 @@ class NativeMiniport:
                 "Flags": args.Flags & 0xFFFFFFFF,
             },
         )
-        return self._invoke(self._lib.DxgkDdiDestroyAllocation, self._context, c)
+        status = self._invoke(self._ddi.DxgkDdiDestroyAllocation, self._context, c)
+        if self.wdk:
+            destroy_resource = bool(
+                int(args.Flags) & 0x1
+            )  # DXGK_DESTROYALLOCATIONFLAGS.DestroyResource
+            self._disown(
+                list(args.pAllocationList[: args.NumAllocations]),
+                args.hResource if destroy_resource else 0,
+            )
+        return status
 
     @_harness_faults
     def open_allocation(self, hDevice: int, args: DXGKARG_OPENALLOCATION) -> int:
@@ -597,7 +1000,7 @@ class NativeMiniport:
                 "Flags": args.Flags & 0xFFFFFFFF,
             },
         )
-        status = self._invoke(self._lib.DxgkDdiOpenAllocation, _handle(hDevice), c_args)
+        status = self._invoke(self._ddi.DxgkDdiOpenAllocation, _handle(hDevice), c_args)
         for c, info in zip(array, infos, strict=False):
             info.hDeviceSpecificAllocation = _address(c.hDeviceSpecificAllocation)
         return status
@@ -609,13 +1012,13 @@ class NativeMiniport:
             "DXGKARG_CLOSEALLOCATION *",
             {"NumAllocations": args.NumAllocations & 0xFFFFFFFF, "pOpenHandleList": handles},
         )
-        return self._invoke(self._lib.DxgkDdiCloseAllocation, _handle(hDevice), c)
+        return self._invoke(self._ddi.DxgkDdiCloseAllocation, _handle(hDevice), c)
 
     # ------------------------------------------------------------------ render, patch, submit
 
     def _flat(self, ctype: str, entry: Callable[..., int], first: Any, args: Any) -> int:
         """Call an entry point whose argument block is flat: marshal, call, read back."""
-        call = _Call()
+        call = _Call(self._lib if self.wdk else None)
         c = _new(f"{ctype} *")
         _put(c, ctype, args, call)
         try:
@@ -626,16 +1029,16 @@ class NativeMiniport:
 
     @_harness_faults
     def render(self, hContext: int, args: DXGKARG_RENDER) -> int:
-        return self._flat("DXGKARG_RENDER", self._lib.DxgkDdiRender, _handle(hContext), args)
+        return self._flat("DXGKARG_RENDER", self._ddi.DxgkDdiRender, _handle(hContext), args)
 
     @_harness_faults
     def patch(self, args: DXGKARG_PATCH) -> int:
-        return self._flat("DXGKARG_PATCH", self._lib.DxgkDdiPatch, self._context, args)
+        return self._flat("DXGKARG_PATCH", self._ddi.DxgkDdiPatch, self._context, args)
 
     @_harness_faults
     def submit_command(self, args: DXGKARG_SUBMITCOMMAND) -> int:
         return self._flat(
-            "DXGKARG_SUBMITCOMMAND", self._lib.DxgkDdiSubmitCommand, self._context, args
+            "DXGKARG_SUBMITCOMMAND", self._ddi.DxgkDdiSubmitCommand, self._context, args
         )
 
     # ------------------------------------------------------------------ paging
@@ -701,7 +1104,7 @@ class NativeMiniport:
             cu.NumberOfPages = unmap.NumberOfPages & _MASK64
             cu.DummyPage.QuadPart = unmap.DummyPage
         try:
-            status = self._invoke(self._lib.DxgkDdiBuildPagingBuffer, self._context, c, call=call)
+            status = self._invoke(self._ddi.DxgkDdiBuildPagingBuffer, self._context, c, call=call)
         finally:
             _get(c, "DXGKARG_BUILDPAGINGBUFFER", args, call)
         return status

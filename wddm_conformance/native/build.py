@@ -80,6 +80,34 @@ def find_compiler(sanitize: bool) -> str:
     raise NativeBuildError("no C compiler found (install gcc, or set CC)")
 
 
+def wdk_include_dir() -> Path:
+    """The WDK compatibility headers (``ntddk.h``, ``dispmprt.h``, ...), shipped with the package."""
+    return Path(str(resources.files(__package__).joinpath("wdk")))
+
+
+def wdk_runtime_source() -> Path:
+    """The runtime a WDK-style driver links against (DxgkInitialize, pool, IRQL, ...)."""
+    return Path(str(resources.files(__package__).joinpath("wdk_runtime.c")))
+
+
+def wdk_cflags() -> list[str]:
+    """Compiler flags for WDK-style driver sources (``wddm-conformance native cflags``)."""
+    return [
+        f"-I{wdk_include_dir()}",
+        "-D_AMD64_",
+        "-D_WIN64",
+        "-Wno-multichar",
+        "-Werror=implicit-function-declaration",
+        "-pthread",
+    ]
+
+
+def _wdk_inputs() -> list[Path]:
+    """Every shipped file a WDK build depends on (hashed into the cache key)."""
+    runtime = wdk_runtime_source()
+    return [*sorted(wdk_include_dir().glob("*.h")), runtime, runtime.with_suffix(".h")]
+
+
 def build(
     sources: Sequence[Path],
     *,
@@ -87,8 +115,22 @@ def build(
     defines: Sequence[str] = (),
     sanitize: bool = False,
     extra_flags: Sequence[str] = (),
+    wdk: bool = False,
+    include_dirs: Sequence[Path] = (),
 ) -> Path:
-    """Compile ``sources`` into a shared library against the shipped header; cached."""
+    """Compile ``sources`` into a shared library; cached by everything that goes into it.
+
+    By default the sources use ``wddm_native.h`` (the exported-name ABI). With ``wdk``
+    they are WDK-style sources: they compile against the WDK compatibility set and are
+    linked with its runtime, and a call to a routine the set does not provide is a
+    link error naming it (``-Wl,--no-undefined``; not in sanitizer builds, whose
+    runtime is resolved at load). Raises :class:`NativeBuildError` in one line.
+    """
+    for source in sources:
+        if wdk and source.suffix.lower() in (".cpp", ".cc", ".cxx", ".c++"):
+            raise NativeBuildError(
+                f"cannot build {source}: C++ sources are not supported by --wdk yet (C only)"
+            )
     compiler = find_compiler(sanitize)
     flags = [
         "-std=c11",
@@ -97,14 +139,22 @@ def build(
         "-Wall",
         "-Wextra",
         *(SANITIZE_FLAGS if sanitize else ("-O2",)),
-        f"-I{header_path().parent}",
+        *(wdk_cflags() if wdk else [f"-I{header_path().parent}"]),
+        *(f"-I{d}" for d in include_dirs),
         *(f"-D{d}" for d in defines),
+        *(("-Wl,--no-undefined",) if wdk and not sanitize else ()),
         *extra_flags,
     ]
+    inputs = [*(_wdk_inputs() if wdk else [header_path()]), *sources]
     digest = hashlib.sha256()
     for part in (compiler, _compiler_version(compiler), *flags):
         digest.update(part.encode() + b"\0")
-    for source in (header_path(), *sources):
+    for directory in include_dirs:
+        for header in sorted(Path(directory).glob("*.h")):
+            digest.update(header.read_bytes())
+    if wdk:
+        sources = [*sources, wdk_runtime_source()]
+    for source in inputs:
         try:
             digest.update(source.read_bytes())
         except OSError as exc:
@@ -119,7 +169,10 @@ def build(
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
-        first = next((line for line in done.stderr.splitlines() if "error" in line), "")
+        first = next(
+            (line for line in done.stderr.splitlines() if "error" in line or "undefined" in line),
+            "",
+        )
         raise NativeBuildError(
             f"building {name} with {compiler} failed (exit {done.returncode}): "
             f"{first.strip() or done.stderr.strip()[:300]}"

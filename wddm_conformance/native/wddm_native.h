@@ -8,8 +8,12 @@
  *
  * These are our own definitions, not the WDK's: each structure keeps the WDK
  * name, field names and field order, and has the x64 layout (HANDLE and
- * pointers 8 bytes, UINT/ULONG 4, SIZE_T 8, PHYSICAL_ADDRESS 8). Only the fields
- * the harness models are present; fields the harness adds are marked "harness:".
+ * pointers 8 bytes, UINT/ULONG 4, SIZE_T 8, PHYSICAL_ADDRESS 8). The DDI argument
+ * blocks have the WDK's layout: every field at the WDK's offset and the WDK's size,
+ * so a driver compiled against the WDK compatibility headers (wdk/, docs/native.md)
+ * sees the same bytes (tests/test_wdk_native.py compares them with the compiler).
+ * Flag words are plain UINTs here; fields the harness adds are marked "harness:"
+ * and sit where the WDK has padding or after its last field.
  * See docs/native.md for the contract, and INTERPRETING.md for what each DDI is
  * judged on.
  *
@@ -33,7 +37,7 @@ extern "C" {
 #endif
 
 /* ABI version: major << 16 | minor. The harness refuses a library whose major differs. */
-#define WDDM_NATIVE_ABI_VERSION 0x00010000u
+#define WDDM_NATIVE_ABI_VERSION 0x00020000u
 
 /* ------------------------------------------------------------------ NTSTATUS (DDI_FACTS.md) */
 #define STATUS_SUCCESS                           ((NTSTATUS)0x00000000L)
@@ -213,6 +217,8 @@ typedef struct _DXGKARG_QUERYADAPTERINFO {
     UINT InputDataSize;
     PVOID pOutputData;
     UINT OutputDataSize;
+    UINT Flags;
+    HANDLE hKmdProcessHandle;
 } DXGKARG_QUERYADAPTERINFO;
 
 typedef struct _DXGK_SEGMENTFLAGS {
@@ -257,9 +263,29 @@ typedef struct _DXGK_DRIVERCAPS {
 
 /* ------------------------------------------------------------------ devices and contexts */
 
+/* What the driver tells the kernel about a device's or context's DMA buffers. */
+typedef struct _DXGK_DEVICEINFO {
+    UINT DmaBufferSize;
+    UINT DmaBufferSegmentSet;
+    UINT DmaBufferPrivateDataSize;
+    UINT AllocationListSize;
+    UINT PatchLocationListSize;
+    UINT Flags; /* DXGK_DEVICEINFOFLAGS */
+} DXGK_DEVICEINFO;
+
+typedef struct _DXGK_CONTEXTINFO {
+    UINT DmaBufferSize;
+    UINT DmaBufferSegmentSet;
+    UINT DmaBufferPrivateDataSize;
+    UINT AllocationListSize;
+    UINT PatchLocationListSize;
+    UINT Reserved;
+} DXGK_CONTEXTINFO;
+
 typedef struct _DXGKARG_CREATEDEVICE {
     HANDLE hDevice; /* [out] */
     UINT Flags;
+    DXGK_DEVICEINFO *pInfo; /* [out] the harness gives zeroed room; it does not read it */
 } DXGKARG_CREATEDEVICE;
 
 typedef struct _DXGKARG_CREATECONTEXT {
@@ -267,6 +293,9 @@ typedef struct _DXGKARG_CREATECONTEXT {
     UINT NodeOrdinal;
     UINT EngineAffinity;
     UINT Flags;
+    PVOID pPrivateDriverData;
+    UINT PrivateDriverDataSize;
+    DXGK_CONTEXTINFO ContextInfo; /* [out] not read by the harness */
 } DXGKARG_CREATECONTEXT;
 
 /* ------------------------------------------------------------------ allocations */
@@ -314,6 +343,7 @@ typedef struct _DXGK_ALLOCATIONINFO {
     DXGK_ALLOCATIONINFOFLAGS Flags;
     PVOID pAllocationUsageHint;
     UINT AllocationPriority;
+    UINT Flags2;
 } DXGK_ALLOCATIONINFO;
 
 typedef struct _DXGKARG_CREATEALLOCATION {
@@ -412,7 +442,10 @@ typedef struct _DXGKARG_PATCH {
 } DXGKARG_PATCH;
 
 typedef struct _DXGKARG_SUBMITCOMMAND {
-    HANDLE hContext;
+    union {
+        HANDLE hDevice;
+        HANDLE hContext;
+    };
     UINT DmaBufferSegmentId;
     PHYSICAL_ADDRESS DmaBufferPhysicalAddress;
     UINT DmaBufferSize;
@@ -420,8 +453,15 @@ typedef struct _DXGKARG_SUBMITCOMMAND {
     UINT DmaBufferSubmissionEndOffset;
     PVOID pDmaBufferPrivateData;
     UINT DmaBufferPrivateDataSize;
+    UINT DmaBufferPrivateDataSubmissionStartOffset;
+    UINT DmaBufferPrivateDataSubmissionEndOffset;
     UINT SubmissionFenceId;
-    DXGK_PATCHFLAGS Flags;
+    UINT VidPnSourceId;
+    UINT FlipInterval;
+    DXGK_PATCHFLAGS Flags; /* DXGK_SUBMITCOMMANDFLAGS: its first four bits are these */
+    UINT EngineOrdinal;
+    ULONGLONG DmaBufferVirtualAddress;
+    UINT NodeOrdinal;
 } DXGKARG_SUBMITCOMMAND;
 
 /* ------------------------------------------------------------------ paging */
@@ -463,9 +503,9 @@ typedef struct _DXGK_BUILDPAGINGBUFFER_SPECIALLOCKTRANSFER {
     DXGK_TRANSFER_LOCATION Source;
     DXGK_TRANSFER_LOCATION Destination;
     UINT Flags;
-    UINT MdlOffset;
     UINT SwizzlingRangeId;
     UINT SwizzlingRangeData;
+    UINT MdlOffset; /* harness: after the WDK's fields (the WDK has none) */
 } DXGK_BUILDPAGINGBUFFER_SPECIALLOCKTRANSFER;
 
 typedef struct _DXGK_BUILDPAGINGBUFFER_FILL {
@@ -488,7 +528,7 @@ typedef struct _DXGK_BUILDPAGINGBUFFER_DISCARDCONTENT {
 typedef struct _DXGK_BUILDPAGINGBUFFER_PHYSICAL {
     UINT SegmentId;
     PHYSICAL_ADDRESS PhysicalAddress;
-    UINT Size; /* harness: the access width, 1 to 8 bytes */
+    UINT Size; /* harness: the access width, 1 to 8 bytes (after the WDK's fields) */
 } DXGK_BUILDPAGINGBUFFER_PHYSICAL;
 
 typedef struct _DXGK_BUILDPAGINGBUFFER_MAPAPERTURESEGMENT {
@@ -517,6 +557,7 @@ typedef struct _DXGKARG_BUILDPAGINGBUFFER {
     PVOID pDmaBufferPrivateData;
     UINT DmaBufferPrivateDataSize;
     DXGK_BUILDPAGINGBUFFER_OPERATION Operation;
+    UINT MultipassOffset; /* [in/out] */
     union {
         DXGK_BUILDPAGINGBUFFER_TRANSFER Transfer;
         DXGK_BUILDPAGINGBUFFER_FILL Fill;
@@ -526,9 +567,13 @@ typedef struct _DXGKARG_BUILDPAGINGBUFFER {
         DXGK_BUILDPAGINGBUFFER_MAPAPERTURESEGMENT MapApertureSegment;
         DXGK_BUILDPAGINGBUFFER_UNMAPAPERTURESEGMENT UnmapApertureSegment;
         DXGK_BUILDPAGINGBUFFER_SPECIALLOCKTRANSFER SpecialLockTransfer;
+        struct {
+            UINT Reserved[64];
+        } Reserved; /* the WDK's size of the union (its later operations live here) */
     };
     HANDLE hSystemContext;
-    UINT MultipassOffset; /* [in/out] */
+    ULONGLONG DmaBufferGpuVirtualAddress;
+    UINT DmaBufferWriteOffset;
 } DXGKARG_BUILDPAGINGBUFFER;
 
 /* ------------------------------------------------------------------ identity */

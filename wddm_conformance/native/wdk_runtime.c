@@ -1,0 +1,684 @@
+/*
+ * wdk_runtime.c -- the kernel a WDK-style display miniport links against under
+ * wddm-conformance: DxgkInitialize, pool, IRQL, spin locks, assertions, debug output,
+ * structured exceptions and user-memory copies, each modelled with the checks Driver
+ * Verifier makes. `wddm-conformance native build --wdk` compiles it into the driver's
+ * library; the harness drives it through wdk_runtime.h. docs/native.md describes
+ * every check and the bug check it raises.
+ *
+ * State: the IRQL, held spin locks, exception frames and the running call are per
+ * thread (a DDI runs on one thread); pool and debug output are per library, under a
+ * mutex. A bug check ends the running DDI: the runtime jumps back to WddmWdkInvoke,
+ * which reports it in the WDDM_WDK_CALL (the driver's own cleanup does not run, as on
+ * a crashed machine).
+ */
+#define _GNU_SOURCE /* sigaction, mprotect */
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispmprt.h"
+#include "wdk_runtime.h"
+
+#define BAD_POOL_CALLER 0xC2u
+#define DRIVER_IRQL_NOT_LESS_OR_EQUAL 0xD1u
+#define IRQL_NOT_LESS_OR_EQUAL 0xAu
+#define IRQL_NOT_GREATER_OR_EQUAL 0x9u
+#define IRQL_GT_ZERO_AT_SYSTEM_SERVICE 0x4Au
+#define SPIN_LOCK_ALREADY_OWNED 0xFu
+#define SPIN_LOCK_NOT_OWNED 0x10u
+#define KMODE_EXCEPTION_NOT_HANDLED 0x1Eu
+#define MAX_HELD_LOCKS 16
+#define QUARANTINE 1024
+#define DEBUG_OUTPUT_LIMIT 65536
+
+typedef struct {
+    PKSPIN_LOCK Lock;
+    const char *File;
+    int Line;
+} HELD_LOCK;
+
+static __thread KIRQL CurrentIrql;
+static __thread HELD_LOCK Held[MAX_HELD_LOCKS];
+static __thread unsigned HeldCount;
+static __thread WDDM_WDK_SEH_FRAME *Frames;
+static __thread WDDM_WDK_CALL *Running;
+static __thread jmp_buf *Landing;
+
+/* ------------------------------------------------------------------ bug checks */
+
+static DECLSPEC_NORETURN __attribute__((format(printf, 7, 8))) void
+Stop(uint32_t Kind, ULONG Code, ULONG_PTR P1, ULONG_PTR P2, ULONG_PTR P3, ULONG_PTR P4,
+     const char *Format, ...) {
+    va_list args;
+    WDDM_WDK_CALL *call = Running;
+    if (call == NULL || Landing == NULL) {
+        /* Not inside a DDI the harness called (a thread of the driver's own). */
+        va_start(args, Format);
+        fprintf(stderr, "wddm-conformance: bug check 0x%X outside a DDI call: ", Code);
+        vfprintf(stderr, Format, args);
+        va_end(args);
+        fputc('\n', stderr);
+        abort();
+    }
+    call->BugCheckCode = Code;
+    call->BugCheckParameters[0] = P1;
+    call->BugCheckParameters[1] = P2;
+    call->BugCheckParameters[2] = P3;
+    call->BugCheckParameters[3] = P4;
+    call->Kind = Kind;
+    va_start(args, Format);
+    vsnprintf(call->Message, sizeof call->Message, Format, args);
+    va_end(args);
+    longjmp(*Landing, 1);
+}
+
+void KeBugCheckEx(ULONG BugCheckCode, ULONG_PTR P1, ULONG_PTR P2, ULONG_PTR P3, ULONG_PTR P4) {
+    Stop(WDDM_WDK_KIND_DRIVER, BugCheckCode, P1, P2, P3, P4, "the driver called KeBugCheckEx");
+}
+
+void KeBugCheck(ULONG BugCheckCode) {
+    Stop(WDDM_WDK_KIND_DRIVER, BugCheckCode, 0, 0, 0, 0, "the driver called KeBugCheck");
+}
+
+void WddmWdkAssertionFailure(const char *Expression, const char *Message, const char *File, int Line) {
+    Stop(WDDM_WDK_KIND_ASSERT, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)STATUS_ASSERTION_FAILURE,
+         (ULONG_PTR)__builtin_return_address(0), 0, 0, "assertion failed: NT_ASSERT(%s)%s%s at %s:%d",
+         Expression, Message ? ": " : "", Message ? Message : "", File, Line);
+}
+
+/* ------------------------------------------------------------------ IRQL and spin locks */
+
+KIRQL KeGetCurrentIrql(void) { return CurrentIrql; }
+
+void KeRaiseIrql(KIRQL NewIrql, PKIRQL OldIrql) {
+    if (NewIrql < CurrentIrql)
+        Stop(WDDM_WDK_KIND_IRQL, IRQL_NOT_GREATER_OR_EQUAL, CurrentIrql, NewIrql, 0,
+             (ULONG_PTR)__builtin_return_address(0), "KeRaiseIrql to %u from the higher IRQL %u",
+             NewIrql, CurrentIrql);
+    *OldIrql = CurrentIrql;
+    CurrentIrql = NewIrql;
+}
+
+KIRQL KeRaiseIrqlToDpcLevel(void) {
+    KIRQL old;
+    KeRaiseIrql(DISPATCH_LEVEL, &old);
+    return old;
+}
+
+void KeLowerIrql(KIRQL NewIrql) {
+    if (NewIrql > CurrentIrql)
+        Stop(WDDM_WDK_KIND_IRQL, IRQL_NOT_LESS_OR_EQUAL, 0, NewIrql, 0,
+             (ULONG_PTR)__builtin_return_address(0), "KeLowerIrql to %u from the lower IRQL %u",
+             NewIrql, CurrentIrql);
+    CurrentIrql = NewIrql;
+}
+
+void KeInitializeSpinLock(PKSPIN_LOCK SpinLock) { __atomic_store_n(SpinLock, 0, __ATOMIC_RELEASE); }
+
+KIRQL WddmWdkAcquireSpinLock(PKSPIN_LOCK SpinLock, BOOLEAN RaiseToDpc, const char *File, int Line) {
+    KIRQL old = CurrentIrql;
+    for (unsigned i = 0; i < HeldCount; i++)
+        if (Held[i].Lock == SpinLock)
+            Stop(WDDM_WDK_KIND_IRQL, SPIN_LOCK_ALREADY_OWNED, (ULONG_PTR)SpinLock, 0, 0, 0,
+                 "spin lock %p taken at %s:%d is taken again at %s:%d by its owner (a deadlock)",
+                 (void *)SpinLock, Held[i].File, Held[i].Line, File, Line);
+    if (RaiseToDpc) {
+        if (CurrentIrql > DISPATCH_LEVEL)
+            Stop(WDDM_WDK_KIND_IRQL, IRQL_NOT_GREATER_OR_EQUAL, CurrentIrql, DISPATCH_LEVEL, 0, 0,
+                 "KeAcquireSpinLock at IRQL %u (above DISPATCH_LEVEL) at %s:%d", CurrentIrql, File, Line);
+        CurrentIrql = DISPATCH_LEVEL;
+    }
+    ULONG_PTR expected = 0;
+    while (!__atomic_compare_exchange_n(SpinLock, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        expected = 0;
+        sched_yield(); /* held by another thread: spin, as a processor would */
+    }
+    if (HeldCount < MAX_HELD_LOCKS)
+        Held[HeldCount++] = (HELD_LOCK){SpinLock, File, Line};
+    return old;
+}
+
+void WddmWdkReleaseSpinLock(PKSPIN_LOCK SpinLock, KIRQL NewIrql, BOOLEAN Lower) {
+    unsigned i = 0;
+    while (i < HeldCount && Held[i].Lock != SpinLock)
+        i++;
+    if (i == HeldCount)
+        Stop(WDDM_WDK_KIND_IRQL, SPIN_LOCK_NOT_OWNED, (ULONG_PTR)SpinLock, 0, 0, 0,
+             "spin lock %p released by a thread that does not hold it", (void *)SpinLock);
+    Held[i] = Held[--HeldCount];
+    __atomic_store_n(SpinLock, 0, __ATOMIC_RELEASE);
+    if (Lower)
+        KeLowerIrql(NewIrql);
+}
+
+void WddmWdkPagedCode(const char *Function, const char *File, int Line) {
+    if (CurrentIrql > APC_LEVEL)
+        Stop(WDDM_WDK_KIND_IRQL, DRIVER_IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)__builtin_return_address(0),
+             CurrentIrql, 8, (ULONG_PTR)__builtin_return_address(0),
+             "pageable code (PAGED_CODE() in %s at %s:%d) ran at IRQL %u, above APC_LEVEL", Function,
+             File, Line, CurrentIrql);
+}
+
+/* ------------------------------------------------------------------ exceptions */
+
+int WddmWdkSehNext(WDDM_WDK_SEH_FRAME *Frame) {
+    if (Frame->Phase == 0) {
+        Frame->Outer = Frames;
+        Frames = Frame;
+        Frame->Phase = 1;
+        return 1;
+    }
+    if (Frame->Phase == 1 && Frames == Frame)
+        Frames = Frame->Outer;
+    Frame->Phase = 2;
+    return 0;
+}
+
+void WddmWdkSehCleanup(WDDM_WDK_SEH_FRAME *Frame) {
+    /* Left by return, goto or break from the body: unlink the frame. */
+    if (Frame->Phase == 1 && Frames == Frame)
+        Frames = Frame->Outer;
+    Frame->Phase = 2;
+}
+
+/* Raises Status at Instruction; for an access violation, Address is the memory accessed
+ * (bug check 0x1E's parameters when no __try covers it: code, instruction, 0 = read, address). */
+static DECLSPEC_NORETURN void RaiseAt(NTSTATUS Status, ULONG_PTR Instruction, ULONG_PTR Address,
+                                      uint32_t Kind, const char *What) {
+    WDDM_WDK_SEH_FRAME *frame = Frames;
+    if (frame == NULL)
+        Stop(Kind, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Status, Instruction, 0, Address,
+             "exception 0x%08X (%s) raised outside any __try", (unsigned)Status, What);
+    Frames = frame->Outer;
+    frame->Phase = 3;
+    frame->Code = Status;
+    longjmp(frame->Jump, 1);
+}
+
+static DECLSPEC_NORETURN void Raise(NTSTATUS Status, ULONG_PTR Address, uint32_t Kind, const char *What) {
+    RaiseAt(Status, Address, Address, Kind, What);
+}
+
+int WddmWdkSehFilter(WDDM_WDK_SEH_FRAME *Frame, LONG Disposition) {
+    if (Disposition == EXCEPTION_EXECUTE_HANDLER)
+        return 1;
+    if (Disposition == EXCEPTION_CONTINUE_SEARCH)
+        Raise(Frame->Code, 0, WDDM_WDK_KIND_EXCEPTION, "passed on by EXCEPTION_CONTINUE_SEARCH");
+    Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Frame->Code, 0, 0, 0,
+         "an __except filter returned %d: only EXCEPTION_EXECUTE_HANDLER and EXCEPTION_CONTINUE_SEARCH "
+         "are modelled",
+         (int)Disposition);
+}
+
+void ExRaiseStatus(NTSTATUS Status) {
+    Raise(Status, (ULONG_PTR)__builtin_return_address(0), WDDM_WDK_KIND_EXCEPTION, "ExRaiseStatus");
+}
+
+/* ------------------------------------------------------------------ user memory */
+
+static int InUserMemory(const volatile void *Address, SIZE_T Length) {
+    WDDM_WDK_CALL *call = Running;
+    uint64_t start = (uint64_t)(uintptr_t)Address;
+    if (call == NULL)
+        return 0;
+    for (uint32_t i = 0; i < call->UserRangeCount && i < 8; i++) {
+        uint64_t lo = call->UserRanges[i][0], hi = call->UserRanges[i][1];
+        if (start >= lo && start < hi && Length <= hi - start)
+            return 1;
+    }
+    return 0;
+}
+
+static void Probe(const volatile void *Address, SIZE_T Length, ULONG Alignment, const char *Routine) {
+    if (Length == 0)
+        return;
+    if (Alignment > 1 && ((uintptr_t)Address & (Alignment - 1)) != 0)
+        Raise(STATUS_DATATYPE_MISALIGNMENT, (ULONG_PTR)Address, WDDM_WDK_KIND_EXCEPTION, Routine);
+    if (!InUserMemory(Address, Length))
+        Raise(STATUS_ACCESS_VIOLATION, (ULONG_PTR)Address, WDDM_WDK_KIND_USERFAULT, Routine);
+}
+
+void ProbeForRead(const volatile void *Address, SIZE_T Length, ULONG Alignment) {
+    Probe(Address, Length, Alignment, "ProbeForRead: not user memory of this call");
+}
+
+void ProbeForWrite(volatile void *Address, SIZE_T Length, ULONG Alignment) {
+    Probe(Address, Length, Alignment, "ProbeForWrite: not user memory of this call");
+}
+
+typedef BOOLEAN (*COPY_FROM_USER)(void *Context, void *Destination, const void *Source, SIZE_T Length);
+
+static int CopyFromUser(void *Destination, const volatile void *Source, SIZE_T Length, ULONG_PTR Caller) {
+    WDDM_WDK_CALL *call = Running;
+    if (call == NULL || call->CopyFromUser == NULL || !InUserMemory(Source, 1))
+        return 0;
+    if (CurrentIrql > APC_LEVEL)
+        Stop(WDDM_WDK_KIND_IRQL, DRIVER_IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Source, CurrentIrql, 0, Caller,
+             "user memory at %p read at IRQL %u, above APC_LEVEL (it is pageable)", (const void *)Source,
+             CurrentIrql);
+    if (!((COPY_FROM_USER)call->CopyFromUser)(call->CopyContext, Destination, (const void *)Source, Length))
+        Raise(STATUS_ACCESS_VIOLATION, (ULONG_PTR)Source, WDDM_WDK_KIND_USERFAULT,
+              "an access to user memory faulted");
+    return 1;
+}
+
+/* ------------------------------------------------------------------ real faults */
+
+/* A read of user memory that reaches a page the harness made inaccessible (a fault it
+ * injects) raises STATUS_ACCESS_VIOLATION into the driver's __try, as a processor's
+ * fault would on Windows; above APC_LEVEL it is bug check 0xD1. Any other fault is
+ * handed to the handler that was there before (Python's faulthandler, a sanitizer's, or
+ * the default: the process dies, a crash the isolation layer reports). */
+static struct sigaction PreviousSegv, PreviousBus;
+static pthread_once_t FaultHandlerOnce = PTHREAD_ONCE_INIT;
+
+static void OnFault(int Signal, siginfo_t *Info, void *Context) {
+    if (Running != NULL && Landing != NULL && InUserMemory(Info->si_addr, 1)) {
+        if (CurrentIrql > APC_LEVEL)
+            Stop(WDDM_WDK_KIND_IRQL, DRIVER_IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Info->si_addr, CurrentIrql, 0, 0,
+                 "user memory at %p touched at IRQL %u, above APC_LEVEL (it is pageable)", Info->si_addr,
+                 CurrentIrql);
+        ULONG_PTR instruction = 0;
+#if defined(__x86_64__)
+        instruction = (ULONG_PTR)((ucontext_t *)Context)->uc_mcontext.gregs[REG_RIP];
+#endif
+        RaiseAt(STATUS_ACCESS_VIOLATION, instruction, (ULONG_PTR)Info->si_addr, WDDM_WDK_KIND_USERFAULT,
+                "a read of user memory faulted");
+    }
+    struct sigaction *previous = Signal == SIGSEGV ? &PreviousSegv : &PreviousBus;
+    if (previous->sa_flags & SA_SIGINFO) {
+        previous->sa_sigaction(Signal, Info, Context);
+    } else if (previous->sa_handler == SIG_DFL || previous->sa_handler == SIG_IGN) {
+        sigaction(Signal, previous, NULL); /* the access runs again and gets the old disposition */
+    } else {
+        previous->sa_handler(Signal);
+    }
+}
+
+static void InstallFaultHandler(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = OnFault;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER; /* it leaves by longjmp: keep the signal unblocked */
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &PreviousSegv);
+    sigaction(SIGBUS, &action, &PreviousBus);
+}
+
+int32_t WddmWdkProtect(void *Address, uint64_t Length, int32_t Accessible) {
+    pthread_once(&FaultHandlerOnce, InstallFaultHandler);
+    return mprotect(Address, (size_t)Length, Accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+void RtlCopyMemory(void *Destination, const volatile void *Source, SIZE_T Length) {
+    if (Length == 0)
+        return;
+    if (!CopyFromUser(Destination, Source, Length, (ULONG_PTR)__builtin_return_address(0)))
+        memcpy(Destination, (const void *)Source, Length);
+}
+
+void RtlMoveMemory(void *Destination, const volatile void *Source, SIZE_T Length) {
+    if (Length == 0)
+        return;
+    if (!CopyFromUser(Destination, Source, Length, (ULONG_PTR)__builtin_return_address(0)))
+        memmove(Destination, (const void *)Source, Length);
+}
+
+void RtlZeroMemory(volatile void *Destination, SIZE_T Length) { memset((void *)Destination, 0, Length); }
+
+void RtlFillMemory(volatile void *Destination, SIZE_T Length, UCHAR Fill) {
+    memset((void *)Destination, Fill, Length);
+}
+
+SIZE_T RtlCompareMemory(const void *Source1, const void *Source2, SIZE_T Length) {
+    const UCHAR *a = Source1, *b = Source2;
+    SIZE_T i = 0;
+    while (i < Length && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* ------------------------------------------------------------------ pool */
+
+typedef struct {
+    void *Address;
+    SIZE_T Size;
+    ULONG Tag;
+    ULONG PoolType;
+    uint64_t Scope;
+} BLOCK;
+
+static pthread_mutex_t PoolLock = PTHREAD_MUTEX_INITIALIZER;
+static BLOCK *Blocks;
+static size_t BlockCount, BlockCapacity;
+/* Freed blocks are kept (not returned to the C heap) for a while, so a second free of
+ * the same address is recognised as a double free, not as a free of foreign memory. */
+static BLOCK Quarantine[QUARANTINE];
+static size_t QuarantineNext, QuarantineCount;
+
+static __thread char TagText[5];
+
+static const char *TagName(ULONG Tag) {
+    for (int i = 0; i < 4; i++) {
+        char c = (char)((Tag >> (8 * i)) & 0xFF);
+        TagText[i] = (c >= 0x20 && c < 0x7F) ? c : '.';
+    }
+    TagText[4] = 0;
+    return TagText;
+}
+
+static int IsPaged(ULONG PoolType) { return (PoolType & 1) != 0; }
+
+static PVOID Allocate(ULONG PoolType, SIZE_T NumberOfBytes, ULONG Tag, int Zero, const char *Routine,
+                      ULONG_PTR Caller) {
+    KIRQL limit = IsPaged(PoolType) ? APC_LEVEL : DISPATCH_LEVEL;
+    if (CurrentIrql > limit)
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x08, CurrentIrql, PoolType, NumberOfBytes,
+             "%s of %zu bytes of %s pool at IRQL %u", Routine, (size_t)NumberOfBytes,
+             IsPaged(PoolType) ? "paged" : "nonpaged", CurrentIrql);
+    if (Tag == 0)
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x9B, PoolType, NumberOfBytes, Caller,
+             "%s with pool tag 0 (untrackable)", Routine);
+    if (NumberOfBytes == 0)
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x00, 0, PoolType, Tag,
+             "%s of zero bytes (tag '%s')", Routine, TagName(Tag));
+    void *p = Zero ? calloc(1, NumberOfBytes) : malloc(NumberOfBytes);
+    if (p == NULL)
+        return NULL;
+    pthread_mutex_lock(&PoolLock);
+    if (BlockCount == BlockCapacity) {
+        size_t capacity = BlockCapacity ? 2 * BlockCapacity : 256;
+        BLOCK *grown = realloc(Blocks, capacity * sizeof *grown);
+        if (grown == NULL) {
+            pthread_mutex_unlock(&PoolLock);
+            free(p);
+            return NULL;
+        }
+        Blocks = grown;
+        BlockCapacity = capacity;
+    }
+    Blocks[BlockCount++] = (BLOCK){p, NumberOfBytes, Tag, PoolType, Running ? Running->Scope : 0};
+    pthread_mutex_unlock(&PoolLock);
+    return p;
+}
+
+PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag) {
+    ULONG type = (Flags & POOL_FLAG_PAGED) ? PagedPool : NonPagedPoolNx;
+    return Allocate(type, NumberOfBytes, Tag, (Flags & POOL_FLAG_UNINITIALIZED) == 0, "ExAllocatePool2",
+                    (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag) {
+    return Allocate((ULONG)PoolType, NumberOfBytes, Tag, 0, "ExAllocatePoolWithTag",
+                    (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag) {
+    return Allocate((ULONG)PoolType, NumberOfBytes, Tag, 1, "ExAllocatePoolZero",
+                    (ULONG_PTR)__builtin_return_address(0));
+}
+
+static void Free(PVOID P, ULONG Tag, int CheckTag, const char *Routine) {
+    if (P == NULL)
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x46, 0, 0, 0, "%s(NULL)", Routine);
+    pthread_mutex_lock(&PoolLock);
+    size_t i = 0;
+    while (i < BlockCount && Blocks[i].Address != P)
+        i++;
+    if (i == BlockCount) {
+        for (size_t q = 0; q < QuarantineCount; q++) {
+            if (Quarantine[q].Address == P) {
+                BLOCK freed = Quarantine[q];
+                pthread_mutex_unlock(&PoolLock);
+                Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x07, 0, freed.Tag, (ULONG_PTR)P,
+                     "%s of pool at %p (tag '%s', %zu bytes) that was already freed (a double free)",
+                     Routine, P, TagName(freed.Tag), (size_t)freed.Size);
+            }
+        }
+        pthread_mutex_unlock(&PoolLock);
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x42, (ULONG_PTR)P, 0, 0,
+             "%s of %p, which is not pool (never allocated from it)", Routine, P);
+    }
+    BLOCK block = Blocks[i];
+    KIRQL limit = IsPaged(block.PoolType) ? APC_LEVEL : DISPATCH_LEVEL;
+    if (CurrentIrql > limit) {
+        pthread_mutex_unlock(&PoolLock);
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x09, CurrentIrql, block.PoolType, (ULONG_PTR)P,
+             "%s of %s pool at IRQL %u", Routine, IsPaged(block.PoolType) ? "paged" : "nonpaged",
+             CurrentIrql);
+    }
+    if (CheckTag && Tag != block.Tag) {
+        char allocated[5];
+        memcpy(allocated, TagName(block.Tag), 5);
+        pthread_mutex_unlock(&PoolLock);
+        Stop(WDDM_WDK_KIND_POOL, BAD_POOL_CALLER, 0x0A, (ULONG_PTR)P, block.Tag, Tag,
+             "%s of pool at %p allocated with tag '%s' names tag '%s'", Routine, P, allocated,
+             TagName(Tag));
+    }
+    Blocks[i] = Blocks[--BlockCount];
+    if (QuarantineCount == QUARANTINE)
+        free(Quarantine[QuarantineNext].Address);
+    else
+        QuarantineCount++;
+    Quarantine[QuarantineNext] = block;
+    QuarantineNext = (QuarantineNext + 1) % QUARANTINE;
+    pthread_mutex_unlock(&PoolLock);
+}
+
+void ExFreePoolWithTag(PVOID P, ULONG Tag) { Free(P, Tag, 1, "ExFreePoolWithTag"); }
+
+void ExFreePool(PVOID P) { Free(P, 0, 0, "ExFreePool"); }
+
+uint32_t WddmWdkPoolBlocks(uint64_t Scope, WDDM_WDK_POOLBLOCK *Out, uint32_t Max) {
+    uint32_t found = 0;
+    pthread_mutex_lock(&PoolLock);
+    for (size_t i = 0; i < BlockCount; i++) {
+        if (Scope != UINT64_MAX && Blocks[i].Scope != Scope)
+            continue;
+        if (found < Max)
+            Out[found] = (WDDM_WDK_POOLBLOCK){(uint64_t)(uintptr_t)Blocks[i].Address, Blocks[i].Size,
+                                              Blocks[i].Tag, Blocks[i].PoolType, Blocks[i].Scope};
+        found++;
+    }
+    pthread_mutex_unlock(&PoolLock);
+    return found;
+}
+
+/* ------------------------------------------------------------------ debug output */
+
+static pthread_mutex_t OutputLock = PTHREAD_MUTEX_INITIALIZER;
+static char Output[DEBUG_OUTPUT_LIMIT];
+static size_t OutputLength;
+
+static ULONG Print(const char *Prefix, const char *Format, va_list Args) {
+    char line[1024];
+    int n = snprintf(line, sizeof line, "%s", Prefix);
+    if (n < 0)
+        n = 0;
+    vsnprintf(line + n, sizeof line - (size_t)n, Format, Args);
+    size_t length = strlen(line);
+    while (length && line[length - 1] == '\n')
+        length--;
+    pthread_mutex_lock(&OutputLock);
+    if (OutputLength + length + 1 > sizeof Output) {
+        size_t keep = OutputLength / 2;
+        memmove(Output, Output + OutputLength - keep, keep);
+        OutputLength = keep;
+    }
+    if (length + 1 <= sizeof Output - OutputLength) {
+        memcpy(Output + OutputLength, line, length);
+        OutputLength += length;
+        Output[OutputLength++] = '\n';
+    }
+    pthread_mutex_unlock(&OutputLock);
+    return 0; /* STATUS_SUCCESS */
+}
+
+ULONG DbgPrint(PCSTR Format, ...) {
+    va_list args;
+    va_start(args, Format);
+    ULONG status = Print("", Format, args);
+    va_end(args);
+    return status;
+}
+
+ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...) {
+    static const char *names[] = {"ERROR", "WARNING", "TRACE", "INFO"};
+    char prefix[48];
+    if (Level < 4)
+        snprintf(prefix, sizeof prefix, "[%s] ", names[Level]);
+    else
+        snprintf(prefix, sizeof prefix, "[level 0x%X] ", (unsigned)Level);
+    (void)ComponentId;
+    va_list args;
+    va_start(args, Format);
+    ULONG status = Print(prefix, Format, args);
+    va_end(args);
+    return status;
+}
+
+uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size) {
+    pthread_mutex_lock(&OutputLock);
+    size_t n = OutputLength < Size ? OutputLength : Size;
+    memcpy(Buffer, Output, n);
+    memmove(Output, Output + n, OutputLength - n);
+    OutputLength -= n;
+    pthread_mutex_unlock(&OutputLock);
+    return (uint32_t)n;
+}
+
+/* ------------------------------------------------------------------ calls */
+
+typedef NTSTATUS (*ARGS0)(void);
+typedef NTSTATUS (*ARGS1)(void *);
+typedef NTSTATUS (*ARGS2)(void *, void *);
+typedef NTSTATUS (*ARGS3)(void *, void *, void *);
+typedef NTSTATUS (*ARGS4)(void *, void *, void *, void *);
+typedef NTSTATUS (*ARGS5)(void *, void *, void *, void *, void *);
+
+int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
+    jmp_buf landing;
+    WDDM_WDK_CALL *outer = Running;
+    jmp_buf *outerLanding = Landing;
+    WDDM_WDK_SEH_FRAME *outerFrames = Frames;
+    KIRQL outerIrql = CurrentIrql;
+    unsigned outerHeld = HeldCount;
+    volatile int32_t stopped = 0;
+    void **a = Call->Arguments;
+
+    Call->Status = 0;
+    Call->BugCheckCode = 0;
+    Call->Kind = WDDM_WDK_KIND_NONE;
+    Call->Message[0] = 0;
+    Running = Call;
+    Landing = &landing;
+    Frames = NULL;
+    CurrentIrql = PASSIVE_LEVEL; /* the DDIs of this suite are called at PASSIVE_LEVEL */
+    HeldCount = 0;
+    if (setjmp(landing) == 0) {
+        NTSTATUS status;
+        switch (Call->ArgumentCount) {
+        case 0: status = ((ARGS0)Call->Function)(); break;
+        case 1: status = ((ARGS1)Call->Function)(a[0]); break;
+        case 2: status = ((ARGS2)Call->Function)(a[0], a[1]); break;
+        case 3: status = ((ARGS3)Call->Function)(a[0], a[1], a[2]); break;
+        case 4: status = ((ARGS4)Call->Function)(a[0], a[1], a[2], a[3]); break;
+        default: status = ((ARGS5)Call->Function)(a[0], a[1], a[2], a[3], a[4]); break;
+        }
+        Call->Status = status;
+        if (Call->CheckReturn && HeldCount > 0)
+            Stop(WDDM_WDK_KIND_IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, 0, CurrentIrql, HeldCount,
+                 (ULONG_PTR)Held[0].Lock, "returned holding spin lock %p (taken at %s:%d)%s",
+                 (void *)Held[0].Lock, Held[0].File, Held[0].Line, HeldCount > 1 ? " and others" : "");
+        if (Call->CheckReturn && CurrentIrql != PASSIVE_LEVEL)
+            Stop(WDDM_WDK_KIND_IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, 0, CurrentIrql, 0, 0,
+                 "returned at IRQL %u, not at PASSIVE_LEVEL where it was called", CurrentIrql);
+    } else {
+        stopped = 1;
+    }
+    Running = outer;
+    Landing = outerLanding;
+    Frames = outerFrames;
+    CurrentIrql = outerIrql;
+    HeldCount = outerHeld;
+    return stopped;
+}
+
+/* ------------------------------------------------------------------ registration */
+
+static pthread_mutex_t EntryLock = PTHREAD_MUTEX_INITIALIZER;
+static DRIVER_OBJECT Driver;
+static DRIVER_EXTENSION Extension;
+static UNICODE_STRING RegistryPath;
+static WCHAR RegistryPathText[96];
+static DRIVER_INITIALIZATION_DATA Registered;
+static int RegisteredOnce, Entered;
+static WDDM_WDK_CALL EntryCall;
+
+NTSTATUS DxgkInitialize(PDRIVER_OBJECT DriverObject, PUNICODE_STRING Path,
+                        PDRIVER_INITIALIZATION_DATA DriverInitializationData) {
+    if (DriverObject != &Driver || Path != &RegistryPath || DriverInitializationData == NULL)
+        return STATUS_INVALID_PARAMETER;
+    if (DriverInitializationData->Version < DXGKDDI_INTERFACE_VERSION_VISTA)
+        return STATUS_NOT_SUPPORTED;
+    if (RegisteredOnce)
+        return STATUS_UNSUCCESSFUL;
+    Registered = *DriverInitializationData;
+    RegisteredOnce = 1;
+    return STATUS_SUCCESS;
+}
+
+const void *WddmWdkDriverEntry(WDDM_WDK_CALL *Call) {
+    pthread_mutex_lock(&EntryLock);
+    if (!Entered) {
+        static const char path[] = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wddmconf";
+        size_t n = 0;
+        for (; path[n] && n < RTL_NUMBER_OF(RegistryPathText); n++)
+            RegistryPathText[n] = (WCHAR)path[n];
+        RegistryPath = (UNICODE_STRING){(USHORT)(2 * n), (USHORT)sizeof RegistryPathText, RegistryPathText};
+        Driver.Type = 4; /* IO_TYPE_DRIVER */
+        Driver.Size = (CSHORT)sizeof Driver;
+        Driver.DriverExtension = &Extension;
+        Driver.DriverInit = DriverEntry;
+        Extension.DriverObject = &Driver;
+        memset(&EntryCall, 0, sizeof EntryCall);
+        EntryCall.Function = (void *)DriverEntry;
+        EntryCall.ArgumentCount = 2;
+        EntryCall.Arguments[0] = &Driver;
+        EntryCall.Arguments[1] = &RegistryPath;
+        EntryCall.CheckReturn = 1;
+        WddmWdkInvoke(&EntryCall);
+        Entered = 1;
+    }
+    *Call = EntryCall;
+    const void *data = (RegisteredOnce && EntryCall.BugCheckCode == 0 && EntryCall.Status == 0) ? &Registered : NULL;
+    pthread_mutex_unlock(&EntryLock);
+    return data;
+}
+
+#define DDI(name) {#name, offsetof(DRIVER_INITIALIZATION_DATA, name)}
+static const struct {
+    const char *Name;
+    size_t Offset;
+} DdiOffsets[] = {
+    DDI(DxgkDdiAddDevice),        DDI(DxgkDdiStartDevice),       DDI(DxgkDdiStopDevice),
+    DDI(DxgkDdiRemoveDevice),     DDI(DxgkDdiUnload),            DDI(DxgkDdiQueryAdapterInfo),
+    DDI(DxgkDdiCreateDevice),     DDI(DxgkDdiCreateAllocation),  DDI(DxgkDdiDestroyAllocation),
+    DDI(DxgkDdiPatch),            DDI(DxgkDdiSubmitCommand),     DDI(DxgkDdiBuildPagingBuffer),
+    DDI(DxgkDdiDestroyDevice),    DDI(DxgkDdiOpenAllocation),    DDI(DxgkDdiCloseAllocation),
+    DDI(DxgkDdiRender),           DDI(DxgkDdiCreateContext),     DDI(DxgkDdiDestroyContext),
+};
+
+int32_t WddmWdkDdiOffset(const char *Name) {
+    for (size_t i = 0; i < RTL_NUMBER_OF(DdiOffsets); i++)
+        if (strcmp(DdiOffsets[i].Name, Name) == 0)
+            return (int32_t)DdiOffsets[i].Offset;
+    return -1;
+}
