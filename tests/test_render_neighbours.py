@@ -5,6 +5,7 @@ suite/test_render_hostile.py), and several kinds of damage in one render fuzz in
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -21,6 +22,7 @@ from wddm_conformance.fuzz.render import (
     RenderInput,
     RenderTarget,
     Step,
+    apply_step,
     damaged,
     demand,
     pieces_of,
@@ -34,6 +36,9 @@ from wddm_conformance.suite.test_render_hostile import (
     _fixed_bytes,
     _ignored_bits,
 )
+
+#: Fuzz inputs a correct driver once failed on (harness false positives, now fixed).
+DATA = Path(__file__).resolve().parent / "data" / "fuzz_false_positives" / "render"
 
 # ------------------------------------------------------------------ the suite's scenes
 
@@ -173,6 +178,19 @@ def test_damage_applies_in_order_to_the_pieces() -> None:
     assert out == bytes([command[0] ^ 1]) + command[1:9]
     assert pieces_of(command, cuts)[0].what == "prologue"
     assert replace(s, more=()).steps == (Step(Damage.INJECT, 2),)
+
+
+def test_an_injected_command_cut_twice_is_still_a_cut_injected_command() -> None:
+    """Found by a newcomer's 20 s campaign on the reference: INJECT, TRUNCATE, TRUNCATE made
+    the cut privileged command a plain cut, which demanded the two underrun statuses."""
+    t = _target()
+    data = (DATA / "inject-then-cut-twice").read_bytes()
+    encoder = t.rig.kernel.encoder
+    pieces = [Piece(b"\0" * 8, "prologue"), Piece(encoder.privileged_command(), "hostile")]
+    for at in (12, 10):
+        pieces = apply_step(pieces, Step(Damage.TRUNCATE, at), encoder)
+    assert [p.what for p in pieces] == ["prologue", "cut-hostile"]
+    t.run(data)  # the reference's PRIVILEGED_INSTRUCTION for it is an allowed answer
 
 
 STEPS = st.builds(

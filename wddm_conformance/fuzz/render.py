@@ -149,8 +149,9 @@ KIND_MEANS: dict[Kind, str] = {
     Kind.INVALID: "an invalid program (it reaches outside the submission: Render must reject it)",
     Kind.WRITE_DENIED: "a program writing an entry without WriteOperation (the write must not land)",
     Kind.UNKNOWN: (
-        "a damaged or degenerate program with no single right answer (judged by the checks "
-        "that always hold: allowed status, no exception, isolation, cursors)"
+        "a damaged or degenerate program (judged by the checks that always hold: allowed "
+        "status, no exception, isolation, cursors; and by what its damage demands where the "
+        "harness can tell: an injected command rejected, a command cut off an underrun)"
     ),
 }
 
@@ -329,7 +330,10 @@ def apply_step(pieces: list[Piece], step: Step, encoder: CommandEncoder) -> list
         head = out[i].data[:off] if i < len(out) else b""
         out = out[:i]
         if head:
-            cut = {"unknown": "unknown", "hostile": "cut-hostile"}.get(pieces[i].what, "cut")
+            was = pieces[i].what
+            cut = {"unknown": "unknown", "hostile": "cut-hostile"}.get(was, "cut")
+            if was == "cut-hostile":
+                cut = was  # cut again: still the injected command, cut
             out.append(Piece(head, cut))
     elif step.damage == Damage.REPLACE:
         out = [Piece(step.data, "unknown")] if step.data else []
