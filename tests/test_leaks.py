@@ -294,4 +294,6 @@ def test_each_leaking_mutant_fails_one_leak_check_naming_its_id(mutant: type) ->
 )
 def test_correct_drivers_pass_the_leak_checks(driver: str) -> None:
     results = _leak_checks(driver)
-    assert {name: t["status"] for name, t in results.items()} == dict.fromkeys(LEAK_CHECKS, "PASS")
+    # A native driver's state is C memory: the census SKIPs it (its pool is the runtime's).
+    want = "SKIP" if driver == km.spec(m.WdkSample) else "PASS"
+    assert {name: t["status"] for name, t in results.items()} == dict.fromkeys(LEAK_CHECKS, want)

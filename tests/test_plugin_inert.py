@@ -276,7 +276,7 @@ def test_plain_pytest_imports_the_driver_from_the_current_directory(tmp_path: Pa
         plain=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "driver mydrv:Miniport (mydrv:Miniport)" in result.stdout
+    assert "driver mydrv:Miniport, kernel mode" in result.stdout
     assert "1 passed" in result.stdout
 
 

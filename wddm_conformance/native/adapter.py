@@ -69,7 +69,7 @@ from ..ddi import (
     DXGKARG_SUBMITCOMMAND,
     MDL,
 )
-from ..driver import DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
+from ..driver import DDI_METHODS, DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
 from ..errors import BugCheck, DdiTimeout, DriverFailure, DriverViolation, HarnessError
 from ..memory import (
     GUARD_BYTES,
@@ -673,7 +673,7 @@ class NativeMiniport:
         leaked = pool_blocks(self.LIBRARY, scopes)
         if leaked:
             raise DriverViolation(
-                "ALC-ATOMIC" if ddi == "DxgkDdiCreateAllocation" else "ALC-ADAPTER",
+                "ALC-ATOMIC" if ddi == DDI_METHODS["create_allocation"] else "ALC-ADAPTER",
                 ddi,
                 f"{what} and the driver still holds {_leak_text(leaked)} allocated for it",
                 {"leaked": [str(b) for b in leaked]},
@@ -838,7 +838,9 @@ class NativeMiniport:
         status = self._invoke(self._ddi.DxgkDdiDestroyDevice, _handle(hDevice))
         scope = self._device_scope.pop(hDevice, None)
         if scope is not None:
-            self._leaks("DxgkDdiDestroyDevice", [scope], f"device 0x{hDevice:X} is destroyed")
+            self._leaks(
+                DDI_METHODS["destroy_device"], [scope], f"device 0x{hDevice:X} is destroyed"
+            )
         return status
 
     @_harness_faults
@@ -862,7 +864,9 @@ class NativeMiniport:
         status = self._invoke(self._ddi.DxgkDdiDestroyContext, _handle(hContext))
         scope = self._context_scope.pop(hContext, None)
         if scope is not None:
-            self._leaks("DxgkDdiDestroyContext", [scope], f"context 0x{hContext:X} is destroyed")
+            self._leaks(
+                DDI_METHODS["destroy_context"], [scope], f"context 0x{hContext:X} is destroyed"
+            )
         return status
 
     # ------------------------------------------------------------------ allocations
@@ -918,7 +922,7 @@ class NativeMiniport:
         scope = self._last_scope
         if status != 0:
             self._leaks(
-                "DxgkDdiCreateAllocation",
+                DDI_METHODS["create_allocation"],
                 [scope],
                 f"the batch of {args.NumAllocations} allocation(s) failed with {status_name(status)}",
             )
@@ -950,7 +954,7 @@ class NativeMiniport:
             self._scope_owners.pop(scope, None)
         if done:
             self._leaks(
-                "DxgkDdiDestroyAllocation",
+                DDI_METHODS["destroy_allocation"],
                 done,
                 "every allocation created with that pool is destroyed",
             )
