@@ -398,6 +398,15 @@ def test_the_parent_never_reads_a_half_written_beacon() -> None:
             os.waitpid(pid, 0)
 
 
+def test_a_generation_of_zero_is_never_a_whole_record() -> None:
+    """struct's pack_into zeroes the generation before storing it: a reader that saw 0
+    before and after a torn record took it whole (in a DDI, with no name; CI saw it once)."""
+    beacon = isolation.Beacon(grace=2.0)
+    beacon.enter("DxgkDdiRender", 1.0)
+    beacon._GENERATION.pack_into(beacon._page, 0, 0)
+    assert beacon.read()[0] == math.inf
+
+
 def test_a_beacon_left_mid_write_reads_as_no_deadline() -> None:
     beacon = isolation.Beacon(grace=2.0)
     beacon.enter("DxgkDdiRender", 1.0)

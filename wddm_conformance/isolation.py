@@ -158,7 +158,9 @@ class Beacon:
             (before,) = self._GENERATION.unpack_from(self._page, 0)
             fields = self._FORMAT.unpack_from(self._page, self._GENERATION.size)
             (after,) = self._GENERATION.unpack_from(self._page, 0)
-            if before == after and not before % 2:
+            # 0 is never a finished write's generation: struct's pack_into zeroes its bytes
+            # before it stores, so a read during two stores can see 0 twice around a torn record.
+            if before == after and before and not before % 2:
                 deadline, since, in_ddi, name = fields
                 return deadline, since, in_ddi, name.rstrip(b"\0").decode(errors="replace")
         return math.inf, 0.0, False, ""
