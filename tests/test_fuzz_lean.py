@@ -11,15 +11,20 @@ scripts with every check on) is run both ways here.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests import mutants as m
+from wddm_conformance.ddi import DXGKARG_PATCH
 from wddm_conformance.driver import load_driver
 from wddm_conformance.errors import DriverFailure, DriverViolation
 from wddm_conformance.fuzz import CORPORA, TARGETS, target_class
+from wddm_conformance.fuzz.base import POOL, VARIANTS
 from wddm_conformance.fuzz.campaign import Campaign
+from wddm_conformance.fuzz.render import Entry as RenderEntry
+from wddm_conformance.fuzz.render import RenderInput, RenderTarget
 from wddm_conformance.fuzz.runner import (
     ENV_LEAN,
     Findings,
@@ -28,6 +33,8 @@ from wddm_conformance.fuzz.runner import (
     one_input,
     set_up,
 )
+from wddm_conformance.program import AllocRef, Fill, Write
+from wddm_conformance.reference import ReferenceMiniport
 from wddm_conformance.results import classify
 
 FINDINGS = Path(__file__).resolve().parent / "data" / "fuzz_findings"
@@ -170,3 +177,40 @@ def test_the_lean_path_is_a_campaign_setting(monkeypatch: pytest.MonkeyPatch) ->
     assert not set_up("render", load_driver("reference")).lean  # type: ignore[attr-defined]
     # the suite's replay and ``fuzz repro`` build their targets as the class makes them: full
     assert not target_class("render")(load_driver("reference")).lean  # type: ignore[call-arg,attr-defined]
+
+
+class _PatchKeepsRenderAddresses(ReferenceMiniport):
+    """Patch stamps the fence but patches no address: the addresses Render pre-patched
+    stay, so an allocation moved between Render and submission is reached at its old place."""
+
+    def patch(self, args: DXGKARG_PATCH) -> int:
+        return super().patch(replace(args, PatchLocationListSubmissionLength=0))
+
+
+def _forced_relocation_input(target: RenderTarget) -> bytes:
+    variant = next(i for i, v in enumerate(VARIANTS) if v.name == "forced-relocation")
+    memory = 1 + next(i for i, (name, _) in enumerate(POOL) if name == "memory")
+    size = target.rig.pool[memory - 1].size
+    entry = RenderEntry(memory, write=True)
+    program = (Write(AllocRef(1, 8), 0x1234), Fill(AllocRef(1, 64), 32, 0xA5))
+    return RenderInput(variant, (entry,), program, sizes=(0, size)).encode()
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_lean_forced_moves_are_the_kernels_copies_and_patch_still_sees_them(lean: bool) -> None:
+    """On the lean path a stress variant's forced moves of a memory-segment allocation cost
+    no paging buffer; the driver still has to patch the new address."""
+    target = RenderTarget(load_driver("reference"), lean=lean)
+    data = _forced_relocation_input(target)
+    target.run(data)  # place the pool as the input wants, then count the next run
+    driver = target.rig.kernel.driver
+    calls: list[int] = []
+    build = driver.build_paging_buffer
+    driver.build_paging_buffer = lambda args: calls.append(args.Operation) or build(args)  # type: ignore[method-assign]
+    moves = target.rig.kernel.scheduler.moved_repatches
+    target.run(data)
+    assert bool(calls) != lean
+    assert target.rig.kernel.scheduler.moved_repatches == moves  # no always-repatch: no third Patch
+    with pytest.raises(DriverFailure) as failure:
+        RenderTarget(load_driver(f"{__name__}:_PatchKeepsRenderAddresses"), lean=lean).run(data)
+    assert failure.value.requirement == "REN-FULLPATCH"  # the stale address, either way

@@ -41,6 +41,17 @@ GUARD_FILL: Final = 0xCD
 #: What an output buffer (DMA, patch list, paging buffer) holds before the driver writes it:
 #: not zero, so even a zero written past the driver's cursor is seen.
 UNWRITTEN: Final = 0xCB
+_UNWRITTEN_RUN: Final = bytes([UNWRITTEN]) * (64 << 10)
+
+
+def unwritten(data: bytearray, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` all still holds :data:`UNWRITTEN` (nothing written there)."""
+    view = memoryview(data)
+    run = len(_UNWRITTEN_RUN)
+    for at in range(start, end, run):
+        if not _UNWRITTEN_RUN.startswith(view[at : min(at + run, end)]):
+            return False
+    return True
 
 
 class UserAccessFault(Exception):

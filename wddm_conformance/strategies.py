@@ -8,6 +8,7 @@ what GPU memory must hold afterwards.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -91,6 +92,12 @@ def programs(sizes: Sequence[int], max_ops: int = 12) -> st.SearchStrategy[list[
     """A valid program over allocation-list entries of ``sizes`` (``sizes[0]`` is the NULL entry)."""
     if not any(s >= 4 for s in sizes[1:]):
         raise ValueError("programs need an allocation of at least 4 bytes")
+    return _programs(tuple(sizes), max_ops)
+
+
+@functools.lru_cache(maxsize=256)
+def _programs(sizes: tuple[int, ...], max_ops: int) -> st.SearchStrategy[list[Op]]:
+    # One strategy object per shape: hypothesis validates a new one on its first draw.
     return st.lists(operations(sizes), min_size=1, max_size=max_ops)
 
 

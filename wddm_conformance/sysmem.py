@@ -96,13 +96,18 @@ class SystemMemory:
 
     def read_mdl(self, mdl: MDL, offset: int, length: int) -> bytes:
         """Read ``length`` bytes at byte ``offset`` of the memory an MDL describes."""
-        out = bytearray()
+        parts: list[memoryview] = []
+        pfns, pages = mdl.pfns, self.pages
         while length > 0:
-            n = min(length, PAGE_SIZE - offset % PAGE_SIZE)
-            out += self.read(mdl.physical_address(offset), n)
+            index, off = divmod(offset, PAGE_SIZE)
+            n = min(length, PAGE_SIZE - off)
+            page = pages.get(pfns[index])
+            if page is None:
+                raise HarnessError(f"harness read of unallocated system page 0x{pfns[index]:X}")
+            parts.append(memoryview(page)[off : off + n])
             offset += n
             length -= n
-        return bytes(out)
+        return b"".join(parts)
 
     def write_mdl(self, mdl: MDL, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at byte ``offset`` of the memory an MDL describes."""

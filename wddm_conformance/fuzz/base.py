@@ -13,6 +13,7 @@ import gc
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 from ..defaults import ALL_STRESS
@@ -41,6 +42,12 @@ class Variant:
     name: str
     mode: KernelMode
     config: KernelConfig
+
+    @cached_property
+    def lean_config(self) -> KernelConfig:
+        """``config`` on a campaign's lean path: the moves the stress modes force between
+        Render and submission are the kernel's own copies (docs/fuzzing.md, "Lean path")."""
+        return replace(self.config, forced_moves_by_driver=False)
 
 
 def _variant(name: str) -> Variant:
@@ -110,10 +117,10 @@ class Rig:
     def healthy(self) -> bool:
         return self.device.state == State.ACTIVE
 
-    def use(self, variant: Variant) -> Kernel:
-        """Switch the kernel to ``variant`` for the next input."""
+    def use(self, variant: Variant, *, lean: bool = False) -> Kernel:
+        """Switch the kernel to ``variant`` for the next input (``lean``: its lean_config)."""
         k = self.kernel
-        k.mode, k.config = variant.mode, variant.config
+        k.mode, k.config = variant.mode, variant.lean_config if lean else variant.config
         return k
 
     def use_default(self) -> Kernel:

@@ -143,8 +143,7 @@ class CreateAllocationTarget(RigTarget):
                     resource = created[0].resource
         finally:
             if self._rig is rig:
-                for a in made:
-                    k.destroy_allocation(a)
+                k.destroy_allocations(made)
 
     def describe(self, data: bytes) -> str:
         s = self.decode(data)

@@ -94,7 +94,7 @@ class PatchTarget(RigTarget):
 
     def _run(self, s: PatchInput) -> None:
         rig = self.rig
-        k = rig.use(VARIANTS[s.variant])
+        k = rig.use(VARIANTS[s.variant], lean=self.lean)
         alist: list[Allocation | None] = [None, *(rig.pool[p - 1] for p in s.pools)]
         k.scheduler.cuts = s.cuts
         try:

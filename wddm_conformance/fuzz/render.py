@@ -404,7 +404,7 @@ class RenderTarget(RigTarget):
 
     def _run(self, s: RenderInput) -> None:
         rig = self.rig
-        k = rig.use(VARIANTS[s.variant])
+        k = rig.use(VARIANTS[s.variant], lean=self.lean)
         alist: list[Allocation | None] = [None]
         for e in s.entries:
             a = rig.pool[e.pool - 1] if e.pool else None

@@ -111,6 +111,11 @@ class KernelConfig:
     verify_paging: bool = True
     #: Check every GPU access of a render submission against its allocation list (ALL-ISOLATION).
     check_isolation: bool = True
+    #: The moves forced eviction and forced relocation make between Render and submission go
+    #: through DxgkDdiBuildPagingBuffer. False (a fuzz campaign's lean path): the kernel
+    #: copies a memory-segment allocation to its new address itself; the driver's Patch
+    #: still sees every move, and aperture allocations still move through the driver.
+    forced_moves_by_driver: bool = True
     seed: int = 0
 
     TINY: ClassVar[dict[str, int]] = {

@@ -43,7 +43,15 @@ from ..errors import (
     BugCheck,
     DriverViolation,
 )
-from ..memory import UNWRITTEN, KernelAccessViolation, KernelBuffer, Ptr, UserBuffer, ViolationKind
+from ..memory import (
+    UNWRITTEN,
+    KernelAccessViolation,
+    KernelBuffer,
+    Ptr,
+    UserBuffer,
+    ViolationKind,
+    unwritten,
+)
 from ..program import describe_difference
 from ..status import (
     RENDER_STATUSES,
@@ -470,15 +478,28 @@ class Scheduler:
         pinned = frozenset(a.id for a in allocations)
         for a in allocations:
             k.vidmm.make_resident(a, pinned)
+        moved: set[int] = set()
+        by_hand = not k.config.forced_moves_by_driver
         if k.mode.forced_eviction:
             for a in allocations:
+                if by_hand and not self.k.segments[a.segment_id].is_aperture:
+                    address = a.address
+                    k.vidmm.relocate(a, pinned, by_hand=True)  # what Patch sees of an eviction
+                    if a.address != address:
+                        moved.add(a.id)
+                    continue
                 old = (a.offset, a.size) if a.state == State.RESIDENT else None
-                sid = a.segment_id
+                sid, address = a.segment_id, a.address
                 k.vidmm.evict(a)
                 k.vidmm.make_resident(a, pinned, segment_id=sid, avoid=old)
+                if a.address != address:
+                    moved.add(a.id)
         if k.mode.forced_relocation:
+            # An allocation the eviction already brought back elsewhere is at a new address,
+            # which is all forced relocation asks for.
             for a in allocations:
-                k.vidmm.relocate(a, pinned)
+                if a.id not in moved:
+                    k.vidmm.relocate(a, pinned, by_hand=by_hand)
 
     def _moves(
         self,
@@ -539,8 +560,9 @@ class Scheduler:
             return view, []
         listed = {id(u.allocation): u.allocation for u in uses if u.allocation is not None}
         pinned = frozenset(a.id for a in listed.values())
+        by_hand = not self.k.config.forced_moves_by_driver
         for a in listed.values():
-            self.k.vidmm.relocate(a, pinned)
+            self.k.vidmm.relocate(a, pinned, by_hand=by_hand)
         moved = self._entries(context, uses, for_render=False)
         away, _, _ = self._moves(view, moved, uses)
         self.moved_repatches += 1
@@ -934,11 +956,11 @@ def _judge_cursors(args: DXGKARG_RENDER, b: _RenderBuffers) -> tuple[int, int]:
             RENDER,
             f"pPatchLocationListOut advanced by {entries} bytes, not whole entries",
         )
-    if b.dma.data.count(UNWRITTEN, written, b.dma.size) != b.dma.size - written:
+    if not unwritten(b.dma.data, written, b.dma.size):
         raise DriverViolation(
             "REN-CURSORS", RENDER, f"wrote DMA bytes past pDmaBuffer (+{written})"
         )
-    if b.plo.data.count(UNWRITTEN, entries, b.plo.size) != b.plo.size - entries:
+    if not unwritten(b.plo.data, entries, b.plo.size):
         raise DriverViolation(
             "REN-CURSORS",
             RENDER,

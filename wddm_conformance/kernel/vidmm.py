@@ -54,7 +54,7 @@ from ..errors import (
     DriverViolation,
     HarnessError,
 )
-from ..memory import UNWRITTEN, KernelBuffer, Ptr
+from ..memory import UNWRITTEN, KernelBuffer, Ptr, unwritten
 from ..program import describe_difference, fill_bytes
 from ..status import (
     BUILD_PAGING_BUFFER_STATUSES,
@@ -359,8 +359,12 @@ class VidMm:
         a.segment_id = a.offset = a.address = 0
         a.transition(Change.DISCARD)
 
-    def relocate(self, a: Allocation, pinned: frozenset[int] = frozenset()) -> None:
-        """Move resident ``a`` to another place in its segment (content preserved)."""
+    def relocate(
+        self, a: Allocation, pinned: frozenset[int] = frozenset(), *, by_hand: bool = False
+    ) -> None:
+        """Move resident ``a`` to another place in its segment (content preserved); with
+        ``by_hand`` a memory-segment allocation's content is copied by the kernel, not by
+        a paging buffer (KernelConfig.forced_moves_by_driver)."""
         a.require(State.RESIDENT)
         sid, old_offset, old_address = a.segment_id, a.offset, a.address
         desc = self.segment(sid)
@@ -376,6 +380,8 @@ class VidMm:
                 raise HarnessError(f"{a} is in an aperture segment without backing pages")
             self.unmap_aperture(a, sid, old_offset // PAGE_SIZE, size // PAGE_SIZE)
             self.map_aperture(a, sid, offset // PAGE_SIZE, backing)
+        elif by_hand:
+            self.k.gpu.write(address, self.k.gpu.read(old_address, a.size))
         else:
             self.transfer(
                 a.hAllocation,
@@ -778,7 +784,7 @@ class VidMm:
             DDI, [(buffer, "PGB-CURSOR"), (private, "PGB-CURSOR")], f" during {operation.name}"
         )
         written = cursor.offset
-        if buffer.data.count(UNWRITTEN, written, size) != size - written:
+        if not unwritten(buffer.data, written, size):
             raise DriverViolation(
                 "PGB-CURSOR",
                 DDI,
