@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import mutants as m
+from wddm_conformance import attribution
 from wddm_conformance.ddi import DXGKARG_PATCH
 from wddm_conformance.driver import load_driver
 from wddm_conformance.errors import DriverFailure, DriverViolation
@@ -214,3 +215,22 @@ def test_lean_forced_moves_are_the_kernels_copies_and_patch_still_sees_them(lean
     with pytest.raises(DriverFailure) as failure:
         RenderTarget(load_driver(f"{__name__}:_PatchKeepsRenderAddresses"), lean=lean).run(data)
     assert failure.value.requirement == "REN-FULLPATCH"  # the stale address, either way
+
+
+def test_the_statemachine_target_renders_without_snapshots_when_lean(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seeds = [data for _, data in target_class("statemachine")(load_driver("reference")).seeds()]  # type: ignore[call-arg]
+    lean = set_up("statemachine", load_driver("reference"), lean=True)
+    assert lean.lean  # type: ignore[attr-defined]
+
+    def no_snapshot(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a lean render took an attribution snapshot")
+
+    monkeypatch.setattr(attribution.Submitted, "snapshot", no_snapshot)
+    for data in seeds:
+        lean.run(data)
+    full = set_up("statemachine", load_driver("reference"))
+    with pytest.raises(AssertionError, match="snapshot"):
+        for data in seeds:
+            full.run(data)

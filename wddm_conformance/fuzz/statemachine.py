@@ -45,6 +45,7 @@ class KeptRun(Run):
     until :meth:`drop` (then a fresh one)."""
 
     kept: Kernel | None = None
+    lean: bool = False
 
     def kernel(self, mode: KernelMode | str | None = None, **config: Any) -> Kernel:
         if mode is not None or config:
@@ -62,6 +63,10 @@ class KeptLife(DriverLife):
     destroys the allocations and devices it made; one that fails drops the kernel."""
 
     run: KeptRun
+
+    @property
+    def lean(self) -> bool:
+        return self.run.lean
 
     def teardown(self) -> None:
         ending = sys.exc_info()[1]
@@ -114,6 +119,15 @@ class StateMachineTarget:
         self.spec = spec
         seconds = invoker.seconds if isinstance(invoker, WatchdogInvoker) else 0.0
         self.fuzz_one_input, self.machine_run = machine_test(spec, seconds)
+
+    @property
+    def lean(self) -> bool:
+        """A campaign's lean path (:mod:`.runner`): no attribution snapshot per render."""
+        return self.machine_run.lean
+
+    @lean.setter
+    def lean(self, value: bool) -> None:
+        self.machine_run.lean = value
 
     def run(self, data: bytes) -> None:
         try:
