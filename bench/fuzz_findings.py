@@ -19,8 +19,9 @@ Two modes:
 ``--repeat N`` runs each (mutant, mode) N times with ``-seed=1..N``; the median
 (``median_high``) counts a run that found nothing as slower than any that did, so "not
 found" wins when half or more found nothing. The table gives the mutant, its target, the expected requirement,
-the mode, the median seconds to the first finding, the requirement(s) found and whether
-they match. ``--jobs N`` runs N fuzzers at once: on a machine with few cores that skews
+the mode, the median seconds to the first finding, the median number of inputs the
+fuzzing process had run by then (the record's ``executions``; machine-independent), the
+requirement(s) found and whether they match. ``--jobs N`` runs N fuzzers at once: on a machine with few cores that skews
 the times (each fuzzer gets a share of the CPUs), which the output says.
 
 Usage: ``python bench/fuzz_findings.py [--mutants NAME...] [--modes seeded scratch]
@@ -108,6 +109,12 @@ class Run:
     tail: list[str] = field(default_factory=list)
 
     @property
+    def executions(self) -> int | None:
+        """Inputs the fuzzing process ran up to the finding (its record's ``executions``)."""
+        value = (self.record or {}).get("executions")
+        return value if isinstance(value, int) else None
+
+    @property
     def failed_to_start(self) -> bool:
         """True when the script exited with an error and neither stats nor a finding."""
         return (
@@ -122,6 +129,7 @@ class Run:
         return {
             "seed": self.seed,
             "seconds_to_first_finding": self.seconds,
+            "executions": self.executions,
             "found": self.found,
             "record": self.record,
             "input_hex": self.input_hex,
@@ -313,12 +321,14 @@ def report(
         else:
             match = "no"
         shown = f"{median:.1f}" if median is not None else f"not found in {budget}s"
+        counts = [r.executions for r in group if r.executions is not None]
+        execs = f"{statistics.median_high(counts):,}" if counts else "-"
         if len(group) > 1:
             shown += f" ({hits}/{len(group)} found)"
         ids = ", ".join(
             f"{rule} x{n}" if len(group) > 1 else rule for rule, n in found.most_common()
         )
-        rows.append([mutant, group[0].target, want, mode, shown, ids or "-", match])
+        rows.append([mutant, group[0].target, want, mode, shown, execs, ids or "-", match])
         data.append(
             {
                 "mutant": mutant,
@@ -326,12 +336,22 @@ def report(
                 "expected": want,
                 "mode": mode,
                 "median_seconds": median,
+                "median_executions": statistics.median_high(counts) if counts else None,
                 "found": dict(found),
                 "match": match,
                 "runs": [r.summary() for r in group],
             }
         )
-    headers = ["mutant", "target", "expected", "mode", "s to 1st finding", "ID found", "match"]
+    headers = [
+        "mutant",
+        "target",
+        "expected",
+        "mode",
+        "s to 1st finding",
+        "execs",
+        "ID found",
+        "match",
+    ]
     return _table(headers, rows), data
 
 

@@ -234,3 +234,22 @@ def test_the_statemachine_target_renders_without_snapshots_when_lean(
     with pytest.raises(AssertionError, match="snapshot"):
         for data in seeds:
             full.run(data)
+
+
+def test_a_record_counts_the_inputs_its_process_ran(tmp_path: Path) -> None:
+    class FailsOnFourth:
+        def run(self, data: bytes) -> None:
+            if data == b"4":
+                raise DriverViolation("REN-TRANSLATE", "DxgkDdiRender", "the fourth input")
+
+    callback = one_input(
+        FailsOnFourth(),  # type: ignore[arg-type]
+        Findings(str(tmp_path), "render", "reference"),
+        None,
+    )
+    for data in (b"1", b"2", b"3"):
+        callback(data)
+    with pytest.raises(DriverViolation):
+        callback(b"4")
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert record["executions"] == 4

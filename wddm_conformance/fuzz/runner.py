@@ -149,9 +149,13 @@ class Findings:
         self.target = target
         self.driver = driver
 
-    def record(self, data: bytes, exc: BaseException, checks: str = "full") -> Path | None:
+    def record(
+        self, data: bytes, exc: BaseException, checks: str = "full", executions: int | None = None
+    ) -> Path | None:
         """Write ``data`` and its record; ``checks``: "full" when every check named the
-        finding, "lean" for a lean failure that the run with every check did not repeat."""
+        finding, "lean" for a lean failure that the run with every check did not repeat;
+        ``executions``: inputs this fuzzing process ran up to and including ``data``
+        (None: not known, e.g. found while the target was set up)."""
         if self.directory is None:
             return None
         outcome = classify(exc)
@@ -169,6 +173,7 @@ class Findings:
             "sha1": digest,
             "input": stem.name,
             "checks": checks,
+            "executions": executions,
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(stem, data)
@@ -218,7 +223,11 @@ def one_input(
     filtered by ``only`` and raised.
     """
 
+    executions = 0
+
     def test_one_input(data: bytes) -> None:
+        nonlocal executions
+        executions += 1
         try:
             target.run(data)
         except Exception as exc:
@@ -228,7 +237,8 @@ def one_input(
                     return
             elif only:  # a harness fault: recorded as INTERNAL-ERROR, still reported
                 return
-            findings.record(data, found, "lean" if full is not None and found is exc else "full")
+            checks = "lean" if full is not None and found is exc else "full"
+            findings.record(data, found, checks, executions)
             if found is exc:
                 raise
             raise found from None
