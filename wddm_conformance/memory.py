@@ -54,6 +54,9 @@ def unwritten(data: bytearray, start: int, end: int) -> bool:
     return True
 
 
+_GUARD: Final = bytes((GUARD_FILL,)) * GUARD_BYTES
+
+
 class UserAccessFault(Exception):
     """An access fault while reading user-mode memory.
 
@@ -246,18 +249,14 @@ class KernelBuffer(Region):
     ) -> None:
         if size < 0:
             raise HarnessError(f"kernel buffer {name}: negative size {size}")
-        data = (
-            bytearray(size + GUARD_BYTES)
-            if fill == 0
-            else bytearray(bytes([fill])) * (size + GUARD_BYTES)
-        )
+        data = bytearray(size) if fill == 0 else bytearray(bytes((fill,)) * size)
         if initial is not None:
             if len(initial) > size:
                 raise HarnessError(
                     f"kernel buffer {name}: initial content larger than {size} bytes"
                 )
             data[: len(initial)] = initial
-        data[size:] = bytes([GUARD_FILL]) * GUARD_BYTES
+        data += _GUARD
         super().__init__(name, data)
         self.size = size
         self.writable = writable

@@ -27,6 +27,7 @@ write every destination byte exactly once, and the content arrives as it should.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -71,6 +72,10 @@ if TYPE_CHECKING:
 
 DDI = DDI_METHODS["build_paging_buffer"]
 _SWIZZLE, _UNSWIZZLE = int(DXGK_TRANSFERFLAGS.Swizzle), int(DXGK_TRANSFERFLAGS.Unswizzle)
+_TRANSFER_START = int(DXGK_TRANSFERFLAGS.TransferStart)
+_TRANSFER_END = int(DXGK_TRANSFERFLAGS.TransferEnd)
+#: Made once per value: an IntFlag operation builds a new flag object each time.
+_transfer_flags = functools.cache(DXGK_TRANSFERFLAGS)
 Range = tuple[int, int]  # (physical address, length)
 
 #: Which requirement a wrong result of each operation breaks.
@@ -482,11 +487,12 @@ class VidMm:
         offset = 0
         while offset < size or (size == 0 and not runs):
             n = min(step, size - offset)
-            sub_flags = t.flags
+            bits = int(t.flags)
             if offset == 0:
-                sub_flags |= DXGK_TRANSFERFLAGS.TransferStart
+                bits |= _TRANSFER_START
             if offset + n >= size:
-                sub_flags |= DXGK_TRANSFERFLAGS.TransferEnd
+                bits |= _TRANSFER_END
+            sub_flags = _transfer_flags(bits)
 
             def configure(
                 args: DXGKARG_BUILDPAGINGBUFFER,
