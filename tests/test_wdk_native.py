@@ -105,6 +105,132 @@ def test_the_wdk_headers_compile_cleanly_as_c11_and_c17(compiler: str, tmp_path:
         assert done.returncode == 0, done.stderr
 
 
+#: Byte offsets of the x64 WDK layout (published layout data of d3dkmddi.h, cross-checked
+#: with the field order of the documentation pages): where a header written from the
+#: documentation alone could go wrong (a member before or after a union, the size of a
+#: union, padding after a UINT).
+WDK_X64_OFFSETS: dict[str, dict[str, int]] = {
+    "DXGKARG_BUILDPAGINGBUFFER": {
+        "DmaSize": 8,
+        "pDmaBufferPrivateData": 16,
+        "DmaBufferPrivateDataSize": 24,
+        "Operation": 28,
+        "MultipassOffset": 32,
+        "Transfer": 40,
+        "Transfer.TransferSize": 56,
+        "Transfer.Source": 64,
+        "Transfer.Destination": 80,
+        "Transfer.Flags": 96,
+        "Transfer.MdlOffset": 100,
+        "DiscardContent.Flags": 48,
+        "DiscardContent.SegmentId": 52,
+        "DiscardContent.SegmentAddress": 56,
+        "ReadPhysical.PhysicalAddress": 48,
+        "MapApertureSegment.hAllocation": 48,
+        "MapApertureSegment.SegmentId": 56,
+        "MapApertureSegment.OffsetInPages": 64,
+        "MapApertureSegment.NumberOfPages": 72,
+        "MapApertureSegment.pMdl": 80,
+        "MapApertureSegment.Flags": 88,
+        "MapApertureSegment.MdlOffset": 92,
+        "UnmapApertureSegment.DummyPage": 80,
+        "SpecialLockTransfer.SwizzlingRangeId": 100,
+        "SpecialLockTransfer.SwizzlingRangeData": 104,
+        "hSystemContext": 296,
+        "DmaBufferGpuVirtualAddress": 304,
+        "DmaBufferWriteOffset": 312,
+    },
+    "DXGKARG_RENDER": {
+        "CommandLength": 8,
+        "pDmaBuffer": 16,
+        "DmaSize": 24,
+        "pDmaBufferPrivateData": 32,
+        "DmaBufferPrivateDataSize": 40,
+        "pAllocationList": 48,
+        "AllocationListSize": 56,
+        "pPatchLocationListIn": 64,
+        "PatchLocationListInSize": 72,
+        "pPatchLocationListOut": 80,
+        "PatchLocationListOutSize": 88,
+        "MultipassOffset": 92,
+        "DmaBufferSegmentId": 96,
+        "DmaBufferPhysicalAddress": 104,
+    },
+    "DXGKARG_PATCH": {
+        "DmaBufferSegmentId": 8,
+        "DmaBufferPhysicalAddress": 16,
+        "pDmaBuffer": 24,
+        "DmaBufferSize": 32,
+        "DmaBufferSubmissionStartOffset": 36,
+        "DmaBufferSubmissionEndOffset": 40,
+        "pDmaBufferPrivateData": 48,
+        "DmaBufferPrivateDataSize": 56,
+        "DmaBufferPrivateDataSubmissionStartOffset": 60,
+        "DmaBufferPrivateDataSubmissionEndOffset": 64,
+        "pAllocationList": 72,
+        "AllocationListSize": 80,
+        "pPatchLocationList": 88,
+        "PatchLocationListSize": 96,
+        "PatchLocationListSubmissionStart": 100,
+        "PatchLocationListSubmissionLength": 104,
+        "SubmissionFenceId": 108,
+        "Flags": 112,
+        "EngineOrdinal": 116,
+    },
+    "DXGKARG_SUBMITCOMMAND": {
+        "DmaBufferSegmentId": 8,
+        "DmaBufferPhysicalAddress": 16,
+        "DmaBufferSize": 24,
+        "DmaBufferSubmissionStartOffset": 28,
+        "DmaBufferSubmissionEndOffset": 32,
+        "pDmaBufferPrivateData": 40,
+        "DmaBufferPrivateDataSize": 48,
+        "SubmissionFenceId": 60,
+        "Flags": 72,
+    },
+    "DXGKARG_CREATEALLOCATION": {
+        "PrivateDriverDataSize": 8,
+        "NumAllocations": 12,
+        "pAllocationInfo": 16,
+        "hResource": 24,
+        "Flags": 32,
+    },
+    "DXGK_ALLOCATIONINFO": {
+        "PrivateDriverDataSize": 8,
+        "Alignment": 12,
+        "Size": 16,
+        "PitchAlignedSize": 24,
+        "HintedBank": 32,
+        "PreferredSegment": 36,
+        "SupportedReadSegmentSet": 40,
+        "SupportedWriteSegmentSet": 44,
+        "EvictionSegmentSet": 48,
+        "MaximumRenamingListLength": 52,
+        "hAllocation": 56,
+        "Flags": 64,
+        "pAllocationUsageHint": 72,
+        "AllocationPriority": 80,
+    },
+    "DXGK_ALLOCATIONLIST": {"PhysicalAddress": 16},
+}
+
+
+def test_the_wdk_headers_have_the_x64_wdk_offsets(tmp_path: Path) -> None:
+    lines = ["#include <ntddk.h>", "#include <dispmprt.h>", "#include <d3dkmddi.h>"]
+    lines += ["#include <stddef.h>", "#include <stdio.h>", "int main(void) {"]
+    labels = []
+    for struct, fields in WDK_X64_OFFSETS.items():
+        for designator in fields:
+            lines.append(f'printf("%zu\\n", offsetof({struct}, {designator}));')
+            labels.append((f"{struct}.{designator}", fields[designator]))
+    lines += ["return 0;", "}"]
+    got = _compile_and_run("\n".join(lines), tmp_path, wdk_cflags())
+    wrong = [
+        f"{name}: {n}, not {want}" for (name, want), n in zip(labels, got, strict=True) if n != want
+    ]
+    assert not wrong, wrong
+
+
 def _designators(ctype: str) -> list[tuple[str, int]]:
     """Every non-bit-field member of a cffi structure, nested ones as ``A.B``, with its offset."""
     f = abi.ffi()
