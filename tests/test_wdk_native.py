@@ -423,8 +423,6 @@ def test_a_routine_the_set_does_not_provide_is_a_build_error_naming_it(tmp_path:
     )
     with pytest.raises(NativeBuildError, match="IoAllocateMdl"):
         build([undeclared], name="undeclared", wdk=True)
-    with pytest.raises(NativeBuildError, match="C\\+\\+ sources are not supported"):
-        build([tmp_path / "driver.cpp"], name="cpp", wdk=True)
 
 
 # --------------------------------------------------------------------------- pool

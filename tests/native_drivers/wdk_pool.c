@@ -226,6 +226,12 @@ static NTSTATUS Render(const HANDLE hContext, DXGKARG_RENDER *pRender) {
     return STATUS_NOT_SUPPORTED;
 }
 
+#ifdef WDK_SEH_RENDER
+/* tests/native_drivers/wdk_seh.c (or .cpp), linked in: its Render reads pCommand under
+ * nested __try/__finally and __try/__except and logs what GetExceptionInformation says. */
+NTSTATUS WdkSehRender(const HANDLE hContext, DXGKARG_RENDER *pRender);
+#endif
+
 static NTSTATUS Patch(const HANDLE hAdapter, const DXGKARG_PATCH *pPatch) {
     UNREFERENCED_PARAMETER(hAdapter);
     UNREFERENCED_PARAMETER(pPatch);
@@ -323,6 +329,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath) 
     init.DxgkDdiBuildPagingBuffer = BuildPagingBuffer;
     init.DxgkDdiCreateContext = CreateContext;
     init.DxgkDdiDestroyContext = DestroyContext;
+#ifdef WDK_SEH_RENDER
+    init.DxgkDdiRender = WdkSehRender;
+#endif
 #ifdef WDK_BUG_NO_PATCH
     init.DxgkDdiPatch = NULL;
 #endif

@@ -108,6 +108,33 @@ def _wdk_inputs() -> list[Path]:
     return [*sorted(wdk_include_dir().glob("*.h")), runtime, runtime.with_suffix(".h")]
 
 
+#: C++ sources, compiled with the C++ compiler of the C compiler's family.
+CXX_SUFFIXES: Final = (".cpp", ".cc", ".cxx", ".c++")
+#: What the WDK's /kernel switch means for C++: no C++ exceptions, no RTTI, and no
+#: thread-safe local statics (a driver has no C++ runtime to provide them).
+KERNEL_CXX_FLAGS: Final = ("-std=c++17", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics")
+HEADER_SUFFIXES: Final = (".h", ".hh", ".hpp", ".hxx", ".inl")
+_C_ONLY_FLAGS: Final = frozenset({"-std=c11", "-Werror=implicit-function-declaration"})
+
+
+def cxx_compiler(c_compiler: str) -> str:
+    """The C++ compiler of ``c_compiler``'s family (gcc -> g++, clang-14 -> clang++-14, cc -> c++).
+
+    Raises :class:`NativeBuildError` when it is not installed.
+    """
+    directory, _, base = c_compiler.rpartition("/")
+    for c, cxx in (("clang", "clang++"), ("gcc", "g++"), ("cc", "c++")):
+        if c in base:
+            head, _, tail = base.rpartition(c)
+            name = f"{directory}/" * bool(directory) + head + cxx + tail
+            if shutil.which(name):
+                return name
+            raise NativeBuildError(
+                f"no C++ compiler {name} beside the C compiler {c_compiler} (install it, or set CC)"
+            )
+    raise NativeBuildError(f"cannot tell the C++ compiler of the C compiler {c_compiler}")
+
+
 def build(
     sources: Sequence[Path],
     *,
@@ -117,6 +144,7 @@ def build(
     extra_flags: Sequence[str] = (),
     wdk: bool = False,
     include_dirs: Sequence[Path] = (),
+    compiler: str | None = None,
 ) -> Path:
     """Compile ``sources`` into a shared library; cached by everything that goes into it.
 
@@ -124,14 +152,19 @@ def build(
     they are WDK-style sources: they compile against the WDK compatibility set and are
     linked with its runtime, and a call to a routine the set does not provide is a
     link error naming it (``-Wl,--no-undefined``; not in sanitizer builds, whose
-    runtime is resolved at load). Raises :class:`NativeBuildError` in one line.
+    runtime is resolved at load). C++ sources (``.cpp``, ``.cc``, ``.cxx``) need ``wdk``;
+    they are compiled with the C++ compiler of ``compiler``'s family (default: the
+    system's C compiler, :func:`find_compiler`) with :data:`KERNEL_CXX_FLAGS`, and the
+    library is linked without the C++ runtime, as a driver is: ``operator new`` and
+    ``delete`` are the driver's own. Raises :class:`NativeBuildError` in one line.
     """
-    for source in sources:
-        if wdk and source.suffix.lower() in (".cpp", ".cc", ".cxx", ".c++"):
-            raise NativeBuildError(
-                f"cannot build {source}: C++ sources are not supported by --wdk yet (C only)"
-            )
-    compiler = find_compiler(sanitize)
+    cxx_sources = [s for s in sources if s.suffix.lower() in CXX_SUFFIXES]
+    if cxx_sources and not wdk:
+        raise NativeBuildError(
+            f"cannot build {cxx_sources[0]}: C++ sources build only as WDK-style drivers (--wdk)"
+        )
+    compiler = compiler or find_compiler(sanitize)
+    cxx = cxx_compiler(compiler) if cxx_sources else None
     flags = [
         "-std=c11",
         "-fPIC",
@@ -149,26 +182,63 @@ def build(
     digest = hashlib.sha256()
     for part in (compiler, _compiler_version(compiler), *flags):
         digest.update(part.encode() + b"\0")
-    for directory in include_dirs:
-        for header in sorted(Path(directory).glob("*.h")):
-            digest.update(header.read_bytes())
+    if cxx is not None:
+        for part in (cxx, _compiler_version(cxx), *KERNEL_CXX_FLAGS):
+            digest.update(part.encode() + b"\0")
+    # The headers a source may include by a relative name: its own directory's and -I's.
+    for directory in dict.fromkeys([*include_dirs, *(s.parent for s in sources)]):
+        for header in sorted(Path(directory).iterdir() if Path(directory).is_dir() else ()):
+            if header.suffix.lower() in HEADER_SUFFIXES:
+                digest.update(header.name.encode() + b"\0" + header.read_bytes())
     if wdk:
         sources = [*sources, wdk_runtime_source()]
     for source in inputs:
         try:
             digest.update(source.read_bytes())
         except OSError as exc:
-            raise NativeBuildError(f"cannot read C source {source}: {exc.strerror}") from None
+            raise NativeBuildError(f"cannot read source {source}: {exc.strerror}") from None
     out = cache_dir() / digest.hexdigest()[:16] / f"lib{name}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".lib{name}-", suffix=".so", dir=out.parent)
     os.close(fd)
-    command = [compiler, *flags, "-o", tmp, *map(str, sources)]
+    try:
+        if cxx is None:
+            _run(name, compiler, [compiler, *flags, "-o", tmp, *map(str, sources)])
+        else:
+            _build_mixed(name, compiler, cxx, flags, sources, tmp)
+    except NativeBuildError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return out
+
+
+def _build_mixed(
+    name: str, cc: str, cxx: str, flags: list[str], sources: Sequence[Path], out: str
+) -> None:
+    """Compile C and C++ sources to objects with their own compiler, then link them with
+    the C compiler: no C++ runtime (libstdc++) comes in, as none does in a kernel driver."""
+    cxx_flags = [f for f in flags if f not in _C_ONLY_FLAGS] + list(KERNEL_CXX_FLAGS)
+    compile_flags = [f for f in flags if f != "-shared" and not f.startswith("-Wl,")]
+    with tempfile.TemporaryDirectory(prefix=f"wddm-{name}-") as work:
+        objects = []
+        for i, source in enumerate(sources):
+            is_cxx = source.suffix.lower() in CXX_SUFFIXES
+            tool, own = (cxx, cxx_flags) if is_cxx else (cc, flags)
+            own = [f for f in own if f in compile_flags or f in KERNEL_CXX_FLAGS]
+            obj = str(Path(work) / f"{i}-{source.stem}.o")
+            _run(name, tool, [tool, *own, "-c", "-o", obj, str(source)])
+            objects.append(obj)
+        link = [f for f in flags if f not in _C_ONLY_FLAGS and not f.startswith(("-I", "-D", "-W"))]
+        link += [f for f in flags if f.startswith("-Wl,")]
+        _run(name, cc, [cc, *link, "-o", out, *objects])
+
+
+def _run(name: str, compiler: str, command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        Path(tmp).unlink(missing_ok=True)
         first = next(
             (line for line in done.stderr.splitlines() if "error" in line or "undefined" in line),
             "",
@@ -177,8 +247,6 @@ def build(
             f"building {name} with {compiler} failed (exit {done.returncode}): "
             f"{first.strip() or done.stderr.strip()[:300]}"
         )
-    os.replace(tmp, out)
-    return out
 
 
 def _compiler_version(compiler: str) -> str:

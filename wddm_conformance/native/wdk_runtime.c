@@ -168,49 +168,106 @@ void WddmWdkPagedCode(const char *Function, const char *File, int Line) {
 
 /* ------------------------------------------------------------------ exceptions */
 
-int WddmWdkSehNext(WDDM_WDK_SEH_FRAME *Frame) {
-    if (Frame->Phase == 0) {
-        Frame->Outer = Frames;
-        Frames = Frame;
-        Frame->Phase = 1;
-        return 1;
+/* WDDM_WDK_SEH_FRAME.Phase: wdm.h's __try runs its statement once per phase (SEH_BODY and
+ * SEH_RAISED are numbers there). */
+enum { SEH_INIT = 0, SEH_BODY = 1, SEH_AFTER = 2, SEH_RAISED = 3, SEH_DONE = 4, SEH_PROBE = 5 };
+
+/* Hands the exception to the innermost frame (its filter, or its __finally, which passes
+ * it on); bug check 0x1E at once, nothing unwound, when no frame has a filter (Windows
+ * finds no handler before it unwinds). */
+static DECLSPEC_NORETURN void Dispatch(const EXCEPTION_RECORD *Record, uint32_t Kind, const char *What) {
+    WDDM_WDK_SEH_FRAME *frame = Frames, *handler = Frames;
+    while (handler != NULL && handler->Finally)
+        handler = handler->Outer;
+    if (handler == NULL) {
+        int av = Record->NumberParameters >= 2;
+        Stop(Kind, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Record->ExceptionCode,
+             (ULONG_PTR)Record->ExceptionAddress, av ? Record->ExceptionInformation[0] : 0,
+             av ? Record->ExceptionInformation[1] : 0, "exception 0x%08X (%s) raised outside any __try",
+             (unsigned)Record->ExceptionCode, What);
     }
-    if (Frame->Phase == 1 && Frames == Frame)
-        Frames = Frame->Outer;
-    Frame->Phase = 2;
-    return 0;
-}
-
-void WddmWdkSehCleanup(WDDM_WDK_SEH_FRAME *Frame) {
-    /* Left by return, goto or break from the body: unlink the frame. */
-    if (Frame->Phase == 1 && Frames == Frame)
-        Frames = Frame->Outer;
-    Frame->Phase = 2;
-}
-
-/* Raises Status at Instruction; for an access violation, Address is the memory accessed
- * (bug check 0x1E's parameters when no __try covers it: code, instruction, 0 = read, address). */
-static DECLSPEC_NORETURN void RaiseAt(NTSTATUS Status, ULONG_PTR Instruction, ULONG_PTR Address,
-                                      uint32_t Kind, const char *What) {
-    WDDM_WDK_SEH_FRAME *frame = Frames;
-    if (frame == NULL)
-        Stop(Kind, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Status, Instruction, 0, Address,
-             "exception 0x%08X (%s) raised outside any __try", (unsigned)Status, What);
     Frames = frame->Outer;
-    frame->Phase = 3;
-    frame->Code = Status;
+    frame->Record = *Record;
+    frame->Record.ExceptionRecord = NULL;
+    frame->Pointers.ExceptionRecord = &frame->Record;
+    frame->Pointers.ContextRecord = NULL;
+    frame->Code = Record->ExceptionCode;
+    frame->Kind = Kind;
+    frame->What = What;
+    frame->Phase = SEH_RAISED;
     longjmp(frame->Jump, 1);
 }
 
-static DECLSPEC_NORETURN void Raise(NTSTATUS Status, ULONG_PTR Address, uint32_t Kind, const char *What) {
-    RaiseAt(Status, Address, Address, Kind, What);
+int WddmWdkSehNext(WDDM_WDK_SEH_FRAME *Frame) {
+    switch (Frame->Phase) {
+    case SEH_INIT:
+        Frame->Phase = SEH_PROBE;
+        return 1;
+    case SEH_PROBE:
+        Frame->Outer = Frames;
+        Frames = Frame;
+        Frame->Phase = SEH_BODY;
+        return 1;
+    case SEH_BODY: /* the body ended, or __leave or continue left it */
+        if (Frames == Frame)
+            Frames = Frame->Outer;
+        Frame->Abnormal = 0;
+        Frame->Phase = Frame->Finally ? SEH_AFTER : SEH_DONE;
+        return Frame->Finally;
+    case SEH_RAISED:
+        Frame->Phase = SEH_DONE;
+        if (Frame->Finally) /* its __finally ran: the exception goes on outwards */
+            Dispatch(&Frame->Record, Frame->Kind, Frame->What);
+        return 0;
+    default:
+        Frame->Phase = SEH_DONE;
+        return 0;
+    }
+}
+
+int WddmWdkSehFinally(WDDM_WDK_SEH_FRAME *Frame) {
+    if (Frame->Phase == SEH_PROBE) {
+        Frame->Finally = 1;
+        return 0;
+    }
+    Frame->Abnormal = Frame->Phase == SEH_RAISED;
+    return 1;
+}
+
+void WddmWdkSehCleanup(WDDM_WDK_SEH_FRAME *Frame) {
+    int phase = Frame->Phase;
+    if (phase == SEH_BODY && Frames == Frame) /* left by return, goto or break: unlink the frame */
+        Frames = Frame->Outer;
+    Frame->Phase = SEH_DONE;
+    if (phase == SEH_BODY && Frame->Finally)
+        Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)STATUS_INTERNAL_ERROR,
+             (ULONG_PTR)__builtin_return_address(0), 0, 0,
+             "a return, goto or break left a __try whose __finally the harness cannot run (a limit of its "
+             "setjmp-based SEH, not a driver bug: leave the __try with __leave)");
+}
+
+/* Raises Status at Instruction; an access violation carries its two parameters (Access:
+ * 0 read, 1 write, 8 execute; Address: the memory accessed), as Windows gives them, and
+ * they are bug check 0x1E's parameters 3 and 4 when no __try covers it. */
+static DECLSPEC_NORETURN void RaiseAt(NTSTATUS Status, ULONG_PTR Instruction, ULONG_PTR Access,
+                                      ULONG_PTR Address, uint32_t Kind, const char *What) {
+    EXCEPTION_RECORD record;
+    memset(&record, 0, sizeof record);
+    record.ExceptionCode = Status;
+    record.ExceptionAddress = (PVOID)Instruction;
+    if (Status == STATUS_ACCESS_VIOLATION) {
+        record.NumberParameters = 2;
+        record.ExceptionInformation[0] = Access;
+        record.ExceptionInformation[1] = Address;
+    }
+    Dispatch(&record, Kind, What);
 }
 
 int WddmWdkSehFilter(WDDM_WDK_SEH_FRAME *Frame, LONG Disposition) {
     if (Disposition == EXCEPTION_EXECUTE_HANDLER)
         return 1;
     if (Disposition == EXCEPTION_CONTINUE_SEARCH)
-        Raise(Frame->Code, 0, WDDM_WDK_KIND_EXCEPTION, "passed on by EXCEPTION_CONTINUE_SEARCH");
+        Dispatch(&Frame->Record, Frame->Kind, Frame->What);
     Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)Frame->Code, 0, 0, 0,
          "an __except filter returned %d: only EXCEPTION_EXECUTE_HANDLER and EXCEPTION_CONTINUE_SEARCH "
          "are modelled",
@@ -218,7 +275,11 @@ int WddmWdkSehFilter(WDDM_WDK_SEH_FRAME *Frame, LONG Disposition) {
 }
 
 void ExRaiseStatus(NTSTATUS Status) {
-    Raise(Status, (ULONG_PTR)__builtin_return_address(0), WDDM_WDK_KIND_EXCEPTION, "ExRaiseStatus");
+    EXCEPTION_RECORD record;
+    memset(&record, 0, sizeof record);
+    record.ExceptionCode = Status;
+    record.ExceptionAddress = __builtin_return_address(0);
+    Dispatch(&record, WDDM_WDK_KIND_EXCEPTION, "ExRaiseStatus");
 }
 
 /* ------------------------------------------------------------------ user memory */
@@ -236,21 +297,24 @@ static int InUserMemory(const volatile void *Address, SIZE_T Length) {
     return 0;
 }
 
-static void Probe(const volatile void *Address, SIZE_T Length, ULONG Alignment, const char *Routine) {
+static void Probe(const volatile void *Address, SIZE_T Length, ULONG Alignment, ULONG_PTR Access,
+                  ULONG_PTR Caller, const char *Routine) {
     if (Length == 0)
         return;
     if (Alignment > 1 && ((uintptr_t)Address & (Alignment - 1)) != 0)
-        Raise(STATUS_DATATYPE_MISALIGNMENT, (ULONG_PTR)Address, WDDM_WDK_KIND_EXCEPTION, Routine);
+        RaiseAt(STATUS_DATATYPE_MISALIGNMENT, Caller, 0, 0, WDDM_WDK_KIND_EXCEPTION, Routine);
     if (!InUserMemory(Address, Length))
-        Raise(STATUS_ACCESS_VIOLATION, (ULONG_PTR)Address, WDDM_WDK_KIND_USERFAULT, Routine);
+        RaiseAt(STATUS_ACCESS_VIOLATION, Caller, Access, (ULONG_PTR)Address, WDDM_WDK_KIND_USERFAULT, Routine);
 }
 
 void ProbeForRead(const volatile void *Address, SIZE_T Length, ULONG Alignment) {
-    Probe(Address, Length, Alignment, "ProbeForRead: not user memory of this call");
+    Probe(Address, Length, Alignment, 0, (ULONG_PTR)__builtin_return_address(0),
+          "ProbeForRead: not user memory of this call");
 }
 
 void ProbeForWrite(volatile void *Address, SIZE_T Length, ULONG Alignment) {
-    Probe(Address, Length, Alignment, "ProbeForWrite: not user memory of this call");
+    Probe(Address, Length, Alignment, 1, (ULONG_PTR)__builtin_return_address(0),
+          "ProbeForWrite: not user memory of this call");
 }
 
 typedef BOOLEAN (*COPY_FROM_USER)(void *Context, void *Destination, const void *Source, SIZE_T Length);
@@ -264,8 +328,8 @@ static int CopyFromUser(void *Destination, const volatile void *Source, SIZE_T L
              "user memory at %p read at IRQL %u, above APC_LEVEL (it is pageable)", (const void *)Source,
              CurrentIrql);
     if (!((COPY_FROM_USER)call->CopyFromUser)(call->CopyContext, Destination, (const void *)Source, Length))
-        Raise(STATUS_ACCESS_VIOLATION, (ULONG_PTR)Source, WDDM_WDK_KIND_USERFAULT,
-              "an access to user memory faulted");
+        RaiseAt(STATUS_ACCESS_VIOLATION, Caller, 0, (ULONG_PTR)Source, WDDM_WDK_KIND_USERFAULT,
+                "an access to user memory faulted");
     return 1;
 }
 
@@ -285,11 +349,12 @@ static void OnFault(int Signal, siginfo_t *Info, void *Context) {
             Stop(WDDM_WDK_KIND_IRQL, DRIVER_IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Info->si_addr, CurrentIrql, 0, 0,
                  "user memory at %p touched at IRQL %u, above APC_LEVEL (it is pageable)", Info->si_addr,
                  CurrentIrql);
-        ULONG_PTR instruction = 0;
+        ULONG_PTR instruction = 0, access = 0;
 #if defined(__x86_64__)
         instruction = (ULONG_PTR)((ucontext_t *)Context)->uc_mcontext.gregs[REG_RIP];
+        access = (((ucontext_t *)Context)->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0; /* page fault W bit */
 #endif
-        RaiseAt(STATUS_ACCESS_VIOLATION, instruction, (ULONG_PTR)Info->si_addr, WDDM_WDK_KIND_USERFAULT,
+        RaiseAt(STATUS_ACCESS_VIOLATION, instruction, access, (ULONG_PTR)Info->si_addr, WDDM_WDK_KIND_USERFAULT,
                 "a read of user memory faulted");
     }
     struct sigaction *previous = Signal == SIGSEGV ? &PreviousSegv : &PreviousBus;

@@ -109,35 +109,87 @@ ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...) __attribute_
 #define DbgBreakPoint() KeBugCheckEx(0x1E, (ULONG_PTR)0x80000003L, 0, 0, 0)
 
 /* ------------------------------------------------------------ structured exception handling */
-/* __try/__except over setjmp/longjmp (ISO C). Exceptions are raised by the routines of this
- * set (ExRaiseStatus, ProbeForRead/ProbeForWrite, and RtlCopyMemory/RtlMoveMemory from
- * user memory that faults) and by real faults on the call's user memory (the pages the
- * harness makes inaccessible where it injects a fault); any other fault is a crash. A
- * local written inside __try and read in __except must be volatile (setjmp's rule);
- * break/continue leave the __try. No __finally or __leave. docs/native.md, "Structured
- * exception handling". */
+/* __try/__except/__finally/__leave over setjmp/longjmp (C and C++). Exceptions are raised
+ * by the routines of this set (ExRaiseStatus, ProbeForRead/ProbeForWrite, and
+ * RtlCopyMemory/RtlMoveMemory from user memory that faults) and by real faults on the
+ * call's user memory (the pages the harness makes inaccessible where it injects a fault);
+ * any other fault is a crash. A local written inside __try and read in __except or
+ * __finally must be volatile (setjmp's rule); break/continue leave the __try; return or
+ * goto out of a __try that has a __finally is bug check 0x1E (the block cannot run: use
+ * __leave); C++ destructors of frames an exception unwinds do not run. docs/native.md,
+ * "Structured exception handling". */
 #define EXCEPTION_EXECUTE_HANDLER 1
 #define EXCEPTION_CONTINUE_SEARCH 0
 #define EXCEPTION_CONTINUE_EXECUTION (-1)
+#define EXCEPTION_MAXIMUM_PARAMETERS 15
+#define EXCEPTION_NONCONTINUABLE 0x1
+
+typedef struct _EXCEPTION_RECORD {
+    NTSTATUS ExceptionCode;
+    ULONG ExceptionFlags;
+    struct _EXCEPTION_RECORD *ExceptionRecord;
+    PVOID ExceptionAddress; /* the instruction that faulted, or the caller of the raising routine */
+    ULONG NumberParameters;
+    /* access violations: [0] 0 read, 1 write, 8 execute; [1] the address accessed */
+    ULONG_PTR ExceptionInformation[EXCEPTION_MAXIMUM_PARAMETERS];
+} EXCEPTION_RECORD, *PEXCEPTION_RECORD;
+
+/* The processor context is not captured: ContextRecord is NULL. */
+typedef struct _CONTEXT CONTEXT, *PCONTEXT;
+
+typedef struct _EXCEPTION_POINTERS {
+    PEXCEPTION_RECORD ExceptionRecord;
+    PCONTEXT ContextRecord;
+} EXCEPTION_POINTERS, *PEXCEPTION_POINTERS;
 
 typedef struct _WDDM_WDK_SEH_FRAME {
     jmp_buf Jump;
     struct _WDDM_WDK_SEH_FRAME *Outer;
     NTSTATUS Code;
-    int Phase; /* 0 before the body, 1 in the body, 2 done */
+    int Phase;    /* WddmWdkSehNext's state machine (wdk_runtime.c) */
+    int Finally;  /* a __try/__finally (found by the first pass through the statement) */
+    int Abnormal; /* AbnormalTermination() */
+    uint32_t Kind; /* how the runtime reports the exception if nothing handles it */
+    const char *What;
+    EXCEPTION_RECORD Record;
+    EXCEPTION_POINTERS Pointers;
 } WDDM_WDK_SEH_FRAME;
 
 int WddmWdkSehNext(WDDM_WDK_SEH_FRAME *Frame);
 void WddmWdkSehCleanup(WDDM_WDK_SEH_FRAME *Frame);
 int WddmWdkSehFilter(WDDM_WDK_SEH_FRAME *Frame, LONG Disposition);
+int WddmWdkSehFinally(WDDM_WDK_SEH_FRAME *Frame);
 
-#define __try                                                                                   \
-    for (WDDM_WDK_SEH_FRAME _wddm_seh __attribute__((cleanup(WddmWdkSehCleanup))) = {.Phase = 0}; \
-         WddmWdkSehNext(&_wddm_seh);)                                                           \
-        if (setjmp(_wddm_seh.Jump) == 0)
-#define __except(_filter) else if (WddmWdkSehFilter(&_wddm_seh, (LONG)(_filter)))
+#ifdef __cplusplus
+#define WDDM_WDK_SEH_INIT {}
+#else
+#define WDDM_WDK_SEH_INIT {.Phase = 0}
+#endif
+
+/* The statement runs as a loop: a first pass lets a __finally mark its frame, the body
+ * runs in the second (Phase 1), and the __finally block after it, or after an exception
+ * longjmps back to setjmp. __leave jumps to the end of the body (a GNU local label, so
+ * nested __try blocks each have their own). */
+#define __try                                                                                        \
+    for (WDDM_WDK_SEH_FRAME _wddm_seh __attribute__((cleanup(WddmWdkSehCleanup))) = WDDM_WDK_SEH_INIT; \
+         WddmWdkSehNext(&_wddm_seh);)                                                                \
+        if (_wddm_seh.Phase == 1 && setjmp(_wddm_seh.Jump) == 0) {                                   \
+            __label__ _wddm_leave;                                                                   \
+            if (0)                                                                                   \
+                goto _wddm_leave;
+#define __leave goto _wddm_leave
+#define __except(...)                                                                                \
+            _wddm_leave:;                                                                            \
+        } else if (_wddm_seh.Phase == 3 && WddmWdkSehFilter(&_wddm_seh, (LONG)(__VA_ARGS__)))
+#define __finally                                                                                    \
+            _wddm_leave:;                                                                            \
+        } else if (WddmWdkSehFinally(&_wddm_seh))
 #define GetExceptionCode() (_wddm_seh.Code)
 #define _exception_code() (_wddm_seh.Code)
+#define GetExceptionInformation() ((PEXCEPTION_POINTERS) & _wddm_seh.Pointers)
+#define _exception_info() GetExceptionInformation()
+#define AbnormalTermination() (_wddm_seh.Abnormal != 0)
+#define _abnormal_termination() AbnormalTermination()
 
 DECLSPEC_NORETURN void ExRaiseStatus(NTSTATUS Status);
 #define ExRaiseAccessViolation() ExRaiseStatus(STATUS_ACCESS_VIOLATION)
