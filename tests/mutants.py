@@ -52,6 +52,8 @@ from wddm_conformance.status import (
 OP = DXGK_BUILDPAGINGBUFFER_OPERATION
 #: The WDK-style C sample driver and its broken variants (WdkSample below).
 WDK_SAMPLE = Path(__file__).resolve().parent / "wdk_driver" / "wdkdisp.c"
+#: The WDK-style C++ sample driver and its broken variants (WdkCppSample below).
+WDK_CPP_SAMPLE = Path(__file__).resolve().parent / "wdk_driver" / "wdkdisp_cpp.cpp"
 
 
 class NoPrePatch(ReferenceMiniport):
@@ -1516,13 +1518,16 @@ class WdkSample(NativeMiniport):
 
     #: WDKDISP_BUG_* macros of the variant (built once per machine, cached).
     BUGS: ClassVar[tuple[str, ...]] = ()
+    #: The sample's source and library name.
+    SOURCE: ClassVar[Path] = WDK_SAMPLE
+    NAME: ClassVar[str] = "wdkdisp"
 
     def __init__(self) -> None:
         cls = type(self)
         if "LIBRARY" not in cls.__dict__:
             path = build(
-                [WDK_SAMPLE],
-                name="wdkdisp" + "".join(f"-{bug.lower()}" for bug in cls.BUGS),
+                [cls.SOURCE],
+                name=cls.NAME + "".join(f"-{bug.lower()}" for bug in cls.BUGS),
                 defines=[f"WDKDISP_BUG_{bug}" for bug in cls.BUGS],
                 wdk=True,
             )
@@ -1566,7 +1571,28 @@ class WdkSampleNoTry(WdkSample):
     BUGS = ("NO_TRY",)
 
 
+class WdkCppSample(WdkSample):
+    """The WDK-style C++ sample (tests/wdk_driver/wdkdisp_cpp.cpp): classes, operator new on pool, conforming."""
+
+    SOURCE = WDK_CPP_SAMPLE
+    NAME = "wdkdispcpp"
+
+
+class WdkCppSampleNoTry(WdkCppSample):
+    """WDK C++ sample: copies the command buffer with memcpy and no __try: a real fault escapes (0x1E)."""
+
+    BUGS = ("NO_TRY",)
+
+
+class WdkCppSampleLeaksFailedBatch(WdkCppSample):
+    """WDK C++ sample: a failed CreateAllocation batch keeps the objects it made with new."""
+
+    BUGS = ("LEAK_FAILED_BATCH",)
+
+
 BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
+BREAKS[WdkCppSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
+BREAKS[WdkCppSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
 BREAKS[WdkSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
 BREAKS[WdkSampleDoubleFree] = "ALL-NORAISE"  # type: ignore[index]
 BREAKS[WdkSampleReturnsHoldingLock] = "REN-IRQL"  # type: ignore[index]
@@ -1581,4 +1607,5 @@ CONFORMING = [
     ref.ContractReferenceMiniport,
     NoAlternateVA,
     WdkSample,
+    WdkCppSample,
 ]

@@ -10,21 +10,33 @@ destructors), linked into wdk_pool.c's library.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
 import cffi
 import pytest
 
+from wddm_conformance.cli import main
+from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.errors import BugCheck
 from wddm_conformance.kernel import Kernel
 from wddm_conformance.memory import UserBuffer
 from wddm_conformance.native import abi
 from wddm_conformance.native.abi import open_library
 from wddm_conformance.native.adapter import NativeMiniport, _wdk_invoke
-from wddm_conformance.native.build import NativeBuildError, build, cxx_compiler
+from wddm_conformance.native.build import (
+    KERNEL_CXX_FLAGS,
+    NativeBuildError,
+    build,
+    cxx_compiler,
+    wdk_cflags,
+)
 
 from .test_wdk_native import _render_args
 
@@ -73,9 +85,7 @@ def _run_export(path: Path, export: str) -> int:
 
 
 @pytest.mark.parametrize(("cc", "lang"), COMPILERS)
-@pytest.mark.parametrize(
-    "check", ["WdkSehNormal", "WdkSehUnwind", "WdkSehInformation"]
-)
+@pytest.mark.parametrize("check", ["WdkSehNormal", "WdkSehUnwind", "WdkSehInformation"])
 def test_finally_leave_abnormal_termination_and_exception_information(
     cc: str, lang: str, check: str
 ) -> None:
@@ -128,3 +138,226 @@ def test_cxx_destructors_of_frames_a_fault_unwinds_do_not_run(cc: str) -> None:
     if shutil.which(cc) is None or shutil.which(cxx_compiler(cc)) is None:
         pytest.skip(f"{cc} and its C++ compiler are not both installed")
     assert _run_export(_seh_library(cc, "c++"), "WdkSehDestructors") == 0
+
+
+# --------------------------------------------------------------------------- C++ builds
+
+CPP_SAMPLE = HERE / "wdk_driver" / "wdkdisp_cpp.cpp"
+
+
+@pytest.mark.parametrize("cxx", ["g++", "clang++"])
+def test_the_wdk_headers_compile_cleanly_as_cxx(cxx: str, tmp_path: Path) -> None:
+    """Kernel routines and DriverEntry keep C linkage; the SEH macros build as C++."""
+    path = shutil.which(cxx)
+    if path is None:
+        pytest.skip(f"{cxx} is not installed")
+    source = tmp_path / "h.cpp"
+    source.write_text(
+        "#include <ntddk.h>\n#include <dispmprt.h>\n#include <d3dkmddi.h>\n"
+        'extern "C" DRIVER_INITIALIZE DriverEntry;\n'
+        "static NTSTATUS Probe(PVOID p) { volatile NTSTATUS s = 0;\n"
+        "  __try { ProbeForRead(p, 1, 1); } __except (EXCEPTION_EXECUTE_HANDLER) { s = GetExceptionCode(); }\n"
+        "  __try { __leave; } __finally { s = s + AbnormalTermination(); }\n"
+        "  return s; }\n"
+        "NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r) { (void)r; return Probe(d); }\n"
+    )
+    done = subprocess.run(
+        [
+            path,
+            *KERNEL_CXX_FLAGS,
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            *(f for f in wdk_cflags() if "implicit-function-declaration" not in f),
+            "-c",
+            str(source),
+            "-o",
+            str(tmp_path / "h.o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    symbols = subprocess.run(
+        ["nm", str(tmp_path / "h.o")], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r" T DriverEntry$", symbols, re.MULTILINE)  # not mangled
+    assert re.search(r" U ProbeForRead$", symbols, re.MULTILINE)
+
+
+def test_native_build_wdk_builds_cxx_and_c_sources_together(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "native",
+            "build",
+            "--wdk",
+            str(DRIVERS / "wdk_pool.c"),
+            str(DRIVERS / "wdk_seh.cpp"),
+            "-D",
+            "WDK_SEH_RENDER",
+            "--name",
+            "mixed",
+        ]
+    )
+    assert code == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert _run_export(path, "WdkSehDestructors") == 0  # the C++ half is in the library
+
+
+def test_cxx_sources_need_wdk_and_the_cxx_compiler_of_the_c_family(tmp_path: Path) -> None:
+    with pytest.raises(NativeBuildError, match=r"drv\.cpp: C\+\+ sources build only as WDK-style"):
+        build([tmp_path / "drv.cpp"], name="drv")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("x86_64-linux-gnu-gcc-12", "x86_64-linux-gnu-g++-12", "clang-14"):
+        (tools / name).write_text("#!/bin/sh\n")
+        (tools / name).chmod(0o755)
+    assert cxx_compiler(str(tools / "x86_64-linux-gnu-gcc-12")) == str(
+        tools / "x86_64-linux-gnu-g++-12"
+    )
+    with pytest.raises(NativeBuildError, match=r"no C\+\+ compiler .*clang\+\+-14 beside"):
+        cxx_compiler(str(tools / "clang-14"))
+
+
+def test_a_missing_operator_new_is_a_link_error_naming_it(tmp_path: Path) -> None:
+    """The kernel has no C++ runtime: a driver that uses new must define it (on pool)."""
+    source = tmp_path / "nonew.cpp"
+    source.write_text(
+        "#include <ntddk.h>\n"
+        'extern "C" DRIVER_INITIALIZE DriverEntry;\n'
+        "struct Thing { int x; };\n"
+        "Thing *Kept;\n"
+        "NTSTATUS DriverEntry(PDRIVER_OBJECT d, PUNICODE_STRING r) {\n"
+        "  (void)d; (void)r; Kept = new Thing; return STATUS_SUCCESS; }\n"
+    )
+    with pytest.raises(
+        NativeBuildError, match=r"undefined reference to `operator new\(unsigned long\)'"
+    ):
+        build([source], name="nonew", wdk=True)
+
+
+def test_operator_new_on_pool_is_tracked_by_tag_and_freed_by_delete() -> None:
+    """The C++ sample's objects come from its operator new on ExAllocatePool2: the runtime
+    tracks each by its class's tag, and delete returns it."""
+    kernel = Kernel(f"native:{build([CPP_SAMPLE], name='wdkdispcpp', wdk=True)}")
+    adapter = kernel.driver
+    assert isinstance(adapter, NativeMiniport)
+
+    def tags() -> list[str]:
+        return sorted(b.tag_text for b in adapter.pool_blocks())
+
+    assert tags() == ["WdcA"]
+    device = kernel.create_device()
+    assert tags() == ["WdcA", "WdcD"]
+    allocations = kernel.create_allocations(
+        device, [AllocationRequest(4096), AllocationRequest(5000)]
+    )
+    assert tags() == ["WdcA", "WdcD", "WdcL", "WdcL"]
+    render = UserBuffer("command buffer", bytes(16))
+    kernel.caller.call("render", device.hDevice, _render_args(render))
+    assert tags() == ["WdcA", "WdcD", "WdcL", "WdcL"]  # the staging buffer (new[]) is freed
+    kernel.destroy_allocations(allocations)
+    kernel.destroy_device(device)
+    assert tags() == ["WdcA"]
+
+
+# --------------------------------------------------------------------------- ASan (special pool)
+
+SAMPLES = {"c": HERE / "wdk_driver" / "wdkdisp.c", "c++": CPP_SAMPLE}
+
+
+def _asan_build(lang: str, *bugs: str) -> tuple[Path, dict[str, str]]:
+    """The sample built with --sanitize, and the environment that loads it (the ASan
+    runtime preloaded: it cannot be loaded into a running Python, so the run is a child)."""
+    from wddm_conformance.fuzz import sanitizer
+    from wddm_conformance.native.build import find_compiler
+
+    try:
+        find_compiler(sanitize=True)
+    except NativeBuildError as exc:
+        pytest.skip(str(exc))
+    library = build(
+        [SAMPLES[lang]],
+        name=f"wdkdisp-{lang.replace('+', 'x')}-asan" + "".join(f"-{b.lower()}" for b in bugs),
+        defines=[f"WDKDISP_BUG_{b}" for b in bugs],
+        wdk=True,
+        sanitize=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+    env["PYTHONPATH"] = str(HERE.parent)
+    try:
+        return library, sanitizer.environment(f"native:{library}", env)
+    except RuntimeError as exc:  # atheris without its ASan runtime
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("lang", ["c", "c++"])
+def test_the_samples_built_with_asan_pass_the_whole_suite(lang: str, tmp_path: Path) -> None:
+    library, env = _asan_build(lang)
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "wddm_conformance.suite",
+            f"--driver=native:{library}",
+            f"--report-json={report}",
+            "--hypothesis-profile=quick",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-o",
+            "addopts=",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    statuses = {t["status"] for t in json.loads(report.read_text())["tests"]}
+    assert statuses <= {"PASS", "SKIP"}
+
+
+def test_an_overrun_of_the_drivers_own_pool_is_caught_under_asan_and_named(
+    tmp_path: Path,
+) -> None:
+    """WDKDISP_BUG_POOL_OVERRUN writes one byte past its 4096-byte staging buffer: the
+    plain build cannot see it (malloc's slack), ASan stops at the write and the runtime
+    names the pool block, as special pool would."""
+    library, env = _asan_build("c++", "POOL_OVERRUN")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "check",
+            f"--driver=native:{library}",
+            "--mode",
+            "default",
+            "--isolate",
+            "none",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "ERROR: AddressSanitizer: heap-buffer-overflow" in done.stderr
+    assert "WRITE of size 1" in done.stderr and "CommandStage::Refill" in done.stderr
+    assert (
+        "wddm-conformance: special pool: a 1-byte write 0 byte(s) past the end of a 4096-byte "
+        "pool block (tag 'WdcS'): bug check 0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION"
+    ) in done.stderr

@@ -176,6 +176,9 @@ def build(
         *(f"-I{d}" for d in include_dirs),
         *(f"-D{d}" for d in defines),
         *(("-Wl,--no-undefined",) if wdk and not sanitize else ()),
+        # A driver's calls to its own functions (its operator new and delete above all)
+        # stay in it: a C++ runtime or a sanitizer in the process does not interpose them.
+        *(("-Wl,-Bsymbolic-functions",) if wdk else ()),
         *extra_flags,
     ]
     inputs = [*(_wdk_inputs() if wdk else [header_path()]), *sources]

@@ -26,6 +26,25 @@
 #include "dispmprt.h"
 #include "wdk_runtime.h"
 
+/* Built with AddressSanitizer (the --sanitize build): special pool (below). */
+#if defined(__SANITIZE_ADDRESS__)
+#define WDDM_WDK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WDDM_WDK_ASAN 1
+#endif
+#endif
+
+#ifdef WDDM_WDK_ASAN
+void __asan_poison_memory_region(void const volatile *Address, size_t Size);
+void __asan_unpoison_memory_region(void const volatile *Address, size_t Size);
+#define POISON(Address, Size) __asan_poison_memory_region((Address), (Size))
+#define UNPOISON(Address, Size) __asan_unpoison_memory_region((Address), (Size))
+#else
+#define POISON(Address, Size) ((void)0)
+#define UNPOISON(Address, Size) ((void)0)
+#endif
+
 #define BAD_POOL_CALLER 0xC2u
 #define DRIVER_IRQL_NOT_LESS_OR_EQUAL 0xD1u
 #define IRQL_NOT_LESS_OR_EQUAL 0xAu
@@ -528,10 +547,13 @@ static void Free(PVOID P, ULONG Tag, int CheckTag, const char *Routine) {
              TagName(Tag));
     }
     Blocks[i] = Blocks[--BlockCount];
-    if (QuarantineCount == QUARANTINE)
+    if (QuarantineCount == QUARANTINE) {
+        UNPOISON(Quarantine[QuarantineNext].Address, Quarantine[QuarantineNext].Size);
         free(Quarantine[QuarantineNext].Address);
-    else
+    } else {
         QuarantineCount++;
+    }
+    POISON(block.Address, block.Size); /* special pool: a use after free is caught (ASan builds) */
     Quarantine[QuarantineNext] = block;
     QuarantineNext = (QuarantineNext + 1) % QUARANTINE;
     pthread_mutex_unlock(&PoolLock);
@@ -555,6 +577,53 @@ uint32_t WddmWdkPoolBlocks(uint64_t Scope, WDDM_WDK_POOLBLOCK *Out, uint32_t Max
     pthread_mutex_unlock(&PoolLock);
     return found;
 }
+
+/* ------------------------------------------------------------------ special pool (ASan builds) */
+
+/* Built with AddressSanitizer, the runtime names the pool block a memory error hit, as
+ * Driver Verifier's special pool would stop Windows at the access: one line on stderr
+ * after ASan's report, "wddm-conformance: special pool: ...". */
+#ifdef WDDM_WDK_ASAN
+void __asan_set_error_report_callback(void (*Callback)(const char *));
+void *__asan_get_report_address(void);
+int __asan_get_report_access_type(void);
+size_t __asan_get_report_access_size(void);
+
+static void OnSanitizerReport(const char *Report) {
+    uintptr_t address = (uintptr_t)__asan_get_report_address();
+    const char *access = __asan_get_report_access_type() ? "write" : "read";
+    size_t width = __asan_get_report_access_size();
+    char line[256] = "";
+    (void)Report;
+    if (pthread_mutex_trylock(&PoolLock) != 0)
+        return; /* the error is inside the pool's own bookkeeping: ASan's report says it all */
+    for (size_t i = 0; i < BlockCount && !line[0]; i++) {
+        uintptr_t start = (uintptr_t)Blocks[i].Address, end = start + Blocks[i].Size;
+        if (address >= end && address - end < PAGE_SIZE)
+            snprintf(line, sizeof line,
+                     "a %zu-byte %s %zu byte(s) past the end of a %zu-byte pool block (tag '%s'): bug check "
+                     "0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+                     width, access, (size_t)(address - end), (size_t)Blocks[i].Size, TagName(Blocks[i].Tag));
+        else if (address < start && start - address <= PAGE_SIZE)
+            snprintf(line, sizeof line,
+                     "a %zu-byte %s %zu byte(s) before the start of a %zu-byte pool block (tag '%s'): bug "
+                     "check 0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+                     width, access, (size_t)(start - address), (size_t)Blocks[i].Size, TagName(Blocks[i].Tag));
+    }
+    for (size_t q = 0; q < QuarantineCount && !line[0]; q++) {
+        uintptr_t start = (uintptr_t)Quarantine[q].Address;
+        if (address >= start && address - start < Quarantine[q].Size)
+            snprintf(line, sizeof line,
+                     "a %zu-byte %s at +%zu of a %zu-byte pool block already freed (tag '%s'): bug check "
+                     "0xCC PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+                     width, access, (size_t)(address - start), (size_t)Quarantine[q].Size,
+                     TagName(Quarantine[q].Tag));
+    }
+    pthread_mutex_unlock(&PoolLock);
+    if (line[0])
+        fprintf(stderr, "wddm-conformance: special pool: %s\n", line);
+}
+#endif
 
 /* ------------------------------------------------------------------ debug output */
 
@@ -703,6 +772,9 @@ NTSTATUS DxgkInitialize(PDRIVER_OBJECT DriverObject, PUNICODE_STRING Path,
 const void *WddmWdkDriverEntry(WDDM_WDK_CALL *Call) {
     pthread_mutex_lock(&EntryLock);
     if (!Entered) {
+#ifdef WDDM_WDK_ASAN
+        __asan_set_error_report_callback(OnSanitizerReport);
+#endif
         static const char path[] = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wddmconf";
         size_t n = 0;
         for (; path[n] && n < RTL_NUMBER_OF(RegistryPathText); n++)
