@@ -464,6 +464,10 @@ NTSTATUS Adapter::DestroyAllocation(const DXGKARG_DESTROYALLOCATION &Args) {
                 List<Allocation>::Remove(allocation);
         }
         delete allocation;
+#ifdef WDKDISP_BUG_USE_AFTER_FREE
+        if (allocation != nullptr) /* wrong: reads the object it has just deleted */
+            LOG(DPFLTR_TRACE_LEVEL, "destroyed %llu bytes\n", static_cast<unsigned long long>(allocation->Size));
+#endif
     }
     if (Args.Flags.DestroyResource && Args.hResource != nullptr) {
         Resource *resource;

@@ -597,19 +597,6 @@ static void OnSanitizerReport(const char *Report) {
     (void)Report;
     if (pthread_mutex_trylock(&PoolLock) != 0)
         return; /* the error is inside the pool's own bookkeeping: ASan's report says it all */
-    for (size_t i = 0; i < BlockCount && !line[0]; i++) {
-        uintptr_t start = (uintptr_t)Blocks[i].Address, end = start + Blocks[i].Size;
-        if (address >= end && address - end < PAGE_SIZE)
-            snprintf(line, sizeof line,
-                     "a %zu-byte %s %zu byte(s) past the end of a %zu-byte pool block (tag '%s'): bug check "
-                     "0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
-                     width, access, (size_t)(address - end), (size_t)Blocks[i].Size, TagName(Blocks[i].Tag));
-        else if (address < start && start - address <= PAGE_SIZE)
-            snprintf(line, sizeof line,
-                     "a %zu-byte %s %zu byte(s) before the start of a %zu-byte pool block (tag '%s'): bug "
-                     "check 0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
-                     width, access, (size_t)(start - address), (size_t)Blocks[i].Size, TagName(Blocks[i].Tag));
-    }
     for (size_t q = 0; q < QuarantineCount && !line[0]; q++) {
         uintptr_t start = (uintptr_t)Quarantine[q].Address;
         if (address >= start && address - start < Quarantine[q].Size)
@@ -619,6 +606,26 @@ static void OnSanitizerReport(const char *Report) {
                      width, access, (size_t)(address - start), (size_t)Quarantine[q].Size,
                      TagName(Quarantine[q].Tag));
     }
+    const BLOCK *nearest = NULL;
+    uintptr_t distance = PAGE_SIZE + 1; /* special pool's guard page: the block's neighbourhood */
+    for (size_t i = 0; i < BlockCount && !line[0]; i++) {
+        uintptr_t start = (uintptr_t)Blocks[i].Address, end = start + Blocks[i].Size;
+        uintptr_t d = address >= end ? address - end : address < start ? start - address : distance;
+        if (d < distance) {
+            distance = d;
+            nearest = &Blocks[i];
+        }
+    }
+    if (nearest != NULL && address >= (uintptr_t)nearest->Address)
+        snprintf(line, sizeof line,
+                 "a %zu-byte %s %zu byte(s) past the end of a %zu-byte pool block (tag '%s'): bug check "
+                 "0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+                 width, access, (size_t)distance, (size_t)nearest->Size, TagName(nearest->Tag));
+    else if (nearest != NULL)
+        snprintf(line, sizeof line,
+                 "a %zu-byte %s %zu byte(s) before the start of a %zu-byte pool block (tag '%s'): bug check "
+                 "0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+                 width, access, (size_t)distance, (size_t)nearest->Size, TagName(nearest->Tag));
     pthread_mutex_unlock(&PoolLock);
     if (line[0])
         fprintf(stderr, "wddm-conformance: special pool: %s\n", line);
