@@ -388,3 +388,29 @@ def test_the_build_cache_covers_the_headers_beside_the_sources(tmp_path: Path) -
     first = build([source], name="tags", wdk=True)
     (tmp_path / "tags.h").write_text("#define TAG 'BxdW'\n")
     assert build([source], name="tags", wdk=True) != first
+
+
+def test_the_cxx_sample_passes_check_in_every_mode(tmp_path: Path) -> None:
+    """tests/wdk_driver/wdkdisp_cpp.cpp passes `check --mode all` (the kill matrix runs the
+    whole suite on it in every kernel mode: tests.mutants:WdkCppSample)."""
+    library = build([CPP_SAMPLE], name="wdkdispcpp", wdk=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "check",
+            f"--driver=native:{library}",
+            "--mode",
+            "all",
+            "--isolate",
+            "none",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\b\d+ passed, 0 failed", done.stdout), done.stdout
