@@ -223,20 +223,19 @@ def _build_mixed(
 ) -> None:
     """Compile C and C++ sources to objects with their own compiler, then link them with
     the C compiler: no C++ runtime (libstdc++) comes in, as none does in a kernel driver."""
-    cxx_flags = [f for f in flags if f not in _C_ONLY_FLAGS] + list(KERNEL_CXX_FLAGS)
-    compile_flags = [f for f in flags if f != "-shared" and not f.startswith("-Wl,")]
+    c_flags = [f for f in flags if f != "-shared" and not f.startswith("-Wl,")]
+    cxx_flags = [f for f in c_flags if f not in _C_ONLY_FLAGS] + list(KERNEL_CXX_FLAGS)
+    link_flags = [f for f in flags if f not in _C_ONLY_FLAGS and not f.startswith(("-I", "-D"))]
+    link_flags = [f for f in link_flags if not f.startswith("-W") or f.startswith("-Wl,")]
     with tempfile.TemporaryDirectory(prefix=f"wddm-{name}-") as work:
         objects = []
         for i, source in enumerate(sources):
             is_cxx = source.suffix.lower() in CXX_SUFFIXES
-            tool, own = (cxx, cxx_flags) if is_cxx else (cc, flags)
-            own = [f for f in own if f in compile_flags or f in KERNEL_CXX_FLAGS]
+            tool, own = (cxx, cxx_flags) if is_cxx else (cc, c_flags)
             obj = str(Path(work) / f"{i}-{source.stem}.o")
             _run(name, tool, [tool, *own, "-c", "-o", obj, str(source)])
             objects.append(obj)
-        link = [f for f in flags if f not in _C_ONLY_FLAGS and not f.startswith(("-I", "-D", "-W"))]
-        link += [f for f in flags if f.startswith("-Wl,")]
-        _run(name, cc, [cc, *link, "-o", out, *objects])
+        _run(name, cc, [cc, *link_flags, "-o", out, *objects])
 
 
 def _run(name: str, compiler: str, command: list[str]) -> None:
