@@ -4,9 +4,9 @@
   sources (default: the C reference miniport) into a shared library and prints its
   path; ``--sanitize`` builds with clang and ``-fsanitize=address,undefined,fuzzer-no-link``
   for ``wddm-conformance fuzz run TARGET --driver=native:PATH``.
-* ``native build --wdk SOURCE.c ... [-I DIR] [-D MACRO]`` builds a driver written
-  against the WDK (``ntddk.h``, ``dispmprt.h``, ``DriverEntry`` + ``DxgkInitialize``)
-  with the WDK compatibility set and its runtime.
+* ``native build --wdk SOURCE.c|SOURCE.cpp ... [-I DIR] [-D MACRO]`` builds a driver
+  written against the WDK (``ntddk.h``, ``dispmprt.h``, ``DriverEntry`` +
+  ``DxgkInitialize``), in C or C++, with the WDK compatibility set and its runtime.
 * ``native header`` prints the directory holding ``wddm_native.h`` (for ``-I``).
 * ``native cflags`` prints the compiler flags for WDK-style sources; ``--runtime``
   prints the runtime source to compile with them instead.
@@ -33,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     native = sub.add_parser("native", help="build native (C) drivers against wddm_native.h")
     nsub = native.add_subparsers(dest="native_command", required=True)
     b = nsub.add_parser("build", help="compile a C driver (default: the C reference miniport)")
-    b.add_argument("sources", nargs="*", type=Path, help="C sources of your driver")
+    b.add_argument(
+        "sources", nargs="*", type=Path, help="C sources of your driver (C++ too with --wdk)"
+    )
     b.add_argument(
         "--sanitize",
         action="store_true",
@@ -72,7 +74,7 @@ def dispatch(args: argparse.Namespace) -> int:
         print(wdk_runtime_source() if args.runtime else " ".join(wdk_cflags()))
         return 0
     if args.wdk and not args.sources:
-        raise ValueError("--wdk builds your own sources: name the driver's .c files")
+        raise ValueError("--wdk builds your own sources: name the driver's .c and .cpp files")
     if args.sources:
         if args.mutant or args.variant:
             raise ValueError("--mutant and --variant apply to the C reference, not to your sources")
