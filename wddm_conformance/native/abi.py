@@ -43,6 +43,7 @@ WDK_KIND_ASSERT: Final = 3
 WDK_KIND_USERFAULT: Final = 4
 WDK_KIND_EXCEPTION: Final = 5
 WDK_KIND_DRIVER: Final = 6
+WDK_KIND_HANG: Final = 7
 
 #: DDI method -> the exported C entry point that implements it: the WDK name of the
 #: driver interface's table without its qualifier (QueryAdapterInfo serves two methods).

@@ -70,7 +70,15 @@ from ..ddi import (
     MDL,
 )
 from ..driver import DDI_METHODS, DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
-from ..errors import BugCheck, DdiTimeout, DriverFailure, DriverViolation, HarnessError
+from ..errors import (
+    VIDEO_TDR_FAILURE,
+    BugCheck,
+    DdiTimeout,
+    DriverFailure,
+    DriverViolation,
+    HarnessError,
+    Tdr,
+)
 from ..memory import (
     GUARD_BYTES,
     GUARD_FILL,
@@ -90,6 +98,7 @@ from .abi import (
     WDK_KIND_ASSERT,
     WDK_KIND_DRIVER,
     WDK_KIND_EXCEPTION,
+    WDK_KIND_HANG,
     WDK_KIND_IRQL,
     WDK_KIND_POOL,
     WDK_KIND_USERFAULT,
@@ -420,7 +429,8 @@ _ALL_SCOPES: Final = (1 << 64) - 1
 #: The rule a runtime bug check names, by WDDM_WDK_CALL.Kind (docs/INTERPRETING.md):
 #: IRQL and spin-lock misuse is REN-IRQL, an unhandled fault on user memory REN-USERFAULT,
 #: any other crash (a bad pool call, a failed assertion, an unhandled exception, the
-#: driver's own KeBugCheckEx) ALL-NORAISE.
+#: driver's own KeBugCheckEx) ALL-NORAISE, a wait or deadlock that can never end ALL-BOUNDED
+#: (a wait with no timeout is the TDR it would be, raised as :class:`Tdr`).
 _KIND_RULE: Final = {
     WDK_KIND_POOL: "ALL-NORAISE",
     WDK_KIND_IRQL: "REN-IRQL",
@@ -428,6 +438,7 @@ _KIND_RULE: Final = {
     WDK_KIND_USERFAULT: "REN-USERFAULT",
     WDK_KIND_EXCEPTION: "ALL-NORAISE",
     WDK_KIND_DRIVER: "ALL-NORAISE",
+    WDK_KIND_HANG: "ALL-BOUNDED",
 }
 #: Most debug-output lines an adapter keeps.
 DEBUG_OUTPUT_LINES: Final = 2000
@@ -522,8 +533,9 @@ def _wdk_invoke(
         message = runtime_stop_text(c)
         if printed:
             message += " (debug output before it: " + " | ".join(printed[-3:]) + ")"
-        raise BugCheck(
-            int(c.BugCheckCode),
+        code = int(c.BugCheckCode)
+        raise (Tdr if code == VIDEO_TDR_FAILURE else BugCheck)(
+            code,
             tuple(int(p) for p in c.BugCheckParameters),  # type: ignore[arg-type]
             _KIND_RULE.get(int(c.Kind), "ALL-NORAISE"),
             name,

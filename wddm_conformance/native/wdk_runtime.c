@@ -554,6 +554,174 @@ uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size) {
     return (uint32_t)n;
 }
 
+/* ------------------------------------------------------------------ events and fast mutexes */
+
+#define DRIVER_VERIFIER_DETECTED_VIOLATION 0xC4u
+#define VERIFIER_DEADLOCK_RECURSIVE 0x1001u      /* a lock acquired again by its owner */
+#define VERIFIER_FAST_MUTEX_ABOVE_APC 0x20005u   /* ExAcquireFastMutex above APC_LEVEL */
+#define RESOURCE_NOT_OWNED 0xE3u
+#define VIDEO_TDR_FAILURE 0x116u
+#define MAX_HELD_MUTEXES 16
+#define KEVENT_SIZE_IN_LONGS ((UCHAR)(sizeof(KEVENT) / sizeof(LONG)))
+
+typedef struct {
+    PFAST_MUTEX Mutex;
+    const char *File;
+    int Line;
+} HELD_MUTEX;
+
+static __thread HELD_MUTEX HeldMutexes[MAX_HELD_MUTEXES];
+static __thread unsigned HeldMutexCount;
+static __thread char ThreadIdentity; /* its address names this thread as a mutex's Owner */
+
+void KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State) {
+    memset(Event, 0, sizeof *Event);
+    Event->Header.Type = (UCHAR)Type;
+    Event->Header.Size = KEVENT_SIZE_IN_LONGS;
+    __atomic_store_n(&Event->Header.SignalState, State ? 1 : 0, __ATOMIC_RELEASE);
+    Event->Header.WaitListHead.Flink = Event->Header.WaitListHead.Blink = &Event->Header.WaitListHead;
+}
+
+static void RequireEvent(PRKEVENT Event, const char *Routine, ULONG_PTR Caller) {
+    if (Event == NULL || Event->Header.Size != KEVENT_SIZE_IN_LONGS || Event->Header.Type > SynchronizationEvent)
+        Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)STATUS_INVALID_PARAMETER,
+             Caller, 0, (ULONG_PTR)Event,
+             "%s on %p, which is not an event initialised by KeInitializeEvent (only events are waitable "
+             "here)",
+             Routine, (void *)Event);
+}
+
+static void RequireIrqlAtMost(KIRQL Limit, const void *Object, const char *Routine, ULONG_PTR Caller) {
+    if (CurrentIrql > Limit)
+        Stop(WDDM_WDK_KIND_IRQL, IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Object, CurrentIrql, 0, Caller,
+             "%s at IRQL %u (allowed up to %u)", Routine, CurrentIrql, Limit);
+}
+
+LONG KeSetEvent(PRKEVENT Event, LONG Increment, BOOLEAN Wait) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    (void)Increment;
+    (void)Wait;
+    RequireEvent(Event, "KeSetEvent", caller);
+    RequireIrqlAtMost(DISPATCH_LEVEL, Event, "KeSetEvent", caller);
+    return __atomic_exchange_n(&Event->Header.SignalState, 1, __ATOMIC_ACQ_REL);
+}
+
+LONG KeResetEvent(PRKEVENT Event) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    RequireEvent(Event, "KeResetEvent", caller);
+    RequireIrqlAtMost(DISPATCH_LEVEL, Event, "KeResetEvent", caller);
+    return __atomic_exchange_n(&Event->Header.SignalState, 0, __ATOMIC_ACQ_REL);
+}
+
+void KeClearEvent(PRKEVENT Event) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    RequireEvent(Event, "KeClearEvent", caller);
+    __atomic_store_n(&Event->Header.SignalState, 0, __ATOMIC_RELEASE);
+}
+
+LONG KeReadStateEvent(PRKEVENT Event) {
+    RequireEvent(Event, "KeReadStateEvent", (ULONG_PTR)__builtin_return_address(0));
+    return __atomic_load_n(&Event->Header.SignalState, __ATOMIC_ACQUIRE);
+}
+
+NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
+                               BOOLEAN Alertable, PLARGE_INTEGER Timeout) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    PRKEVENT event = Object;
+    (void)WaitReason;
+    (void)WaitMode;
+    (void)Alertable;
+    RequireEvent(event, "KeWaitForSingleObject", caller);
+    int zero = Timeout != NULL && Timeout->QuadPart == 0;
+    RequireIrqlAtMost(zero ? DISPATCH_LEVEL : APC_LEVEL, Object,
+                      zero ? "KeWaitForSingleObject (zero timeout)" : "KeWaitForSingleObject", caller);
+    if (event->Header.Type == SynchronizationEvent) {
+        if (__atomic_exchange_n(&event->Header.SignalState, 0, __ATOMIC_ACQ_REL) != 0)
+            return STATUS_SUCCESS;
+    } else if (__atomic_load_n(&event->Header.SignalState, __ATOMIC_ACQUIRE) != 0) {
+        return STATUS_SUCCESS;
+    }
+    if (Timeout != NULL)
+        return STATUS_TIMEOUT;
+    Stop(WDDM_WDK_KIND_HANG, VIDEO_TDR_FAILURE, (ULONG_PTR)Object, caller, 0, 0,
+         "KeWaitForSingleObject with no timeout on event %p, which is not signalled and which "
+         "nothing can signal while the DDI waits: it would never return",
+         Object);
+}
+
+void ExInitializeFastMutex(PFAST_MUTEX FastMutex) {
+    memset(FastMutex, 0, sizeof *FastMutex);
+    KeInitializeEvent(&FastMutex->Event, SynchronizationEvent, FALSE);
+    __atomic_store_n(&FastMutex->Count, 1, __ATOMIC_RELEASE);
+}
+
+void WddmWdkAcquireFastMutex(PFAST_MUTEX FastMutex, BOOLEAN Try, BOOLEAN *Acquired, const char *File,
+                             int Line) {
+    const char *routine = Try ? "ExTryToAcquireFastMutex" : "ExAcquireFastMutex";
+    if (CurrentIrql > APC_LEVEL)
+        Stop(WDDM_WDK_KIND_IRQL, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_FAST_MUTEX_ABOVE_APC,
+             (ULONG_PTR)FastMutex, CurrentIrql, 0, "%s at IRQL %u (allowed up to APC_LEVEL) at %s:%d",
+             routine, CurrentIrql, File, Line);
+    if (__atomic_load_n(&FastMutex->Owner, __ATOMIC_ACQUIRE) == (PVOID)&ThreadIdentity) {
+        if (Try) {
+            *Acquired = FALSE;
+            return;
+        }
+        const char *file = "?";
+        int line = 0;
+        for (unsigned i = 0; i < HeldMutexCount; i++)
+            if (HeldMutexes[i].Mutex == FastMutex)
+                file = HeldMutexes[i].File, line = HeldMutexes[i].Line;
+        Stop(WDDM_WDK_KIND_HANG, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_DEADLOCK_RECURSIVE,
+             (ULONG_PTR)FastMutex, (ULONG_PTR)&ThreadIdentity, 0,
+             "fast mutex %p acquired at %s:%d is acquired again at %s:%d by its owner (a deadlock)",
+             (void *)FastMutex, file, line, File, Line);
+    }
+    KIRQL old = CurrentIrql;
+    CurrentIrql = APC_LEVEL;
+    LONG_PTR free_ = 1;
+    while (!__atomic_compare_exchange_n(&FastMutex->Count, &free_, 0, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        if (Try) {
+            CurrentIrql = old;
+            *Acquired = FALSE;
+            return;
+        }
+        free_ = 1;
+        FastMutex->Contention++;
+        sched_yield(); /* owned by another thread: it releases it */
+    }
+    __atomic_store_n(&FastMutex->Owner, (PVOID)&ThreadIdentity, __ATOMIC_RELEASE);
+    FastMutex->OldIrql = old;
+    if (HeldMutexCount < MAX_HELD_MUTEXES)
+        HeldMutexes[HeldMutexCount++] = (HELD_MUTEX){FastMutex, File, Line};
+    if (Acquired != NULL)
+        *Acquired = TRUE;
+}
+
+void ExReleaseFastMutex(PFAST_MUTEX FastMutex) {
+    if (__atomic_load_n(&FastMutex->Owner, __ATOMIC_ACQUIRE) != (PVOID)&ThreadIdentity)
+        Stop(WDDM_WDK_KIND_DRIVER, RESOURCE_NOT_OWNED, (ULONG_PTR)FastMutex, (ULONG_PTR)&ThreadIdentity, 0, 0,
+             "ExReleaseFastMutex of fast mutex %p, which this thread does not own", (void *)FastMutex);
+    unsigned i = 0;
+    while (i < HeldMutexCount && HeldMutexes[i].Mutex != FastMutex)
+        i++;
+    if (i < HeldMutexCount)
+        HeldMutexes[i] = HeldMutexes[--HeldMutexCount];
+    KIRQL old = (KIRQL)FastMutex->OldIrql;
+    __atomic_store_n(&FastMutex->Owner, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&FastMutex->Count, 1, __ATOMIC_RELEASE);
+    KeLowerIrql(old);
+}
+
+/* For WddmWdkInvoke: a DDI that returns owning a fast mutex is 0x4A. */
+static void CheckNoMutexHeld(WDDM_WDK_CALL *Call, unsigned Outer) {
+    if (Call->CheckReturn && HeldMutexCount > Outer)
+        Stop(WDDM_WDK_KIND_IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, 0, CurrentIrql, HeldMutexCount - Outer,
+             (ULONG_PTR)HeldMutexes[Outer].Mutex, "returned owning fast mutex %p (acquired at %s:%d)%s",
+             (void *)HeldMutexes[Outer].Mutex, HeldMutexes[Outer].File, HeldMutexes[Outer].Line,
+             HeldMutexCount - Outer > 1 ? " and others" : "");
+}
+
 /* ------------------------------------------------------------------ calls */
 
 typedef NTSTATUS (*ARGS0)(void);
@@ -570,6 +738,7 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
     WDDM_WDK_SEH_FRAME *outerFrames = Frames;
     KIRQL outerIrql = CurrentIrql;
     unsigned outerHeld = HeldCount;
+    unsigned outerMutexes = HeldMutexCount;
     volatile int32_t stopped = 0;
     void **a = Call->Arguments;
 
@@ -593,6 +762,7 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
         default: status = ((ARGS5)Call->Function)(a[0], a[1], a[2], a[3], a[4]); break;
         }
         Call->Status = status;
+        CheckNoMutexHeld(Call, outerMutexes);
         if (Call->CheckReturn && HeldCount > 0)
             Stop(WDDM_WDK_KIND_IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, 0, CurrentIrql, HeldCount,
                  (ULONG_PTR)Held[0].Lock, "returned holding spin lock %p (taken at %s:%d)%s",
@@ -608,6 +778,7 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
     Frames = outerFrames;
     CurrentIrql = outerIrql;
     HeldCount = outerHeld;
+    HeldMutexCount = outerMutexes;
     return stopped;
 }
 

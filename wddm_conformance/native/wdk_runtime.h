@@ -88,5 +88,6 @@ uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size);
 #define WDDM_WDK_KIND_USERFAULT 4   /* 0x1E STATUS_ACCESS_VIOLATION on user memory */
 #define WDDM_WDK_KIND_EXCEPTION 5   /* 0x1E another unhandled exception */
 #define WDDM_WDK_KIND_DRIVER 6      /* KeBugCheckEx from the driver */
+#define WDDM_WDK_KIND_HANG 7        /* a wait or deadlock that never ends: ALL-BOUNDED */
 
 #endif /* WDDM_WDK_RUNTIME_H */
