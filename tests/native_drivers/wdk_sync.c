@@ -105,3 +105,34 @@ NTSTATUS WdkSyncReleaseUnowned(PVOID Unused) {
     ExReleaseFastMutex(&mutex);
     return STATUS_SUCCESS;
 }
+
+/* The runtime's handle callbacks, taken the way the harness fills DXGKRNL_INTERFACE. */
+void WddmWdkKernelInterface(void *Interface);
+
+#include <dispmprt.h>
+
+NTSTATUS WdkSyncHandlesOutsideTheKernel(PVOID Unused) {
+    DXGKRNL_INTERFACE kernel = {0};
+    DXGKARGCB_GETHANDLEDATA get = {.hObject = 0x40000040, .Type = DXGK_HANDLE_ALLOCATION};
+    DXGKARGCB_ENUMHANDLECHILDREN child = {.hObject = 0x40000040, .Index = 0};
+    UNREFERENCED_PARAMETER(Unused);
+    WddmWdkKernelInterface(&kernel);
+    /* no kernel behind this call: every handle is unknown, and the answer is NULL */
+    if (kernel.DxgkCbGetHandleData(&get) != NULL) return 1;
+    if (kernel.DxgkCbGetHandleParent(0x40000040) != 0) return 2;
+    if (kernel.DxgkCbEnumHandleChildren(&child) != 0) return 3;
+    return STATUS_SUCCESS;
+}
+
+NTSTATUS WdkSyncParentUnderSpinLock(PVOID Unused) {
+    DXGKRNL_INTERFACE kernel = {0};
+    KSPIN_LOCK lock;
+    KIRQL old;
+    UNREFERENCED_PARAMETER(Unused);
+    WddmWdkKernelInterface(&kernel);
+    KeInitializeSpinLock(&lock);
+    KeAcquireSpinLock(&lock, &old);
+    D3DKMT_HANDLE parent = kernel.DxgkCbGetHandleParent(0x40000040); /* below DISPATCH_LEVEL only */
+    KeReleaseSpinLock(&lock, old);
+    return parent ? STATUS_UNSUCCESSFUL : STATUS_SUCCESS;
+}

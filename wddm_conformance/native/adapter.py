@@ -79,6 +79,7 @@ from ..errors import (
     HarnessError,
     Tdr,
 )
+from ..kernel.handles import HandleTable
 from ..memory import (
     GUARD_BYTES,
     GUARD_FILL,
@@ -95,6 +96,9 @@ from ..status import status_name
 from ..watchdog import armed
 from .abi import (
     ABI_VERSION,
+    WDK_HANDLE_CHILD,
+    WDK_HANDLE_DATA,
+    WDK_HANDLE_PARENT,
     WDK_KIND_ASSERT,
     WDK_KIND_DRIVER,
     WDK_KIND_EXCEPTION,
@@ -511,6 +515,7 @@ def _wdk_invoke(
     if adapter is not None:
         adapter._last_scope = scope
         c.CopyFromUser = f.cast("void *", adapter._callback)
+        c.HandleQuery = f.cast("void *", adapter._handle_query)
         call = adapter._call
     if call is not None:
         ranges = [m for m in call.mapped.values() if isinstance(m.region, UserBuffer)][:8]
@@ -529,6 +534,9 @@ def _wdk_invoke(
     printed = drain_debug_output(library.lib)
     if adapter is not None:
         adapter.debug_output.extend(printed)
+        error, adapter._handle_error = adapter._handle_error, None
+        if error is not None:
+            raise HarnessError(f"the kernel's handle callbacks, in {name}: {error!r}") from error
     if stopped:
         message = runtime_stop_text(c)
         if printed:
@@ -604,6 +612,17 @@ class NativeMiniport:
         self._callback: Any = f.callback(
             "BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user
         )
+
+        def handle_query(op: int, handle: int, argument: int, flags: int) -> int:
+            adapter = me()
+            return 0 if adapter is None else adapter._query_handles(op, handle, argument, flags)
+
+        self._handle_query: Any = f.callback(
+            "uint64_t(uint32_t, uint32_t, uint32_t, uint32_t)", handle_query
+        )
+        #: The kernel's handle tables (attach_kernel_handles), for the handle callbacks.
+        self._kernel_handles: HandleTable | None = None
+        self._handle_error: BaseException | None = None
         self._interface: Any = None
         #: What a WDK-style driver printed (DbgPrint, DbgPrintEx, KdPrint), oldest first.
         self.debug_output: deque[str] = deque(library.entry_output, maxlen=DEBUG_OUTPUT_LINES)
@@ -646,6 +665,31 @@ class NativeMiniport:
             return _wdk_invoke(library, name, args, me(), scopes)
 
         return entry
+
+    # ------------------------------------------------------------------ the kernel's handles
+
+    def attach_kernel_handles(self, table: HandleTable) -> None:
+        """The kernel's handle tables: DxgkCbGetHandleData, DxgkCbGetHandleParent and
+        DxgkCbEnumHandleChildren answer from them, and DxgkDdiOpenAllocation of a WDK-style
+        driver gets the kernel's handle in ``DXGK_OPENALLOCATIONINFO.hAllocation``."""
+        self._kernel_handles = table
+
+    def _query_handles(self, op: int, handle: int, argument: int, flags: int) -> int:
+        """WDDM_WDK_CALL.HandleQuery: what the kernel answers (0 = NULL: a bad handle)."""
+        table = self._kernel_handles
+        try:
+            if table is None:
+                return 0
+            if op == WDK_HANDLE_DATA:
+                return table.handle_data(handle, argument, bool(flags & 1)) % (1 << 64)
+            if op == WDK_HANDLE_PARENT:
+                return table.parent(handle)
+            if op == WDK_HANDLE_CHILD:
+                return table.child(handle, argument)
+            return 0
+        except BaseException as exc:  # a harness fault: re-raised once the driver returns
+            self._handle_error = exc
+            return 0
 
     # ------------------------------------------------------------------ WDK pool tracking
 
@@ -780,6 +824,7 @@ class NativeMiniport:
                 "DeviceHandle": self._context,
             },
         )
+        self._lib.WddmWdkKernelInterface(self._interface)
         sources, children = _new("ULONG *"), _new("ULONG *")
         return self._invoke(
             self._ddi.DxgkDdiStartDevice, self._context, start, self._interface, sources, children
@@ -1007,7 +1052,7 @@ class NativeMiniport:
         infos = args.pOpenAllocation
         array = _new("DXGK_OPENALLOCATIONINFO[]", max(len(infos), args.NumAllocations, 1))
         for c, info in zip(array, infos, strict=False):
-            c.hAllocation = _handle(info.hAllocation)
+            c.hAllocation = _handle(self._kernel_handle(hDevice, info.hAllocation))
         c_args = _new(
             "DXGKARG_OPENALLOCATION *",
             {
@@ -1020,6 +1065,15 @@ class NativeMiniport:
         for c, info in zip(array, infos, strict=False):
             info.hDeviceSpecificAllocation = _address(c.hDeviceSpecificAllocation)
         return status
+
+    def _kernel_handle(self, hDevice: int, hAllocation: int) -> int:
+        """What DXGK_OPENALLOCATIONINFO.hAllocation carries: the driver's own handle for
+        the exported-name ABI, the kernel's D3DKMT_HANDLE for a WDK-style driver (one that
+        names nothing when the kernel holds none, as for a handle a failed batch left)."""
+        table = self._kernel_handles
+        if not self.wdk or table is None:
+            return hAllocation
+        return table.for_driver_handle(hDevice, hAllocation) or table.unused()
 
     @_harness_faults
     def close_allocation(self, hDevice: int, args: DXGKARG_CLOSEALLOCATION) -> int:

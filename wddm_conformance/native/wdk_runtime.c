@@ -722,6 +722,48 @@ static void CheckNoMutexHeld(WDDM_WDK_CALL *Call, unsigned Outer) {
              HeldMutexCount - Outer > 1 ? " and others" : "");
 }
 
+/* ------------------------------------------------------------------ the kernel's handle callbacks */
+
+typedef uint64_t (*HANDLE_QUERY)(uint32_t Op, uint32_t Handle, uint32_t Argument, uint32_t Flags);
+
+static uint64_t QueryHandles(uint32_t Op, uint32_t Handle, uint32_t Argument, uint32_t Flags) {
+    WDDM_WDK_CALL *call = Running;
+    if (call == NULL || call->HandleQuery == NULL)
+        return 0; /* outside a DDI the harness called: no handle is valid */
+    return ((HANDLE_QUERY)call->HandleQuery)(Op, Handle, Argument, Flags);
+}
+
+static void RequireArguments(const void *Arguments, const char *Routine, ULONG_PTR Caller) {
+    if (Arguments == NULL)
+        Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)STATUS_ACCESS_VIOLATION,
+             Caller, 0, 0, "%s(NULL): the kernel reads its arguments from address 0", Routine);
+}
+
+static PVOID APIENTRY CbGetHandleData(const DXGKARGCB_GETHANDLEDATA *pData) {
+    RequireArguments(pData, "DxgkCbGetHandleData", (ULONG_PTR)__builtin_return_address(0));
+    return (PVOID)(uintptr_t)QueryHandles(WDDM_WDK_HANDLE_DATA, pData->hObject, (uint32_t)pData->Type,
+                                          pData->Flags.Value);
+}
+
+static D3DKMT_HANDLE APIENTRY CbGetHandleParent(D3DKMT_HANDLE hAllocation) {
+    RequireIrqlAtMost(APC_LEVEL, NULL, "DxgkCbGetHandleParent", (ULONG_PTR)__builtin_return_address(0));
+    return (D3DKMT_HANDLE)QueryHandles(WDDM_WDK_HANDLE_PARENT, hAllocation, 0, 0);
+}
+
+static D3DKMT_HANDLE APIENTRY CbEnumHandleChildren(const DXGKARGCB_ENUMHANDLECHILDREN *pData) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    RequireArguments(pData, "DxgkCbEnumHandleChildren", caller);
+    RequireIrqlAtMost(PASSIVE_LEVEL, pData, "DxgkCbEnumHandleChildren", caller);
+    return (D3DKMT_HANDLE)QueryHandles(WDDM_WDK_HANDLE_CHILD, pData->hObject, pData->Index, 0);
+}
+
+void WddmWdkKernelInterface(WDDM_WDK_DXGKRNL_INTERFACE *Interface) {
+    DXGKRNL_INTERFACE *kernel = (DXGKRNL_INTERFACE *)(void *)Interface;
+    kernel->DxgkCbGetHandleData = CbGetHandleData;
+    kernel->DxgkCbGetHandleParent = CbGetHandleParent;
+    kernel->DxgkCbEnumHandleChildren = CbEnumHandleChildren;
+}
+
 /* ------------------------------------------------------------------ calls */
 
 typedef NTSTATUS (*ARGS0)(void);
