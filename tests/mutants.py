@@ -1566,7 +1566,15 @@ class WdkSampleNoTry(WdkSample):
     BUGS = ("NO_TRY",)
 
 
+class WdkSampleLeaksOnOpen(WdkSample):
+    """WDK sample: OpenAllocation keeps a pool record CloseAllocation never frees (only
+    RemoveDevice does): the pool grows with every open (ALC-ADAPTER, the pool census)."""
+
+    BUGS = ("LEAK_OPEN",)
+
+
 BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
+BREAKS[WdkSampleLeaksOnOpen] = "ALC-ADAPTER"  # type: ignore[index]
 BREAKS[WdkSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
 BREAKS[WdkSampleDoubleFree] = "ALL-NORAISE"  # type: ignore[index]
 BREAKS[WdkSampleReturnsHoldingLock] = "REN-IRQL"  # type: ignore[index]

@@ -99,6 +99,9 @@ typedef struct _WDKD_ADAPTER {
     SIZE_T MemorySegmentSize;
     SIZE_T ApertureSegmentSize;
     DXGKRNL_INTERFACE Dxgk; /* the kernel's callbacks, from StartDevice */
+#ifdef WDKDISP_BUG_LEAK_OPEN
+    LIST_ENTRY Opens; /* a record per OpenAllocation, freed only by RemoveDevice */
+#endif
 } WDKD_ADAPTER;
 
 typedef struct _WDKD_DEVICE {
@@ -193,6 +196,9 @@ static NTSTATUS APIENTRY AddDevice(const PDEVICE_OBJECT PhysicalDeviceObject, PV
     KeInitializeSpinLock(&adapter->Lock);
     adapter->Allocations.Flink = adapter->Allocations.Blink = &adapter->Allocations;
     adapter->Resources.Flink = adapter->Resources.Blink = &adapter->Resources;
+#ifdef WDKDISP_BUG_LEAK_OPEN
+    adapter->Opens.Flink = adapter->Opens.Blink = &adapter->Opens;
+#endif
     *MiniportDeviceContext = adapter;
     return STATUS_SUCCESS;
 }
@@ -210,6 +216,13 @@ static NTSTATUS APIENTRY RemoveDevice(const PVOID MiniportDeviceContext) {
         Unlink(e);
         ExFreePoolWithTag(CONTAINING_RECORD(e, WDKD_RESOURCE, Link), TAG_RESOURCE);
     }
+#ifdef WDKDISP_BUG_LEAK_OPEN
+    while (adapter->Opens.Flink != &adapter->Opens) {
+        LIST_ENTRY *e = adapter->Opens.Flink;
+        Unlink(e);
+        ExFreePoolWithTag(e, 'OsdW');
+    }
+#endif
     ExFreePoolWithTag(adapter, TAG_ADAPTER);
     return STATUS_SUCCESS;
 }
@@ -521,6 +534,15 @@ static NTSTATUS APIENTRY OpenAllocation(const HANDLE hDevice, const DXGKARG_OPEN
         if (allocation == NULL)
             return STATUS_INVALID_HANDLE; /* as DxgkCbGetHandleData's documentation asks */
         open->hDeviceSpecificAllocation = allocation;
+#ifdef WDKDISP_BUG_LEAK_OPEN
+        LIST_ENTRY *record = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *record, 'OsdW');
+        if (record != NULL) {
+            KIRQL irql;
+            KeAcquireSpinLock(&device->Adapter->Lock, &irql);
+            InsertTail(&device->Adapter->Opens, record); /* never removed by CloseAllocation */
+            KeReleaseSpinLock(&device->Adapter->Lock, irql);
+        }
+#endif
     }
     return STATUS_SUCCESS;
 }

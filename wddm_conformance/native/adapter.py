@@ -444,6 +444,8 @@ _KIND_RULE: Final = {
     WDK_KIND_DRIVER: "ALL-NORAISE",
     WDK_KIND_HANG: "ALL-BOUNDED",
 }
+#: How many of its last calls an adapter remembers the DDI of (named by a pool leak).
+SCOPE_NAMES: Final = 4096
 #: Most debug-output lines an adapter keeps.
 DEBUG_OUTPUT_LINES: Final = 2000
 #: Pool a WDK-style driver still held when an adapter was removed by the garbage
@@ -514,6 +516,9 @@ def _wdk_invoke(
     call = None
     if adapter is not None:
         adapter._last_scope = scope
+        adapter._scope_ddi[scope] = name
+        if len(adapter._scope_ddi) > SCOPE_NAMES:
+            del adapter._scope_ddi[next(iter(adapter._scope_ddi))]
         c.CopyFromUser = f.cast("void *", adapter._callback)
         c.HandleQuery = f.cast("void *", adapter._handle_query)
         call = adapter._call
@@ -631,6 +636,8 @@ class NativeMiniport:
         self._scopes: set[int] = set()
         self._last_scope = 0
         self._scope_owners: dict[int, set[int | tuple[str, int]]] = {}
+        #: The DDI of each of the last SCOPE_NAMES calls (for what a leak message names).
+        self._scope_ddi: dict[int, str] = {}
         self._allocation_scope: dict[int, int] = {}
         self._resource_scopes: dict[int, list[int]] = {}
         self._device_scope: dict[int, int] = {}
@@ -701,6 +708,10 @@ class NativeMiniport:
     def pool_blocks(self) -> list[PoolBlock]:
         """The pool this adapter's calls allocated and the driver has not freed (WDK-style only)."""
         return pool_blocks(self.LIBRARY, self._scopes) if self.wdk else []
+
+    def pool_block_ddi(self, block: PoolBlock) -> str:
+        """The DDI whose call allocated ``block`` ("a call" once it is too old to remember)."""
+        return self._scope_ddi.get(block.scope, "an earlier call")
 
     def remove_device(self) -> None:
         """DxgkDdiRemoveDevice now (else the garbage collector calls it).
