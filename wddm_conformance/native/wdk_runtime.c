@@ -20,6 +20,7 @@
 #include <ucontext.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -762,6 +763,213 @@ void WddmWdkKernelInterface(WDDM_WDK_DXGKRNL_INTERFACE *Interface) {
     kernel->DxgkCbGetHandleData = CbGetHandleData;
     kernel->DxgkCbGetHandleParent = CbGetHandleParent;
     kernel->DxgkCbEnumHandleChildren = CbEnumHandleChildren;
+}
+
+/* ------------------------------------------------------------------ WPP tracing */
+
+/* WPP_INIT_TRACING .. WPP_CLEANUP: messages outside are not traced, as on Windows. */
+static int WppTracing;
+
+void WddmWdkWppInit(PVOID DriverObject, PVOID RegistryPath) {
+    (void)DriverObject;
+    (void)RegistryPath;
+    __atomic_store_n(&WppTracing, 1, __ATOMIC_RELEASE);
+}
+
+void WddmWdkWppCleanup(PVOID DriverObject) {
+    (void)DriverObject;
+    __atomic_store_n(&WppTracing, 0, __ATOMIC_RELEASE);
+}
+
+typedef struct {
+    char *Text;
+    size_t Size, Length;
+} TEXT;
+
+static void Append(TEXT *Out, const char *Text, size_t Length) {
+    size_t room = Out->Size - 1 - Out->Length;
+    if (Length > room)
+        Length = room;
+    memcpy(Out->Text + Out->Length, Text, Length);
+    Out->Length += Length;
+    Out->Text[Out->Length] = 0;
+}
+
+static void AppendF(TEXT *Out, const char *Format, ...) __attribute__((format(printf, 2, 3)));
+static void AppendF(TEXT *Out, const char *Format, ...) {
+    char piece[512];
+    va_list args;
+    va_start(args, Format);
+    int n = vsnprintf(piece, sizeof piece, Format, args);
+    va_end(args);
+    if (n > 0)
+        Append(Out, piece, (size_t)n < sizeof piece ? (size_t)n : sizeof piece - 1);
+}
+
+static void AppendWide(TEXT *Out, const WCHAR *Text, size_t Count) {
+    for (size_t i = 0; Text != NULL && i < Count && Text[i] != 0; i++) {
+        char c = Text[i] < 0x80 ? (char)Text[i] : '?';
+        Append(Out, &c, 1);
+    }
+}
+
+/* One printf conversion of a WPP format at *Format (after the '%'): appends it, consuming
+ * its argument; returns 0 for a conversion it does not know (the rest is not formatted). */
+static int Convert(TEXT *Out, const char **Format, va_list *Args) {
+    const char *p = *Format;
+    char spec[32] = "%";
+    size_t n = 1;
+    while (*p && strchr("-+ #0", *p) && n < 8)
+        spec[n++] = *p++;
+    if (*p == '*') {
+        n += (size_t)snprintf(spec + n, sizeof spec - n, "%d", va_arg(*Args, int));
+        p++;
+    } else {
+        while (*p >= '0' && *p <= '9' && n < 16)
+            spec[n++] = *p++;
+    }
+    if (*p == '.') {
+        spec[n++] = *p++;
+        if (*p == '*') {
+            n += (size_t)snprintf(spec + n, sizeof spec - n, "%d", va_arg(*Args, int));
+            p++;
+        } else {
+            while (*p >= '0' && *p <= '9' && n < 24)
+                spec[n++] = *p++;
+        }
+    }
+    int size = 0; /* 0 int, 1 long, 2 long long, 3 size_t, -1 short, -2 char */
+    if (strncmp(p, "I64", 3) == 0) size = 2, p += 3;
+    else if (strncmp(p, "I32", 3) == 0) size = 0, p += 3;
+    else if (*p == 'I') size = 3, p += 1;
+    else if (p[0] == 'l' && p[1] == 'l') size = 2, p += 2;
+    else if (*p == 'l' || *p == 'L') size = 1, p += 1;
+    else if (p[0] == 'h' && p[1] == 'h') size = -2, p += 2;
+    else if (*p == 'h') size = -1, p += 1;
+    else if (*p == 'z' || *p == 't' || *p == 'j') size = 3, p += 1;
+    char conversion = *p;
+    if (conversion == 'w' && (p[1] == 's' || p[1] == 'Z'))
+        conversion = (char)(p[1] == 's' ? 'S' : 'W'), p++;
+    if (conversion == 0)
+        return 0;
+    p++;
+    *Format = p;
+    switch (conversion) {
+    case 'd': case 'i': {
+        long long v = size == 2 ? va_arg(*Args, long long) : size == 1 ? va_arg(*Args, long)
+                    : size == 3 ? (long long)va_arg(*Args, ptrdiff_t) : va_arg(*Args, int);
+        if (size == -1) v = (short)v;
+        if (size == -2) v = (signed char)v;
+        strcpy(spec + n, "lld");
+        AppendF(Out, spec, v);
+        return 1;
+    }
+    case 'u': case 'x': case 'X': case 'o': {
+        unsigned long long v = size == 2 ? va_arg(*Args, unsigned long long)
+                             : size == 1 ? va_arg(*Args, unsigned long)
+                             : size == 3 ? (unsigned long long)va_arg(*Args, size_t) : va_arg(*Args, unsigned);
+        if (size == -1) v = (unsigned short)v;
+        if (size == -2) v = (unsigned char)v;
+        spec[n++] = 'l';
+        spec[n++] = 'l';
+        spec[n++] = conversion;
+        spec[n] = 0;
+        AppendF(Out, spec, v);
+        return 1;
+    }
+    case 'c':
+        strcpy(spec + n, "c");
+        AppendF(Out, spec, va_arg(*Args, int));
+        return 1;
+    case 's': {
+        const char *text = va_arg(*Args, const char *);
+        strcpy(spec + n, "s");
+        AppendF(Out, spec, text ? text : "(null)");
+        return 1;
+    }
+    case 'S': /* %ws, %S: a wide string */
+        AppendWide(Out, va_arg(*Args, const WCHAR *), (size_t)-1);
+        return 1;
+    case 'W': { /* %wZ: a PCUNICODE_STRING */
+        PCUNICODE_STRING u = va_arg(*Args, PCUNICODE_STRING);
+        if (u != NULL)
+            AppendWide(Out, u->Buffer, u->Length / sizeof(WCHAR));
+        return 1;
+    }
+    case 'p':
+        AppendF(Out, "0x%p", va_arg(*Args, void *));
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static const char *BaseName(const char *File) {
+    const char *slash = strrchr(File, '/');
+    return slash ? slash + 1 : File;
+}
+
+void WddmWdkWppMessage(const char *Flag, ULONG Level, const char *File, int Line, const char *Function,
+                       const char *Format, ...) {
+    static const char *levels[] = {"", "CRITICAL", "ERROR", "WARNING", "INFORMATION", "VERBOSE"};
+    char buffer[1024];
+    TEXT out = {buffer, sizeof buffer, 0};
+    va_list args;
+    if (!__atomic_load_n(&WppTracing, __ATOMIC_ACQUIRE))
+        return;
+    buffer[0] = 0;
+    if (Level == 0)
+        AppendF(&out, "[WPP %s] ", Flag);
+    else
+        AppendF(&out, "[WPP %s %s] ", Flag, Level < 6 ? levels[Level] : "LEVEL");
+    va_start(args, Format);
+    for (const char *p = Format; p != NULL && *p;) {
+        const char *percent = strchr(p, '%');
+        if (percent == NULL) {
+            Append(&out, p, strlen(p));
+            break;
+        }
+        Append(&out, p, (size_t)(percent - p));
+        p = percent + 1;
+        if (*p == '%') {
+            Append(&out, "%", 1);
+            p++;
+        } else if (*p == '!') {
+            const char *end = strchr(p + 1, '!');
+            size_t length = end ? (size_t)(end - p - 1) : 0;
+            const char *name = p + 1;
+#define WPP_IS(literal) (length == sizeof(literal) - 1 && strncmp(name, literal, length) == 0)
+            if (end == NULL) {
+                Append(&out, percent, strlen(percent));
+                break;
+            } else if (WPP_IS("FUNC")) {
+                Append(&out, Function, strlen(Function));
+            } else if (WPP_IS("FILE")) {
+                Append(&out, BaseName(File), strlen(BaseName(File)));
+            } else if (WPP_IS("LINE")) {
+                AppendF(&out, "%d", Line);
+            } else if (WPP_IS("LEVEL")) {
+                AppendF(&out, "%s", Level < 6 ? levels[Level] : "LEVEL");
+            } else if (WPP_IS("FLAGS")) {
+                Append(&out, Flag, strlen(Flag));
+            } else if (WPP_IS("STATUS") || WPP_IS("HRESULT")) {
+                AppendF(&out, "0x%08X", (unsigned)va_arg(args, int));
+            } else if (WPP_IS("bool") || WPP_IS("BOOLEAN")) {
+                int value = va_arg(args, int);
+                Append(&out, value ? "TRUE" : "FALSE", value ? 4 : 5);
+            } else {
+                AppendF(&out, "%%!%.*s! (not supported: the rest is not formatted)", (int)length, name);
+                break;
+            }
+#undef WPP_IS
+            p = end + 1;
+        } else if (!Convert(&out, &p, &args)) {
+            AppendF(&out, "%%%s (not supported: the rest is not formatted)", p);
+            break;
+        }
+    }
+    va_end(args);
+    DbgPrint("%s", buffer);
 }
 
 /* ------------------------------------------------------------------ calls */
