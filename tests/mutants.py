@@ -1593,6 +1593,17 @@ class WdkCppSampleLeaksFailedBatch(WdkCppSample):
 BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
 BREAKS[WdkCppSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
 BREAKS[WdkCppSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
+
+
+class WdkSampleLeaksOnOpen(WdkSample):
+    """WDK sample: OpenAllocation keeps a pool record CloseAllocation never frees (only
+    RemoveDevice does): the pool grows with every open (ALC-ADAPTER, the pool census)."""
+
+    BUGS = ("LEAK_OPEN",)
+
+
+BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
+BREAKS[WdkSampleLeaksOnOpen] = "ALC-ADAPTER"  # type: ignore[index]
 BREAKS[WdkSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
 BREAKS[WdkSampleDoubleFree] = "ALL-NORAISE"  # type: ignore[index]
 BREAKS[WdkSampleReturnsHoldingLock] = "REN-IRQL"  # type: ignore[index]

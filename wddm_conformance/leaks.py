@@ -1,4 +1,5 @@
-"""Driver state that outlives its owner: Driver Verifier's pool tracking, for Python drivers.
+"""Driver state that outlives its owner: Driver Verifier's pool tracking, for Python drivers
+(and, from their runtime's pool, for WDK-style native drivers: :func:`find_pool_leak`).
 
 A Python driver's resources are the objects it keeps. The harness counts them in a
 *census*: every object reachable from the driver's *roots* (the driver object, the
@@ -89,11 +90,23 @@ def _is_stdlib(module: str) -> bool:
     return module.partition(".")[0] in sys.stdlib_module_names
 
 
+def tracks_pool(driver_cls: type) -> bool:
+    """Whether ``driver_cls`` is a WDK-style native driver, whose runtime tracks every block
+    of pool it holds (then :func:`find_pool_leak` judges it instead of the census)."""
+    library = getattr(driver_cls, "LIBRARY", None)
+    return getattr(library, "registered", None) is not None
+
+
 def unsupported(driver_cls: type) -> str:
-    """Why this census cannot see ``driver_cls``'s resources ("" when it can): a native
-    driver's state is C memory (its pool accounting is the native adapter's job)."""
+    """Why no leak check can see ``driver_cls``'s resources ("" when one can): a native
+    driver's state is C memory, which only a WDK-style driver's runtime accounts for."""
+    if tracks_pool(driver_cls):
+        return ""
     if any(c.__module__.startswith(f"{_HARNESS}.native") for c in driver_cls.__mro__):
-        return "native driver: its state is C memory, which a census of Python objects cannot see"
+        return (
+            "native driver: its state is C memory, which a census of Python objects cannot "
+            "see (a WDK-style driver's pool is counted)"
+        )
     return ""
 
 
@@ -420,3 +433,67 @@ def _label(parent: object, child: object) -> str:
 def _short(value: object) -> str:
     text = f"0x{value:X}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# --------------------------------------------------------------------------- native pool
+
+
+@dataclass(frozen=True)
+class PoolLeak:
+    """Pool of a WDK-style native driver that grew in both windows of ``cycles`` cycles."""
+
+    cycles: int
+    first: Census
+    second: Census
+    #: Which blocks the attribution cycles left: tag, size and the DDI that allocated them.
+    where: str
+
+    def describe(self, cycles: str) -> str:
+        """For a failure message: how the pool grew over how many of ``cycles``, and which."""
+        a, b = self.first, self.second
+        per = (a.objects + b.objects) / (2 * self.cycles)
+        return (
+            f"keeps pool that grows with the number of {cycles}: after {WARMUP} to warm up, "
+            f"each {self.cycles} more grew it by {a.objects:+d}/{b.objects:+d} blocks "
+            f"({per:.1f} per cycle) and {a.bytes:+d}/{b.bytes:+d} bytes; {self.where}"
+        )
+
+
+def _pool_census(driver: Any) -> tuple[Census, dict[int, Any]]:
+    blocks = {b.address: b for b in driver.pool_blocks()}
+    return Census(len(blocks), sum(b.size for b in blocks.values()), 0), blocks
+
+
+def find_pool_leak(
+    driver: Any,
+    cycle: Callable[[], None],
+    *,
+    warmup: int = WARMUP,
+    window: int = WINDOW,
+) -> PoolLeak | None:
+    """:func:`find_leak` for a WDK-style native driver: the census is the pool its runtime
+    tracks for the adapter (``driver.pool_blocks()``: blocks and bytes), with the same
+    thresholds; the attribution names the tag, size and allocating DDI of the new blocks."""
+    for _ in range(warmup):
+        cycle()
+    start, _ = _pool_census(driver)
+    for _ in range(window):
+        cycle()
+    middle, _ = _pool_census(driver)
+    for _ in range(window):
+        cycle()
+    end, before = _pool_census(driver)
+    first, second = middle - start, end - middle
+    if not (first.grew() and second.grew()):
+        return None
+    for _ in range(ATTRIBUTION_CYCLES):
+        cycle()
+    _, after = _pool_census(driver)
+    new = [b for address, b in after.items() if address not in before]
+    kinds = Counter((b.tag_text, b.size, driver.pool_block_ddi(b)) for b in new)
+    shown = ", ".join(
+        f"{n} x tag '{tag}' {size} bytes allocated in {ddi}"
+        for (tag, size, ddi), n in kinds.most_common(3)
+    )
+    where = f"{ATTRIBUTION_CYCLES} more left {len(new)} new block(s): {shown or 'none'}"
+    return PoolLeak(window, first, second, where)

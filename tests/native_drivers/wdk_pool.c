@@ -32,6 +32,9 @@ typedef struct _ALLOCATION {
 
 WDDM_WDK_DRIVER_INFO("wdk-pool test driver", NULL, NULL)
 
+/* The kernel's DxgkCbGetHandleData (the same for every adapter of the process). */
+static PDXGKCB_GETHANDLEDATA GetHandleData;
+
 static NTSTATUS AddDevice(const PDEVICE_OBJECT PhysicalDeviceObject, PVOID *MiniportDeviceContext) {
     PAGED_CODE();
     UNREFERENCED_PARAMETER(PhysicalDeviceObject);
@@ -57,6 +60,7 @@ static NTSTATUS StartDevice(const PVOID MiniportDeviceContext, PDXGK_START_INFO 
                             PULONG NumberOfChildren) {
     ADAPTER *adapter = MiniportDeviceContext;
     NT_ASSERT(DxgkInterface->Size == sizeof(DXGKRNL_INTERFACE));
+    GetHandleData = DxgkInterface->DxgkCbGetHandleData;
     adapter->MemorySegmentSize = DxgkStartInfo->MemorySegmentSize;
     *NumberOfVideoPresentSources = 0;
     *NumberOfChildren = 0;
@@ -188,8 +192,13 @@ static NTSTATUS DestroyAllocation(const HANDLE hAdapter, const DXGKARG_DESTROYAL
 
 static NTSTATUS OpenAllocation(const HANDLE hDevice, const DXGKARG_OPENALLOCATION *pOpenAllocation) {
     UNREFERENCED_PARAMETER(hDevice);
-    for (UINT i = 0; i < pOpenAllocation->NumAllocations; i++)
-        pOpenAllocation->pOpenAllocation[i].hDeviceSpecificAllocation = pOpenAllocation->pOpenAllocation[i].hAllocation;
+    for (UINT i = 0; i < pOpenAllocation->NumAllocations; i++) {
+        DXGK_OPENALLOCATIONINFO *open = &pOpenAllocation->pOpenAllocation[i];
+        DXGKARGCB_GETHANDLEDATA get = {.hObject = open->hAllocation, .Type = DXGK_HANDLE_ALLOCATION};
+        open->hDeviceSpecificAllocation = GetHandleData(&get);
+        if (open->hDeviceSpecificAllocation == NULL)
+            return STATUS_INVALID_HANDLE;
+    }
     return STATUS_SUCCESS;
 }
 

@@ -98,6 +98,10 @@ typedef struct _WDKD_ADAPTER {
     LIST_ENTRY Resources;
     SIZE_T MemorySegmentSize;
     SIZE_T ApertureSegmentSize;
+    DXGKRNL_INTERFACE Dxgk; /* the kernel's callbacks, from StartDevice */
+#ifdef WDKDISP_BUG_LEAK_OPEN
+    LIST_ENTRY Opens; /* a record per OpenAllocation, freed only by RemoveDevice */
+#endif
 } WDKD_ADAPTER;
 
 typedef struct _WDKD_DEVICE {
@@ -192,6 +196,9 @@ static NTSTATUS APIENTRY AddDevice(const PDEVICE_OBJECT PhysicalDeviceObject, PV
     KeInitializeSpinLock(&adapter->Lock);
     adapter->Allocations.Flink = adapter->Allocations.Blink = &adapter->Allocations;
     adapter->Resources.Flink = adapter->Resources.Blink = &adapter->Resources;
+#ifdef WDKDISP_BUG_LEAK_OPEN
+    adapter->Opens.Flink = adapter->Opens.Blink = &adapter->Opens;
+#endif
     *MiniportDeviceContext = adapter;
     return STATUS_SUCCESS;
 }
@@ -209,6 +216,13 @@ static NTSTATUS APIENTRY RemoveDevice(const PVOID MiniportDeviceContext) {
         Unlink(e);
         ExFreePoolWithTag(CONTAINING_RECORD(e, WDKD_RESOURCE, Link), TAG_RESOURCE);
     }
+#ifdef WDKDISP_BUG_LEAK_OPEN
+    while (adapter->Opens.Flink != &adapter->Opens) {
+        LIST_ENTRY *e = adapter->Opens.Flink;
+        Unlink(e);
+        ExFreePoolWithTag(e, 'OsdW');
+    }
+#endif
     ExFreePoolWithTag(adapter, TAG_ADAPTER);
     return STATUS_SUCCESS;
 }
@@ -221,6 +235,7 @@ static NTSTATUS APIENTRY StartDevice(const PVOID MiniportDeviceContext, PDXGK_ST
     NT_ASSERT(DxgkInterface != NULL && DxgkInterface->Size >= sizeof(DXGKRNL_INTERFACE));
     adapter->MemorySegmentSize = DxgkStartInfo->MemorySegmentSize;
     adapter->ApertureSegmentSize = DxgkStartInfo->ApertureSegmentSize;
+    adapter->Dxgk = *DxgkInterface;
     *NumberOfVideoPresentSources = 0;
     *NumberOfChildren = 0;
     LOG(DPFLTR_INFO_LEVEL, "started: %zu bytes of video memory, %zu of aperture\n",
@@ -481,17 +496,53 @@ static NTSTATUS APIENTRY DestroyAllocation(const HANDLE hAdapter, const DXGKARG_
     return STATUS_SUCCESS;
 }
 
+/* The allocation a kernel handle names (DxgkCbGetHandleData gives back the hAllocation
+ * CreateAllocation returned); for one of a resource, checks that the kernel's resource
+ * (DxgkCbGetHandleParent) is the one the allocation was made for and lists it among its
+ * children (DxgkCbEnumHandleChildren). NULL for a handle the kernel cannot resolve. */
+static WDKD_ALLOCATION *AllocationOfHandle(WDKD_ADAPTER *Adapter, D3DKMT_HANDLE hAllocation) {
+    DXGKARGCB_GETHANDLEDATA get = {.hObject = hAllocation, .Type = DXGK_HANDLE_ALLOCATION};
+    WDKD_ALLOCATION *allocation = Adapter->Dxgk.DxgkCbGetHandleData(&get);
+    BOOLEAN found;
+    if (allocation == NULL)
+        return NULL;
+    (void)AllocationSize(Adapter, allocation, &found);
+    NT_ASSERT(found); /* the kernel only resolves live allocations */
+    D3DKMT_HANDLE parent = Adapter->Dxgk.DxgkCbGetHandleParent(hAllocation);
+    if (allocation->Resource == NULL) {
+        NT_ASSERT(parent == 0);
+        return allocation;
+    }
+    get = (DXGKARGCB_GETHANDLEDATA){.hObject = parent, .Type = DXGK_HANDLE_RESOURCE};
+    NT_ASSERT(Adapter->Dxgk.DxgkCbGetHandleData(&get) == allocation->Resource);
+    DXGKARGCB_ENUMHANDLECHILDREN child = {.hObject = parent, .Index = 0};
+    D3DKMT_HANDLE h;
+    while ((h = Adapter->Dxgk.DxgkCbEnumHandleChildren(&child)) != 0 && h != hAllocation)
+        child.Index++;
+    NT_ASSERT(h == hAllocation);
+    return allocation;
+}
+
 static NTSTATUS APIENTRY OpenAllocation(const HANDLE hDevice, const DXGKARG_OPENALLOCATION *pOpenAllocation) {
     WDKD_DEVICE *device = FindDevice(hDevice);
+    PAGED_CODE();
     if (device == NULL)
         return STATUS_INVALID_HANDLE;
     for (UINT i = 0; i < pOpenAllocation->NumAllocations; i++) {
         DXGK_OPENALLOCATIONINFO *open = &pOpenAllocation->pOpenAllocation[i];
-        BOOLEAN found;
-        (void)AllocationSize(device->Adapter, open->hAllocation, &found);
-        if (!found)
-            return STATUS_INVALID_HANDLE;
-        open->hDeviceSpecificAllocation = open->hAllocation;
+        WDKD_ALLOCATION *allocation = AllocationOfHandle(device->Adapter, open->hAllocation);
+        if (allocation == NULL)
+            return STATUS_INVALID_HANDLE; /* as DxgkCbGetHandleData's documentation asks */
+        open->hDeviceSpecificAllocation = allocation;
+#ifdef WDKDISP_BUG_LEAK_OPEN
+        LIST_ENTRY *record = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *record, 'OsdW');
+        if (record != NULL) {
+            KIRQL irql;
+            KeAcquireSpinLock(&device->Adapter->Lock, &irql);
+            InsertTail(&device->Adapter->Opens, record); /* never removed by CloseAllocation */
+            KeReleaseSpinLock(&device->Adapter->Lock, irql);
+        }
+#endif
     }
     return STATUS_SUCCESS;
 }

@@ -230,9 +230,10 @@ class Adapter : public PoolObject<TagAdapter> {
         }
     }
 
-    void Start(const DXGK_START_INFO &Info) {
+    void Start(const DXGK_START_INFO &Info, const DXGKRNL_INTERFACE &Dxgk) {
         m_MemorySize = Info.MemorySegmentSize;
         m_ApertureSize = Info.ApertureSegmentSize;
+        m_Dxgk = Dxgk;
     }
     NTSTATUS QueryAdapterInfo(const DXGKARG_QUERYADAPTERINFO &Query) const;
     NTSTATUS CreateAllocation(DXGKARG_CREATEALLOCATION &Args);
@@ -247,6 +248,18 @@ class Adapter : public PoolObject<TagAdapter> {
     }
     KSPIN_LOCK &Lock() { return m_Lock; }
 
+    /* Our allocation behind a kernel handle (DxgkCbGetHandleData gives back the
+     * hAllocation CreateAllocation returned); nullptr for a handle the kernel cannot
+     * resolve. */
+    HANDLE OfKernelHandle(D3DKMT_HANDLE hAllocation) {
+        DXGKARGCB_GETHANDLEDATA get = {};
+        get.hObject = hAllocation;
+        get.Type = DXGK_HANDLE_ALLOCATION;
+        HANDLE mine = m_Dxgk.DxgkCbGetHandleData(&get);
+        ULONGLONG size;
+        return mine != nullptr && AllocationSize(mine, size) ? mine : nullptr;
+    }
+
   private:
     NTSTATUS Describe(DXGK_ALLOCATIONINFO &Info, ULONGLONG &Size) const;
 
@@ -255,6 +268,7 @@ class Adapter : public PoolObject<TagAdapter> {
     List<Resource> m_Resources;
     ULONGLONG m_MemorySize = 0;
     ULONGLONG m_ApertureSize = 0;
+    DXGKRNL_INTERFACE m_Dxgk = {}; /* the kernel's callbacks, from StartDevice */
 };
 
 class Device : public PoolObject<TagDevice> {
@@ -880,7 +894,7 @@ NTSTATUS APIENTRY DdiStartDevice(const PVOID MiniportDeviceContext, PDXGK_START_
                                  PULONG NumberOfChildren) {
     PAGED_CODE();
     NT_ASSERT(DxgkInterface != nullptr && DxgkInterface->Size >= sizeof(DXGKRNL_INTERFACE));
-    static_cast<Adapter *>(MiniportDeviceContext)->Start(*DxgkStartInfo);
+    static_cast<Adapter *>(MiniportDeviceContext)->Start(*DxgkStartInfo, *DxgkInterface);
     *NumberOfVideoPresentSources = 0;
     *NumberOfChildren = 0;
     LOG(DPFLTR_INFO_LEVEL, "started: %llu bytes of video memory, %llu of aperture\n",
@@ -941,10 +955,10 @@ NTSTATUS APIENTRY DdiOpenAllocation(const HANDLE hDevice, const DXGKARG_OPENALLO
         return STATUS_INVALID_HANDLE;
     for (UINT i = 0; i < pOpenAllocation->NumAllocations; i++) {
         DXGK_OPENALLOCATIONINFO &open = pOpenAllocation->pOpenAllocation[i];
-        ULONGLONG size;
-        if (!device->Owner()->AllocationSize(open.hAllocation, size))
-            return STATUS_INVALID_HANDLE;
-        open.hDeviceSpecificAllocation = open.hAllocation;
+        HANDLE mine = device->Owner()->OfKernelHandle(open.hAllocation);
+        if (mine == nullptr)
+            return STATUS_INVALID_HANDLE; /* as DxgkCbGetHandleData's documentation asks */
+        open.hDeviceSpecificAllocation = mine;
     }
     return STATUS_SUCCESS;
 }

@@ -45,6 +45,7 @@ from ..status import CREATE_ALLOCATION_STATUSES, STATUS_SUCCESS, status_name
 from ..sysmem import SystemMemory
 from ..watchdog import Invoker, WatchdogInvoker
 from .ddicall import DdiCaller, memory_violations, require_status
+from .handles import HandleTable
 from .modes import KernelConfig, KernelMode
 from .objects import Allocation, Change, Context, Device, State, Tiling
 from .scheduler import AllocationUse, RenderResult, Scheduler
@@ -92,6 +93,11 @@ class Kernel:
         self.config = config.for_mode(self.mode)
         self.rng = random.Random(self.config.seed)
         self.driver = self.spec.instantiate()
+        #: The D3DKMT_HANDLEs given out for allocations and resources (DxgkCbGetHandleData).
+        self.handles = HandleTable()
+        attach = getattr(self.driver, "attach_kernel_handles", None)
+        if getattr(type(self.driver), "KERNEL_FINDINGS", False) and callable(attach):
+            attach(self.handles)  # a native adapter: its runtime answers the callbacks from it
         self.encoder = self.spec.encoder()
         self.caller = DdiCaller(
             self.driver,
@@ -198,6 +204,8 @@ class Kernel:
         handles = [
             a.opened.pop(id(device)) for a in self.allocations.values() if id(device) in a.opened
         ]
+        for a in self.allocations.values():
+            self.handles.close(device, a)
         if handles:
             self.caller.call(
                 "close_allocation", device.hDevice, DXGKARG_CLOSEALLOCATION(len(handles), handles)
@@ -461,10 +469,17 @@ class Kernel:
         if not allocations:
             return
         infos = [DXGK_OPENALLOCATIONINFO(hAllocation=a.hAllocation) for a in allocations]
-        status = self.caller.call(
-            "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(len(infos), infos)
-        )
-        require_status(OPEN, status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
+        for a in allocations:
+            self.handles.open(device, a)
+        try:
+            status = self.caller.call(
+                "open_allocation", device.hDevice, DXGKARG_OPENALLOCATION(len(infos), infos)
+            )
+            require_status(OPEN, status, frozenset({STATUS_SUCCESS}), "ALC-ADAPTER")
+        except BaseException:
+            for a in allocations:
+                self.handles.close(device, a)
+            raise
         for a, info in zip(allocations, infos, strict=True):
             handle = info.hDeviceSpecificAllocation
             if not isinstance(handle, int) or isinstance(handle, bool) or not 0 < handle < 1 << 64:
@@ -481,6 +496,7 @@ class Kernel:
         The last live allocation of a resource takes the resource with it (DestroyResource).
         """
         self.vidmm.release(a)
+        self.handles.close_all(a, self.devices)
         for device in self.devices:
             handle = a.opened.pop(id(device), None)
             if handle is not None and device.state != State.DESTROYED:
@@ -508,6 +524,7 @@ class Kernel:
             return
         for a in plain:
             self.vidmm.release(a)
+            self.handles.close_all(a, self.devices)
         for device in self.devices:
             handles = [h for a in plain if (h := a.opened.pop(id(device), None)) is not None]
             if handles and device.state != State.DESTROYED:

@@ -43,6 +43,11 @@ WDK_KIND_ASSERT: Final = 3
 WDK_KIND_USERFAULT: Final = 4
 WDK_KIND_EXCEPTION: Final = 5
 WDK_KIND_DRIVER: Final = 6
+WDK_KIND_HANG: Final = 7
+#: WDDM_WDK_CALL.HandleQuery's operations (wdk_runtime.h).
+WDK_HANDLE_DATA: Final = 1
+WDK_HANDLE_PARENT: Final = 2
+WDK_HANDLE_CHILD: Final = 3
 
 #: DDI method -> the exported C entry point that implements it: the WDK name of the
 #: driver interface's table without its qualifier (QueryAdapterInfo serves two methods).
@@ -222,6 +227,7 @@ _RUNTIME_FUNCTIONS: Final = (
     "WddmWdkPoolBlocks",
     "WddmWdkDebugOutput",
     "WddmWdkProtect",
+    "WddmWdkKernelInterface",
 )
 _RUNTIME_TYPES: Final = (
     "WDDM_WDK_CALL *",

@@ -70,7 +70,16 @@ from ..ddi import (
     MDL,
 )
 from ..driver import DDI_METHODS, DEFAULT_COMMAND_ENCODER, DEFAULT_GPU_MODEL
-from ..errors import BugCheck, DdiTimeout, DriverFailure, DriverViolation, HarnessError
+from ..errors import (
+    VIDEO_TDR_FAILURE,
+    BugCheck,
+    DdiTimeout,
+    DriverFailure,
+    DriverViolation,
+    HarnessError,
+    Tdr,
+)
+from ..kernel.handles import HandleTable
 from ..memory import (
     GUARD_BYTES,
     GUARD_FILL,
@@ -87,9 +96,13 @@ from ..status import status_name
 from ..watchdog import armed
 from .abi import (
     ABI_VERSION,
+    WDK_HANDLE_CHILD,
+    WDK_HANDLE_DATA,
+    WDK_HANDLE_PARENT,
     WDK_KIND_ASSERT,
     WDK_KIND_DRIVER,
     WDK_KIND_EXCEPTION,
+    WDK_KIND_HANG,
     WDK_KIND_IRQL,
     WDK_KIND_POOL,
     WDK_KIND_USERFAULT,
@@ -420,7 +433,8 @@ _ALL_SCOPES: Final = (1 << 64) - 1
 #: The rule a runtime bug check names, by WDDM_WDK_CALL.Kind (docs/INTERPRETING.md):
 #: IRQL and spin-lock misuse is REN-IRQL, an unhandled fault on user memory REN-USERFAULT,
 #: any other crash (a bad pool call, a failed assertion, an unhandled exception, the
-#: driver's own KeBugCheckEx) ALL-NORAISE.
+#: driver's own KeBugCheckEx) ALL-NORAISE, a wait or deadlock that can never end ALL-BOUNDED
+#: (a wait with no timeout is the TDR it would be, raised as :class:`Tdr`).
 _KIND_RULE: Final = {
     WDK_KIND_POOL: "ALL-NORAISE",
     WDK_KIND_IRQL: "REN-IRQL",
@@ -428,7 +442,10 @@ _KIND_RULE: Final = {
     WDK_KIND_USERFAULT: "REN-USERFAULT",
     WDK_KIND_EXCEPTION: "ALL-NORAISE",
     WDK_KIND_DRIVER: "ALL-NORAISE",
+    WDK_KIND_HANG: "ALL-BOUNDED",
 }
+#: How many of its last calls an adapter remembers the DDI of (named by a pool leak).
+SCOPE_NAMES: Final = 4096
 #: Most debug-output lines an adapter keeps.
 DEBUG_OUTPUT_LINES: Final = 2000
 #: Pool a WDK-style driver still held when an adapter was removed by the garbage
@@ -499,7 +516,11 @@ def _wdk_invoke(
     call = None
     if adapter is not None:
         adapter._last_scope = scope
+        adapter._scope_ddi[scope] = name
+        if len(adapter._scope_ddi) > SCOPE_NAMES:
+            del adapter._scope_ddi[next(iter(adapter._scope_ddi))]
         c.CopyFromUser = f.cast("void *", adapter._callback)
+        c.HandleQuery = f.cast("void *", adapter._handle_query)
         call = adapter._call
     if call is not None:
         ranges = [m for m in call.mapped.values() if isinstance(m.region, UserBuffer)][:8]
@@ -518,12 +539,16 @@ def _wdk_invoke(
     printed = drain_debug_output(library.lib)
     if adapter is not None:
         adapter.debug_output.extend(printed)
+        error, adapter._handle_error = adapter._handle_error, None
+        if error is not None:
+            raise HarnessError(f"the kernel's handle callbacks, in {name}: {error!r}") from error
     if stopped:
         message = runtime_stop_text(c)
         if printed:
             message += " (debug output before it: " + " | ".join(printed[-3:]) + ")"
-        raise BugCheck(
-            int(c.BugCheckCode),
+        code = int(c.BugCheckCode)
+        raise (Tdr if code == VIDEO_TDR_FAILURE else BugCheck)(
+            code,
             tuple(int(p) for p in c.BugCheckParameters),  # type: ignore[arg-type]
             _KIND_RULE.get(int(c.Kind), "ALL-NORAISE"),
             name,
@@ -592,6 +617,17 @@ class NativeMiniport:
         self._callback: Any = f.callback(
             "BOOLEAN(HANDLE, PVOID, const void *, SIZE_T)", copy_from_user
         )
+
+        def handle_query(op: int, handle: int, argument: int, flags: int) -> int:
+            adapter = me()
+            return 0 if adapter is None else adapter._query_handles(op, handle, argument, flags)
+
+        self._handle_query: Any = f.callback(
+            "uint64_t(uint32_t, uint32_t, uint32_t, uint32_t)", handle_query
+        )
+        #: The kernel's handle tables (attach_kernel_handles), for the handle callbacks.
+        self._kernel_handles: HandleTable | None = None
+        self._handle_error: BaseException | None = None
         self._interface: Any = None
         #: What a WDK-style driver printed (DbgPrint, DbgPrintEx, KdPrint), oldest first.
         self.debug_output: deque[str] = deque(library.entry_output, maxlen=DEBUG_OUTPUT_LINES)
@@ -600,6 +636,8 @@ class NativeMiniport:
         self._scopes: set[int] = set()
         self._last_scope = 0
         self._scope_owners: dict[int, set[int | tuple[str, int]]] = {}
+        #: The DDI of each of the last SCOPE_NAMES calls (for what a leak message names).
+        self._scope_ddi: dict[int, str] = {}
         self._allocation_scope: dict[int, int] = {}
         self._resource_scopes: dict[int, list[int]] = {}
         self._device_scope: dict[int, int] = {}
@@ -635,6 +673,31 @@ class NativeMiniport:
 
         return entry
 
+    # ------------------------------------------------------------------ the kernel's handles
+
+    def attach_kernel_handles(self, table: HandleTable) -> None:
+        """The kernel's handle tables: DxgkCbGetHandleData, DxgkCbGetHandleParent and
+        DxgkCbEnumHandleChildren answer from them, and DxgkDdiOpenAllocation of a WDK-style
+        driver gets the kernel's handle in ``DXGK_OPENALLOCATIONINFO.hAllocation``."""
+        self._kernel_handles = table
+
+    def _query_handles(self, op: int, handle: int, argument: int, flags: int) -> int:
+        """WDDM_WDK_CALL.HandleQuery: what the kernel answers (0 = NULL: a bad handle)."""
+        table = self._kernel_handles
+        try:
+            if table is None:
+                return 0
+            if op == WDK_HANDLE_DATA:
+                return table.handle_data(handle, argument, bool(flags & 1)) % (1 << 64)
+            if op == WDK_HANDLE_PARENT:
+                return table.parent(handle)
+            if op == WDK_HANDLE_CHILD:
+                return table.child(handle, argument)
+            return 0
+        except BaseException as exc:  # a harness fault: re-raised once the driver returns
+            self._handle_error = exc
+            return 0
+
     # ------------------------------------------------------------------ WDK pool tracking
 
     @property
@@ -645,6 +708,10 @@ class NativeMiniport:
     def pool_blocks(self) -> list[PoolBlock]:
         """The pool this adapter's calls allocated and the driver has not freed (WDK-style only)."""
         return pool_blocks(self.LIBRARY, self._scopes) if self.wdk else []
+
+    def pool_block_ddi(self, block: PoolBlock) -> str:
+        """The DDI whose call allocated ``block`` ("a call" once it is too old to remember)."""
+        return self._scope_ddi.get(block.scope, "an earlier call")
 
     def remove_device(self) -> None:
         """DxgkDdiRemoveDevice now (else the garbage collector calls it).
@@ -768,6 +835,7 @@ class NativeMiniport:
                 "DeviceHandle": self._context,
             },
         )
+        self._lib.WddmWdkKernelInterface(self._interface)
         sources, children = _new("ULONG *"), _new("ULONG *")
         return self._invoke(
             self._ddi.DxgkDdiStartDevice, self._context, start, self._interface, sources, children
@@ -995,7 +1063,7 @@ class NativeMiniport:
         infos = args.pOpenAllocation
         array = _new("DXGK_OPENALLOCATIONINFO[]", max(len(infos), args.NumAllocations, 1))
         for c, info in zip(array, infos, strict=False):
-            c.hAllocation = _handle(info.hAllocation)
+            c.hAllocation = _handle(self._kernel_handle(hDevice, info.hAllocation))
         c_args = _new(
             "DXGKARG_OPENALLOCATION *",
             {
@@ -1008,6 +1076,15 @@ class NativeMiniport:
         for c, info in zip(array, infos, strict=False):
             info.hDeviceSpecificAllocation = _address(c.hDeviceSpecificAllocation)
         return status
+
+    def _kernel_handle(self, hDevice: int, hAllocation: int) -> int:
+        """What DXGK_OPENALLOCATIONINFO.hAllocation carries: the driver's own handle for
+        the exported-name ABI, the kernel's D3DKMT_HANDLE for a WDK-style driver (one that
+        names nothing when the kernel holds none, as for a handle a failed batch left)."""
+        table = self._kernel_handles
+        if not self.wdk or table is None:
+            return hAllocation
+        return table.for_driver_handle(hDevice, hAllocation) or table.unused()
 
     @_harness_faults
     def close_allocation(self, hDevice: int, args: DXGKARG_CLOSEALLOCATION) -> int:

@@ -20,6 +20,7 @@
 #include <ucontext.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -695,6 +696,423 @@ uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size) {
     return (uint32_t)n;
 }
 
+/* ------------------------------------------------------------------ events and fast mutexes */
+
+#define DRIVER_VERIFIER_DETECTED_VIOLATION 0xC4u
+#define VERIFIER_DEADLOCK_RECURSIVE 0x1001u      /* a lock acquired again by its owner */
+#define VERIFIER_FAST_MUTEX_ABOVE_APC 0x20005u   /* ExAcquireFastMutex above APC_LEVEL */
+#define RESOURCE_NOT_OWNED 0xE3u
+#define VIDEO_TDR_FAILURE 0x116u
+#define MAX_HELD_MUTEXES 16
+#define KEVENT_SIZE_IN_LONGS ((UCHAR)(sizeof(KEVENT) / sizeof(LONG)))
+
+typedef struct {
+    PFAST_MUTEX Mutex;
+    const char *File;
+    int Line;
+} HELD_MUTEX;
+
+static __thread HELD_MUTEX HeldMutexes[MAX_HELD_MUTEXES];
+static __thread unsigned HeldMutexCount;
+static __thread char ThreadIdentity; /* its address names this thread as a mutex's Owner */
+
+void KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State) {
+    memset(Event, 0, sizeof *Event);
+    Event->Header.Type = (UCHAR)Type;
+    Event->Header.Size = KEVENT_SIZE_IN_LONGS;
+    __atomic_store_n(&Event->Header.SignalState, State ? 1 : 0, __ATOMIC_RELEASE);
+    Event->Header.WaitListHead.Flink = Event->Header.WaitListHead.Blink = &Event->Header.WaitListHead;
+}
+
+static void RequireEvent(PRKEVENT Event, const char *Routine, ULONG_PTR Caller) {
+    if (Event == NULL || Event->Header.Size != KEVENT_SIZE_IN_LONGS || Event->Header.Type > SynchronizationEvent)
+        Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)STATUS_INVALID_PARAMETER,
+             Caller, 0, (ULONG_PTR)Event,
+             "%s on %p, which is not an event initialised by KeInitializeEvent (only events are waitable "
+             "here)",
+             Routine, (void *)Event);
+}
+
+static void RequireIrqlAtMost(KIRQL Limit, const void *Object, const char *Routine, ULONG_PTR Caller) {
+    if (CurrentIrql > Limit)
+        Stop(WDDM_WDK_KIND_IRQL, IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Object, CurrentIrql, 0, Caller,
+             "%s at IRQL %u (allowed up to %u)", Routine, CurrentIrql, Limit);
+}
+
+LONG KeSetEvent(PRKEVENT Event, LONG Increment, BOOLEAN Wait) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    (void)Increment;
+    (void)Wait;
+    RequireEvent(Event, "KeSetEvent", caller);
+    RequireIrqlAtMost(DISPATCH_LEVEL, Event, "KeSetEvent", caller);
+    return __atomic_exchange_n(&Event->Header.SignalState, 1, __ATOMIC_ACQ_REL);
+}
+
+LONG KeResetEvent(PRKEVENT Event) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    RequireEvent(Event, "KeResetEvent", caller);
+    RequireIrqlAtMost(DISPATCH_LEVEL, Event, "KeResetEvent", caller);
+    return __atomic_exchange_n(&Event->Header.SignalState, 0, __ATOMIC_ACQ_REL);
+}
+
+void KeClearEvent(PRKEVENT Event) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    RequireEvent(Event, "KeClearEvent", caller);
+    __atomic_store_n(&Event->Header.SignalState, 0, __ATOMIC_RELEASE);
+}
+
+LONG KeReadStateEvent(PRKEVENT Event) {
+    RequireEvent(Event, "KeReadStateEvent", (ULONG_PTR)__builtin_return_address(0));
+    return __atomic_load_n(&Event->Header.SignalState, __ATOMIC_ACQUIRE);
+}
+
+NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
+                               BOOLEAN Alertable, PLARGE_INTEGER Timeout) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    PRKEVENT event = Object;
+    (void)WaitReason;
+    (void)WaitMode;
+    (void)Alertable;
+    RequireEvent(event, "KeWaitForSingleObject", caller);
+    int zero = Timeout != NULL && Timeout->QuadPart == 0;
+    RequireIrqlAtMost(zero ? DISPATCH_LEVEL : APC_LEVEL, Object,
+                      zero ? "KeWaitForSingleObject (zero timeout)" : "KeWaitForSingleObject", caller);
+    if (event->Header.Type == SynchronizationEvent) {
+        if (__atomic_exchange_n(&event->Header.SignalState, 0, __ATOMIC_ACQ_REL) != 0)
+            return STATUS_SUCCESS;
+    } else if (__atomic_load_n(&event->Header.SignalState, __ATOMIC_ACQUIRE) != 0) {
+        return STATUS_SUCCESS;
+    }
+    if (Timeout != NULL)
+        return STATUS_TIMEOUT;
+    Stop(WDDM_WDK_KIND_HANG, VIDEO_TDR_FAILURE, (ULONG_PTR)Object, caller, 0, 0,
+         "KeWaitForSingleObject with no timeout on event %p, which is not signalled and which "
+         "nothing can signal while the DDI waits: it would never return",
+         Object);
+}
+
+void ExInitializeFastMutex(PFAST_MUTEX FastMutex) {
+    memset(FastMutex, 0, sizeof *FastMutex);
+    KeInitializeEvent(&FastMutex->Event, SynchronizationEvent, FALSE);
+    __atomic_store_n(&FastMutex->Count, 1, __ATOMIC_RELEASE);
+}
+
+void WddmWdkAcquireFastMutex(PFAST_MUTEX FastMutex, BOOLEAN Try, BOOLEAN *Acquired, const char *File,
+                             int Line) {
+    const char *routine = Try ? "ExTryToAcquireFastMutex" : "ExAcquireFastMutex";
+    if (CurrentIrql > APC_LEVEL)
+        Stop(WDDM_WDK_KIND_IRQL, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_FAST_MUTEX_ABOVE_APC,
+             (ULONG_PTR)FastMutex, CurrentIrql, 0, "%s at IRQL %u (allowed up to APC_LEVEL) at %s:%d",
+             routine, CurrentIrql, File, Line);
+    if (__atomic_load_n(&FastMutex->Owner, __ATOMIC_ACQUIRE) == (PVOID)&ThreadIdentity) {
+        if (Try) {
+            *Acquired = FALSE;
+            return;
+        }
+        const char *file = "?";
+        int line = 0;
+        for (unsigned i = 0; i < HeldMutexCount; i++)
+            if (HeldMutexes[i].Mutex == FastMutex)
+                file = HeldMutexes[i].File, line = HeldMutexes[i].Line;
+        Stop(WDDM_WDK_KIND_HANG, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_DEADLOCK_RECURSIVE,
+             (ULONG_PTR)FastMutex, (ULONG_PTR)&ThreadIdentity, 0,
+             "fast mutex %p acquired at %s:%d is acquired again at %s:%d by its owner (a deadlock)",
+             (void *)FastMutex, file, line, File, Line);
+    }
+    KIRQL old = CurrentIrql;
+    CurrentIrql = APC_LEVEL;
+    LONG_PTR free_ = 1;
+    while (!__atomic_compare_exchange_n(&FastMutex->Count, &free_, 0, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        if (Try) {
+            CurrentIrql = old;
+            *Acquired = FALSE;
+            return;
+        }
+        free_ = 1;
+        FastMutex->Contention++;
+        sched_yield(); /* owned by another thread: it releases it */
+    }
+    __atomic_store_n(&FastMutex->Owner, (PVOID)&ThreadIdentity, __ATOMIC_RELEASE);
+    FastMutex->OldIrql = old;
+    if (HeldMutexCount < MAX_HELD_MUTEXES)
+        HeldMutexes[HeldMutexCount++] = (HELD_MUTEX){FastMutex, File, Line};
+    if (Acquired != NULL)
+        *Acquired = TRUE;
+}
+
+void ExReleaseFastMutex(PFAST_MUTEX FastMutex) {
+    if (__atomic_load_n(&FastMutex->Owner, __ATOMIC_ACQUIRE) != (PVOID)&ThreadIdentity)
+        Stop(WDDM_WDK_KIND_DRIVER, RESOURCE_NOT_OWNED, (ULONG_PTR)FastMutex, (ULONG_PTR)&ThreadIdentity, 0, 0,
+             "ExReleaseFastMutex of fast mutex %p, which this thread does not own", (void *)FastMutex);
+    unsigned i = 0;
+    while (i < HeldMutexCount && HeldMutexes[i].Mutex != FastMutex)
+        i++;
+    if (i < HeldMutexCount)
+        HeldMutexes[i] = HeldMutexes[--HeldMutexCount];
+    KIRQL old = (KIRQL)FastMutex->OldIrql;
+    __atomic_store_n(&FastMutex->Owner, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&FastMutex->Count, 1, __ATOMIC_RELEASE);
+    KeLowerIrql(old);
+}
+
+/* For WddmWdkInvoke: a DDI that returns owning a fast mutex is 0x4A. */
+static void CheckNoMutexHeld(WDDM_WDK_CALL *Call, unsigned Outer) {
+    if (Call->CheckReturn && HeldMutexCount > Outer)
+        Stop(WDDM_WDK_KIND_IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, 0, CurrentIrql, HeldMutexCount - Outer,
+             (ULONG_PTR)HeldMutexes[Outer].Mutex, "returned owning fast mutex %p (acquired at %s:%d)%s",
+             (void *)HeldMutexes[Outer].Mutex, HeldMutexes[Outer].File, HeldMutexes[Outer].Line,
+             HeldMutexCount - Outer > 1 ? " and others" : "");
+}
+
+/* ------------------------------------------------------------------ the kernel's handle callbacks */
+
+typedef uint64_t (*HANDLE_QUERY)(uint32_t Op, uint32_t Handle, uint32_t Argument, uint32_t Flags);
+
+static uint64_t QueryHandles(uint32_t Op, uint32_t Handle, uint32_t Argument, uint32_t Flags) {
+    WDDM_WDK_CALL *call = Running;
+    if (call == NULL || call->HandleQuery == NULL)
+        return 0; /* outside a DDI the harness called: no handle is valid */
+    return ((HANDLE_QUERY)call->HandleQuery)(Op, Handle, Argument, Flags);
+}
+
+static void RequireArguments(const void *Arguments, const char *Routine, ULONG_PTR Caller) {
+    if (Arguments == NULL)
+        Stop(WDDM_WDK_KIND_EXCEPTION, KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)(ULONG)STATUS_ACCESS_VIOLATION,
+             Caller, 0, 0, "%s(NULL): the kernel reads its arguments from address 0", Routine);
+}
+
+static PVOID APIENTRY CbGetHandleData(const DXGKARGCB_GETHANDLEDATA *pData) {
+    RequireArguments(pData, "DxgkCbGetHandleData", (ULONG_PTR)__builtin_return_address(0));
+    return (PVOID)(uintptr_t)QueryHandles(WDDM_WDK_HANDLE_DATA, pData->hObject, (uint32_t)pData->Type,
+                                          pData->Flags.Value);
+}
+
+static D3DKMT_HANDLE APIENTRY CbGetHandleParent(D3DKMT_HANDLE hAllocation) {
+    RequireIrqlAtMost(APC_LEVEL, NULL, "DxgkCbGetHandleParent", (ULONG_PTR)__builtin_return_address(0));
+    return (D3DKMT_HANDLE)QueryHandles(WDDM_WDK_HANDLE_PARENT, hAllocation, 0, 0);
+}
+
+static D3DKMT_HANDLE APIENTRY CbEnumHandleChildren(const DXGKARGCB_ENUMHANDLECHILDREN *pData) {
+    ULONG_PTR caller = (ULONG_PTR)__builtin_return_address(0);
+    RequireArguments(pData, "DxgkCbEnumHandleChildren", caller);
+    RequireIrqlAtMost(PASSIVE_LEVEL, pData, "DxgkCbEnumHandleChildren", caller);
+    return (D3DKMT_HANDLE)QueryHandles(WDDM_WDK_HANDLE_CHILD, pData->hObject, pData->Index, 0);
+}
+
+void WddmWdkKernelInterface(WDDM_WDK_DXGKRNL_INTERFACE *Interface) {
+    DXGKRNL_INTERFACE *kernel = (DXGKRNL_INTERFACE *)(void *)Interface;
+    kernel->DxgkCbGetHandleData = CbGetHandleData;
+    kernel->DxgkCbGetHandleParent = CbGetHandleParent;
+    kernel->DxgkCbEnumHandleChildren = CbEnumHandleChildren;
+}
+
+/* ------------------------------------------------------------------ WPP tracing */
+
+/* WPP_INIT_TRACING .. WPP_CLEANUP: messages outside are not traced, as on Windows. */
+static int WppTracing;
+
+void WddmWdkWppInit(PVOID DriverObject, PVOID RegistryPath) {
+    (void)DriverObject;
+    (void)RegistryPath;
+    __atomic_store_n(&WppTracing, 1, __ATOMIC_RELEASE);
+}
+
+void WddmWdkWppCleanup(PVOID DriverObject) {
+    (void)DriverObject;
+    __atomic_store_n(&WppTracing, 0, __ATOMIC_RELEASE);
+}
+
+typedef struct {
+    char *Text;
+    size_t Size, Length;
+} TEXT;
+
+static void Append(TEXT *Out, const char *Text, size_t Length) {
+    size_t room = Out->Size - 1 - Out->Length;
+    if (Length > room)
+        Length = room;
+    memcpy(Out->Text + Out->Length, Text, Length);
+    Out->Length += Length;
+    Out->Text[Out->Length] = 0;
+}
+
+static void AppendF(TEXT *Out, const char *Format, ...) __attribute__((format(printf, 2, 3)));
+static void AppendF(TEXT *Out, const char *Format, ...) {
+    char piece[512];
+    va_list args;
+    va_start(args, Format);
+    int n = vsnprintf(piece, sizeof piece, Format, args);
+    va_end(args);
+    if (n > 0)
+        Append(Out, piece, (size_t)n < sizeof piece ? (size_t)n : sizeof piece - 1);
+}
+
+static void AppendWide(TEXT *Out, const WCHAR *Text, size_t Count) {
+    for (size_t i = 0; Text != NULL && i < Count && Text[i] != 0; i++) {
+        char c = Text[i] < 0x80 ? (char)Text[i] : '?';
+        Append(Out, &c, 1);
+    }
+}
+
+/* One printf conversion of a WPP format at *Format (after the '%'): appends it, consuming
+ * its argument; returns 0 for a conversion it does not know (the rest is not formatted). */
+static int Convert(TEXT *Out, const char **Format, va_list *Args) {
+    const char *p = *Format;
+    char spec[32] = "%";
+    size_t n = 1;
+    while (*p && strchr("-+ #0", *p) && n < 8)
+        spec[n++] = *p++;
+    if (*p == '*') {
+        n += (size_t)snprintf(spec + n, sizeof spec - n, "%d", va_arg(*Args, int));
+        p++;
+    } else {
+        while (*p >= '0' && *p <= '9' && n < 16)
+            spec[n++] = *p++;
+    }
+    if (*p == '.') {
+        spec[n++] = *p++;
+        if (*p == '*') {
+            n += (size_t)snprintf(spec + n, sizeof spec - n, "%d", va_arg(*Args, int));
+            p++;
+        } else {
+            while (*p >= '0' && *p <= '9' && n < 24)
+                spec[n++] = *p++;
+        }
+    }
+    int size = 0; /* 0 int, 1 long, 2 long long, 3 size_t, -1 short, -2 char */
+    if (strncmp(p, "I64", 3) == 0) size = 2, p += 3;
+    else if (strncmp(p, "I32", 3) == 0) size = 0, p += 3;
+    else if (*p == 'I') size = 3, p += 1;
+    else if (p[0] == 'l' && p[1] == 'l') size = 2, p += 2;
+    else if (*p == 'l' || *p == 'L') size = 1, p += 1;
+    else if (p[0] == 'h' && p[1] == 'h') size = -2, p += 2;
+    else if (*p == 'h') size = -1, p += 1;
+    else if (*p == 'z' || *p == 't' || *p == 'j') size = 3, p += 1;
+    char conversion = *p;
+    if (conversion == 'w' && (p[1] == 's' || p[1] == 'Z'))
+        conversion = (char)(p[1] == 's' ? 'S' : 'W'), p++;
+    if (conversion == 0)
+        return 0;
+    p++;
+    *Format = p;
+    switch (conversion) {
+    case 'd': case 'i': {
+        long long v = size == 2 ? va_arg(*Args, long long) : size == 1 ? va_arg(*Args, long)
+                    : size == 3 ? (long long)va_arg(*Args, ptrdiff_t) : va_arg(*Args, int);
+        if (size == -1) v = (short)v;
+        if (size == -2) v = (signed char)v;
+        strcpy(spec + n, "lld");
+        AppendF(Out, spec, v);
+        return 1;
+    }
+    case 'u': case 'x': case 'X': case 'o': {
+        unsigned long long v = size == 2 ? va_arg(*Args, unsigned long long)
+                             : size == 1 ? va_arg(*Args, unsigned long)
+                             : size == 3 ? (unsigned long long)va_arg(*Args, size_t) : va_arg(*Args, unsigned);
+        if (size == -1) v = (unsigned short)v;
+        if (size == -2) v = (unsigned char)v;
+        spec[n++] = 'l';
+        spec[n++] = 'l';
+        spec[n++] = conversion;
+        spec[n] = 0;
+        AppendF(Out, spec, v);
+        return 1;
+    }
+    case 'c':
+        strcpy(spec + n, "c");
+        AppendF(Out, spec, va_arg(*Args, int));
+        return 1;
+    case 's': {
+        const char *text = va_arg(*Args, const char *);
+        strcpy(spec + n, "s");
+        AppendF(Out, spec, text ? text : "(null)");
+        return 1;
+    }
+    case 'S': /* %ws, %S: a wide string */
+        AppendWide(Out, va_arg(*Args, const WCHAR *), (size_t)-1);
+        return 1;
+    case 'W': { /* %wZ: a PCUNICODE_STRING */
+        PCUNICODE_STRING u = va_arg(*Args, PCUNICODE_STRING);
+        if (u != NULL)
+            AppendWide(Out, u->Buffer, u->Length / sizeof(WCHAR));
+        return 1;
+    }
+    case 'p':
+        AppendF(Out, "0x%p", va_arg(*Args, void *));
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static const char *BaseName(const char *File) {
+    const char *slash = strrchr(File, '/');
+    return slash ? slash + 1 : File;
+}
+
+void WddmWdkWppMessage(const char *Flag, ULONG Level, const char *File, int Line, const char *Function,
+                       const char *Format, ...) {
+    static const char *levels[] = {"", "CRITICAL", "ERROR", "WARNING", "INFORMATION", "VERBOSE"};
+    char buffer[1024];
+    TEXT out = {buffer, sizeof buffer, 0};
+    va_list args;
+    if (!__atomic_load_n(&WppTracing, __ATOMIC_ACQUIRE))
+        return;
+    buffer[0] = 0;
+    if (Level == 0)
+        AppendF(&out, "[WPP %s] ", Flag);
+    else
+        AppendF(&out, "[WPP %s %s] ", Flag, Level < 6 ? levels[Level] : "LEVEL");
+    va_start(args, Format);
+    for (const char *p = Format; p != NULL && *p;) {
+        const char *percent = strchr(p, '%');
+        if (percent == NULL) {
+            Append(&out, p, strlen(p));
+            break;
+        }
+        Append(&out, p, (size_t)(percent - p));
+        p = percent + 1;
+        if (*p == '%') {
+            Append(&out, "%", 1);
+            p++;
+        } else if (*p == '!') {
+            const char *end = strchr(p + 1, '!');
+            size_t length = end ? (size_t)(end - p - 1) : 0;
+            const char *name = p + 1;
+#define WPP_IS(literal) (length == sizeof(literal) - 1 && strncmp(name, literal, length) == 0)
+            if (end == NULL) {
+                Append(&out, percent, strlen(percent));
+                break;
+            } else if (WPP_IS("FUNC")) {
+                Append(&out, Function, strlen(Function));
+            } else if (WPP_IS("FILE")) {
+                Append(&out, BaseName(File), strlen(BaseName(File)));
+            } else if (WPP_IS("LINE")) {
+                AppendF(&out, "%d", Line);
+            } else if (WPP_IS("LEVEL")) {
+                AppendF(&out, "%s", Level < 6 ? levels[Level] : "LEVEL");
+            } else if (WPP_IS("FLAGS")) {
+                Append(&out, Flag, strlen(Flag));
+            } else if (WPP_IS("STATUS") || WPP_IS("HRESULT")) {
+                AppendF(&out, "0x%08X", (unsigned)va_arg(args, int));
+            } else if (WPP_IS("bool") || WPP_IS("BOOLEAN")) {
+                int value = va_arg(args, int);
+                Append(&out, value ? "TRUE" : "FALSE", value ? 4 : 5);
+            } else {
+                AppendF(&out, "%%!%.*s! (not supported: the rest is not formatted)", (int)length, name);
+                break;
+            }
+#undef WPP_IS
+            p = end + 1;
+        } else if (!Convert(&out, &p, &args)) {
+            AppendF(&out, "%%%s (not supported: the rest is not formatted)", p);
+            break;
+        }
+    }
+    va_end(args);
+    DbgPrint("%s", buffer);
+}
+
 /* ------------------------------------------------------------------ calls */
 
 typedef NTSTATUS (*ARGS0)(void);
@@ -711,6 +1129,7 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
     WDDM_WDK_SEH_FRAME *outerFrames = Frames;
     KIRQL outerIrql = CurrentIrql;
     unsigned outerHeld = HeldCount;
+    unsigned outerMutexes = HeldMutexCount;
     volatile int32_t stopped = 0;
     void **a = Call->Arguments;
 
@@ -734,6 +1153,7 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
         default: status = ((ARGS5)Call->Function)(a[0], a[1], a[2], a[3], a[4]); break;
         }
         Call->Status = status;
+        CheckNoMutexHeld(Call, outerMutexes);
         if (Call->CheckReturn && HeldCount > 0)
             Stop(WDDM_WDK_KIND_IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, 0, CurrentIrql, HeldCount,
                  (ULONG_PTR)Held[0].Lock, "returned holding spin lock %p (taken at %s:%d)%s",
@@ -749,6 +1169,7 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
     Frames = outerFrames;
     CurrentIrql = outerIrql;
     HeldCount = outerHeld;
+    HeldMutexCount = outerMutexes;
     return stopped;
 }
 

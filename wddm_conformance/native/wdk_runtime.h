@@ -32,6 +32,8 @@ typedef struct _WDDM_WDK_CALL {
     uint64_t BugCheckParameters[4];
     uint32_t Kind;              /* out: WDDM_WDK_KIND_* (which rule the bug check names) */
     char Message[320];          /* out: what happened, for the report */
+    void *HandleQuery;          /* in: uint64_t (*)(uint32_t Op, uint32_t Handle, uint32_t Argument,
+                                   uint32_t Flags), the kernel's handle tables (WDDM_WDK_HANDLE_*), or NULL */
 } WDDM_WDK_CALL;
 
 /* A pool block still allocated (WddmWdkPoolBlocks). */
@@ -75,6 +77,9 @@ uint32_t WddmWdkPoolBlocks(uint64_t Scope, WDDM_WDK_POOLBLOCK *Blocks, uint32_t 
  * writable again; the first call installs the fault handler that turns a fault on user
  * memory into STATUS_ACCESS_VIOLATION for the driver's __try. mprotect's result. */
 int32_t WddmWdkProtect(void *Address, uint64_t Length, int32_t Accessible);
+/* Puts the runtime's handle callbacks (DxgkCbGetHandleData, DxgkCbGetHandleParent,
+ * DxgkCbEnumHandleChildren) into a DXGKRNL_INTERFACE; they ask the running call's HandleQuery. */
+void WddmWdkKernelInterface(WDDM_WDK_DXGKRNL_INTERFACE *Interface);
 /* Moves the captured DbgPrint output (lines) into Buffer; returns the bytes written. */
 uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size);
 
@@ -88,5 +93,11 @@ uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size);
 #define WDDM_WDK_KIND_USERFAULT 4   /* 0x1E STATUS_ACCESS_VIOLATION on user memory */
 #define WDDM_WDK_KIND_EXCEPTION 5   /* 0x1E another unhandled exception */
 #define WDDM_WDK_KIND_DRIVER 6      /* KeBugCheckEx from the driver */
+/* WDDM_WDK_CALL.HandleQuery's Op. */
+#define WDDM_WDK_HANDLE_DATA 1     /* Argument: DXGK_HANDLE_TYPE; Flags: DXGKCB_GETHANDLEDATAFLAGS */
+#define WDDM_WDK_HANDLE_PARENT 2
+#define WDDM_WDK_HANDLE_CHILD 3    /* Argument: the index */
+
+#define WDDM_WDK_KIND_HANG 7        /* a wait or deadlock that never ends: ALL-BOUNDED */
 
 #endif /* WDDM_WDK_RUNTIME_H */

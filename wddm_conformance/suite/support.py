@@ -12,7 +12,7 @@ from ..attribution import run_program_checked
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, NotJudged
 from ..kernel import Allocation, Context, Kernel, RenderResult
-from ..leaks import find_leak, unsupported
+from ..leaks import Leak, PoolLeak, find_leak, find_pool_leak, tracks_pool, unsupported
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 
 
@@ -72,10 +72,16 @@ def require_no_leak(
     """Run ``cycle`` (whose objects are all gone at its end) enough times to see whether the
     driver's state grows with their number (:func:`~wddm_conformance.leaks.find_leak`): a
     leak is ``requirement`` broken in ``ddi``; ``cycles`` names them in the message. A
-    native driver is SKIP (its state is C memory)."""
+    WDK-style native driver is judged by the pool its runtime tracks
+    (:func:`~wddm_conformance.leaks.find_pool_leak`), another native driver is SKIP (its
+    state is C memory)."""
     reason = unsupported(k.spec.cls)
     if reason:
         raise NotJudged(reason)
-    leak = find_leak(k.driver, cycle, companions=(k.spec.encoder_cls, k.spec.gpu_cls))
+    leak: Leak | PoolLeak | None
+    if tracks_pool(k.spec.cls):
+        leak = find_pool_leak(k.driver, cycle)
+    else:
+        leak = find_leak(k.driver, cycle, companions=(k.spec.encoder_cls, k.spec.gpu_cls))
     if leak is not None:
         raise DriverViolation(requirement, ddi, leak.describe(cycles))

@@ -382,7 +382,7 @@ typedef struct _DXGKARG_DESTROYALLOCATION {
 } DXGKARG_DESTROYALLOCATION;
 
 typedef struct _DXGK_OPENALLOCATIONINFO {
-    HANDLE hAllocation;
+    D3DKMT_HANDLE hAllocation; /* the kernel's handle: DxgkCbGetHandleData gives your data back */
     VOID *pPrivateDriverData;
     UINT PrivateDriverDataSize;
     HANDLE hDeviceSpecificAllocation; /* [out] */
@@ -635,6 +635,54 @@ typedef DXGKDDI_RENDER *PDXGKDDI_RENDER;
 typedef DXGKDDI_PATCH *PDXGKDDI_PATCH;
 typedef DXGKDDI_SUBMITCOMMAND *PDXGKDDI_SUBMITCOMMAND;
 typedef DXGKDDI_BUILDPAGINGBUFFER *PDXGKDDI_BUILDPAGINGBUFFER;
+
+/* ------------------------------------------------------------ the kernel's handle callbacks */
+/* Reached through DXGKRNL_INTERFACE (dispmprt.h), answered from the harness kernel's
+ * handle tables. A handle the kernel does not hold (never given, closed, destroyed, or
+ * of the other type) gives NULL: fail the running DDI with STATUS_INVALID_HANDLE. */
+typedef enum _DXGK_HANDLE_TYPE {
+    DXGK_HANDLE_ALLOCATION = 1,
+    DXGK_HANDLE_RESOURCE = 2,
+    DXGK_HANDLE_MAX
+} DXGK_HANDLE_TYPE;
+
+typedef struct _DXGKCB_GETHANDLEDATAFLAGS {
+    union {
+        struct {
+            UINT DeviceSpecific : 1; /* the hDeviceSpecificAllocation OpenAllocation returned */
+            UINT Reserved : 31;
+        };
+        UINT Value;
+    };
+} DXGKCB_GETHANDLEDATAFLAGS;
+
+typedef struct _DXGKARGCB_GETHANDLEDATA {
+    D3DKMT_HANDLE hObject;
+    DXGK_HANDLE_TYPE Type;
+    DXGKCB_GETHANDLEDATAFLAGS Flags;
+} DXGKARGCB_GETHANDLEDATA;
+
+typedef struct _DXGKARGCB_ENUMHANDLECHILDREN {
+    D3DKMT_HANDLE hObject;
+    UINT Index;
+} DXGKARGCB_ENUMHANDLECHILDREN;
+
+#define IN_CONST_PDXGKARGCB_GETHANDLEDATA _In_ const DXGKARGCB_GETHANDLEDATA *
+#define IN_CONST_PDXGKARGCB_ENUMHANDLECHILDREN _In_ const DXGKARGCB_ENUMHANDLECHILDREN *
+#define IN_D3DKMT_HANDLE _In_ D3DKMT_HANDLE
+
+/* Your hAllocation or hResource for a kernel handle (DeviceSpecific: the device-specific
+ * handle); NULL for a bad handle. */
+typedef PVOID APIENTRY DXGKCB_GETHANDLEDATA(IN_CONST_PDXGKARGCB_GETHANDLEDATA pData);
+/* The kernel handle of the allocation's resource; NULL when it has none or for a bad
+ * handle. Below DISPATCH_LEVEL (else bug check 0xA). */
+typedef D3DKMT_HANDLE APIENTRY DXGKCB_GETHANDLEPARENT(IN_D3DKMT_HANDLE hAllocation);
+/* The kernel handle of the resource's Index-th allocation (from 0); NULL past the last or
+ * for a bad handle. At PASSIVE_LEVEL (else bug check 0xA). */
+typedef D3DKMT_HANDLE APIENTRY DXGKCB_ENUMHANDLECHILDREN(IN_CONST_PDXGKARGCB_ENUMHANDLECHILDREN pData);
+typedef DXGKCB_GETHANDLEDATA *PDXGKCB_GETHANDLEDATA;
+typedef DXGKCB_GETHANDLEPARENT *PDXGKCB_GETHANDLEPARENT;
+typedef DXGKCB_ENUMHANDLECHILDREN *PDXGKCB_ENUMHANDLECHILDREN;
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,9 @@ extern "C" {
 
 /* ------------------------------------------------------------ the kernel's interface */
 /* A kernel callback the harness does not model: the member is there (the layout is the
- * WDK's) but calling it does not compile, naming the member. */
+ * WDK's) but calling it does not compile, naming the member. The handle callbacks
+ * (DxgkCbGetHandleData, DxgkCbGetHandleParent, DxgkCbEnumHandleChildren, d3dkmddi.h)
+ * are modelled. */
 typedef struct _WDDM_WDK_UNMODELLED_CALLBACK *WDDM_WDK_UNMODELLED_CALLBACK;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_EVAL_ACPI_METHOD;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_GET_DEVICE_INFORMATION;
@@ -37,9 +39,6 @@ typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_SYNCHRONIZE_EXECUTION;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_UNMAP_MEMORY;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_WRITE_DEVICE_SPACE;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_IS_DEVICE_PRESENT;
-typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_GETHANDLEDATA;
-typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_GETHANDLEPARENT;
-typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_ENUMHANDLECHILDREN;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_NOTIFY_INTERRUPT;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_NOTIFY_DPC;
 typedef WDDM_WDK_UNMODELLED_CALLBACK DXGKCB_QUERYVIDPNINTERFACE;
@@ -64,9 +63,9 @@ typedef struct _DXGKRNL_INTERFACE {
     DXGKCB_UNMAP_MEMORY DxgkCbUnmapMemory;
     DXGKCB_WRITE_DEVICE_SPACE DxgkCbWriteDeviceSpace;
     DXGKCB_IS_DEVICE_PRESENT DxgkCbIsDevicePresent;
-    DXGKCB_GETHANDLEDATA DxgkCbGetHandleData;
-    DXGKCB_GETHANDLEPARENT DxgkCbGetHandleParent;
-    DXGKCB_ENUMHANDLECHILDREN DxgkCbEnumHandleChildren;
+    PDXGKCB_GETHANDLEDATA DxgkCbGetHandleData;
+    PDXGKCB_GETHANDLEPARENT DxgkCbGetHandleParent;
+    PDXGKCB_ENUMHANDLECHILDREN DxgkCbEnumHandleChildren;
     DXGKCB_NOTIFY_INTERRUPT DxgkCbNotifyInterrupt;
     DXGKCB_NOTIFY_DPC DxgkCbNotifyDpc;
     DXGKCB_QUERYVIDPNINTERFACE DxgkCbQueryVidPnInterface;

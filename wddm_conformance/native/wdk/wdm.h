@@ -317,6 +317,73 @@ typedef struct _DEVICE_OBJECT *PDEVICE_OBJECT;
 /* The driver's entry point: the harness calls it once per loaded library. */
 DRIVER_INITIALIZE DriverEntry;
 
+/* ------------------------------------------------------------ events and fast mutexes */
+/* Dispatcher objects at the WDK's x64 layout (KEVENT 24 bytes, FAST_MUTEX 56). Only
+ * events are waitable. The DDI runs on one thread and nothing else can signal, so a
+ * wait is decided at once: a signalled event satisfies it (a synchronization event is
+ * reset), else a wait with a timeout returns STATUS_TIMEOUT (its time passes at once),
+ * and a wait with no timeout can never end: a hang, reported as the TDR it would be
+ * (0x116, ALL-BOUNDED). Waiting above APC_LEVEL (above DISPATCH_LEVEL with a zero
+ * timeout) is bug check 0xA IRQL_NOT_LESS_OR_EQUAL (REN-IRQL). */
+typedef enum _EVENT_TYPE { NotificationEvent = 0, SynchronizationEvent = 1 } EVENT_TYPE;
+typedef enum _KWAIT_REASON { Executive = 0, FreePage, PageIn, PoolAllocation, DelayExecution,
+                             Suspended, UserRequest, WrExecutive } KWAIT_REASON;
+typedef CCHAR KPROCESSOR_MODE;
+typedef enum _MODE { KernelMode = 0, UserMode = 1, MaximumMode } MODE;
+
+typedef struct _DISPATCHER_HEADER {
+    union {
+        struct {
+            UCHAR Type; /* EVENT_TYPE for an event */
+            UCHAR Signalling;
+            UCHAR Size; /* in LONGs: 6 for a KEVENT */
+            UCHAR Reserved1;
+        };
+        LONG Lock;
+    };
+    LONG SignalState;
+    LIST_ENTRY WaitListHead;
+} DISPATCHER_HEADER;
+
+typedef struct _KEVENT {
+    DISPATCHER_HEADER Header;
+} KEVENT, *PKEVENT, *PRKEVENT;
+
+void KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State);
+/* At IRQL <= DISPATCH_LEVEL; each returns the previous state (KeClearEvent none). */
+LONG KeSetEvent(PRKEVENT Event, LONG Increment, BOOLEAN Wait);
+LONG KeResetEvent(PRKEVENT Event);
+void KeClearEvent(PRKEVENT Event);
+LONG KeReadStateEvent(PRKEVENT Event);
+/* STATUS_SUCCESS or STATUS_TIMEOUT; Timeout in 100 ns units (negative: relative), NULL: none. */
+NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
+                               BOOLEAN Alertable, PLARGE_INTEGER Timeout);
+
+typedef struct _FAST_MUTEX {
+    LONG_PTR Count; /* 1 free, 0 owned */
+    PVOID Owner;
+    ULONG Contention;
+    KEVENT Event;
+    ULONG OldIrql;
+} FAST_MUTEX, *PFAST_MUTEX;
+
+/* Acquiring raises to APC_LEVEL (and above APC_LEVEL is bug check 0xC4 with 0x20005, as
+ * Driver Verifier's DDI compliance checking reports it); acquiring one this thread owns
+ * is the self-deadlock Driver Verifier's deadlock detection reports, 0xC4 with 0x1001
+ * (ALL-BOUNDED); releasing one it does not own is 0xE3 RESOURCE_NOT_OWNED; returning from
+ * a DDI with one owned is 0x4A (REN-IRQL), naming where it was acquired. */
+void ExInitializeFastMutex(PFAST_MUTEX FastMutex);
+void WddmWdkAcquireFastMutex(PFAST_MUTEX FastMutex, BOOLEAN Try, BOOLEAN *Acquired, const char *File,
+                             int Line);
+void ExReleaseFastMutex(PFAST_MUTEX FastMutex);
+#define ExAcquireFastMutex(FastMutex) WddmWdkAcquireFastMutex((FastMutex), FALSE, NULL, __FILE__, __LINE__)
+static inline BOOLEAN WddmWdkTryFastMutex(PFAST_MUTEX FastMutex, const char *File, int Line) {
+    BOOLEAN acquired = FALSE;
+    WddmWdkAcquireFastMutex(FastMutex, TRUE, &acquired, File, Line);
+    return acquired;
+}
+#define ExTryToAcquireFastMutex(FastMutex) WddmWdkTryFastMutex((FastMutex), __FILE__, __LINE__)
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
