@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -24,8 +25,8 @@ from wddm_conformance.ddi import DXGKARG_RENDER
 from wddm_conformance.driver import AllocationRequest
 from wddm_conformance.errors import BugCheck, DriverLoadError, DriverViolation
 from wddm_conformance.kernel import Kernel
-from wddm_conformance.memory import Ptr, UserBuffer
-from wddm_conformance.native import abi
+from wddm_conformance.memory import Ptr, UserBuffer, ViolationKind
+from wddm_conformance.native import abi, adapter
 from wddm_conformance.native.abi import open_library
 from wddm_conformance.native.adapter import NativeMiniport, _wdk_invoke
 from wddm_conformance.native.build import (
@@ -46,10 +47,15 @@ pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (install gcc, 
 HARNESS_ONLY = {"DXGKRNL_INTERFACE", "DXGK_START_INFO"}
 
 
+#: wdk_pool.c's switches that are not bugs (WDK_DIRECT_COPY, ...); the others are WDK_BUG_*.
+OPTIONS = {"DIRECT_COPY", "DIRECT_READS"}
+
+
 @cache
 def _library(*bugs: str) -> Path:
     name = "wdkpool" + "".join(f"-{b.lower()}" for b in bugs)
-    return build([DRIVER], name=name, defines=[f"WDK_BUG_{b}" for b in bugs], wdk=True)
+    defines = [f"WDK_{b}" if b in OPTIONS else f"WDK_BUG_{b}" for b in bugs]
+    return build([DRIVER], name=name, defines=defines, wdk=True)
 
 
 def _kernel(*bugs: str) -> Kernel:
@@ -707,3 +713,99 @@ def test_the_wdk_sample_driver_passes_check(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed, 0 failed" in done.stdout
+
+
+# --------------------------------------------------------------------------- direct reads
+
+traced = pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or sys.platform != "linux",
+    reason="direct reads of user memory are traced on x86-64 Linux only",
+)
+STATUS_NOT_SUPPORTED = 0xC00000BB
+STATUS_INVALID_PARAMETER = 0xC000000D
+
+
+def _direct(mode: int, buffer: UserBuffer) -> int:
+    """Render on WDK_DIRECT_READS, which reads ``buffer`` directly as ``mode`` says."""
+    kernel = _kernel("DIRECT_READS")
+    device = kernel.create_device()
+    args = _render_args(buffer)
+    args.DmaSize = mode  # the driver's selector
+    return int(kernel.caller.call("render", device.hDevice, args))
+
+
+@traced
+def test_plain_loads_of_user_memory_are_logged_in_order_and_a_reload_is_a_double_fetch() -> None:
+    buffer = UserBuffer("command buffer", bytes(16))
+    assert _direct(2, buffer) == STATUS_NOT_SUPPORTED
+    assert buffer.reads == [(0, 4), (4, 4), (0, 4)]
+    assert buffer.double_fetched() == [(0, 4)]
+
+
+@traced
+def test_a_loop_over_user_bytes_is_one_read() -> None:
+    buffer = UserBuffer("command buffer", bytes(40))
+    assert _direct(3, buffer) == STATUS_NOT_SUPPORTED
+    assert buffer.reads == [(0, 40)]
+
+
+@traced
+@pytest.mark.parametrize("size", [3, 7, 16, 24, 100, 300, 1000, 5000, 9000])
+def test_a_memcpy_of_user_memory_is_one_read_and_a_second_is_a_double_fetch(size: int) -> None:
+    """The C library's memcpy loads overlapping and out of order: one call is one read."""
+    once = UserBuffer("command buffer", bytes(size))
+    assert _direct(0, once) == STATUS_NOT_SUPPORTED
+    assert (once.reads, once.double_fetched()) == ([(0, size)], [])
+    twice = UserBuffer("command buffer", bytes(size))
+    assert _direct(1, twice) == STATUS_NOT_SUPPORTED
+    assert (twice.reads, twice.double_fetched()) == ([(0, size), (0, size)], [(0, size)])
+
+
+@traced
+def test_a_load_across_a_page_boundary_is_one_read_and_stops_at_an_injected_fault() -> None:
+    whole = UserBuffer("command buffer", bytes(8192))
+    assert _direct(4, whole) == STATUS_NOT_SUPPORTED
+    assert whole.reads == [(4092, 8)]
+    cut = UserBuffer("command buffer", bytes(8192), fault_at=4096)
+    assert _direct(4, cut) == STATUS_INVALID_PARAMETER  # the second page faulted: __except
+    assert cut.reads == [(4092, 4)]
+
+
+@traced
+def test_a_direct_write_to_user_memory_is_not_a_read_and_is_still_judged() -> None:
+    buffer = UserBuffer("command buffer", bytes(16))
+    assert _direct(5, buffer) == STATUS_NOT_SUPPORTED
+    assert buffer.reads == []
+    assert [(v.kind, v.offset, v.length) for v in buffer.violations] == [
+        (ViolationKind.WRITE_READONLY, 0, 1)
+    ]
+
+
+@traced
+def test_a_toctou_race_changes_what_the_next_direct_read_sees() -> None:
+    """Mode 2 sums +0, +4 and +0 again: 0xFFFFFFFF (STATUS_SUCCESS) only if the race the
+    first read fired reached the memory the third read loads."""
+    buffer = UserBuffer("command buffer", bytes(16), toctou=(0, b"\xff" * 4))
+    assert _direct(2, buffer) == 0
+    assert buffer.toctou_fired and buffer.violations == []  # memory and region agree
+
+
+@traced
+def test_a_race_a_memcpy_triggers_fires_when_the_copy_is_over() -> None:
+    """memcpy(100 bytes) loads +40 twice (overlapping vectors); the race fires after the
+    whole copy, so the copy is not torn and the load after it sees the new bytes."""
+    buffer = UserBuffer("command buffer", bytes(100), toctou=(40, b"\xff" * 4))
+    assert _direct(6, buffer) == 0
+    assert buffer.reads == [(0, 100), (40, 4)]
+
+
+def test_where_direct_reads_are_not_traced_faults_still_land_in_except(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback (not x86-64 Linux): only the injected fault's page is inaccessible."""
+    monkeypatch.setattr(adapter, "_tracing_supported", lambda runtime: False)
+    buffer = UserBuffer("command buffer", bytes(16))
+    assert _direct(2, buffer) == STATUS_NOT_SUPPORTED
+    assert buffer.reads == []
+    cut = UserBuffer("command buffer", bytes(16), fault_at=4)
+    assert _direct(2, cut) == STATUS_INVALID_PARAMETER

@@ -352,6 +352,11 @@ class UserBuffer(Region):
         #: Index into ``reads`` where each DDI call began (a double fetch is two reads in one call).
         self.epochs: list[int] = [0]
 
+    @property
+    def pending_toctou(self) -> tuple[int, bytes] | None:
+        """``toctou`` while it has not fired: ``(offset, new_bytes)``, else None."""
+        return None if self.toctou_fired else self._toctou
+
     def new_epoch(self) -> None:
         """Mark the start of another DDI call: reads before it are not paired with reads after it."""
         self.epochs.append(len(self.reads))

@@ -208,8 +208,62 @@ static NTSTATUS CloseAllocation(const HANDLE hDevice, const DXGKARG_CLOSEALLOCAT
     return STATUS_SUCCESS;
 }
 
+#ifdef WDK_DIRECT_READS
+/* Reads pCommand directly in the way DmaSize names (the test's selector, not a size). */
+static NTSTATUS DirectReads(const DXGKARG_RENDER *pRender) {
+    const UCHAR *p = pRender->pCommand;
+    const UINT n = pRender->CommandLength;
+    volatile ULONG sum = 0;
+    UCHAR *copy = ExAllocatePool2(POOL_FLAG_PAGED, n + 1, 'rdkW');
+    if (copy == NULL)
+        return STATUS_NO_MEMORY;
+    __try {
+        switch (pRender->DmaSize) {
+        case 0: /* one copy with the C library's memcpy */
+            memcpy(copy, p, n);
+            break;
+        case 1: /* the same copy twice */
+            memcpy(copy, p, n);
+            memcpy(copy, p, n);
+            break;
+        case 2: /* plain loads: +0, +4, and +0 again */
+            sum += *(volatile const ULONG *)p;
+            sum += *(volatile const ULONG *)(p + 4);
+            sum += *(volatile const ULONG *)p;
+            break;
+        case 3: /* a byte loop, once */
+            for (UINT i = 0; i < n; i++)
+                sum += ((volatile const UCHAR *)p)[i];
+            break;
+        case 4: /* an 8-byte load across the first page boundary of the buffer */
+            sum += (ULONG) * (volatile const ULONGLONG *)(p + 4092);
+            break;
+        case 5: /* a write to user memory (not a read) */
+            *(volatile UCHAR *)p = 0x5A;
+            break;
+        case 6: /* a copy, then a load of +40: the copy is whole, the load sees a race */
+            memcpy(copy, p, n);
+            sum += *(volatile const ULONG *)(p + 40);
+            if (copy[40] | copy[41] | copy[42] | copy[43])
+                sum += 1; /* the copy was torn */
+            break;
+        }
+    } __except (EXCEPTION_EXECUTE_HANDLER) {
+        ExFreePoolWithTag(copy, 'rdkW');
+        return STATUS_INVALID_PARAMETER;
+    }
+    ExFreePoolWithTag(copy, 'rdkW');
+    return sum == 0xFFFFFFFF ? STATUS_SUCCESS : STATUS_NOT_SUPPORTED;
+}
+#endif
+
 static NTSTATUS Render(const HANDLE hContext, DXGKARG_RENDER *pRender) {
     UCHAR first[16];
+#ifdef WDK_DIRECT_READS
+    UNREFERENCED_PARAMETER(first);
+    UNREFERENCED_PARAMETER(hContext);
+    return DirectReads(pRender);
+#endif
     UNREFERENCED_PARAMETER(hContext);
     SIZE_T n = pRender->CommandLength < sizeof first ? pRender->CommandLength : sizeof first;
 #ifdef WDK_BUG_NULL_READ

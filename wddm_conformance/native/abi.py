@@ -228,10 +228,15 @@ _RUNTIME_FUNCTIONS: Final = (
     "WddmWdkDebugOutput",
     "WddmWdkProtect",
     "WddmWdkKernelInterface",
+    "WddmWdkTraceSupported",
+    "WddmWdkTraceBegin",
+    "WddmWdkTraceEnd",
+    "WddmWdkTracePoke",
 )
 _RUNTIME_TYPES: Final = (
     "WDDM_WDK_CALL *",
     "WDDM_WDK_POOLBLOCK[]",
+    "WDDM_WDK_TRACE *",
     "char[]",
     "char *",
     "void *",

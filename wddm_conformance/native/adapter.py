@@ -37,6 +37,7 @@ RemoveDevice: ALC-ADAPTER) is a leak, named with tag and size (docs/INTERPRETING
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import mmap
@@ -262,23 +263,155 @@ class _GuardedMapped(_Mapped):
         ffi().memmove(self.buf, bytes(self.region.data[:fault]), fault)
 
 
+class _TracedMapped(_Mapped):
+    """A user buffer given to a WDK-style driver on x86-64 Linux: page-aligned real memory
+    that is inaccessible for the whole call (``WddmWdkTraceBegin``), so the runtime sees
+    and logs every direct read of it (docs/native.md, "Direct reads of user memory").
+    An injected fault point starts a page (``guard``): reads from there on are the
+    access violation. While the call runs, the harness writes it only through the runtime
+    (``refresh``: ``WddmWdkTracePoke``)."""
+
+    __slots__ = ("end", "guard", "memory", "runtime", "start", "tracing")
+
+    def __init__(self, region: UserBuffer, runtime: Any) -> None:
+        f = ffi()
+        self.region = region
+        self.length = len(region.data)
+        self.runtime = runtime
+        fault = region.fault_at
+        if fault is not None and not 0 <= fault < self.length:
+            fault = None  # no read inside the buffer reaches it
+        pad = -(fault or 0) % mmap.PAGESIZE  # base + fault is a page boundary
+        size = pad + self.length + MARGIN
+        self.memory = mmap.mmap(-1, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
+        whole = f.from_buffer("unsigned char[]", self.memory)
+        self.buf = whole[pad:size]
+        f.memmove(self.buf, bytes(region.data), self.length)
+        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        self.base = _address(self.buf)
+        self.start = _address(whole)
+        self.end = self.start + len(self.memory)
+        self.guard = self.end if fault is None else self.base + fault
+        #: True while the pages are inaccessible (between TraceBegin and TraceEnd).
+        self.tracing = False
+
+    def refresh(self) -> None:
+        """Copy the readable part of the region again (after a TOCTOU race fired)."""
+        readable = min(self.guard - self.base, self.length)
+        data = bytes(self.region.data[:readable])
+        if not self.tracing:
+            ffi().memmove(self.buf, data, readable)
+        elif self.runtime.WddmWdkTracePoke(ffi().NULL, self.base, data, readable):
+            raise HarnessError(f"cannot write the traced pages of {self.region.name}")
+
+
+class _Trace:
+    """The runtime's log of a WDK-style driver's direct reads of the user buffers of one
+    call (WDDM_WDK_TRACE), replayed into each :class:`UserBuffer` in order: its read log
+    (REN-COPYFIRST's double fetch) and its TOCTOU race see them as they see copies."""
+
+    #: The most user buffers one trace covers (WDDM_WDK_TRACE.Ranges).
+    RANGES: Final = 4
+
+    def __init__(self, runtime: Any, c: Any, mapped: Sequence[_TracedMapped]) -> None:
+        if len(mapped) > self.RANGES:
+            raise HarnessError(f"{len(mapped)} user buffers in one call: at most {self.RANGES}")
+        self.runtime = runtime
+        self.c = c
+        self.mapped = list(mapped)
+        self.consumed = 0
+        c.RangeCount = len(mapped)
+        c.Consumed = c.Written = c.Lost = 0
+        for r, m in zip(c.Ranges, mapped, strict=False):
+            r.Start, r.End, r.Guard = m.start, m.end, m.guard
+            r.ToctouFired = int(m.region.toctou_fired)  # type: ignore[attr-defined]
+            r.ToctouLength = 0
+            race = m.region.pending_toctou  # type: ignore[attr-defined]
+            if race is not None:
+                offset, raced = race
+                if len(raced) > len(r.ToctouBytes):
+                    raise HarnessError(
+                        f"TOCTOU race of {len(raced)} bytes in {m.region.name}: direct reads "
+                        f"race at most {len(r.ToctouBytes)}"
+                    )
+                r.ToctouAddress = m.base + offset
+                ffi().memmove(r.ToctouBytes, raced, len(raced))
+                r.ToctouLength = len(raced)
+
+    def begin(self) -> None:
+        if self.runtime.WddmWdkTraceBegin(self.c):
+            raise HarnessError("cannot make the user buffers of the call inaccessible (mprotect)")
+        for m in self.mapped:
+            m.tracing = True
+
+    def end(self) -> None:
+        for m in self.mapped:
+            m.tracing = False
+        if self.runtime.WddmWdkTraceEnd(self.c):
+            raise HarnessError("cannot make the user buffers of the call accessible again")
+
+    def drain(self) -> None:
+        """Replay the reads logged since the last drain into their UserBuffers."""
+        c = self.c
+        written = int(c.Written)
+        for i in range(self.consumed, written):
+            entry = c.Reads[i]
+            mapped = self.mapped[int(entry.Range)]
+            region = mapped.region
+            assert isinstance(region, UserBuffer)
+            offset = int(entry.Address) - mapped.base
+            # An instruction not decoded read at least the byte it faulted on; the part of a
+            # read past the fault point was the access violation, not a read.
+            end = min(offset + (int(entry.Length) or 1), mapped.guard - mapped.base)
+            if end <= offset:
+                continue
+            with contextlib.suppress(UserAccessFault):  # outside the buffer: read() recorded it
+                region.read(offset, end - offset)
+        self.consumed = written
+        c.Consumed = written
+        self.disarm()
+        if int(c.Lost):
+            raise HarnessError(
+                f"the driver made more than {written} separate direct reads of user memory in "
+                "one call: the runtime's read log is full"
+            )
+
+    def disarm(self) -> None:
+        """A race the harness fired (replaying a copy's read, or on RtlCopyMemory) is no
+        longer the runtime's to fire: the memory gets the changed bytes now."""
+        for r, m in zip(self.c.Ranges, self.mapped, strict=False):
+            if m.region.toctou_fired and not r.ToctouFired:  # type: ignore[attr-defined]
+                r.ToctouLength = 0
+                r.ToctouFired = 1
+                m.refresh()
+
+
 class _Call:
     """The marshalling state of one DDI call: mapped regions and objects kept alive."""
 
-    __slots__ = ("error", "keep", "mapped", "runtime")
+    __slots__ = ("error", "keep", "mapped", "runtime", "trace")
 
     def __init__(self, runtime: Any = None) -> None:
         self.mapped: dict[int, _Mapped] = {}
         self.keep: list[Any] = []
         #: A harness fault raised inside a callback, re-raised when the call returns.
         self.error: BaseException | None = None
-        #: A WDK-style driver's library: user buffers with a fault get a real guard page.
+        #: A WDK-style driver's library: user buffers are traced (x86-64 Linux) or, where
+        #: that is not supported, those with a fault get a real guard page.
         self.runtime = runtime
+        #: The direct-read log of this call's user buffers, while the driver runs.
+        self.trace: _Trace | None = None
 
     def region(self, region: Region) -> _Mapped:
         mapped = self.mapped.get(id(region))
         if mapped is None:
             if (
+                self.runtime is not None
+                and isinstance(region, UserBuffer)
+                and _tracing_supported(self.runtime)
+            ):
+                mapped = _TracedMapped(region, self.runtime)
+            elif (
                 self.runtime is not None
                 and isinstance(region, UserBuffer)
                 and region.fault_at is not None
@@ -292,6 +425,9 @@ class _Call:
 
     def guarded(self) -> list[_GuardedMapped]:
         return [m for m in self.mapped.values() if isinstance(m, _GuardedMapped)]
+
+    def traced(self) -> list[_TracedMapped]:
+        return [m for m in self.mapped.values() if isinstance(m, _TracedMapped)]
 
     def pointer(self, p: Ptr | None) -> Any:
         f = ffi()
@@ -494,6 +630,12 @@ def _leak_text(blocks: Sequence[PoolBlock]) -> str:
     return f"{len(blocks)} pool block(s), {total} bytes: {shown}{more}"
 
 
+@functools.cache
+def _tracing_supported(runtime: Any) -> bool:
+    """True where the runtime traces direct reads of user memory (x86-64 Linux)."""
+    return bool(runtime.WddmWdkTraceSupported())
+
+
 def _wdk_invoke(
     library: NativeLibrary,
     name: str,
@@ -529,13 +671,25 @@ def _wdk_invoke(
             c.UserRanges[i][1] = mapped.base + mapped.length + MARGIN
         c.UserRangeCount = len(ranges)
     guarded = call.guarded() if call is not None else []
+    traced = call.traced() if call is not None else []
+    if call is not None and adapter is not None and traced:
+        call.trace = _Trace(library.lib, adapter._trace_log(), traced)
+    trace = call.trace if call is not None else None
     for mapped in guarded:
         mapped.protect(False)
+    if trace is not None:
+        trace.begin()
     try:
         stopped = int(library.lib.WddmWdkInvoke(c))
     finally:
+        if trace is not None:
+            trace.end()
         for mapped in guarded:
             mapped.protect(True)
+    if trace is not None:
+        assert call is not None
+        call.trace = None
+        trace.drain()
     printed = drain_debug_output(library.lib)
     if adapter is not None:
         adapter.debug_output.extend(printed)
@@ -629,6 +783,7 @@ class NativeMiniport:
         self._kernel_handles: HandleTable | None = None
         self._handle_error: BaseException | None = None
         self._interface: Any = None
+        self._trace_c: Any = None
         #: What a WDK-style driver printed (DbgPrint, DbgPrintEx, KdPrint), oldest first.
         self.debug_output: deque[str] = deque(library.entry_output, maxlen=DEBUG_OUTPUT_LINES)
         #: WDK-style drivers: the scope of every call made on this adapter (its pool),
@@ -664,6 +819,12 @@ class NativeMiniport:
                 _wdk_finalize(library, context, scopes)
 
             self._finalizer = weakref.finalize(self, remove)
+
+    def _trace_log(self) -> Any:
+        """This adapter's WDDM_WDK_TRACE (200 KB, allocated once: one call runs at a time)."""
+        if self._trace_c is None:
+            self._trace_c = _new("WDDM_WDK_TRACE *")
+        return self._trace_c
 
     def _wdk_entry(self, name: str) -> Callable[..., int]:
         library, scopes, me = self.LIBRARY, self._scopes, weakref.ref(self)
@@ -772,6 +933,8 @@ class NativeMiniport:
         if call is None:
             return 0
         try:
+            if call.trace is not None:
+                call.trace.drain()  # the direct reads before this copy come first
             mapped = call.user_at(_address(source))
             if mapped is None:
                 return 0
@@ -781,7 +944,10 @@ class NativeMiniport:
             data = region.read(_address(source) - mapped.base, length)
             ffi().memmove(destination, data, len(data))
             if region.toctou_fired and not fired:
-                mapped.refresh()
+                if call.trace is not None:
+                    call.trace.disarm()
+                else:
+                    mapped.refresh()
             return 1
         except UserAccessFault:
             return 0

@@ -1247,3 +1247,454 @@ int32_t WddmWdkDdiOffset(const char *Name) {
             return (int32_t)DdiOffsets[i].Offset;
     return -1;
 }
+
+/* ------------------------------------------------------------------ direct reads of user memory
+ *
+ * A driver reads user memory directly (`*(ULONG *)p`, its own memcpy, a structure copy),
+ * not only with RtlCopyMemory. While a trace is begun (WddmWdkTraceBegin, around a DDI
+ * that takes user memory) the pages of its ranges are PROT_NONE. A read there faults:
+ * OnTracedFault logs it (address, length decoded from the instruction, instruction
+ * pointer) in the trace's fixed log (no allocation in a signal handler), makes the page
+ * readable and sets the trap flag; after that one instruction the processor traps
+ * (SIGTRAP) and OnTracedStep protects the page again, clears the flag, and changes the
+ * bytes of a pending TOCTOU race if the read covered them. So every read is seen, in
+ * order, and the harness replays the log into its UserBuffer (read log, TOCTOU).
+ *
+ * A fault at or past a range's Guard (an injected fault) is not a read: it goes to
+ * OnFault, the access violation for the driver's __try. One instruction may fault on a
+ * second traced page while its step is pending (a read across a page boundary): that page
+ * is opened too, without another log entry. Writes (the page-fault error code says so)
+ * are not logged: the harness judges them after the call.
+ *
+ * Merging: consecutive reads by one instruction, each starting where the last ended (rep
+ * movs, a loop), are one read. Reads by code outside the driver's library (the C
+ * library's memcpy, which loads overlapping and out of order) are one read, the bytes
+ * from the lowest to the highest, until code of the driver reads, another range is read,
+ * or an instruction already seen in that copy reads bytes it read before (a second copy).
+ */
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <errno.h>
+#include <link.h>
+#include <unistd.h>
+
+#define TRACE_SLOTS 16
+#define TRACE_READS 8192
+#define STEP_PAGES 4
+#define COPY_INSTRUCTIONS 16
+#define TRAP_FLAG 0x100
+#define PAGE_FAULT_WRITE 0x2
+
+typedef struct {
+    uint64_t Instruction, Lo, Hi;
+} COPY_PART;
+
+typedef struct {
+    uint32_t Stepping;          /* a step is pending on Thread */
+    uint32_t PageCount;
+    uint64_t Pages[STEP_PAGES]; /* opened for the step */
+    uint64_t Instruction;       /* the instruction being stepped */
+    pthread_t Thread;
+    int32_t FireRange;          /* the range whose TOCTOU the step fires, or -1 */
+    int32_t CopyFireRange;      /* the range whose TOCTOU fires when the copy ends, or -1 */
+    uint32_t Copying;           /* the last entry is a copy routine's (merging) */
+    uint32_t PartCount;
+    COPY_PART Parts[COPY_INSTRUCTIONS];
+} TRACE_STATE;
+
+_Static_assert(sizeof(TRACE_STATE) <= sizeof(((WDDM_WDK_TRACE *)0)->Private), "TRACE_STATE too large");
+_Static_assert(TRACE_READS == sizeof(((WDDM_WDK_TRACE *)0)->Reads) / sizeof(WDDM_WDK_READ), "log size");
+
+static WDDM_WDK_TRACE *volatile Traces[TRACE_SLOTS];
+static volatile uint32_t OrphanSteps; /* steps whose trace ended before their trap (a hung call) */
+static uint64_t PageSize = 4096;
+static uint64_t DriverText[2];        /* [start, end) of this library's executable segment */
+static struct sigaction PreviousTraceSegv, PreviousTraceBus, PreviousTrap;
+static pthread_once_t TraceHandlerOnce = PTHREAD_ONCE_INIT;
+
+static TRACE_STATE *StateOf(WDDM_WDK_TRACE *Trace) { return (TRACE_STATE *)(void *)Trace->Private; }
+
+static int FindText(struct dl_phdr_info *Info, size_t Size, void *Data) {
+    uint64_t here = (uint64_t)(uintptr_t)Data;
+    (void)Size;
+    for (int i = 0; i < Info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &Info->dlpi_phdr[i];
+        uint64_t lo = Info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && here >= lo && here < hi) {
+            DriverText[0] = lo;
+            DriverText[1] = hi;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bytes a load at Code reads (the common integer, SSE and AVX forms); 0 if not decoded. */
+static uint32_t DecodeLength(const uint8_t *Code) {
+    int w = 0, operand16 = 0, rep = 0, repne = 0;
+    const uint8_t *p = Code;
+    for (int i = 0; i < 14; i++, p++) {
+        uint8_t b = *p;
+        if (b == 0x66) operand16 = 1;
+        else if (b == 0xF3) rep = 1;
+        else if (b == 0xF2) repne = 1;
+        else if (b == 0x67 || b == 0xF0 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x26 || b == 0x64 || b == 0x65) continue;
+        else break;
+    }
+    if (*p >= 0x40 && *p <= 0x4F) {
+        w = (*p & 0x8) != 0;
+        p++;
+    }
+    uint32_t full = w ? 8 : operand16 ? 2 : 4;
+    uint8_t op = *p;
+    if (op == 0xC5 || op == 0xC4 || op == 0x62) { /* VEX, EVEX */
+        uint32_t vector;
+        uint8_t opcode;
+        int vw;
+        if (op == 0xC5) {
+            vector = (p[1] & 0x4) ? 32 : 16;
+            vw = 0;
+            opcode = p[2];
+            operand16 = (p[1] & 3) == 1, rep = (p[1] & 3) == 2, repne = (p[1] & 3) == 3;
+        } else if (op == 0xC4) {
+            vector = (p[2] & 0x4) ? 32 : 16;
+            vw = (p[2] & 0x80) != 0;
+            opcode = p[3];
+            operand16 = (p[2] & 3) == 1, rep = (p[2] & 3) == 2, repne = (p[2] & 3) == 3;
+            if ((p[1] & 0x1F) != 1)
+                return vector; /* 0F38 / 0F3A maps: whole-vector operations */
+        } else {
+            uint32_t ll = (p[3] >> 5) & 3;
+            vector = ll == 0 ? 16 : ll == 1 ? 32 : 64;
+            vw = (p[2] & 0x80) != 0;
+            opcode = p[4];
+            operand16 = (p[2] & 3) == 1, rep = (p[2] & 3) == 2, repne = (p[2] & 3) == 3;
+            if ((p[1] & 0x3) != 1)
+                return vector;
+        }
+        if ((opcode == 0x10 || opcode == 0x11) && (rep || repne))
+            return rep ? 4 : 8; /* vmovss, vmovsd */
+        if (opcode == 0x6E || (opcode == 0x7E && !rep))
+            return vw ? 8 : 4; /* vmovd, vmovq */
+        if (opcode == 0x7E || opcode == 0xD6 || opcode == 0x12 || opcode == 0x13 || opcode == 0x16 || opcode == 0x17)
+            return 8;
+        return vector;
+    }
+    if (op == 0x0F) {
+        uint8_t op2 = p[1];
+        if (op2 == 0xB6 || op2 == 0xBE) return 1;
+        if (op2 == 0xB7 || op2 == 0xBF) return 2;
+        if ((op2 >= 0x40 && op2 <= 0x4F) || op2 == 0xAF || op2 == 0xB0 || op2 == 0xB1 || op2 == 0xC1 || op2 == 0xC0)
+            return op2 == 0xB0 || op2 == 0xC0 ? 1 : full;
+        if (op2 == 0x10 || op2 == 0x11) return rep ? 4 : repne ? 8 : 16;
+        if (op2 == 0x12 || op2 == 0x13 || op2 == 0x16 || op2 == 0x17 || op2 == 0xD6) return 8;
+        if (op2 == 0x6E) return w ? 8 : 4;
+        if (op2 == 0x7E) return rep ? 8 : w ? 8 : 4;
+        if (op2 == 0x38 || op2 == 0x3A) return 16;
+        if (op2 >= 0x50 && op2 <= 0xFE) return (operand16 || rep) ? 16 : 8;
+        if (op2 == 0x28 || op2 == 0x29 || op2 == 0x2E || op2 == 0x2F) return 16;
+        return 0;
+    }
+    if (op < 0x40 && (op & 7) < 4) return (op & 1) ? full : 1;  /* add, or, adc, sbb, and, sub, xor, cmp */
+    switch (op) {
+    case 0x63: return 4;                                             /* movsxd */
+    case 0x69: case 0x6B: case 0x81: case 0x83: case 0x85: case 0x87: case 0x89: case 0x8B:
+    case 0xC1: case 0xC7: case 0xD1: case 0xD3: case 0xF7: case 0xFF:
+    case 0xA5: case 0xA7: case 0xAD: case 0xAF:                      /* movs, cmps, lods, scas */
+        return full;
+    case 0x80: case 0x82: case 0x84: case 0x86: case 0x88: case 0x8A: case 0xC0: case 0xC6:
+    case 0xD0: case 0xD2: case 0xF6: case 0xFE: case 0xA4: case 0xA6: case 0xAC: case 0xAE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int FindTraced(uint64_t Address, WDDM_WDK_TRACE **Trace, uint32_t *Range) {
+    for (int i = 0; i < TRACE_SLOTS; i++) {
+        WDDM_WDK_TRACE *t = __atomic_load_n(&Traces[i], __ATOMIC_ACQUIRE);
+        if (t == NULL)
+            continue;
+        for (uint32_t r = 0; r < t->RangeCount && r < 4; r++) {
+            if (Address >= t->Ranges[r].Start && Address < t->Ranges[r].End) {
+                *Trace = t;
+                *Range = r;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int SetAccess(uint64_t Start, uint64_t End, int Prot) {
+    return End > Start ? mprotect((void *)(uintptr_t)Start, (size_t)(End - Start), Prot) : 0;
+}
+
+static int ProtectRanges(WDDM_WDK_TRACE *Trace, int Prot) {
+    int result = 0;
+    for (uint32_t r = 0; r < Trace->RangeCount && r < 4; r++)
+        result |= SetAccess(Trace->Ranges[r].Start, Trace->Ranges[r].End, Prot);
+    return result;
+}
+
+static void EndStep(TRACE_STATE *State) {
+    for (uint32_t i = 0; i < State->PageCount; i++)
+        SetAccess(State->Pages[i], State->Pages[i] + PageSize, PROT_NONE);
+    State->PageCount = 0;
+    State->Stepping = 0;
+}
+
+static void RememberPart(TRACE_STATE *State, uint64_t Instruction, uint64_t Lo, uint64_t Hi) {
+    for (uint32_t i = 0; i < State->PartCount; i++) {
+        COPY_PART *part = &State->Parts[i];
+        if (part->Instruction == Instruction) {
+            part->Lo = Lo < part->Lo ? Lo : part->Lo;
+            part->Hi = Hi > part->Hi ? Hi : part->Hi;
+            return;
+        }
+    }
+    if (State->PartCount < COPY_INSTRUCTIONS)
+        State->Parts[State->PartCount++] = (COPY_PART){Instruction, Lo, Hi};
+}
+
+static void FireToctou(WDDM_WDK_TRACE *Trace, uint32_t Range) {
+    WDDM_WDK_TRACED_RANGE *range = &Trace->Ranges[Range];
+    if (range->ToctouLength == 0)
+        return; /* the harness fired it on a copy through RtlCopyMemory */
+    uint64_t lo = range->ToctouAddress, hi = lo + range->ToctouLength;
+    if (hi > range->Guard)
+        hi = range->Guard;
+    if (hi > lo) {
+        uint64_t first = lo & ~(PageSize - 1), last = (hi + PageSize - 1) & ~(PageSize - 1);
+        SetAccess(first, last, PROT_READ | PROT_WRITE);
+        memcpy((void *)(uintptr_t)lo, range->ToctouBytes, (size_t)(hi - lo));
+        SetAccess(first, last, PROT_NONE);
+    }
+    range->ToctouLength = 0;
+    range->ToctouFired = 1;
+}
+
+/* A TOCTOU race a copy routine's read triggered fires when that copy is over (a race in
+ * the middle of one memcpy would tear the copy, which the harness's model of one read does
+ * not describe). */
+static void EndCopy(WDDM_WDK_TRACE *Trace, TRACE_STATE *State) {
+    if (State->CopyFireRange >= 0)
+        FireToctou(Trace, (uint32_t)State->CopyFireRange);
+    State->CopyFireRange = -1;
+}
+
+/* Reads [Address, Address + Length) again by an instruction of the copy being merged. */
+static int Rereads(TRACE_STATE *State, uint64_t Instruction, uint64_t Lo, uint64_t Hi) {
+    for (uint32_t i = 0; i < State->PartCount; i++) {
+        COPY_PART *part = &State->Parts[i];
+        if (part->Instruction == Instruction && Lo < part->Hi && Hi > part->Lo)
+            return 1;
+    }
+    return 0;
+}
+
+/* Logs a read; 1 if it belongs to a copy routine's read (merged or new), else 0. */
+static int LogRead(WDDM_WDK_TRACE *Trace, uint32_t Range, uint64_t Address, uint32_t Length, uint64_t Instruction) {
+    TRACE_STATE *state = StateOf(Trace);
+    uint64_t lo = Address, hi = Address + (Length ? Length : 1);
+    int copying = !(Instruction >= DriverText[0] && Instruction < DriverText[1]);
+    if (Trace->Written > Trace->Consumed) {
+        WDDM_WDK_READ *last = &Trace->Reads[Trace->Written - 1];
+        uint64_t lastHi = last->Address + (last->Length ? last->Length : 1);
+        if (last->Range == Range && last->Instruction == Instruction && last->Length && Length &&
+            Address == lastHi && !state->Copying) {
+            last->Length += Length; /* the same instruction going on: rep movs, a loop */
+            return 0;
+        }
+        if (last->Range == Range && copying && state->Copying && !Rereads(state, Instruction, lo, hi)) {
+            uint64_t newLo = lo < last->Address ? lo : last->Address, newHi = hi > lastHi ? hi : lastHi;
+            last->Address = newLo;
+            last->Length = (uint32_t)(newHi - newLo);
+            RememberPart(state, Instruction, lo, hi);
+            return 1;
+        }
+    }
+    EndCopy(Trace, state);
+    if (Trace->Written >= TRACE_READS) {
+        Trace->Lost++;
+        return copying;
+    }
+    Trace->Reads[Trace->Written] = (WDDM_WDK_READ){Address, Instruction, Length, Range};
+    Trace->Written++;
+    state->Copying = (uint32_t)copying;
+    state->PartCount = 0;
+    if (copying) {
+        if (Length == 0)
+            Trace->Reads[Trace->Written - 1].Length = 1;
+        RememberPart(state, Instruction, lo, hi);
+    }
+    return copying;
+}
+
+static void PassOn(struct sigaction *Previous, int Signal, siginfo_t *Info, void *Context) {
+    if (Previous->sa_flags & SA_SIGINFO) {
+        Previous->sa_sigaction(Signal, Info, Context);
+    } else if (Previous->sa_handler == SIG_DFL || Previous->sa_handler == SIG_IGN) {
+        sigaction(Signal, Previous, NULL); /* the access runs again and gets the old disposition */
+        if (Signal == SIGTRAP)
+            raise(SIGTRAP);
+    } else {
+        Previous->sa_handler(Signal);
+    }
+}
+
+static void OnTracedFault(int Signal, siginfo_t *Info, void *Context) {
+    ucontext_t *uc = Context;
+    uint64_t address = (uint64_t)(uintptr_t)Info->si_addr;
+    uint64_t instruction = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+    WDDM_WDK_TRACE *trace;
+    uint32_t r;
+    if (Signal == SIGSEGV && FindTraced(address, &trace, &r)) {
+        TRACE_STATE *state = StateOf(trace);
+        uint64_t page = address & ~(PageSize - 1);
+        int pending = state->Stepping && pthread_equal(state->Thread, pthread_self());
+        if (address < trace->Ranges[r].Guard) {
+            if (pending && state->Instruction == instruction && state->PageCount < STEP_PAGES) {
+                SetAccess(page, page + PageSize, PROT_READ | PROT_WRITE); /* the same access, next page */
+                state->Pages[state->PageCount++] = page;
+                return;
+            }
+            if (!pending) {
+                state->FireRange = -1;
+                if (!(uc->uc_mcontext.gregs[REG_ERR] & PAGE_FAULT_WRITE)) {
+                    uint32_t length = DecodeLength((const uint8_t *)(uintptr_t)instruction);
+                    WDDM_WDK_TRACED_RANGE *range = &trace->Ranges[r];
+                    uint64_t hi = address + (length ? length : 1);
+                    int copying = LogRead(trace, r, address, length, instruction);
+                    if (range->ToctouLength && address <= range->ToctouAddress && range->ToctouAddress < hi) {
+                        if (copying)
+                            state->CopyFireRange = (int32_t)r;
+                        else
+                            state->FireRange = (int32_t)r;
+                    }
+                }
+                SetAccess(page, page + PageSize, PROT_READ | PROT_WRITE);
+                state->Pages[0] = page;
+                state->PageCount = 1;
+                state->Instruction = instruction;
+                state->Thread = pthread_self();
+                state->Stepping = 1;
+                uc->uc_mcontext.gregs[REG_EFL] |= TRAP_FLAG;
+                return;
+            }
+        }
+        if (pending) { /* the step reached the guard (or something odd): no step any more */
+            EndStep(state);
+            uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)TRAP_FLAG;
+        }
+    }
+    OnFault(Signal, Info, Context);
+}
+
+static void OnTracedStep(int Signal, siginfo_t *Info, void *Context) {
+    ucontext_t *uc = Context;
+    for (int i = 0; i < TRACE_SLOTS; i++) {
+        WDDM_WDK_TRACE *t = __atomic_load_n(&Traces[i], __ATOMIC_ACQUIRE);
+        if (t == NULL)
+            continue;
+        TRACE_STATE *state = StateOf(t);
+        if (state->Stepping && pthread_equal(state->Thread, pthread_self())) {
+            EndStep(state);
+            if (state->FireRange >= 0) {
+                FireToctou(t, (uint32_t)state->FireRange);
+                state->FireRange = -1;
+            }
+            uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)TRAP_FLAG;
+            return;
+        }
+    }
+    if (__atomic_load_n(&OrphanSteps, __ATOMIC_ACQUIRE) > 0 && (uc->uc_mcontext.gregs[REG_EFL] & TRAP_FLAG)) {
+        __atomic_sub_fetch(&OrphanSteps, 1, __ATOMIC_ACQ_REL);
+        uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)TRAP_FLAG;
+        return;
+    }
+    PassOn(&PreviousTrap, Signal, Info, Context);
+}
+
+static void OnTracedBus(int Signal, siginfo_t *Info, void *Context) { OnFault(Signal, Info, Context); }
+
+static void InstallTraceHandlers(void) {
+    struct sigaction action;
+    long size = sysconf(_SC_PAGESIZE);
+    if (size > 0)
+        PageSize = (uint64_t)size;
+    dl_iterate_phdr(FindText, (void *)(uintptr_t)&InstallTraceHandlers);
+    /* OnFault (the access violation) must be installed first: it is what these pass on to. */
+    pthread_once(&FaultHandlerOnce, InstallFaultHandler);
+    memset(&action, 0, sizeof action);
+    action.sa_flags = SA_SIGINFO | SA_NODEFER; /* OnFault leaves by longjmp */
+    sigemptyset(&action.sa_mask);
+    action.sa_sigaction = OnTracedFault;
+    sigaction(SIGSEGV, &action, &PreviousTraceSegv);
+    action.sa_sigaction = OnTracedBus;
+    sigaction(SIGBUS, &action, &PreviousTraceBus);
+    action.sa_flags = SA_SIGINFO;
+    action.sa_sigaction = OnTracedStep;
+    sigaction(SIGTRAP, &action, &PreviousTrap);
+}
+
+int32_t WddmWdkTraceSupported(void) { return 1; }
+
+int32_t WddmWdkTraceBegin(WDDM_WDK_TRACE *Trace) {
+    pthread_once(&TraceHandlerOnce, InstallTraceHandlers);
+    memset(Trace->Private, 0, sizeof Trace->Private);
+    StateOf(Trace)->FireRange = -1;
+    StateOf(Trace)->CopyFireRange = -1;
+    for (int i = 0; i < TRACE_SLOTS; i++) {
+        WDDM_WDK_TRACE *expected = NULL;
+        if (__atomic_compare_exchange_n(&Traces[i], &expected, Trace, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            if (ProtectRanges(Trace, PROT_NONE) == 0)
+                return 0;
+            int error = errno;
+            ProtectRanges(Trace, PROT_READ | PROT_WRITE);
+            __atomic_store_n(&Traces[i], NULL, __ATOMIC_RELEASE);
+            errno = error;
+            return -1;
+        }
+    }
+    errno = EBUSY;
+    return -1;
+}
+
+int32_t WddmWdkTraceEnd(WDDM_WDK_TRACE *Trace) {
+    TRACE_STATE *state = StateOf(Trace);
+    EndCopy(Trace, state); /* the last copy is over: its race fires (the memory is the region's) */
+    int result = ProtectRanges(Trace, PROT_READ | PROT_WRITE);
+    for (int i = 0; i < TRACE_SLOTS; i++) {
+        WDDM_WDK_TRACE *expected = Trace;
+        __atomic_compare_exchange_n(&Traces[i], &expected, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+    if (state->Stepping)
+        __atomic_add_fetch(&OrphanSteps, 1, __ATOMIC_ACQ_REL);
+    state->Stepping = 0;
+    state->PageCount = 0;
+    return result ? -1 : 0;
+}
+
+int32_t WddmWdkTracePoke(WDDM_WDK_TRACE *Trace, uint64_t Address, const void *Source, uint64_t Length) {
+    uint64_t first = Address & ~(PageSize - 1), last = (Address + Length + PageSize - 1) & ~(PageSize - 1);
+    (void)Trace;
+    if (Length == 0)
+        return 0;
+    if (SetAccess(first, last, PROT_READ | PROT_WRITE))
+        return -1;
+    memcpy((void *)(uintptr_t)Address, Source, (size_t)Length);
+    return SetAccess(first, last, PROT_NONE) ? -1 : 0;
+}
+
+#else /* not x86-64 Linux: no trap flag to step with; direct reads are not logged */
+
+int32_t WddmWdkTraceSupported(void) { return 0; }
+int32_t WddmWdkTraceBegin(WDDM_WDK_TRACE *Trace) { (void)Trace; return -1; }
+int32_t WddmWdkTraceEnd(WDDM_WDK_TRACE *Trace) { (void)Trace; return -1; }
+int32_t WddmWdkTracePoke(WDDM_WDK_TRACE *Trace, uint64_t Address, const void *Source, uint64_t Length) {
+    (void)Trace, (void)Address, (void)Source, (void)Length;
+    return -1;
+}
+
+#endif

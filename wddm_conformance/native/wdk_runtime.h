@@ -83,6 +83,48 @@ void WddmWdkKernelInterface(WDDM_WDK_DXGKRNL_INTERFACE *Interface);
 /* Moves the captured DbgPrint output (lines) into Buffer; returns the bytes written. */
 uint32_t WddmWdkDebugOutput(char *Buffer, uint32_t Size);
 
+/* Direct reads of user memory (x86-64 Linux; WddmWdkTraceSupported): while a trace is
+ * begun its ranges are inaccessible; each read the driver makes there faults, is logged
+ * in Reads (in order), and runs once with its page readable (the trap flag stops it after
+ * one instruction). docs/native.md, "Direct reads of user memory". */
+typedef struct _WDDM_WDK_TRACED_RANGE {
+    uint64_t Start;             /* in: page-aligned start of the memory traced */
+    uint64_t End;               /* in: page-aligned end */
+    uint64_t Guard;             /* in: page-aligned injected fault point (End: none); a read at
+                                   or past it is STATUS_ACCESS_VIOLATION, as before */
+    uint64_t ToctouAddress;     /* in: the first read covering this byte changes the bytes there */
+    uint32_t ToctouLength;      /* in: bytes of ToctouBytes (0: no race); 0 once fired */
+    uint32_t ToctouFired;       /* out: 1 once a direct read fired it */
+    uint8_t ToctouBytes[256];   /* in */
+} WDDM_WDK_TRACED_RANGE;
+
+/* One direct read (consecutive reads of one copy are merged: see wdk_runtime.c). */
+typedef struct _WDDM_WDK_READ {
+    uint64_t Address;           /* the first byte read */
+    uint64_t Instruction;       /* the instruction that read it (the first of a copy routine's) */
+    uint32_t Length;            /* bytes; 0 when the instruction was not decoded */
+    uint32_t Range;             /* index into WDDM_WDK_TRACE.Ranges */
+} WDDM_WDK_READ;
+
+typedef struct _WDDM_WDK_TRACE {
+    uint32_t RangeCount;        /* in: at most 4 */
+    uint32_t Consumed;          /* in: reads the harness has taken (they are not merged into) */
+    WDDM_WDK_TRACED_RANGE Ranges[4];
+    uint32_t Written;           /* out: reads logged */
+    uint32_t Lost;              /* out: reads not logged because Reads was full */
+    WDDM_WDK_READ Reads[8192];
+    uint64_t Private[160];      /* the runtime's (the step in progress, the copy being merged) */
+} WDDM_WDK_TRACE;
+
+/* 1 where direct reads can be traced (x86-64 Linux), else 0. */
+int32_t WddmWdkTraceSupported(void);
+/* Makes the ranges inaccessible and starts logging direct reads of them; 0, or -1 (errno). */
+int32_t WddmWdkTraceBegin(WDDM_WDK_TRACE *Trace);
+/* Makes the ranges readable and writable again and stops logging; 0, or -1. */
+int32_t WddmWdkTraceEnd(WDDM_WDK_TRACE *Trace);
+/* Writes Length bytes at Address in a traced range while it is inaccessible; 0, or -1. */
+int32_t WddmWdkTracePoke(WDDM_WDK_TRACE *Trace, uint64_t Address, const void *Source, uint64_t Length);
+
 /* WDDM_WDK_RUNTIME_CDEF_END */
 
 /* WDDM_WDK_CALL.Kind: the rule a bug check names. */
