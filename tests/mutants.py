@@ -1521,14 +1521,19 @@ class WdkSample(NativeMiniport):
     #: The sample's source and library name.
     SOURCE: ClassVar[Path] = WDK_SAMPLE
     NAME: ClassVar[str] = "wdkdisp"
+    #: Other WDKDISP_* macros (how a conforming variant differs).
+    OPTIONS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         cls = type(self)
         if "LIBRARY" not in cls.__dict__:
             path = build(
                 [cls.SOURCE],
-                name=cls.NAME + "".join(f"-{bug.lower()}" for bug in cls.BUGS),
-                defines=[f"WDKDISP_BUG_{bug}" for bug in cls.BUGS],
+                name=cls.NAME + "".join(f"-{x.lower()}" for x in (*cls.OPTIONS, *cls.BUGS)),
+                defines=[
+                    *(f"WDKDISP_{option}" for option in cls.OPTIONS),
+                    *(f"WDKDISP_BUG_{bug}" for bug in cls.BUGS),
+                ],
                 wdk=True,
             )
             cls.LIBRARY = open_library(path, f"tests.mutants:{cls.__name__}")
@@ -1604,6 +1609,31 @@ class WdkSampleLeaksOnOpen(WdkSample):
 
 BREAKS[WdkSampleNoTry] = "REN-USERFAULT"  # type: ignore[index]
 BREAKS[WdkSampleLeaksOnOpen] = "ALC-ADAPTER"  # type: ignore[index]
+
+
+class WdkSampleDirectCopy(WdkSample):
+    """WDK sample, conforming: copies the command buffer with memcpy inside __try (direct reads)."""
+
+    OPTIONS = ("DIRECT_COPY",)
+
+
+class WdkSampleDirectDoubleFetch(WdkSample):
+    """WDK sample copying with memcpy: checks each chunk's opcode byte in user memory with a
+    plain load, then copies it again with the rest (a direct double fetch)."""
+
+    OPTIONS = ("DIRECT_COPY",)
+    BUGS = ("DOUBLE_FETCH",)
+
+
+class WdkSampleRereadsPatchListIn(WdkSample):
+    """WDK sample: checks pPatchLocationListIn against the entries it made, then reads it
+    again directly and trusts that second read (as ValidatesPatchListInThenRereads)."""
+
+    BUGS = ("REREAD_PATCH_LIST",)
+
+
+BREAKS[WdkSampleDirectDoubleFetch] = "REN-COPYFIRST"  # type: ignore[index]
+BREAKS[WdkSampleRereadsPatchListIn] = "REN-COPYFIRST"  # type: ignore[index]
 BREAKS[WdkSampleLeaksFailedBatch] = "ALC-ATOMIC"  # type: ignore[index]
 BREAKS[WdkSampleDoubleFree] = "ALL-NORAISE"  # type: ignore[index]
 BREAKS[WdkSampleReturnsHoldingLock] = "REN-IRQL"  # type: ignore[index]
@@ -1619,4 +1649,5 @@ CONFORMING = [
     NoAlternateVA,
     WdkSample,
     WdkCppSample,
+    WdkSampleDirectCopy,
 ]

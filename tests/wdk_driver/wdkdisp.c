@@ -10,7 +10,9 @@
  * device handle stands in), nor alternate VAs or the busy answer.
  *
  * Build: wddm-conformance native build --wdk tests/wdk_driver/wdkdisp.c --name wdkdisp
- * Each WDKDISP_BUG_* macro builds a broken variant (tests/mutants.py).
+ * Each WDKDISP_BUG_* macro builds a broken variant (tests/mutants.py). WDKDISP_DIRECT_COPY
+ * builds a conforming variant that copies the command buffer with the C library's memcpy
+ * inside __try (a direct read the runtime traces) instead of RtlCopyMemory.
  */
 #include <ntddk.h>
 #include <dispmprt.h>
@@ -690,7 +692,11 @@ static BOOLEAN Stage(WDKD_ADAPTER *Adapter, const UCHAR *User, UCHAR *Stage, UIN
 #endif
     __try {
         ProbeForRead(User, Want, 1);
+#ifdef WDKDISP_DIRECT_COPY
+        memcpy(Stage + Have, User, Want);
+#else
         RtlCopyMemory(Stage + Have, User, Want);
+#endif
     } __except (EXCEPTION_EXECUTE_HANDLER) {
         LOG(DPFLTR_WARNING_LEVEL, "command buffer faulted (0x%08X)\n", (unsigned)GetExceptionCode());
         return FALSE;
@@ -700,6 +706,33 @@ static BOOLEAN Stage(WDKD_ADAPTER *Adapter, const UCHAR *User, UCHAR *Stage, UIN
 #endif
     return TRUE;
 }
+
+#ifdef WDKDISP_BUG_REREAD_PATCH_LIST
+/* Wrong: checks the first Count entries of pPatchLocationListIn against the Count it made
+ * and, when they agree, reads the list again and trusts that second read (a double fetch). */
+static void TrustPatchListIn(const DXGKARG_RENDER *Render, UCHAR *Dma, D3DDDI_PATCHLOCATIONLIST *Made, UINT Count) {
+    const D3DDDI_PATCHLOCATIONLIST *in = Render->pPatchLocationListIn;
+    if (in == NULL || Count == 0 || Render->PatchLocationListInSize < Count)
+        return;
+    __try {
+        for (UINT i = 0; i < Count; i++)
+            if (in[i].AllocationIndex != Made[i].AllocationIndex || in[i].AllocationOffset != Made[i].AllocationOffset)
+                return;
+        for (UINT i = 0; i < Count; i++) {
+            UINT index = in[i].AllocationIndex;
+            if (index >= Render->AllocationListSize)
+                continue;
+            const DXGK_ALLOCATIONLIST *entry = &Render->pAllocationList[index];
+            Made[i].AllocationIndex = index;
+            Made[i].AllocationOffset = in[i].AllocationOffset;
+            Put64(Dma + Made[i].PatchOffset, entry->SegmentId != 0 && entry->hDeviceSpecificAllocation != NULL
+                                                 ? (ULONGLONG)entry->PhysicalAddress.QuadPart + Made[i].AllocationOffset
+                                                 : 0);
+        }
+    } __except (EXCEPTION_EXECUTE_HANDLER) {
+    }
+}
+#endif
 
 static NTSTATUS APIENTRY Render(const HANDLE hContext, DXGKARG_RENDER *pRender) {
     WDKD_DEVICE *device = FindDevice(hContext);
@@ -726,6 +759,22 @@ static NTSTATUS APIENTRY Render(const HANDLE hContext, DXGKARG_RENDER *pRender) 
             RtlMoveMemory(stage, stage + at, keep);
             if (want > STAGE_SIZE - keep)
                 want = STAGE_SIZE - keep;
+#ifdef WDKDISP_BUG_DOUBLE_FETCH
+            /* Wrong: rejects a privileged command by its header in user memory, then copies
+             * the header again with the rest (those bytes are read twice). */
+            if (want >= CMD_HEADER) {
+                __try {
+                    UCHAR opcode = *(volatile const UCHAR *)(user + consumed + keep);
+                    if (opcode == CMD_SETREG || opcode == CMD_SETPTE) {
+                        status = STATUS_PRIVILEGED_INSTRUCTION;
+                        goto done;
+                    }
+                } __except (EXCEPTION_EXECUTE_HANDLER) {
+                    status = STATUS_INVALID_PARAMETER;
+                    goto done;
+                }
+            }
+#endif
             if (want > 0 && !Stage(t.Adapter, user + consumed + keep, stage, keep, want)) {
                 status = STATUS_INVALID_PARAMETER; /* the WDK sample's __except */
                 goto done;
@@ -784,6 +833,9 @@ static NTSTATUS APIENTRY Render(const HANDLE hContext, DXGKARG_RENDER *pRender) 
     }
     used += FENCE_SIZE;
     NT_ASSERT(used <= pRender->DmaSize);
+#ifdef WDKDISP_BUG_REREAD_PATCH_LIST
+    TrustPatchListIn(pRender, dma, pRender->pPatchLocationListOut, patches);
+#endif
     pRender->pDmaBuffer = dma + used;
     pRender->pPatchLocationListOut += patches;
     if (status == STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER)
