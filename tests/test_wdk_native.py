@@ -791,11 +791,13 @@ def test_a_toctou_race_changes_what_the_next_direct_read_sees() -> None:
 
 
 @traced
-def test_a_race_a_memcpy_triggers_fires_when_the_copy_is_over() -> None:
-    """memcpy(100 bytes) loads +40 twice (overlapping vectors); the race fires after the
-    whole copy, so the copy is not torn and the load after it sees the new bytes."""
+@pytest.mark.parametrize("mode", [6, 7], ids=["memcpy", "byte-loop"])
+def test_a_race_fires_when_the_copy_that_triggered_it_is_over(mode: int) -> None:
+    """memcpy(100 bytes) loads +40 twice (overlapping vectors), a loop reads +40 and then
+    +41: the race fires after the whole copy, so the copy is not torn, and the load after
+    it sees the new bytes (mode 6 and 7 return STATUS_SUCCESS only then)."""
     buffer = UserBuffer("command buffer", bytes(100), toctou=(40, b"\xff" * 4))
-    assert _direct(6, buffer) == 0
+    assert _direct(mode, buffer) == 0
     assert buffer.reads == [(0, 100), (40, 4)]
 
 

@@ -247,6 +247,13 @@ static NTSTATUS DirectReads(const DXGKARG_RENDER *pRender) {
             if (copy[40] | copy[41] | copy[42] | copy[43])
                 sum += 1; /* the copy was torn */
             break;
+        case 7: /* as 6, copying with a byte loop */
+            for (UINT i = 0; i < n; i++)
+                copy[i] = ((volatile const UCHAR *)p)[i];
+            sum += *(volatile const ULONG *)(p + 40);
+            if (copy[40] | copy[41] | copy[42] | copy[43])
+                sum += 1;
+            break;
         }
     } __except (EXCEPTION_EXECUTE_HANDLER) {
         ExFreePoolWithTag(copy, 'rdkW');

@@ -25,10 +25,13 @@ observed: real memory has no read log. docs/native.md lists what this changes.
 A WDK-style driver (``native build --wdk``) is called through its runtime
 (``WddmWdkInvoke``, wdk_runtime.c): the DDIs are the pointers its ``DriverEntry``
 registered, user memory is read with ``RtlCopyMemory`` inside ``__try`` (the runtime
-routes copies from the call's user buffers through the same callback) or directly: a
-user buffer with an injected fault is then real memory whose fault point starts an
-inaccessible page (:class:`_GuardedMapped`), and the runtime turns the processor's fault
-into the driver's ``__except``. The runtime checks what Driver Verifier would. A bug check it raises (bad pool call, IRQL, a failed
+routes copies from the call's user buffers through the same callback) or directly. On
+x86-64 Linux every user buffer is then inaccessible while the driver runs
+(:class:`_TracedMapped`): the runtime logs each direct read and steps it, and
+:class:`_Trace` replays the log into the buffer's read log and TOCTOU race. Elsewhere a
+user buffer with an injected fault is real memory whose fault point starts an
+inaccessible page (:class:`_GuardedMapped`). Either way the runtime turns the processor's
+fault at the fault point into the driver's ``__except``. The runtime checks what Driver Verifier would. A bug check it raises (bad pool call, IRQL, a failed
 ``NT_ASSERT``, an unhandled exception) is a :class:`~wddm_conformance.errors.BugCheck`
 naming its rule; pool still allocated when its owner is destroyed (a failed
 CreateAllocation batch: ALC-ATOMIC; DestroyAllocation, DestroyDevice, DestroyContext,

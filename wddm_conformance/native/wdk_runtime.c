@@ -1256,9 +1256,9 @@ int32_t WddmWdkDdiOffset(const char *Name) {
  * OnTracedFault logs it (address, length decoded from the instruction, instruction
  * pointer) in the trace's fixed log (no allocation in a signal handler), makes the page
  * readable and sets the trap flag; after that one instruction the processor traps
- * (SIGTRAP) and OnTracedStep protects the page again, clears the flag, and changes the
- * bytes of a pending TOCTOU race if the read covered them. So every read is seen, in
- * order, and the harness replays the log into its UserBuffer (read log, TOCTOU).
+ * (SIGTRAP) and OnTracedStep protects the page again and clears the flag. So every read
+ * is seen, in order, and the harness replays the log into its UserBuffer (read log,
+ * TOCTOU). A TOCTOU race fires when the read that covered its offset is over (EndRead).
  *
  * A fault at or past a range's Guard (an injected fault) is not a read: it goes to
  * OnFault, the access violation for the driver's __try. One instruction may fault on a
@@ -1295,8 +1295,7 @@ typedef struct {
     uint64_t Pages[STEP_PAGES]; /* opened for the step */
     uint64_t Instruction;       /* the instruction being stepped */
     pthread_t Thread;
-    int32_t FireRange;          /* the range whose TOCTOU the step fires, or -1 */
-    int32_t CopyFireRange;      /* the range whose TOCTOU fires when the copy ends, or -1 */
+    int32_t FireRange;          /* the range whose TOCTOU fires when the last read ends, or -1 */
     uint32_t Copying;           /* the last entry is a copy routine's (merging) */
     uint32_t PartCount;
     COPY_PART Parts[COPY_INSTRUCTIONS];
@@ -1474,13 +1473,13 @@ static void FireToctou(WDDM_WDK_TRACE *Trace, uint32_t Range) {
     range->ToctouFired = 1;
 }
 
-/* A TOCTOU race a copy routine's read triggered fires when that copy is over (a race in
- * the middle of one memcpy would tear the copy, which the harness's model of one read does
- * not describe). */
-static void EndCopy(WDDM_WDK_TRACE *Trace, TRACE_STATE *State) {
-    if (State->CopyFireRange >= 0)
-        FireToctou(Trace, (uint32_t)State->CopyFireRange);
-    State->CopyFireRange = -1;
+/* A TOCTOU race fires when the read that covered its offset is over: before the next read
+ * that is not merged into it (the harness's model of a read is one copy: a race in the
+ * middle of one memcpy or of one loop over the bytes would tear it), or when the call ends. */
+static void EndRead(WDDM_WDK_TRACE *Trace, TRACE_STATE *State) {
+    if (State->FireRange >= 0)
+        FireToctou(Trace, (uint32_t)State->FireRange);
+    State->FireRange = -1;
 }
 
 /* Reads [Address, Address + Length) again by an instruction of the copy being merged. */
@@ -1493,8 +1492,8 @@ static int Rereads(TRACE_STATE *State, uint64_t Instruction, uint64_t Lo, uint64
     return 0;
 }
 
-/* Logs a read; 1 if it belongs to a copy routine's read (merged or new), else 0. */
-static int LogRead(WDDM_WDK_TRACE *Trace, uint32_t Range, uint64_t Address, uint32_t Length, uint64_t Instruction) {
+/* Logs a read (merged into the last one where it continues it). */
+static void LogRead(WDDM_WDK_TRACE *Trace, uint32_t Range, uint64_t Address, uint32_t Length, uint64_t Instruction) {
     TRACE_STATE *state = StateOf(Trace);
     uint64_t lo = Address, hi = Address + (Length ? Length : 1);
     int copying = !(Instruction >= DriverText[0] && Instruction < DriverText[1]);
@@ -1504,20 +1503,20 @@ static int LogRead(WDDM_WDK_TRACE *Trace, uint32_t Range, uint64_t Address, uint
         if (last->Range == Range && last->Instruction == Instruction && last->Length && Length &&
             Address == lastHi && !state->Copying) {
             last->Length += Length; /* the same instruction going on: rep movs, a loop */
-            return 0;
+            return;
         }
         if (last->Range == Range && copying && state->Copying && !Rereads(state, Instruction, lo, hi)) {
             uint64_t newLo = lo < last->Address ? lo : last->Address, newHi = hi > lastHi ? hi : lastHi;
             last->Address = newLo;
             last->Length = (uint32_t)(newHi - newLo);
             RememberPart(state, Instruction, lo, hi);
-            return 1;
+            return;
         }
     }
-    EndCopy(Trace, state);
+    EndRead(Trace, state);
     if (Trace->Written >= TRACE_READS) {
         Trace->Lost++;
-        return copying;
+        return;
     }
     Trace->Reads[Trace->Written] = (WDDM_WDK_READ){Address, Instruction, Length, Range};
     Trace->Written++;
@@ -1528,7 +1527,6 @@ static int LogRead(WDDM_WDK_TRACE *Trace, uint32_t Range, uint64_t Address, uint
             Trace->Reads[Trace->Written - 1].Length = 1;
         RememberPart(state, Instruction, lo, hi);
     }
-    return copying;
 }
 
 static void PassOn(struct sigaction *Previous, int Signal, siginfo_t *Info, void *Context) {
@@ -1560,18 +1558,13 @@ static void OnTracedFault(int Signal, siginfo_t *Info, void *Context) {
                 return;
             }
             if (!pending) {
-                state->FireRange = -1;
                 if (!(uc->uc_mcontext.gregs[REG_ERR] & PAGE_FAULT_WRITE)) {
                     uint32_t length = DecodeLength((const uint8_t *)(uintptr_t)instruction);
                     WDDM_WDK_TRACED_RANGE *range = &trace->Ranges[r];
                     uint64_t hi = address + (length ? length : 1);
-                    int copying = LogRead(trace, r, address, length, instruction);
-                    if (range->ToctouLength && address <= range->ToctouAddress && range->ToctouAddress < hi) {
-                        if (copying)
-                            state->CopyFireRange = (int32_t)r;
-                        else
-                            state->FireRange = (int32_t)r;
-                    }
+                    LogRead(trace, r, address, length, instruction);
+                    if (range->ToctouLength && address <= range->ToctouAddress && range->ToctouAddress < hi)
+                        state->FireRange = (int32_t)r;
                 }
                 SetAccess(page, page + PageSize, PROT_READ | PROT_WRITE);
                 state->Pages[0] = page;
@@ -1600,10 +1593,6 @@ static void OnTracedStep(int Signal, siginfo_t *Info, void *Context) {
         TRACE_STATE *state = StateOf(t);
         if (state->Stepping && pthread_equal(state->Thread, pthread_self())) {
             EndStep(state);
-            if (state->FireRange >= 0) {
-                FireToctou(t, (uint32_t)state->FireRange);
-                state->FireRange = -1;
-            }
             uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)TRAP_FLAG;
             return;
         }
@@ -1644,7 +1633,6 @@ int32_t WddmWdkTraceBegin(WDDM_WDK_TRACE *Trace) {
     pthread_once(&TraceHandlerOnce, InstallTraceHandlers);
     memset(Trace->Private, 0, sizeof Trace->Private);
     StateOf(Trace)->FireRange = -1;
-    StateOf(Trace)->CopyFireRange = -1;
     for (int i = 0; i < TRACE_SLOTS; i++) {
         WDDM_WDK_TRACE *expected = NULL;
         if (__atomic_compare_exchange_n(&Traces[i], &expected, Trace, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -1663,7 +1651,7 @@ int32_t WddmWdkTraceBegin(WDDM_WDK_TRACE *Trace) {
 
 int32_t WddmWdkTraceEnd(WDDM_WDK_TRACE *Trace) {
     TRACE_STATE *state = StateOf(Trace);
-    EndCopy(Trace, state); /* the last copy is over: its race fires (the memory is the region's) */
+    EndRead(Trace, state); /* the last read is over: its race fires (the memory is the region's) */
     int result = ProtectRanges(Trace, PROT_READ | PROT_WRITE);
     for (int i = 0; i < TRACE_SLOTS; i++) {
         WDDM_WDK_TRACE *expected = Trace;
