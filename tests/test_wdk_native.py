@@ -801,6 +801,15 @@ def test_a_race_fires_when_the_copy_that_triggered_it_is_over(mode: int) -> None
     assert buffer.reads == [(0, 100), (40, 4)]
 
 
+@traced
+def test_a_direct_read_of_user_memory_under_a_spin_lock_is_bug_check_0xd1_ren_irql() -> None:
+    with pytest.raises(BugCheck) as caught:
+        _direct(8, UserBuffer("command buffer", bytes(16)))
+    assert (caught.value.code, caught.value.requirement) == (0xD1, "REN-IRQL")
+    assert caught.value.parameters[1] == 2  # DISPATCH_LEVEL
+    assert "touched at IRQL 2" in str(caught.value)
+
+
 def test_where_direct_reads_are_not_traced_faults_still_land_in_except(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -247,6 +247,15 @@ static NTSTATUS DirectReads(const DXGKARG_RENDER *pRender) {
             if (copy[40] | copy[41] | copy[42] | copy[43])
                 sum += 1; /* the copy was torn */
             break;
+        case 8: { /* a load holding a spin lock (DISPATCH_LEVEL): user memory is pageable */
+            KIRQL irql;
+            KSPIN_LOCK lock;
+            KeInitializeSpinLock(&lock);
+            KeAcquireSpinLock(&lock, &irql);
+            sum += *(volatile const ULONG *)p;
+            KeReleaseSpinLock(&lock, irql);
+            break;
+        }
         case 7: /* as 6, copying with a byte loop */
             for (UINT i = 0; i < n; i++)
                 copy[i] = ((volatile const UCHAR *)p)[i];

@@ -1261,7 +1261,8 @@ int32_t WddmWdkDdiOffset(const char *Name) {
  * TOCTOU). A TOCTOU race fires when the read that covered its offset is over (EndRead).
  *
  * A fault at or past a range's Guard (an injected fault) is not a read: it goes to
- * OnFault, the access violation for the driver's __try. One instruction may fault on a
+ * OnFault, the access violation for the driver's __try. A read or write of the call's
+ * user memory above APC_LEVEL is bug check 0xD1, as RtlCopyMemory's. One instruction may fault on a
  * second traced page while its step is pending (a read across a page boundary): that page
  * is opened too, without another log entry. Writes (the page-fault error code says so)
  * are not logged: the harness judges them after the call.
@@ -1558,6 +1559,11 @@ static void OnTracedFault(int Signal, siginfo_t *Info, void *Context) {
                 return;
             }
             if (!pending) {
+                if (Running != NULL && Landing != NULL && CurrentIrql > APC_LEVEL)
+                    Stop(WDDM_WDK_KIND_IRQL, DRIVER_IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)address, CurrentIrql,
+                         (uc->uc_mcontext.gregs[REG_ERR] & PAGE_FAULT_WRITE) ? 1 : 0, (ULONG_PTR)instruction,
+                         "user memory at %p touched at IRQL %u, above APC_LEVEL (it is pageable)",
+                         Info->si_addr, CurrentIrql);
                 if (!(uc->uc_mcontext.gregs[REG_ERR] & PAGE_FAULT_WRITE)) {
                     uint32_t length = DecodeLength((const uint8_t *)(uintptr_t)instruction);
                     WDDM_WDK_TRACED_RANGE *range = &trace->Ranges[r];
