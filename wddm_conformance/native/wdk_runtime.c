@@ -1262,10 +1262,10 @@ int32_t WddmWdkDdiOffset(const char *Name) {
  *
  * A fault at or past a range's Guard (an injected fault) is not a read: it goes to
  * OnFault, the access violation for the driver's __try. A read or write of the call's
- * user memory above APC_LEVEL is bug check 0xD1, as RtlCopyMemory's. One instruction may fault on a
- * second traced page while its step is pending (a read across a page boundary): that page
- * is opened too, without another log entry. Writes (the page-fault error code says so)
- * are not logged: the harness judges them after the call.
+ * user memory above APC_LEVEL is bug check 0xD1, as RtlCopyMemory's. One instruction may
+ * fault on a second traced page while its step is pending (a read across a page
+ * boundary): that page is opened too, without another log entry. Writes (the page-fault
+ * error code says so) are not logged: the harness judges them after the call.
  *
  * Merging: consecutive reads by one instruction, each starting where the last ended (rep
  * movs, a loop), are one read. Reads by code outside the driver's library (the C
