@@ -56,6 +56,14 @@ def test_header_names_a_module_class_driver_once(tmp_path: Path) -> None:
     assert "): driver tests.mutants:DoubleFetch, kernel mode" in result.stdout
 
 
+def test_header_says_whether_a_native_drivers_direct_reads_are_traced(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, "-k", PREPATCH, "--driver=tests.mutants:WdkSample")
+    assert result.returncode == 0, result.stdout
+    assert "direct reads of user memory (WDK-style driver): " in result.stdout
+    result, _ = run(tmp_path, "-k", PREPATCH, "--driver=tests.mutants:DoubleFetch")
+    assert "direct reads of user memory" not in result.stdout  # a Python driver
+
+
 def test_header_names_driver_version_mode_and_seed(tmp_path: Path) -> None:
     result, _ = run(tmp_path, "-k", PREPATCH, "--kernel-mode=tiny-buffers", "--wddm-seed=7")
     assert result.returncode == 0, result.stdout

@@ -820,3 +820,17 @@ def test_where_direct_reads_are_not_traced_faults_still_land_in_except(
     assert buffer.reads == []
     cut = UserBuffer("command buffer", bytes(16), fault_at=4)
     assert _direct(2, cut) == STATUS_INVALID_PARAMETER
+
+
+@pytest.mark.parametrize(
+    ("system", "machine", "traced"),
+    [("linux", "x86_64", True), ("linux", "aarch64", False), ("darwin", "x86_64", False)],
+)
+def test_the_report_header_says_where_direct_reads_are_traced(
+    monkeypatch: pytest.MonkeyPatch, system: str, machine: str, traced: bool
+) -> None:
+    monkeypatch.setattr(adapter.sys, "platform", system)
+    monkeypatch.setattr(adapter.platform, "machine", lambda: machine)
+    note = adapter.direct_reads_note()
+    assert note.startswith("direct reads of user memory (WDK-style driver): ")
+    assert ("not traced" not in note) == traced

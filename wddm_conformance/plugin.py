@@ -511,6 +511,9 @@ def _header(config: pytest.Config) -> list[str]:
         f"repeat with: {run.command}",
         _isolation_line(run),
     ]
+    native = sys.modules.get("wddm_conformance.native.adapter")  # imported if the driver is one
+    if native is not None and issubclass(run.spec.cls, native.NativeMiniport):
+        lines.append(native.direct_reads_note())
     if not config.stash.get(SHORT_DRIVER, False):
         lines.append(
             "wddm-conformance: --driver is not this plugin's option here (another plugin or "

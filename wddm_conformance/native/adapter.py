@@ -44,6 +44,8 @@ import contextlib
 import functools
 import itertools
 import mmap
+import platform
+import sys
 import threading
 import types
 import weakref
@@ -631,6 +633,20 @@ def _leak_text(blocks: Sequence[PoolBlock]) -> str:
     more = f" (+{len(blocks) - 4} more)" if len(blocks) > 4 else ""
     total = sum(b.size for b in blocks)
     return f"{len(blocks)} pool block(s), {total} bytes: {shown}{more}"
+
+
+def direct_reads_note() -> str:
+    """The report header's line on a native driver's direct reads of user memory."""
+    if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"):
+        return (
+            "direct reads of user memory (WDK-style driver): traced, the double-fetch and "
+            "TOCTOU probes see them"
+        )
+    return (
+        f"direct reads of user memory (WDK-style driver): not traced on {sys.platform} "
+        f"{platform.machine()} (x86-64 Linux only), the double-fetch and TOCTOU probes see "
+        "RtlCopyMemory only"
+    )
 
 
 @functools.cache
