@@ -363,3 +363,18 @@ def test_a_driver_that_dies_building_its_seeds_is_named_and_the_campaign_goes_on
     assert c.seeds is None
     assert line.startswith("seeds: the packaged ones, built by the reference driver's encoder")
     assert f"building {spec}'s own failed: exit status 9" in line
+
+
+def test_a_native_driver_built_without_coverage_is_said_at_the_start(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from wddm_conformance.native.build import build
+
+    library = build([ROOT / "tests" / "wdk_driver" / "wdkdisp.c"], name="wdkdisp", wdk=True)
+    out = StringIO()
+    run(Campaign("create_allocation", f"native:{library}", tmp_path / "work", seconds=1), out)
+    (line,) = [x for x in out.getvalue().splitlines() if x.startswith("note: ")]
+    assert f"{library.name} is not built for coverage" in line and "--sanitize" in line
+    out = StringIO()
+    run(Campaign("create_allocation", "reference", tmp_path / "python", seconds=1), out)
+    assert "not built for coverage" not in out.getvalue()

@@ -129,6 +129,14 @@ def test_baseline_gates_on_unexpected_results_only(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout
 
 
+def test_a_baseline_written_into_a_new_directory_is_made_with_it(tmp_path: Path) -> None:
+    baseline = tmp_path / "ci" / "wddm-baseline.csv"
+    mutant = "--driver=tests.mutants:NoPrePatch"
+    result, _ = run(tmp_path, mutant, "-k", CHECKS, f"--baseline={baseline}", "--update-baseline")
+    assert result.returncode == 1, result.stdout  # the failures, not a traceback
+    assert f"test_render.py::{PREPATCH},FAIL" in baseline.read_text()
+
+
 def test_html_report_is_written_beside_junit(tmp_path: Path) -> None:
     html, junit = tmp_path / "out" / "report.html", tmp_path / "junit.xml"
     result, data = run(

@@ -414,3 +414,28 @@ def test_the_cxx_sample_passes_check_in_every_mode(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b\d+ passed, 0 failed", done.stdout), done.stdout
+
+
+def test_repro_of_a_finding_on_an_asan_build_preloads_the_runtime_itself(tmp_path: Path) -> None:
+    """A campaign on a sanitizer build prints ``fuzz repro FILE``; that command (and minimize
+    and promote) runs itself again with the sanitizer runtime preloaded, as the campaign did."""
+    library, env = _asan_build("c")
+    plain = {
+        k: v for k, v in env.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
+    }
+    finding = tmp_path / "render-REN-COPYFIRST-000000000000"
+    finding.write_bytes(b"")  # the empty render input: passes on the conforming sample
+    finding.with_suffix(".json").write_text(
+        json.dumps({"target": "render", "driver": f"native:{library}"})
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "wddm_conformance", "fuzz", "repro", str(finding)],
+        capture_output=True,
+        text=True,
+        env=plain,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cannot load the library" not in done.stderr

@@ -216,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = raw.index("--")
         raw, extra = raw[:cut], raw[cut + 1 :]
     args = parser.parse_args(raw)
+    args.argv = [*raw, *(["--", *extra] if extra else [])]  # to run the command again
     try:
         if args.command == "fuzz":
             from .fuzz.cli import dispatch

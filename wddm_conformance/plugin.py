@@ -347,6 +347,8 @@ def _activate(config: pytest.Config) -> Run:
     if baseline:
         run.baseline_path = Path(baseline)
         run.update_baseline = update
+        if update:  # made with its directories at the end: fail now if it cannot be
+            _writable("--baseline", baseline)
         if not (run.update_baseline and not run.baseline_path.exists()):
             try:
                 run.baseline = baselines.load(run.baseline_path)

@@ -45,6 +45,7 @@ from typing import IO, Any
 from ..defaults import TDR_DDI_DELAY
 from ..driver import load_driver
 from ..errors import VIDEO_TDR_FAILURE, DriverLoadError, Tdr
+from ..native.abi import is_sanitized
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
 from .progress import ProgressParser, plot, read_csv, status_line, summarize, write_csv
 from .runner import ENV_CAMPAIGN_FD, ENV_DRIVER, ENV_FINDINGS, ENV_LEAN, Findings
@@ -323,6 +324,14 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
         ),
     )
     print(own_seeds(c, env), file=out)
+    library = sanitizer.native_library(c.driver)
+    if library is not None and library.is_file() and not is_sanitized(library):
+        print(
+            f"note: {library.name} is not built for coverage: libFuzzer sees none of it, so "
+            f"the corpus does not grow from it; build it with `wddm-conformance native build "
+            f"--sanitize` for a coverage-guided campaign (docs/native.md)",
+            file=out,
+        )
     tty = out.isatty() if tty is None else tty
     parser = ProgressParser()
     start = time.monotonic()

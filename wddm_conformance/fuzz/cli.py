@@ -11,15 +11,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from . import CORPORA, REGRESSIONS, TARGETS, target_class
+from . import CORPORA, REGRESSIONS, TARGETS, sanitizer, target_class
 from .campaign import Campaign, CampaignError, parse_jobs, run
 from .package import add_arguments as add_package_arguments
 from .package import run as package_run
 from .seeds import main as seeds_main
-from .triage import coverage_report, minimize, promote, repro
+from .triage import coverage_report, minimize, promote, repro, sidecar
 
 
 def _positive(text: str) -> float:
@@ -142,6 +143,8 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         what = "is a directory, not an input file" if args.file.is_dir() else "does not exist"
         print(f"wddm-conformance: error: {args.file} {what}", file=sys.stderr)
         return 2
+    if cmd in ("repro", "minimize", "promote"):
+        _with_sanitizer_runtime(args.driver or str(sidecar(args.file).get("driver") or ""), args)
     if cmd == "repro":
         return repro(args.file, args.target, args.driver)
     if cmd == "minimize":
@@ -162,6 +165,17 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     argv += ["--check"] if args.check else []
     argv += ["--target", args.target] if args.target else []
     return seeds_main(argv)
+
+
+def _with_sanitizer_runtime(driver: str, args: argparse.Namespace) -> None:
+    """Run this command again with the sanitizer runtime preloaded when ``driver`` is a
+    sanitizer build (a campaign's finding on one is replayed as the campaign ran it)."""
+    argv = getattr(args, "argv", None)
+    if not driver or argv is None or sanitizer.preloaded(driver):
+        return
+    env = sanitizer.environment(driver, dict(os.environ))
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "wddm_conformance", *argv], env)
 
 
 __all__ = ["add_parser", "dispatch", "sys"]

@@ -63,6 +63,13 @@ def environment(driver: str, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def preloaded(driver: str) -> bool:
+    """Whether this process can load ``driver``: it is no sanitizer build, or the sanitizer
+    runtime :func:`environment` gives it is preloaded here already."""
+    wanted = environment(driver, {}).get("LD_PRELOAD")
+    return not wanted or wanted in os.environ.get("LD_PRELOAD", "").split()
+
+
 @dataclass(frozen=True)
 class SanitizerReport:
     """What a sanitizer said: which one, the error, the access, and the stack."""

@@ -147,10 +147,11 @@ def open_library(path: Path, spec: str) -> NativeLibrary:
     except OSError as exc:
         reason = " ".join(str(exc).split()).split(". Additionally, ctypes.util")[0]
         hint = ""
-        if "__asan" in reason or "__sanitizer" in reason or "__ubsan" in reason:
+        if any(name in reason for name in ("__asan", "__sanitizer", "__ubsan", "__sancov")):
             hint = (
-                " (built with sanitizers: run it under `wddm-conformance fuzz run`, which preloads "
-                "atheris's sanitizer runtime, or set LD_PRELOAD to it yourself)"
+                " (built with sanitizers: `wddm-conformance fuzz run`, `repro`, `minimize` and "
+                "`promote` preload atheris's sanitizer runtime; elsewhere set LD_PRELOAD to "
+                "it, as docs/native.md shows)"
             )
         raise DriverLoadError(f"{culprit}: cannot load the library: {reason}{hint}") from None
     if _exports(lib, "WddmWdkInvoke"):
