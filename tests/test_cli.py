@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 import pytest
 
-from wddm_conformance.cli import main
+from wddm_conformance.cli import _parser, main
 from wddm_conformance.kernel import ALL_MODES, KernelMode
 
 
@@ -74,6 +75,98 @@ def test_bad_input_is_one_line_usage_error_without_traceback(argv: list[str], cu
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(error_lines) == 1
+
+
+def _commands(
+    parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """Every sub-command of ``parser`` (``("fuzz",)``, ``("fuzz", "run")`` ...), depth first."""
+    found: list[tuple[str, ...]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [(*words, name), *_commands(sub, (*words, name))]
+    return found
+
+
+COMMANDS = _commands(_parser())
+
+
+def test_every_sub_command_is_checked() -> None:
+    assert {("check",), ("fuzz", "run"), ("fuzz", "coverage"), ("native", "build")} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("bad", [["--seconds", "10"], ["--bogus=1"]], ids=["value", "inline"])
+def test_a_sub_command_reports_an_unknown_option_with_its_own_usage(
+    command: tuple[str, ...], bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``fuzz run --seconds 10`` printed the top-level usage (argparse hands a sub-command's
+    unknown arguments up); then, with the target checked, "unknown fuzz target '10'"."""
+    with pytest.raises(SystemExit) as ended:
+        main([*command, *bad])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    prog = " ".join(("wddm-conformance", *command))
+    assert err.startswith(f"usage: {prog} ")
+    assert err.splitlines()[-1] == f"{prog}: error: unrecognized arguments: {bad[0]}"
+    assert sum("error:" in line for line in err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (
+            ["fuzz", "run", "nosuch"],
+            "fuzz run: error: argument target: unknown fuzz target 'nosuch'",
+        ),
+        (
+            ["fuzz", "coverage"],
+            "fuzz coverage: error: the following arguments are required: target",
+        ),
+        (
+            ["fuzz", "repro", "f", "--target=x"],
+            "fuzz repro: error: argument --target: unknown fuzz",
+        ),
+        (
+            ["fuzz", "run", "render", "--jobs=x"],
+            "fuzz run: error: argument --jobs: invalid value 'x': not a whole number",
+        ),
+        (
+            ["fuzz", "run", "render", "--jobs=0"],
+            "fuzz run: error: argument --jobs: invalid value '0': must be at least 1",
+        ),
+        (["native"], "native: error: the following arguments are required: {build,header,cflags}"),
+        (
+            ["fuzz", "run", "render", "-max_len=9"],
+            "fuzz run: error: unrecognized arguments: -max_len",
+        ),
+        (["native", "header", "extra"], "native header: error: unrecognized arguments: extra"),
+        (["fuzz", "--bogus", "run", "render"], "fuzz: error: unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_sub_command_s_bad_command_line_is_its_usage_and_one_line(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert err.startswith(f"usage: {last.partition(': error:')[0]} ")
+    assert f"wddm-conformance {error}" in last
+    assert sum("error:" in line for line in err.splitlines()) == 1
+
+
+def test_options_spelled_as_argparse_accepts_them_are_not_unknown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Abbreviations, ``--opt=value``, ``-DNAME`` and negative numbers still reach argparse."""
+    parser = _parser()
+    args = parser.parse_args(["check", "--mode-t=0", "--se", "-3", "--driver=x:Y"])
+    assert (args.mode_timeout, args.seed, args.driver) == (0, -3, "x:Y")
+    args = parser.parse_args(["native", "build", "a.c", "-DFOO", "-I", "inc"])
+    assert args.defines == ["FOO"]
 
 
 def test_disasm_marks_the_offset(

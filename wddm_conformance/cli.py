@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import marshal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from . import CONTRACT_VERSION, __version__, isolation
 from .ddi import DXGK_START_INFO
@@ -70,6 +72,44 @@ def _in_mode_terms(text: str) -> str:
     return text
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of a sub-command (``check``, ``fuzz run``, ``native build`` ...).
+
+    argparse hands the arguments a sub-command does not know up to the top-level parser,
+    which reports them under ``wddm-conformance``'s usage; this one reports them itself,
+    with its own usage and one error line, like every other mistake in its command line.
+    Sub-commands of a sub-command are parsers of this class too (argparse's default).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        if args is not None:
+            # Before argparse takes the value after an unknown option for a positional
+            # (``fuzz run --seconds 10``: "unknown fuzz target '10'"); in a parser of
+            # sub-commands, only the options before the sub-command are its own.
+            own = list(args)
+            if self._subparsers is not None:
+                own = list(itertools.takewhile(lambda arg: arg.startswith("-"), own))
+            unknown = [arg for arg in own if self._unknown_option(arg)]
+            if unknown:
+                self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def _unknown_option(self, arg: str) -> bool:
+        """Whether ``arg`` is spelled as an option that this parser does not have."""
+        if not arg.startswith("-") or arg == "-" or self._negative_number_matcher.match(arg):
+            return False
+        name = arg.partition("=")[0]
+        options = self._option_string_actions
+        if name in options or (not arg.startswith("--") and arg[:2] in options):  # -DNAME
+            return False
+        return not (self.allow_abbrev and any(o.startswith(name) for o in options if o[1] == "-"))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wddm-conformance", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -77,7 +117,10 @@ def _parser() -> argparse.ArgumentParser:
         action="version",
         version=f"%(prog)s {__version__} (contract {CONTRACT_VERSION})",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = cast(  # its parsers are CommandParsers; add_parser's callers need no more
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, parser_class=CommandParser),
+    )
     check = sub.add_parser("check", help="run the end-to-end workload in every kernel mode")
     check.add_argument(
         "--driver", default="reference", help="module:Class of the miniport (default: reference)"
@@ -133,7 +176,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_parser(sub)
     add_native_parser(sub)
+    _name_sub_commands(parser)
     return parser
+
+
+def _name_sub_commands(parser: argparse.ArgumentParser) -> None:
+    """Spell a missing sub-command as its choices, ``{run,repro,...}``, not as its
+    ``dest`` (Python 3.11's "the following arguments are required: fuzz_command")."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.metavar = "{" + ",".join(action.choices) + "}"
+            for sub in action.choices.values():
+                _name_sub_commands(sub)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -33,8 +33,18 @@ def _positive(text: str) -> float:
 def _jobs(text: str) -> int:
     try:
         return parse_jobs(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:
+        why = "must be at least 1" if text.strip().lstrip("+-").isdigit() else "not a whole number"
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {why}") from None
+
+
+def _target(text: str) -> str:
+    """A fuzz target's name, checked while parsing so a wrong one gets its command's usage."""
+    if text not in TARGETS:
+        raise argparse.ArgumentTypeError(
+            f"unknown fuzz target {text!r} (known: {', '.join(TARGETS)})"
+        )
+    return text
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     names = ", ".join(TARGETS)
 
     r = fsub.add_parser("run", help="run or resume a campaign")
-    r.add_argument("target", help=f"one of {names}")
+    r.add_argument("target", type=_target, help=f"one of {names}")
     r.add_argument("--driver", default="reference", help="module:Class of the miniport")
     r.add_argument("--time", type=_positive, default=60.0, help="seconds of fuzzing (default 60)")
     r.add_argument("--runs", type=int, help="stop after this many inputs instead")
@@ -78,7 +88,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ):
         t = fsub.add_parser(name, help=what)
         t.add_argument("file", type=Path)
-        t.add_argument("--target", help="target (default: from the finding's record or name)")
+        t.add_argument(
+            "--target", type=_target, help="target (default: from the finding's record or name)"
+        )
         t.add_argument("--driver", help="driver (default: the one that found it)")
         if name == "minimize":
             t.add_argument("--runs", type=int, default=2000, help="minimization attempts")
@@ -92,9 +104,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             )
 
     c = fsub.add_parser("coverage", help="HTML coverage of the driver over corpora")
-    c.add_argument("target")
+    c.add_argument("target", type=_target, help=f"one of {names}")
     c.add_argument(
-        "paths", nargs="*", type=Path, help="inputs or directories (default: the target's corpora)"
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[],  # not a required argument in argparse's "the following ... are required"
+        help="inputs or directories (default: the target's corpora)",
     )
     c.add_argument("--driver", default="reference")
     c.add_argument("--html", type=Path, default=Path("fuzz-coverage"))
