@@ -51,6 +51,8 @@ def test_check_reports_a_crash_as_crash(capsys: pytest.CaptureFixture[str]) -> N
     ("argv", "culprit"),
     [
         (["check", "--driver", "nocolon"], "expected 'module:Class'"),
+        (["check", "--driver", "nocolon"], "or one of: reference, reference-c"),
+        (["fuzz", "run", "render", "--driver=lib.so"], "did you mean 'native:lib.so'?"),
         (
             ["check", "--driver", "no_such_module_xyz:Driver"],
             "cannot import module 'no_such_module_xyz'",

@@ -95,6 +95,38 @@ def test_spec_without_module_and_class_is_rejected(spec: str) -> None:
     assert "expected 'module:Class'" in message
 
 
+def test_a_wrong_driver_names_every_form_and_built_in_driver() -> None:
+    """A newcomer's wrong ``--driver`` said only "expected 'module:Class'": not the registry
+    names nor native libraries. Still one line."""
+    message = load_error("nosuch")
+    assert "'module:Class', 'native:PATH' (a path to a native library)" in message
+    assert message.endswith(f"or one of: {', '.join(REGISTRY)}")
+    assert {"reference", "reference-c"} <= set(REGISTRY)
+
+
+@pytest.mark.parametrize(
+    ("spec", "meant"),
+    [
+        ("referense", "reference"),
+        ("reference_c", "reference-c"),
+        ("/opt/drv/libdrv.so", "native:/opt/drv/libdrv.so"),
+        ("libdrv.dll", "native:libdrv.dll"),
+    ],
+)
+def test_a_wrong_driver_close_to_a_form_says_which(spec: str, meant: str) -> None:
+    assert load_error(spec).endswith(f"; did you mean {meant!r}?")
+
+
+def test_a_companion_spec_is_not_offered_the_registry(tmp_module: Callable[[str], str]) -> None:
+    name = tmp_module(
+        "from wddm_conformance.reference.miniport import ReferenceMiniport\n"
+        "class Driver(ReferenceMiniport):\n"
+        "    COMMAND_ENCODER = 'nocolon'\n"
+    )
+    message = load_error(f"{name}:Driver")
+    assert message.endswith("expected 'module:Class'") and "reference-c" not in message
+
+
 def test_missing_module_names_the_module() -> None:
     message = load_error("no_such_module_xyz:X")
     assert "cannot import module 'no_such_module_xyz'" in message

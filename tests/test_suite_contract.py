@@ -71,6 +71,7 @@ def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     ("args", "culprit"),
     [
         (["--driver=nocolon"], "expected 'module:Class'"),
+        (["--driver=referense"], "or one of: reference, reference-c; did you mean 'reference'?"),
         (["--driver=no_such_module:Miniport"], "cannot import module 'no_such_module'"),
         (
             ["--driver=wddm_conformance.reference.miniport:NoSuchClass"],

@@ -27,7 +27,7 @@ from .defaults import (
     ISOLATED_SECONDS,
     TDR_DDI_DELAY,
 )
-from .driver import DriverSpec, load_driver
+from .driver import DriverSpec, driver_forms, load_driver
 from .errors import DriverLoadError
 from .kernel import ALL_MODES, Kernel, KernelConfig, KernelMode
 from .results import Status, classify
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="run the end-to-end workload in every kernel mode")
     check.add_argument(
-        "--driver", default="reference", help="module:Class of the miniport (default: reference)"
+        "--driver", default="reference", help=f"the miniport: {driver_forms()} (default: reference)"
     )
     check.add_argument(
         "--mode",

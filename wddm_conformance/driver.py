@@ -36,6 +36,7 @@ build_paging_buffer           DxgkDdiBuildPagingBuffer
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -333,11 +334,26 @@ def _import_module(name: str) -> Any:
             sys.path.remove(cwd)
 
 
+def driver_forms(spec: str = "") -> str:
+    """What ``--driver`` accepts, for a message about ``spec``, which is none of them:
+    ``'module:Class', 'native:PATH' (a native library) or one of: reference, ...``, and
+    the form ``spec`` probably meant, if one is close (a registry name, a library path)."""
+    text = (
+        "'module:Class', 'native:PATH' (a path to a native library) "
+        f"or one of: {', '.join(REGISTRY)}"
+    )
+    if os.sep in spec or "/" in spec or os.path.splitext(spec)[1] in (".so", ".dll", ".dylib"):
+        return f"{text}; did you mean 'native:{spec}'?"
+    close = difflib.get_close_matches(spec, REGISTRY, n=1)
+    return f"{text}; did you mean {close[0]!r}?" if close else text
+
+
 def _import_object(spec: str, what: str, where: str) -> Any:
     where = "" if where == "--driver" else f" from {where}"
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise DriverLoadError(f"invalid {what} {spec!r}{where}: expected 'module:Class'")
+        expected = driver_forms(spec) if what == "--driver" else "'module:Class'"
+        raise DriverLoadError(f"invalid {what} {spec!r}{where}: expected {expected}")
     try:
         module = _import_module(module_name)
     except Exception as exc:

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..driver import driver_forms
 from . import CORPORA, REGRESSIONS, TARGETS, sanitizer, target_class
 from .campaign import Campaign, CampaignError, parse_jobs, run
 from .package import add_arguments as add_package_arguments
@@ -54,7 +55,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     r = fsub.add_parser("run", help="run or resume a campaign")
     r.add_argument("target", type=_target, help=f"one of {names}")
-    r.add_argument("--driver", default="reference", help="module:Class of the miniport")
+    r.add_argument(
+        "--driver", default="reference", help=f"the miniport: {driver_forms()} (default: reference)"
+    )
     r.add_argument("--time", type=_positive, default=60.0, help="seconds of fuzzing (default 60)")
     r.add_argument("--runs", type=int, help="stop after this many inputs instead")
     r.add_argument(
