@@ -291,6 +291,57 @@ def test_coverage_report_of_the_driver(tmp_path: Path) -> None:
     assert (tmp_path / "html" / "index.html").is_file()
 
 
+def test_coverage_names_each_file_of_an_installed_subclass_once_and_measures_it(
+    tmp_path: Path,
+) -> None:
+    """A newcomer's report said "cover 100.0% of miniport.py, miniport.py": their
+    ``mydriver/miniport.py`` subclassing the reference's ``miniport.py``, named by file name
+    alone, and only theirs measured: coverage.py skips an installed package (the wheel's
+    reference; here the driver, in a directory of a venv) unless told to measure it."""
+    pytest.importorskip("coverage")
+    site = tmp_path / "env" / "lib" / "site-packages"
+    (site / "drvpkg").mkdir(parents=True)
+    (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (site / "drvpkg" / "__init__.py").write_text("")
+    (site / "drvpkg" / "miniport.py").write_text(
+        "from wddm_conformance.reference.miniport import ReferenceMiniport\n\n\n"
+        "class Miniport(ReferenceMiniport):\n"
+        "    def patch(self, args):  # type: ignore[no-untyped-def]\n"
+        "        return super().patch(args)\n"
+    )
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    html = tmp_path / "html"
+    command = [
+        "fuzz",
+        "coverage",
+        "patch",
+        "--driver=drvpkg.miniport:Miniport",
+        "--html",
+        str(html),
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "wddm_conformance", *command],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert " of drvpkg/miniport.py, wddm_conformance/reference/miniport.py; " in out.stdout
+    pages = [p.read_text() for p in html.glob("z_*_miniport_py.html")]
+    assert len(pages) == 2
+    theirs = next(p for p in pages if "drvpkg" in p)
+    assert '<span class="pc_cov">100%</span>' in theirs  # every line of it, module level too
+
+
+def test_coverage_of_a_native_driver_is_refused_in_one_line(tmp_path: Path) -> None:
+    """It reported the harness's own lines (``include=[]`` is no filter) as the driver's."""
+    out = _cli("fuzz", "coverage", "patch", "--driver=reference-c", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "wddm-conformance: error: fuzz coverage measures a Python driver's lines; "
+        "'reference-c' is a native library"
+    ]
+
+
 def test_bad_triage_input_is_one_line(tmp_path: Path) -> None:
     odd = tmp_path / "mystery"
     odd.write_bytes(b"\x00")

@@ -43,6 +43,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from .ddi import (
@@ -313,6 +315,18 @@ def _one_line(exc: BaseException) -> str:
     """An exception as ``Type: message`` on one line (load errors must be one line)."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def module_path(module: ModuleType) -> str:
+    """``module``'s file as its import path spells it: ``mydriver/miniport.py`` for
+    ``mydriver.miniport``, ``mydriver/__init__.py`` for the package ``mydriver``; "" for a
+    module without a file. Unlike the file's name alone, one module's only."""
+    name = getattr(module, "__file__", None)
+    if not isinstance(name, str):
+        return ""
+    parts = Path(name).parts
+    depth = module.__name__.count(".") + (Path(name).stem == "__init__")
+    return "/".join(parts[-depth - 1 :])
 
 
 def _import_module(name: str) -> Any:

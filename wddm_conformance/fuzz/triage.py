@@ -27,8 +27,8 @@ from typing import IO, Any
 
 from .. import isolation
 from ..defaults import TDR_DDI_DELAY
-from ..driver import DriverSpec, load_driver
-from ..errors import DriverFailure
+from ..driver import REGISTRY, DriverSpec, load_driver, module_path
+from ..errors import DriverFailure, DriverLoadError
 from ..requirements import catalogue
 from ..results import Outcome, Status, classify
 from ..watchdog import WatchdogInvoker
@@ -280,14 +280,27 @@ def coverage_report(
     html: Path,
     out: IO[str] = sys.stdout,
 ) -> float:
-    """Replay every input under ``paths``; HTML coverage of the driver's own modules."""
+    """Replay every input under ``paths``; HTML coverage of the driver's own modules (those
+    of its class and its bases, :func:`~.runner.driver_modules`) into ``html``. Prints one
+    line naming each module's file as its import path spells it; returns the percentage.
+
+    The modules are found by loading the driver in a child process first, so that this
+    process imports them under coverage (module-level lines count) and measures them
+    wherever they are installed (coverage.py skips site-packages unless told). Raises
+    RuntimeError for a native driver or without coverage.py, DriverLoadError for a bad one.
+    """
     try:
         import coverage
     except ImportError:
         raise RuntimeError(
             "coverage is not installed (the harness's fuzz extra): pip install 'coverage>=7'"
         ) from None
-    cov = coverage.Coverage(data_file=None, branch=True)
+    if REGISTRY.get(driver, driver).startswith("native:"):
+        raise RuntimeError(
+            f"fuzz coverage measures a Python driver's lines; {driver!r} is a native library"
+        )
+    files = _driver_files(driver)
+    cov = coverage.Coverage(data_file=None, branch=True, include=list(files))
     cov.start()  # before the driver is imported, so its module-level lines count too
     try:
         spec = load_driver(driver)
@@ -301,15 +314,53 @@ def coverage_report(
                 failures += 1
     finally:
         cov.stop()
-    files = [m.__file__ for m in driver_modules(spec) if m.__file__]
-    percent = float(
-        cov.html_report(
-            directory=str(html), include=files, title=f"{driver} under fuzz target {target}"
-        )
-    )
+    title = f"{driver} under fuzz target {target}"
+    percent = float(cov.html_report(directory=str(html), title=title))
     print(
-        f"{count} inputs ({failures} failing) cover {percent:.1f}% of {', '.join(Path(f).name for f in files)}; "
+        f"{count} inputs ({failures} failing) cover {percent:.1f}% of {', '.join(files.values())}; "
         f"report: {html / 'index.html'}",
         file=out,
     )
     return percent
+
+
+def driver_files(driver: str) -> dict[str, str]:
+    """The files of ``driver``'s modules (:func:`~.runner.driver_modules`), resolved, each
+    once (a file imported under two module names too), with its import path spelling
+    (``mydriver/miniport.py``, beside ``wddm_conformance/reference/miniport.py`` for a
+    subclass of the reference: not ``miniport.py, miniport.py``)."""
+    files: dict[str, str] = {}
+    for module in driver_modules(load_driver(driver)):
+        if module.__file__:
+            files.setdefault(str(Path(module.__file__).resolve()), module_path(module))
+    return files
+
+
+def _driver_files(driver: str) -> dict[str, str]:
+    """:func:`driver_files` from a child process with this one's ``sys.path`` (the
+    driver's modules stay unimported here); its one-line error as a DriverLoadError."""
+    code = (
+        "import json, sys; sys.path[:] = json.loads(sys.argv[2])\n"
+        "from wddm_conformance.errors import DriverLoadError\n"
+        "from wddm_conformance.fuzz.triage import driver_files\n"
+        "try: found = {'files': driver_files(sys.argv[1])}\n"
+        "except DriverLoadError as exc: found = {'error': str(exc)}\n"
+        "print('\\n' + json.dumps(found))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, driver, json.dumps(sys.path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = child.stdout.splitlines()
+    if child.returncode or not lines:
+        why = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        raise DriverLoadError(f"invalid --driver {driver!r}: loading it failed: {why}")
+    found: dict[str, Any] = json.loads(lines[-1])
+    if "error" in found:
+        raise DriverLoadError(found["error"])
+    files: dict[str, str] = found["files"]
+    if not files:
+        raise RuntimeError(f"fuzz coverage: driver {driver!r} has no Python module of its own")
+    return files
