@@ -157,6 +157,25 @@ def _find(driver: Driver) -> leaks.Leak | None:
     return leaks.find_leak(driver, driver.cycle)
 
 
+def test_one_leak_class_says_state_and_pool_in_their_words() -> None:
+    """A Python driver's state and a native driver's pool are one :class:`leaks.Leak`
+    (it was two classes of one shape, ``Leak`` and ``PoolLeak``), its ``kept`` saying which;
+    the messages are word for word the two classes' ones."""
+    state = leaks.Leak(64, leaks.Census(70, 1000, 64), leaks.Census(66, 900, 64), "W")
+    assert state.kept == "state"
+    assert state.describe("cycles") == (
+        "keeps state that grows with the number of cycles: after 16 to warm up, each 64 more "
+        "grew it by +70/+66 objects (1.1 per cycle), +1000/+900 bytes and +64/+64 instances "
+        "of the driver's classes; W"
+    )
+    pool = leaks.Leak(64, leaks.Census(64, 1536, 0), leaks.Census(65, 1560, 0), "W", kept="pool")
+    assert pool.describe("device cycles") == (
+        "keeps pool that grows with the number of device cycles: after 16 to warm up, each 64 "
+        "more grew it by +64/+65 blocks (1.0 per cycle) and +1536/+1560 bytes; W"
+    )
+    assert not hasattr(leaks, "PoolLeak")
+
+
 def test_state_kept_once_per_cycle_is_a_leak_said_with_its_numbers_and_place() -> None:
     driver = KeepsOnePerCycle()
     leak = _find(driver)

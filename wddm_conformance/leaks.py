@@ -48,7 +48,7 @@ from types import (
     ModuleType,
     WrapperDescriptorType,
 )
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 #: Cycles run before the first census: lazily built tables and pools fill up here.
 WARMUP: Final = 16
@@ -162,23 +162,36 @@ class Census:
 
 @dataclass(frozen=True)
 class Leak:
-    """State that grew in both windows of ``cycles`` cycles each."""
+    """What a driver keeps that grew in both windows of ``cycles`` cycles each: a Python
+    driver's state (:func:`find_leak`) or a WDK-style native driver's pool
+    (:func:`find_pool_leak`)."""
 
     cycles: int
     first: Census
     second: Census
-    #: Where one of the new objects was allocated and where the driver keeps it.
+    #: Where one of the new objects was allocated and where the driver keeps it; for pool,
+    #: which blocks the attribution cycles left (tag, size, allocating DDI).
     where: str
+    #: What grew: ``"state"``, the objects, bytes and class instances a Python driver keeps,
+    #: or ``"pool"``, a native driver's pool blocks and bytes (``instances`` is 0).
+    kept: Literal["state", "pool"] = "state"
 
     def describe(self, cycles: str) -> str:
         """For a failure message: what grew over how many of ``cycles``, and where."""
         a, b = self.first, self.second
         per = (a.objects + b.objects) / (2 * self.cycles)
+        unit = "objects" if self.kept == "state" else "blocks"
+        grew = f"{a.objects:+d}/{b.objects:+d} {unit} ({per:.1f} per cycle)"
+        size = f"{a.bytes:+d}/{b.bytes:+d} bytes"
+        if self.kept == "state":
+            grew += (
+                f", {size} and {a.instances:+d}/{b.instances:+d} instances of the driver's classes"
+            )
+        else:
+            grew += f" and {size}"
         return (
-            f"keeps state that grows with the number of {cycles}: after {WARMUP} to warm up, "
-            f"each {self.cycles} more grew it by {a.objects:+d}/{b.objects:+d} objects "
-            f"({per:.1f} per cycle), {a.bytes:+d}/{b.bytes:+d} bytes and "
-            f"{a.instances:+d}/{b.instances:+d} instances of the driver's classes; {self.where}"
+            f"keeps {self.kept} that grows with the number of {cycles}: after {WARMUP} to warm "
+            f"up, each {self.cycles} more grew it by {grew}; {self.where}"
         )
 
 
@@ -438,27 +451,6 @@ def _short(value: object) -> str:
 # --------------------------------------------------------------------------- native pool
 
 
-@dataclass(frozen=True)
-class PoolLeak:
-    """Pool of a WDK-style native driver that grew in both windows of ``cycles`` cycles."""
-
-    cycles: int
-    first: Census
-    second: Census
-    #: Which blocks the attribution cycles left: tag, size and the DDI that allocated them.
-    where: str
-
-    def describe(self, cycles: str) -> str:
-        """For a failure message: how the pool grew over how many of ``cycles``, and which."""
-        a, b = self.first, self.second
-        per = (a.objects + b.objects) / (2 * self.cycles)
-        return (
-            f"keeps pool that grows with the number of {cycles}: after {WARMUP} to warm up, "
-            f"each {self.cycles} more grew it by {a.objects:+d}/{b.objects:+d} blocks "
-            f"({per:.1f} per cycle) and {a.bytes:+d}/{b.bytes:+d} bytes; {self.where}"
-        )
-
-
 def _pool_census(driver: Any) -> tuple[Census, dict[int, Any]]:
     blocks = {b.address: b for b in driver.pool_blocks()}
     return Census(len(blocks), sum(b.size for b in blocks.values()), 0), blocks
@@ -470,7 +462,7 @@ def find_pool_leak(
     *,
     warmup: int = WARMUP,
     window: int = WINDOW,
-) -> PoolLeak | None:
+) -> Leak | None:
     """:func:`find_leak` for a WDK-style native driver: the census is the pool its runtime
     tracks for the adapter (``driver.pool_blocks()``: blocks and bytes), with the same
     thresholds; the attribution names the tag, size and allocating DDI of the new blocks."""
@@ -496,4 +488,4 @@ def find_pool_leak(
         for (tag, size, ddi), n in kinds.most_common(3)
     )
     where = f"{ATTRIBUTION_CYCLES} more left {len(new)} new block(s): {shown or 'none'}"
-    return PoolLeak(window, first, second, where)
+    return Leak(window, first, second, where, kept="pool")

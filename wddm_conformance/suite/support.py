@@ -12,7 +12,7 @@ from ..attribution import run_program_checked
 from ..driver import AllocationRequest
 from ..errors import DriverViolation, NotJudged
 from ..kernel import Allocation, Context, Kernel, RenderResult
-from ..leaks import Leak, PoolLeak, find_leak, find_pool_leak, tracks_pool, unsupported
+from ..leaks import Leak, find_leak, find_pool_leak, tracks_pool, unsupported
 from ..program import AllocRef, Bind, Copy, Fill, Op, Write, Xor
 
 
@@ -78,7 +78,7 @@ def require_no_leak(
     reason = unsupported(k.spec.cls)
     if reason:
         raise NotJudged(reason)
-    leak: Leak | PoolLeak | None
+    leak: Leak | None
     if tracks_pool(k.spec.cls):
         leak = find_pool_leak(k.driver, cycle)
     else:
