@@ -144,6 +144,17 @@ def test_a_sub_command_reports_an_unknown_option_with_its_own_usage(
             "fuzz run: error: unrecognized arguments: -max_len",
         ),
         (["native", "header", "extra"], "native header: error: unrecognized arguments: extra"),
+        (["native", "build", "--wdk"], "native build: error: --wdk builds your own sources"),
+        (["native", "build", "a.c", "--mutant=NO_PREPATCH"], "native build: error: --mutant and"),
+        (["native", "build", "-DX"], "native build: error: -D and -I apply to your own sources"),
+        (
+            ["fuzz", "run", "--runs=-5", "nosuch"],
+            "fuzz run: error: argument --runs: invalid value '-5': must be at least 1",
+        ),
+        (
+            ["fuzz", "minimize", "f", "--runs=0"],
+            "fuzz minimize: error: argument --runs: invalid value '0': must be at least 1",
+        ),
         (["fuzz", "--bogus", "run", "render"], "fuzz: error: unrecognized arguments: --bogus"),
     ],
 )

@@ -28,7 +28,7 @@ from .defaults import (
     TDR_DDI_DELAY,
 )
 from .driver import DriverSpec, driver_forms, load_driver
-from .errors import DriverLoadError
+from .errors import CommandLineError, DriverLoadError
 from .kernel import ALL_MODES, Kernel, KernelConfig, KernelMode
 from .results import Status, classify
 from .sysmem import SystemMemory
@@ -182,11 +182,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _name_sub_commands(parser: argparse.ArgumentParser) -> None:
     """Spell a missing sub-command as its choices, ``{run,repro,...}``, not as its
-    ``dest`` (Python 3.11's "the following arguments are required: fuzz_command")."""
+    ``dest`` (Python 3.11's "the following arguments are required: fuzz_command"), and
+    give each sub-command's parser to its arguments (``command_parser``: the deepest one
+    parsed) for the errors of options that conflict (:class:`CommandLineError`)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             action.metavar = "{" + ",".join(action.choices) + "}"
             for sub in action.choices.values():
+                sub.set_defaults(command_parser=sub)
                 _name_sub_commands(sub)
 
 
@@ -281,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return native_dispatch(args)
         return _check(args) if args.command == "check" else _disasm(args)
+    except CommandLineError as exc:
+        command: argparse.ArgumentParser = args.command_parser
+        command.error(str(exc))
     except (DriverLoadError, OSError, ValueError, RuntimeError) as exc:
         parser.exit(2, f"wddm-conformance: error: {exc}\n")
 

@@ -50,6 +50,12 @@ class DriverLoadError(Exception):
     """A ``--driver`` spec could not be turned into a driver: the message is one line naming the culprit."""
 
 
+class CommandLineError(ValueError):
+    """Options of a ``wddm-conformance`` sub-command that argparse accepts one by one but not
+    together (``native build a.c --mutant ...``): reported as argparse reports its own
+    errors, with that sub-command's usage and one line."""
+
+
 class DriverFailure(Exception):
     """Base of the outcomes that blame the driver under test."""
 

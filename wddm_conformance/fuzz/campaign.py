@@ -524,10 +524,3 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def parse_jobs(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"--jobs must be at least 1, not {value}")
-    return value

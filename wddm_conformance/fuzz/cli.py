@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..driver import driver_forms
 from . import CORPORA, REGRESSIONS, TARGETS, sanitizer, target_class
-from .campaign import Campaign, CampaignError, parse_jobs, run
+from .campaign import Campaign, CampaignError, run
 from .package import add_arguments as add_package_arguments
 from .package import run as package_run
 from .seeds import main as seeds_main
@@ -31,12 +31,16 @@ def _positive(text: str) -> float:
     return value
 
 
-def _jobs(text: str) -> int:
+def _at_least_1(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (``--jobs``, ``--runs``: libFuzzer's
+    ``-runs`` of 0 or less is no limit, and ``--runs`` overrides ``--time``)."""
     try:
-        return parse_jobs(text)
+        value = int(text)
     except ValueError:
-        why = "must be at least 1" if text.strip().lstrip("+-").isdigit() else "not a whole number"
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {why}") from None
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be at least 1")
+    return value
 
 
 def _target(text: str) -> str:
@@ -59,9 +63,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--driver", default="reference", help=f"the miniport: {driver_forms()} (default: reference)"
     )
     r.add_argument("--time", type=_positive, default=60.0, help="seconds of fuzzing (default 60)")
-    r.add_argument("--runs", type=int, help="stop after this many inputs instead")
+    r.add_argument("--runs", type=_at_least_1, help="stop after this many inputs instead")
     r.add_argument(
-        "--jobs", type=_jobs, default=1, help="parallel fuzzing processes (libFuzzer -fork)"
+        "--jobs", type=_at_least_1, default=1, help="parallel fuzzing processes (libFuzzer -fork)"
     )
     r.add_argument("--keep-going", action="store_true", help="go on after a finding (-fork=1)")
     r.add_argument(
@@ -96,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         )
         t.add_argument("--driver", help="driver (default: the one that found it)")
         if name == "minimize":
-            t.add_argument("--runs", type=int, default=2000, help="minimization attempts")
+            t.add_argument("--runs", type=_at_least_1, default=2000, help="minimization attempts")
             t.add_argument("--output", type=Path, help="where to write it (default FILE.min)")
         if name == "promote":
             t.add_argument(

@@ -18,6 +18,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from ..errors import CommandLineError
 from .abi import header_path
 from .build import (
     MUTANTS,
@@ -74,10 +75,12 @@ def dispatch(args: argparse.Namespace) -> int:
         print(wdk_runtime_source() if args.runtime else " ".join(wdk_cflags()))
         return 0
     if args.wdk and not args.sources:
-        raise ValueError("--wdk builds your own sources: name the driver's .c and .cpp files")
+        raise CommandLineError("--wdk builds your own sources: name the driver's .c and .cpp files")
     if args.sources:
         if args.mutant or args.variant:
-            raise ValueError("--mutant and --variant apply to the C reference, not to your sources")
+            raise CommandLineError(
+                "--mutant and --variant apply to the C reference, not to your sources"
+            )
         path = build(
             args.sources,
             name=args.name,
@@ -88,7 +91,7 @@ def dispatch(args: argparse.Namespace) -> int:
         )
     else:
         if args.defines or args.include_dirs:
-            raise ValueError(
+            raise CommandLineError(
                 "-D and -I apply to your own sources; use --mutant/--variant for the reference"
             )
         path = reference_library(args.mutant, variant=args.variant, sanitize=args.sanitize)
