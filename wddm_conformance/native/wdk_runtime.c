@@ -590,7 +590,16 @@ void *__asan_get_report_address(void);
 int __asan_get_report_access_type(void);
 size_t __asan_get_report_access_size(void);
 
+static const char *RunningDdi(void);
+
 static void OnSanitizerReport(const char *Report) {
+    /* Which DDI, for the harness's finding record (fuzz/sanitizer.py): the driver's own
+     * function names (SampleRender) say nothing of it. ASan calls this on the faulting
+     * thread before it dies; the death callback would be libFuzzer's to lose (it saves the
+     * crash input there). */
+    const char *ddi = RunningDdi();
+    if (ddi != NULL)
+        fprintf(stderr, "wddm-conformance: in %s\n", ddi);
     uintptr_t address = (uintptr_t)__asan_get_report_address();
     const char *access = __asan_get_report_access_type() ? "write" : "read";
     size_t width = __asan_get_report_access_size();
@@ -1240,6 +1249,23 @@ static const struct {
     DDI(DxgkDdiDestroyDevice),    DDI(DxgkDdiOpenAllocation),    DDI(DxgkDdiCloseAllocation),
     DDI(DxgkDdiRender),           DDI(DxgkDdiCreateContext),     DDI(DxgkDdiDestroyContext),
 };
+
+/* The DDI the running call entered: the DRIVER_INITIALIZATION_DATA member that holds its
+ * function ("DxgkDdiRender"), "DriverEntry", or NULL (no call, or a function of no member). */
+static __attribute__((unused)) const char *RunningDdi(void) {
+    WDDM_WDK_CALL *call = Running;
+    if (call == NULL)
+        return NULL;
+    if (call->Function == (void *)DriverEntry)
+        return "DriverEntry";
+    for (size_t i = 0; i < RTL_NUMBER_OF(DdiOffsets); i++) {
+        void *member;
+        memcpy(&member, (const char *)&Registered + DdiOffsets[i].Offset, sizeof member);
+        if (member != NULL && member == call->Function)
+            return DdiOffsets[i].Name;
+    }
+    return NULL;
+}
 
 int32_t WddmWdkDdiOffset(const char *Name) {
     for (size_t i = 0; i < RTL_NUMBER_OF(DdiOffsets); i++)
