@@ -478,7 +478,7 @@ static NTSTATUS APIENTRY DestroyAllocation(const HANDLE hAdapter, const DXGKARG_
         if (allocation != NULL) {
             ExFreePoolWithTag(allocation, TAG_ALLOCATION);
 #ifdef WDKDISP_BUG_DOUBLE_FREE
-            ExFreePoolWithTag(allocation, TAG_ALLOCATION);
+            ExFreePoolWithTag(allocation, TAG_ALLOCATION); /* wrong: freed twice */
 #endif
         }
     }

@@ -716,7 +716,7 @@ def _wdk_invoke(
         if error is not None:
             raise HarnessError(f"the kernel's handle callbacks, in {name}: {error!r}") from error
     if stopped:
-        message = runtime_stop_text(c)
+        message = runtime_stop_text(c, library.path)
         if printed:
             message += " (debug output before it: " + " | ".join(printed[-3:]) + ")"
         code = int(c.BugCheckCode)

@@ -1,0 +1,142 @@
+"""A native driver's bug check names the source line it stopped at (wdkdisp.c:689 (Stage)),
+not only raw instruction addresses: wddm_conformance/native/symbolize.py.
+
+Expected lines come from marker comments in the sources ("/* wrong: ... */"), never from
+line numbers written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wddm_conformance.driver import AllocationRequest
+from wddm_conformance.errors import BugCheck
+from wddm_conformance.kernel import Kernel
+from wddm_conformance.memory import UserBuffer
+from wddm_conformance.native import symbolize
+from wddm_conformance.native.build import build
+from wddm_conformance.suite.support import pair, program
+
+from .mutants import WDK_CPP_SAMPLE, WDK_SAMPLE
+from .test_wdk_native import DRIVER, _render_args
+
+NO_TRY_MARKER = "/* wrong: a fault on user memory is not caught */"
+
+
+def _line(source: Path, marker: str) -> int:
+    (line,) = [n for n, text in enumerate(source.read_text().splitlines(), 1) if marker in text]
+    return line
+
+
+@pytest.fixture(autouse=True)
+def _fresh_symbols() -> Iterator[None]:
+    symbolize._symbolize.cache_clear()
+    yield
+    symbolize._symbolize.cache_clear()
+
+
+@pytest.fixture
+def tool() -> tuple[str, tuple[str, ...]]:
+    found = symbolize.symbolizer()
+    if found is None:
+        pytest.skip("neither addr2line nor llvm-symbolizer is installed")
+    return found
+
+
+def _no_try_bug_check(mutant: str) -> BugCheck:
+    kernel = Kernel(f"tests.mutants:{mutant}")
+    ctx, a, b = pair(kernel)
+    with pytest.raises(BugCheck) as caught:
+        kernel.run_program(ctx, [None, a, b], program(), fault_at=0)
+    return caught.value
+
+
+@pytest.mark.usefixtures("tool")
+@pytest.mark.parametrize(
+    ("mutant", "source"), [("WdkSampleNoTry", WDK_SAMPLE), ("WdkCppSampleNoTry", WDK_CPP_SAMPLE)]
+)
+def test_an_unhandled_fault_names_the_drivers_source_line(mutant: str, source: Path) -> None:
+    """NO_TRY copies the command buffer with the C library's memcpy: the fault is in libc,
+    the line is the driver's call of it (the frame below the signal)."""
+    bug = _no_try_bug_check(mutant)
+    line = _line(source, NO_TRY_MARKER)
+    assert (bug.code, bug.parameters[0], bug.requirement) == (0x1E, 0xC0000005, "REN-USERFAULT")
+    assert f"raised outside any __try at {source.name}:{line} (" in str(bug), str(bug)
+    assert "\n" not in str(bug)
+
+
+@pytest.mark.parametrize(
+    "name", [name for name, _ in symbolize._SYMBOLIZERS], ids=lambda name: name
+)
+def test_each_symbolizer_finds_the_same_line(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = dict(symbolize._SYMBOLIZERS)[name]
+    path = symbolize.shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    monkeypatch.setattr(symbolize, "symbolizer", lambda: (path, args))
+    bug = _no_try_bug_check("WdkSampleNoTry")
+    assert f"at wdkdisp.c:{_line(WDK_SAMPLE, NO_TRY_MARKER)} (Stage)" in str(bug), str(bug)
+
+
+@pytest.mark.usefixtures("tool")
+def test_a_bad_pool_call_names_the_line_of_the_call() -> None:
+    """0xC2 comes from inside the runtime's ExFreePoolWithTag: its frames are skipped."""
+    kernel = Kernel("tests.mutants:WdkSampleDoubleFree")
+    _, a, _ = pair(kernel)
+    with pytest.raises(BugCheck) as caught:
+        kernel.destroy_allocation(a)
+    line = _line(WDK_SAMPLE, "/* wrong: freed twice */")
+    assert caught.value.code == 0xC2
+    assert f"at wdkdisp.c:{line} (" in str(caught.value), str(caught.value)
+
+
+def test_without_a_symbolizer_the_message_says_so_in_one_clause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(symbolize, "symbolizer", lambda: None)
+    bug = _no_try_bug_check("WdkSampleNoTry")
+    assert str(bug).endswith(
+        "raised outside any __try (no source line: neither addr2line nor llvm-symbolizer "
+        "is installed)"
+    ), str(bug)
+
+
+@pytest.mark.usefixtures("tool")
+def test_a_library_without_debug_information_says_so() -> None:
+    library = build(
+        [DRIVER],
+        name="wdkpool-no_try-g0",
+        defines=["WDK_BUG_NO_TRY"],
+        wdk=True,
+        extra_flags=["-g0"],
+    )
+    kernel = Kernel(f"native:{library}")
+    device = kernel.create_device()
+    with pytest.raises(BugCheck) as caught:
+        kernel.caller.call(
+            "render", device.hDevice, _render_args(UserBuffer("c", bytes(16), fault_at=4))
+        )
+    assert str(caught.value).endswith(
+        f"(no source line: {library.name} has no debug information (build it with -g))"
+    ), str(caught.value)
+
+
+def test_a_bug_check_when_the_ddi_returned_names_no_line() -> None:
+    """Returning with a spin lock held is found after the DDI's last instruction: the
+    stack is the runtime's only, and the message has its own file:line (taken at)."""
+    kernel = Kernel("tests.mutants:WdkSampleReturnsHoldingLock")
+    device = kernel.create_device()
+    with pytest.raises(BugCheck) as caught:
+        kernel.create_allocations(device, [AllocationRequest(4096)])
+    assert caught.value.code == 0x4A
+    assert str(caught.value).count("wdkdisp.c:") == 1, str(caught.value)
+    assert "no source line" not in str(caught.value)
+
+
+def test_native_builds_keep_debug_information() -> None:
+    """`native build` compiles with -g (the lines above come from it)."""
+    library = build([DRIVER], name="wdkpool", wdk=True)
+    assert b".debug_line" in library.read_bytes()
