@@ -7,18 +7,21 @@ line numbers written here.
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from wddm_conformance.driver import AllocationRequest
-from wddm_conformance.errors import BugCheck
+from wddm_conformance.errors import BugCheck, DriverViolation
 from wddm_conformance.kernel import Kernel
 from wddm_conformance.memory import UserBuffer
 from wddm_conformance.native import symbolize
 from wddm_conformance.native.build import build
-from wddm_conformance.suite.support import pair, program
+from wddm_conformance.oracles import expect_single_fetch
+from wddm_conformance.suite.support import pair, program, run_checked
 
 from .mutants import WDK_CPP_SAMPLE, WDK_SAMPLE
 from .test_wdk_native import DRIVER, _render_args
@@ -140,3 +143,36 @@ def test_native_builds_keep_debug_information() -> None:
     """`native build` compiles with -g (the lines above come from it)."""
     library = build([DRIVER], name="wdkpool", wdk=True)
     assert b".debug_line" in library.read_bytes()
+
+
+@pytest.mark.usefixtures("tool")
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.machine() == "x86_64"),
+    reason="direct reads of user memory are traced on x86-64 Linux only",
+)
+def test_a_direct_double_fetch_names_the_line_of_the_drivers_read() -> None:
+    """DOUBLE_FETCH loads each chunk's opcode byte in user memory, then memcpy copies it
+    again: the first read is the driver's own instruction (its line), the second the C
+    library's copy."""
+    kernel = Kernel("tests.mutants:WdkSampleDirectDoubleFetch")
+    ctx, a, b = pair(kernel)
+    result = run_checked(kernel, ctx, [None, a, b], program(2), "program")
+    with pytest.raises(DriverViolation) as caught:
+        expect_single_fetch(result)
+    line = _line(WDK_SAMPLE, "/* the first fetch */")
+    assert f"more than once (reads: wdkdisp.c:{line} (" in str(caught.value), str(caught.value)
+    assert "a copy)" in str(caught.value)
+
+
+def test_fetch_sites_are_the_reads_of_the_doubled_range_in_its_call() -> None:
+    buffer = UserBuffer("c", bytes(32))
+    buffer.read(0, 4)  # an earlier call: not paired with the next
+    buffer.new_epoch()
+    buffer.read(8, 1)
+    buffer.sites[1] = 0x1234
+    buffer.read(0, 16)  # a copy routine's read: no site
+    buffer.locate = lambda address: f"drv.c:{address:x} (F)"
+    assert buffer.double_fetched() == [(8, 9)]
+    assert buffer.fetch_sites(8, 9) == ["drv.c:1234 (F)", "a copy"]
+    buffer.locate = lambda address: None  # not the driver's code: nothing to say
+    assert buffer.fetch_sites(8, 9) == []

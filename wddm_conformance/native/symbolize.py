@@ -11,10 +11,12 @@ is the driver's.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -107,3 +109,46 @@ def driver_line(library: Path, offsets: Sequence[int]) -> str | None:
     if unknown:
         return f"no source line: {library.name} has no debug information (build it with -g)"
     return None
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = (
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    )
+
+
+@functools.cache
+def _dladdr() -> Callable[..., int] | None:
+    try:
+        function = ctypes.CDLL(None).dladdr
+    except (OSError, AttributeError):  # no dynamic loader interface (not Linux)
+        return None
+    function.argtypes = (ctypes.c_void_p, ctypes.POINTER(_DlInfo))
+    function.restype = ctypes.c_int
+    return function
+
+
+def library_offset(library: Path, address: int) -> int | None:
+    """``address`` (in this process) as an offset into ``library``'s code, or None when it
+    is not in ``library`` (the C library's memcpy, say)."""
+    dladdr = _dladdr()
+    info = _DlInfo()
+    if dladdr is None or not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+        return None
+    if os.path.realpath(os.fsdecode(info.dli_fname)) != os.path.realpath(library):
+        return None
+    return address - (info.dli_fbase or 0)
+
+
+def instruction_line(library: Path, address: int) -> str | None:
+    """``wdkdisp.c:767 (Stage)`` for an instruction of ``library`` loaded in this process
+    (a direct read's, WDDM_WDK_READ.Instruction); None when it is not the driver's code
+    or no line is known."""
+    offset = library_offset(library, address)
+    if offset is None:
+        return None
+    line = driver_line(library, [offset])
+    return None if line is None or line.startswith("no source line") else line
