@@ -24,7 +24,7 @@ from wddm_conformance.oracles import expect_single_fetch
 from wddm_conformance.suite.support import pair, program, run_checked
 
 from .mutants import WDK_CPP_SAMPLE, WDK_SAMPLE
-from .test_wdk_native import DRIVER, _render_args
+from .test_wdk_native import DRIVER, _render_args, _run_export
 
 NO_TRY_MARKER = "/* wrong: a fault on user memory is not caught */"
 
@@ -176,3 +176,24 @@ def test_fetch_sites_are_the_reads_of_the_doubled_range_in_its_call() -> None:
     assert buffer.fetch_sites(8, 9) == ["drv.c:1234 (F)", "a copy"]
     buffer.locate = lambda address: None  # not the driver's code: nothing to say
     assert buffer.fetch_sites(8, 9) == []
+
+
+@pytest.mark.usefixtures("tool")
+def test_ke_bug_check_ex_names_the_line_of_its_call(tmp_path: Path) -> None:
+    source = tmp_path / "bugcheck.c"
+    source.write_text(
+        "#include <ntddk.h>\n"
+        "int WdkTestBugCheck(void *p) {\n"
+        "    UNREFERENCED_PARAMETER(p);\n"
+        "    KeBugCheckEx(0xDEAD, 1, 2, 3, 4); /* here */\n"
+        "    return 0;\n"
+        "}\n"
+    )
+    library = build([DRIVER, source], name="wdkpool-bugcheck", wdk=True)
+    with pytest.raises(BugCheck) as caught:
+        _run_export(library, "WdkTestBugCheck")
+    assert caught.value.parameters == (1, 2, 3, 4)
+    assert str(caught.value).endswith(
+        f"the driver called KeBugCheckEx at bugcheck.c:{_line(source, '/* here */')} "
+        "(WdkTestBugCheck)"
+    ), str(caught.value)
