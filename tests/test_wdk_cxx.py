@@ -329,29 +329,36 @@ def test_the_samples_built_with_asan_pass_the_whole_suite(lang: str, tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("bug", "headline", "line"),
+    ("bug", "headline", "line", "ddi", "rule"),
     [
         (
             "POOL_OVERRUN",
             "heap-buffer-overflow",
             "a 1-byte write 0 byte(s) past the end of a 4096-byte pool block (tag 'WdcS'): "
             "bug check 0xD6 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+            "DxgkDdiRender",
+            "REN-CURSORS",
         ),
         (
             "USE_AFTER_FREE",
             "use-after-poison",
             "a 8-byte read at +16 of a 24-byte pool block already freed (tag 'WdcL'): "
             "bug check 0xCC PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+            "DxgkDdiDestroyAllocation",
+            "ALL-NORAISE",
         ),
     ],
 )
 def test_a_memory_error_on_the_drivers_own_pool_is_caught_under_asan_and_named(
-    bug: str, headline: str, line: str, tmp_path: Path
+    bug: str, headline: str, line: str, ddi: str, rule: str, tmp_path: Path
 ) -> None:
     """POOL_OVERRUN writes one byte past its 4096-byte staging buffer, USE_AFTER_FREE reads
     an allocation object it has deleted: the plain build cannot see either (malloc's slack,
     the runtime's quarantine), ASan stops at the access and the runtime names the pool
-    block, as special pool would."""
+    block, as special pool would, and the DDI (the sample's are DdiRender, ...), so the
+    report is filed under that DDI's rule."""
+    from wddm_conformance.fuzz import sanitizer
+
     library, env = _asan_build("c++", bug)
     done = subprocess.run(
         [
@@ -375,6 +382,42 @@ def test_a_memory_error_on_the_drivers_own_pool_is_caught_under_asan_and_named(
     assert done.returncode != 0
     assert f"ERROR: AddressSanitizer: {headline}" in done.stderr, done.stderr[-3000:]
     assert f"wddm-conformance: special pool: {line}\n" in done.stderr, done.stderr[-3000:]
+    report = sanitizer.parse(done.stderr)
+    assert report is not None
+    assert (report.entry_point, report.requirement) == (ddi, rule), done.stderr[-3000:]
+
+
+def test_a_campaign_files_a_wdk_drivers_memory_error_under_its_ddis_rule(tmp_path: Path) -> None:
+    """The C++ sample's DDI functions are DdiRender, ...: no DxgkDdi* frame in ASan's stack.
+    The runtime names the DDI, so the overrun in Render is REN-CURSORS, not ALL-NORAISE."""
+    library, env = _asan_build("c++", "POOL_OVERRUN")
+    work = tmp_path / "w"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wddm_conformance",
+            "fuzz",
+            "run",
+            "render",
+            f"--driver=native:{library}",
+            "--work",
+            str(work),
+            "--time",
+            "60",
+        ],
+        cwd=tmp_path,
+        env={k: v for k, v in env.items() if k != "LD_PRELOAD"},  # the campaign preloads it
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    (path,) = sorted((work / "findings").glob("*.json"))
+    finding = json.loads(path.read_text())
+    assert (finding["requirement"], finding["ddi"]) == ("REN-CURSORS", "DxgkDdiRender")
+    assert "REN-CURSORS  DxgkDdiRender" in done.stdout
 
 
 def test_the_build_cache_covers_the_headers_beside_the_sources(tmp_path: Path) -> None:

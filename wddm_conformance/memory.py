@@ -29,6 +29,7 @@ pointer into memory the kernel has freed or reused faults under Driver Verifier.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
@@ -331,9 +332,20 @@ class UserBuffer(Region):
       ``offset`` returns, the bytes there change, as if another user thread raced
       the driver between validating and using them.
     * ``reads``: every ``(offset, length)`` read, in order.
+    * ``sites``: for reads whose instruction is known (a native driver's direct reads),
+      read index -> instruction address; ``locate`` turns one into a source line.
     """
 
-    __slots__ = ("_toctou", "epochs", "fault_at", "reads", "size", "toctou_fired")
+    __slots__ = (
+        "_toctou",
+        "epochs",
+        "fault_at",
+        "locate",
+        "reads",
+        "sites",
+        "size",
+        "toctou_fired",
+    )
 
     def __init__(
         self,
@@ -351,6 +363,9 @@ class UserBuffer(Region):
         self.reads: list[tuple[int, int]] = []
         #: Index into ``reads`` where each DDI call began (a double fetch is two reads in one call).
         self.epochs: list[int] = [0]
+        self.sites: dict[int, int] = {}
+        #: Instruction address -> "wdkdisp.c:767 (Stage)", or None (not the driver's code).
+        self.locate: Callable[[int], str | None] | None = None
 
     @property
     def pending_toctou(self) -> tuple[int, bytes] | None:
@@ -399,6 +414,24 @@ class UserBuffer(Region):
             out.extend(_doubled(self.reads[lo:hi]))
         out.sort()
         return out
+
+    def fetch_sites(self, lo: int, hi: int) -> list[str]:
+        """Source lines of the reads that fetched the double-fetched range ``[lo, hi)``
+        (from :meth:`double_fetched`), in order; empty when none is known. A read whose
+        instruction is not the driver's own (a copy routine) is ``"a copy"``."""
+        bounds = [*self.epochs, len(self.reads)]
+        for first, end in pairwise(bounds):
+            if (lo, hi) not in _doubled(self.reads[first:end]):
+                continue
+            out: list[str] = []
+            for i in range(first, end):
+                offset, length = self.reads[i]
+                if offset < hi and lo < offset + length:
+                    site = self.sites.get(i)
+                    line = self.locate(site) if site is not None and self.locate else None
+                    out.append(line or "a copy")
+            return out if any(x != "a copy" for x in out) else []
+        return []
 
 
 def _doubled(reads: list[tuple[int, int]]) -> list[tuple[int, int]]:

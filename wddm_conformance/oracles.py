@@ -78,11 +78,14 @@ def expect_single_fetch(result: RenderResult) -> None:
         doubled = buffer.double_fetched() if buffer is not None else []
         if doubled:
             lo, hi = doubled[0]
+            assert buffer is not None
+            sites = buffer.fetch_sites(lo, hi)
+            where = f" (reads: {', '.join(sites)})" if sites else ""
             raise DriverViolation(
                 "REN-COPYFIRST",
                 RENDER,
-                f"read {name} bytes [{lo}, {hi}) more than once: copy user memory once, then "
-                "validate the copy",
+                f"read {name} bytes [{lo}, {hi}) more than once{where}: copy user memory "
+                "once, then validate the copy",
                 {"double_fetched": doubled},
             )
 

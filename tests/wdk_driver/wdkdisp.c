@@ -478,7 +478,7 @@ static NTSTATUS APIENTRY DestroyAllocation(const HANDLE hAdapter, const DXGKARG_
         if (allocation != NULL) {
             ExFreePoolWithTag(allocation, TAG_ALLOCATION);
 #ifdef WDKDISP_BUG_DOUBLE_FREE
-            ExFreePoolWithTag(allocation, TAG_ALLOCATION);
+            ExFreePoolWithTag(allocation, TAG_ALLOCATION); /* wrong: freed twice */
 #endif
         }
     }
@@ -764,7 +764,7 @@ static NTSTATUS APIENTRY Render(const HANDLE hContext, DXGKARG_RENDER *pRender) 
              * the header again with the rest (those bytes are read twice). */
             if (want >= CMD_HEADER) {
                 __try {
-                    UCHAR opcode = *(volatile const UCHAR *)(user + consumed + keep);
+                    UCHAR opcode = *(volatile const UCHAR *)(user + consumed + keep); /* the first fetch */
                     if (opcode == CMD_SETREG || opcode == CMD_SETPTE) {
                         status = STATUS_PRIVILEGED_INSTRUCTION;
                         goto done;

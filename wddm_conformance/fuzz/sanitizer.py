@@ -34,6 +34,8 @@ _HEADLINE = re.compile(r"==\d+==ERROR: (AddressSanitizer|UndefinedBehaviorSaniti
 _UBSAN = re.compile(r"^(\S+:\d+:\d+): runtime error: (.*)$", re.MULTILINE)
 _ACCESS = re.compile(r"^(READ|WRITE) of size (\d+) at (0x[0-9a-f]+)", re.MULTILINE)
 _FRAME = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+ in (\S+)(?: (\S+))?", re.MULTILINE)
+#: The WDK runtime's line naming the DDI the driver was in (wdk_runtime.c, OnSanitizerReport).
+_RUNTIME_DDI = re.compile(r"^wddm-conformance: in (DxgkDdi\w+|DriverEntry)$", re.MULTILINE)
 
 
 def native_library(driver: str) -> Path | None:
@@ -72,17 +74,25 @@ def preloaded(driver: str) -> bool:
 
 @dataclass(frozen=True)
 class SanitizerReport:
-    """What a sanitizer said: which one, the error, the access, and the stack."""
+    """What a sanitizer said: which one, the error, the access, and the stack.
+
+    ``ddi`` is the DDI the WDK runtime says the driver was in ("" when it printed no
+    ``wddm-conformance: in DxgkDdi...`` line: an exported-name driver, or no ASan report).
+    """
 
     tool: str
     error: str
     access: str
     frames: tuple[str, ...]
     text: str
+    ddi: str = ""
 
     @property
     def entry_point(self) -> str | None:
-        """The innermost DxgkDdi* frame: the DDI the driver was in."""
+        """The DDI the driver was in: the runtime's line (a WDK-style driver, whose DDI
+        functions have names of its own), else the innermost DxgkDdi* frame."""
+        if self.ddi:
+            return self.ddi
         for frame in self.frames:
             if frame.startswith("DxgkDdi"):
                 return frame
@@ -119,12 +129,14 @@ def parse(text: str) -> SanitizerReport | None:
         body.split("\n\n", 1)[0] if access is None else body[access.end() :].split("\n\n", 1)[0]
     )
     frames = tuple(m.group(2) for m in _FRAME.finditer(first_stack))
+    ddi = _RUNTIME_DDI.search(body)
     return SanitizerReport(
         tool=tool,
         error=error,
         access=f"{access.group(1)} of size {access.group(2)}" if access else "",
         frames=frames,
         text=body,
+        ddi=ddi.group(1) if ddi else "",
     )
 
 
@@ -132,11 +144,13 @@ def record(
     report: SanitizerReport, target: str, driver: str, artifact: Path | None, findings: Path
 ) -> Path:
     """Write the report as a finding record beside the harness's own; returns the record."""
-    data = artifact.read_bytes() if artifact is not None and artifact.is_file() else b""
-    digest = hashlib.sha1(data or report.text.encode()).hexdigest()
+    saved = artifact is not None and artifact.is_file()
+    data = artifact.read_bytes() if artifact is not None and saved else b""
+    # The input's own hash (an empty input too): record_deaths knows the artifact by it.
+    digest = hashlib.sha1(data if saved else report.text.encode()).hexdigest()
     name = f"{target}-{report.requirement}-{digest[:12]}"
     findings.mkdir(parents=True, exist_ok=True)
-    if data:
+    if saved:
         (findings / name).write_bytes(data)
     entry = {
         "target": target,
@@ -148,7 +162,7 @@ def record(
         "message": report.headline(),
         "sanitizer": report.text,
         "sha1": digest,
-        "input": name if data else "",
+        "input": name if saved else "",
         "artifact": str(artifact) if artifact is not None else "",
     }
     path = findings / f"{name}.json"

@@ -29,6 +29,7 @@ import cffi
 
 from ..driver import DDI_METHODS
 from ..errors import DriverLoadError
+from .symbolize import driver_line
 
 HEADER_NAME: Final = "wddm_native.h"
 _BEGIN: Final = "/* WDDM_NATIVE_CDEF_BEGIN */"
@@ -211,10 +212,19 @@ def drain_debug_output(lib: Any) -> list[str]:
         lines.extend(line for line in text.split("\n") if line)
 
 
-def runtime_stop_text(call: Any) -> str:
-    """What a WDDM_WDK_CALL says stopped it (its message)."""
+def runtime_stop_text(call: Any, library: Path) -> str:
+    """What a WDDM_WDK_CALL says stopped it (its message), and where in the driver's
+    sources: ``... at wdkdisp.c:689 (CopyCommand)`` (:func:`.symbolize.driver_line`).
+    A failed assertion names its file and line itself."""
     raw = ffi().string(call.Message)
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if int(call.Kind) == WDK_KIND_ASSERT:
+        return text
+    frames = [int(f) for f in call.Frames]
+    where = driver_line(library, frames[: frames.index(0)] if 0 in frames else frames)
+    if where is None:
+        return text
+    return f"{text} ({where})" if where.startswith("no source line") else f"{text} at {where}"
 
 
 #: The runtime's entry points and the C types the adapter's finalizer uses (RemoveDevice at
@@ -265,7 +275,7 @@ def _open_wdk(path: Path, lib: Any, culprit: str) -> NativeLibrary:
     entry, data, printed = _ENTERED[key]
     if data == f.NULL:
         if int(entry.BugCheckCode):
-            why = f"bug check 0x{int(entry.BugCheckCode):X} in DriverEntry: {runtime_stop_text(entry)}"
+            why = f"bug check 0x{int(entry.BugCheckCode):X} in DriverEntry: {runtime_stop_text(entry, path)}"
         elif int(entry.Status):
             why = f"DriverEntry returned 0x{int(entry.Status) & 0xFFFFFFFF:08X}"
         else:

@@ -53,6 +53,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from ..ddi import (
@@ -117,6 +118,7 @@ from .abi import (
     ffi,
     runtime_stop_text,
 )
+from .symbolize import instruction_line
 
 #: Hidden bytes after each buffer's guard zone: a write there is past the guard (0x1E).
 MARGIN: Final = 4096
@@ -318,7 +320,9 @@ class _Trace:
     #: The most user buffers one trace covers (WDDM_WDK_TRACE.Ranges).
     RANGES: Final = 4
 
-    def __init__(self, runtime: Any, c: Any, mapped: Sequence[_TracedMapped]) -> None:
+    def __init__(
+        self, runtime: Any, c: Any, mapped: Sequence[_TracedMapped], library: Path
+    ) -> None:
         if len(mapped) > self.RANGES:
             raise HarnessError(f"{len(mapped)} user buffers in one call: at most {self.RANGES}")
         self.runtime = runtime
@@ -327,7 +331,9 @@ class _Trace:
         self.consumed = 0
         c.RangeCount = len(mapped)
         c.Consumed = c.Written = c.Lost = 0
+        locate = functools.partial(instruction_line, library)
         for r, m in zip(c.Ranges, mapped, strict=False):
+            m.region.locate = locate  # type: ignore[attr-defined]
             r.Start, r.End, r.Guard = m.start, m.end, m.guard
             r.ToctouFired = int(m.region.toctou_fired)  # type: ignore[attr-defined]
             r.ToctouLength = 0
@@ -372,6 +378,7 @@ class _Trace:
                 continue
             with contextlib.suppress(UserAccessFault):  # outside the buffer: read() recorded it
                 region.read(offset, end - offset)
+                region.sites[len(region.reads) - 1] = int(entry.Instruction)
         self.consumed = written
         c.Consumed = written
         self.disarm()
@@ -692,7 +699,7 @@ def _wdk_invoke(
     guarded = call.guarded() if call is not None else []
     traced = call.traced() if call is not None else []
     if call is not None and adapter is not None and traced:
-        call.trace = _Trace(library.lib, adapter._trace_log(), traced)
+        call.trace = _Trace(library.lib, adapter._trace_log(), traced, library.path)
     trace = call.trace if call is not None else None
     for mapped in guarded:
         mapped.protect(False)
@@ -716,7 +723,7 @@ def _wdk_invoke(
         if error is not None:
             raise HarnessError(f"the kernel's handle callbacks, in {name}: {error!r}") from error
     if stopped:
-        message = runtime_stop_text(c)
+        message = runtime_stop_text(c, library.path)
         if printed:
             message += " (debug output before it: " + " | ".join(printed[-3:]) + ")"
         code = int(c.BugCheckCode)

@@ -237,7 +237,7 @@ def build(
         "-shared",
         "-Wall",
         "-Wextra",
-        *(SANITIZE_FLAGS if sanitize else ("-O2",)),
+        *(SANITIZE_FLAGS if sanitize else ("-g", "-O2")),
         *(wdk_cflags() if wdk else [f"-I{header_path().parent}"]),
         *(f"-I{d}" for d in include_dirs),
         *(f"-D{d}" for d in defines),

@@ -12,7 +12,9 @@
  * which reports it in the WDDM_WDK_CALL (the driver's own cleanup does not run, as on
  * a crashed machine).
  */
-#define _GNU_SOURCE /* sigaction, mprotect */
+#define _GNU_SOURCE /* sigaction, mprotect, dladdr */
+#include <dlfcn.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -70,8 +72,37 @@ static __thread unsigned HeldCount;
 static __thread WDDM_WDK_SEH_FRAME *Frames;
 static __thread WDDM_WDK_CALL *Running;
 static __thread jmp_buf *Landing;
+/* The instruction a fault the runtime turned into an exception stopped at (OnFault). */
+static __thread uintptr_t FaultInstruction;
 
 /* ------------------------------------------------------------------ bug checks */
+
+/* Where this library is loaded: the report's source lines are offsets from it. */
+static uintptr_t LoadBase(void) {
+    static uintptr_t base;
+    Dl_info info;
+    if (base == 0 && dladdr((void *)&LoadBase, &info) != 0)
+        base = (uintptr_t)info.dli_fbase;
+    return base;
+}
+
+/* WDDM_WDK_CALL.Frames: the harness turns them into the driver's source line. backtrace()
+ * unwinds through a signal frame too (a fault in the C library's memcpy: the driver's
+ * caller is below it). */
+static void CaptureStack(WDDM_WDK_CALL *Call) {
+    void *raw[64];
+    int n = backtrace(raw, 64);
+    uintptr_t base = LoadBase();
+    uint32_t k = 0;
+    memset(Call->Frames, 0, sizeof Call->Frames);
+    for (int i = 0; i < n && k < RTL_NUMBER_OF(Call->Frames); i++) {
+        uintptr_t address = (uintptr_t)raw[i];
+        Dl_info info;
+        if (base == 0 || dladdr(raw[i], &info) == 0 || (uintptr_t)info.dli_fbase != base)
+            continue;
+        Call->Frames[k++] = address - base - (address == FaultInstruction ? 0 : 1);
+    }
+}
 
 static DECLSPEC_NORETURN __attribute__((format(printf, 7, 8))) void
 Stop(uint32_t Kind, ULONG Code, ULONG_PTR P1, ULONG_PTR P2, ULONG_PTR P3, ULONG_PTR P4,
@@ -96,6 +127,7 @@ Stop(uint32_t Kind, ULONG Code, ULONG_PTR P1, ULONG_PTR P2, ULONG_PTR P3, ULONG_
     va_start(args, Format);
     vsnprintf(call->Message, sizeof call->Message, Format, args);
     va_end(args);
+    CaptureStack(call);
     longjmp(*Landing, 1);
 }
 
@@ -374,6 +406,7 @@ static void OnFault(int Signal, siginfo_t *Info, void *Context) {
         instruction = (ULONG_PTR)((ucontext_t *)Context)->uc_mcontext.gregs[REG_RIP];
         access = (((ucontext_t *)Context)->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0; /* page fault W bit */
 #endif
+        FaultInstruction = instruction;
         RaiseAt(STATUS_ACCESS_VIOLATION, instruction, access, (ULONG_PTR)Info->si_addr, WDDM_WDK_KIND_USERFAULT,
                 "a read of user memory faulted");
     }
@@ -590,7 +623,16 @@ void *__asan_get_report_address(void);
 int __asan_get_report_access_type(void);
 size_t __asan_get_report_access_size(void);
 
+static const char *RunningDdi(void);
+
 static void OnSanitizerReport(const char *Report) {
+    /* Which DDI, for the harness's finding record (fuzz/sanitizer.py): the driver's own
+     * function names (SampleRender) say nothing of it. ASan calls this on the faulting
+     * thread before it dies; the death callback would be libFuzzer's to lose (it saves the
+     * crash input there). */
+    const char *ddi = RunningDdi();
+    if (ddi != NULL)
+        fprintf(stderr, "wddm-conformance: in %s\n", ddi);
     uintptr_t address = (uintptr_t)__asan_get_report_address();
     const char *access = __asan_get_report_access_type() ? "write" : "read";
     size_t width = __asan_get_report_access_size();
@@ -1137,6 +1179,8 @@ int32_t WddmWdkInvoke(WDDM_WDK_CALL *Call) {
     Call->BugCheckCode = 0;
     Call->Kind = WDDM_WDK_KIND_NONE;
     Call->Message[0] = 0;
+    memset(Call->Frames, 0, sizeof Call->Frames);
+    FaultInstruction = 0;
     Running = Call;
     Landing = &landing;
     Frames = NULL;
@@ -1203,6 +1247,9 @@ const void *WddmWdkDriverEntry(WDDM_WDK_CALL *Call) {
 #ifdef WDDM_WDK_ASAN
         __asan_set_error_report_callback(OnSanitizerReport);
 #endif
+        void *first[1];
+        backtrace(first, 1); /* loads the unwinder now, not in a signal handler */
+        LoadBase();
         static const char path[] = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wddmconf";
         size_t n = 0;
         for (; path[n] && n < RTL_NUMBER_OF(RegistryPathText); n++)
@@ -1240,6 +1287,23 @@ static const struct {
     DDI(DxgkDdiDestroyDevice),    DDI(DxgkDdiOpenAllocation),    DDI(DxgkDdiCloseAllocation),
     DDI(DxgkDdiRender),           DDI(DxgkDdiCreateContext),     DDI(DxgkDdiDestroyContext),
 };
+
+/* The DDI the running call entered: the DRIVER_INITIALIZATION_DATA member that holds its
+ * function ("DxgkDdiRender"), "DriverEntry", or NULL (no call, or a function of no member). */
+static __attribute__((unused)) const char *RunningDdi(void) {
+    WDDM_WDK_CALL *call = Running;
+    if (call == NULL)
+        return NULL;
+    if (call->Function == (void *)DriverEntry)
+        return "DriverEntry";
+    for (size_t i = 0; i < RTL_NUMBER_OF(DdiOffsets); i++) {
+        void *member;
+        memcpy(&member, (const char *)&Registered + DdiOffsets[i].Offset, sizeof member);
+        if (member != NULL && member == call->Function)
+            return DdiOffsets[i].Name;
+    }
+    return NULL;
+}
 
 int32_t WddmWdkDdiOffset(const char *Name) {
     for (size_t i = 0; i < RTL_NUMBER_OF(DdiOffsets); i++)

@@ -34,6 +34,10 @@ typedef struct _WDDM_WDK_CALL {
     char Message[320];          /* out: what happened, for the report */
     void *HandleQuery;          /* in: uint64_t (*)(uint32_t Op, uint32_t Handle, uint32_t Argument,
                                    uint32_t Flags), the kernel's handle tables (WDDM_WDK_HANDLE_*), or NULL */
+    uint64_t Frames[16];        /* out: the stack where a bug check stopped the call, innermost first,
+                                   only frames in the driver's library (the runtime's too), as offsets
+                                   from its load base inside each instruction (a faulting one, or the
+                                   call a return address follows); 0 ends it */
 } WDDM_WDK_CALL;
 
 /* A pool block still allocated (WddmWdkPoolBlocks). */
