@@ -109,3 +109,32 @@ def test_an_empty_crash_input_is_recorded_under_its_own_hash(tmp_path: Path) -> 
     entry = json.loads(path.read_text())
     assert entry["sha1"] == "da39a3ee5e6b4b0d3255bfef95601890afd80709"
     assert (tmp_path / "f" / entry["input"]).read_bytes() == b""
+
+
+def test_a_death_a_sanitizer_reported_is_named_by_the_ddi_the_harness_saw() -> None:
+    """An isolated check or replay whose process a sanitizer stopped: the report names no
+    DDI (no runtime line, no DxgkDdi* frame), the beacon does; the rule is that DDI's, as in
+    a campaign's record, with the bug check 0x1E and the sanitizer's own words."""
+    from wddm_conformance import isolation
+
+    death = isolation.Death(
+        isolation.DeathKind.EXIT,
+        "DxgkDdiRender",
+        True,
+        exit_status=1,
+        sanitizer=WDK_REPORT.format(ddi_line=""),
+    )
+    assert death.rule == "REN-CURSORS"
+    assert death.bugcheck is not None and death.bugcheck.code == 0x1E
+    assert death.describe("the replay's process").startswith(
+        "AddressSanitizer: heap-buffer-overflow on address"
+    )
+    assert "(WRITE of size 1) in DxgkDdiRender: it stopped the replay's process" in death.describe(
+        "the replay's process"
+    )
+    plain = isolation.Death(isolation.DeathKind.EXIT, "DxgkDdiRender", True, exit_status=1)
+    assert (plain.rule, plain.bugcheck) == ("ALL-NORAISE", None)
+    hung = isolation.Death(
+        isolation.DeathKind.HUNG_DDI, "DxgkDdiRender", True, sanitizer=WDK_REPORT
+    )
+    assert hung.rule == "ALL-BOUNDED"

@@ -418,6 +418,62 @@ def test_a_campaign_files_a_wdk_drivers_memory_error_under_its_ddis_rule(tmp_pat
     finding = json.loads(path.read_text())
     assert (finding["requirement"], finding["ddi"]) == ("REN-CURSORS", "DxgkDdiRender")
     assert "REN-CURSORS  DxgkDdiRender" in done.stdout
+    replayed = subprocess.run(
+        [sys.executable, "-m", "wddm_conformance", "fuzz", "repro", str(path.with_suffix(""))],
+        cwd=tmp_path,
+        env={k: v for k, v in env.items() if k != "LD_PRELOAD"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    # The replay names what the record does, and shows the report it was stopped with.
+    assert replayed.returncode == 1, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    assert "CRASH  REN-CURSORS" in replayed.stdout, replayed.stdout[-3000:]
+    assert "sanitizer report:\n" in replayed.stdout
+    assert "ERROR: AddressSanitizer: heap-buffer-overflow" in replayed.stdout
+
+
+def test_an_isolated_check_a_sanitizer_stops_is_named_by_its_ddis_rule(tmp_path: Path) -> None:
+    """The suite's checks run in processes of their own: when ASan stops one, the report
+    goes to the parent, and the check's verdict is the rule of the DDI it stopped in
+    (REN-CURSORS for the overrun in Render), as a campaign files it, not ALL-NORAISE."""
+    library, env = _asan_build("c++", "POOL_OVERRUN")
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "wddm_conformance.suite",
+            f"--driver=native:{library}",
+            f"--report-json={report}",
+            "--hypothesis-profile=quick",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-o",
+            "addopts=",
+            "-k",
+            "test_fuzz_inputs_replay_cleanly and render",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    (failed,) = [t for t in json.loads(report.read_text())["tests"] if t["status"] != "PASS"]
+    assert (failed["status"], failed["violated"], failed["ddi"]) == (
+        "CRASH",
+        "REN-CURSORS",
+        "DxgkDdiRender",
+    )
+    assert "AddressSanitizer: heap-buffer-overflow" in failed["message"]
 
 
 def test_the_build_cache_covers_the_headers_beside_the_sources(tmp_path: Path) -> None:

@@ -134,6 +134,8 @@ def _dead(item: pytest.Item, run: Run, death: isolation.Death, seconds: float) -
     details = []
     if tail:
         details.append("last output of the check's process:\n" + "\n".join(tail))
+    if death.sanitizer.strip():
+        details.append(f"sanitizer report:\n{death.sanitizer.strip()}")
     if death.output.strip():
         what = (
             "harness traceback"

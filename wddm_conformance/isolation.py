@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from mmap import mmap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import watchdog
 from .defaults import ISOLATED_GRACE, ISOLATED_MEMORY_MIB, ISOLATED_SECONDS
@@ -62,6 +63,9 @@ from .errors import (
     Tdr,
 )
 from .status import STATUS_ILLEGAL_INSTRUCTION
+
+if TYPE_CHECKING:
+    from .fuzz.sanitizer import SanitizerReport
 
 #: Exit status of a child whose job raised instead of returning (a harness fault).
 JOB_RAISED = 70
@@ -193,7 +197,9 @@ class Death:
 
     ``kind``: see :class:`DeathKind`. ``ddi``: the DDI that was
     running, or the last one called (``in_ddi`` says which). ``output``: what the child
-    wrote to the crash file (faulthandler's traceback), possibly empty.
+    wrote to the crash file (faulthandler's traceback), possibly empty. ``sanitizer``: the
+    report AddressSanitizer or UndefinedBehaviorSanitizer wrote when it stopped the child
+    (a native driver built with ``--sanitize``), else "".
     """
 
     kind: DeathKind
@@ -203,24 +209,40 @@ class Death:
     exit_status: int = 0
     seconds: float = 0.0
     output: str = ""
+    sanitizer: str = ""
 
     @property
     def timed_out(self) -> bool:
         return self.kind in (DeathKind.TIMEOUT, DeathKind.HUNG_DDI)
 
+    def sanitizer_report(self) -> SanitizerReport | None:
+        """The sanitizer's report, parsed (None when no sanitizer stopped the child)."""
+        if not self.sanitizer or self.timed_out:
+            return None
+        from .fuzz.sanitizer import parse  # the sanitizer module imports the kernel
+
+        return parse(self.sanitizer)
+
     @property
     def rule(self) -> str:
         """The requirement the driver broke by dying in a DDI: ALL-BOUNDED when it was
-        killed for hanging, ALL-NORAISE otherwise; "" outside a DDI or for a harness fault."""
+        killed for hanging; for a memory error a sanitizer found, the rule a write past a
+        guard zone breaks in that DDI (the same as a fuzz campaign's record of it);
+        ALL-NORAISE otherwise; "" outside a DDI or for a harness fault."""
         if not self.in_ddi or self.kind == DeathKind.RAISED:
             return ""
-        return "ALL-BOUNDED" if self.timed_out else "ALL-NORAISE"
+        if self.timed_out:
+            return "ALL-BOUNDED"
+        report = self.sanitizer_report()
+        return report.rule_in(self.ddi) if report is not None else "ALL-NORAISE"
 
     @property
     def bugcheck(self) -> BugCheckData | None:
         """The bug check Windows would raise for this death, if there is one."""
         if self.timed_out and self.in_ddi:
             return BugCheckData(VIDEO_TDR_FAILURE, (0, 0, 0, 0))
+        if self.in_ddi and self.sanitizer_report() is not None:
+            return BugCheckData(KMODE_EXCEPTION_NOT_HANDLED, (STATUS_ACCESS_VIOLATION, 0, 0, 0))
         code = SIGNAL_EXCEPTIONS.get(signal.Signals(self.signal)) if self.signal else None
         if code is not None and self.in_ddi:
             return BugCheckData(KMODE_EXCEPTION_NOT_HANDLED, (code, 0, 0, 0))
@@ -257,6 +279,9 @@ class Death:
             )
         if self.kind == DeathKind.MEMORY:
             return f"{process} ran out of memory {where} (see --check-memory)"
+        report = self.sanitizer_report()
+        if report is not None:
+            return f"{report.headline(self.ddi if self.in_ddi else '')}: it stopped {process}"
         if self.kind == DeathKind.RAISED:
             last = self.output.strip().splitlines()[-1:] or ["?"]
             return f"the harness failed in {process} {where}: {last[0]}"
@@ -276,6 +301,15 @@ def _libc() -> ctypes.CDLL | None:
 
 def _asan_loaded() -> bool:
     return hasattr(_libc(), "__asan_init")
+
+
+def _report_sanitizer_errors_to(prefix: Path) -> None:
+    """A sanitizer in this process writes its report to ``prefix.PID``, not to stderr,
+    so the parent can read what stopped the child."""
+    set_path = getattr(_libc(), "__sanitizer_set_report_path", None)
+    if set_path is not None:
+        set_path.argtypes = [ctypes.c_char_p]
+        set_path(os.fsencode(prefix))
 
 
 def _data_segment() -> int:
@@ -311,7 +345,12 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _child(
-    job: Callable[[], bytes], result: Path, crash: Path, limits: Limits, parent: int
+    job: Callable[[], bytes],
+    result: Path,
+    crash: Path,
+    limits: Limits,
+    parent: int,
+    sanitizer: Path,
 ) -> None:
     """The child's side: never returns."""
     status = JOB_RAISED
@@ -328,6 +367,8 @@ def _child(
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if limits.memory is not None:
             _limit_memory(limits.memory)
+        if _asan_loaded():
+            _report_sanitizer_errors_to(sanitizer)
         import faulthandler
 
         crash_file = open(crash, "w")  # noqa: SIM115 (open until os._exit)
@@ -362,6 +403,8 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
     _libc(), _asan_loaded()  # looked up once, in the parent
     tmp = _scratch()
     result, crash = tmp / f"result-{os.getpid()}", tmp / f"crash-{os.getpid()}"
+    sanitizer_prefix = tmp / f"sanitizer-{os.getpid()}"
+    sanitizer: Path | None = None
     for stale in (result, crash):
         stale.unlink(missing_ok=True)
     try:
@@ -372,7 +415,7 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
         if pid == 0:
             os.close(done_r)
             current = beacon
-            _child(job, result, crash, limits, parent)
+            _child(job, result, crash, limits, parent, sanitizer_prefix)
         os.close(done_w)
         with contextlib.suppress(OSError):  # the child does it too; whoever is first
             os.setpgid(pid, pid)
@@ -389,6 +432,8 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
         _, wait_status = os.waitpid(pid, 0)
         _, _, in_ddi, ddi = beacon.read()
         output = crash.read_text(errors="replace") if crash.exists() else ""
+        sanitizer = sanitizer_prefix.with_name(f"{sanitizer_prefix.name}.{pid}")
+        report = sanitizer.read_text(errors="replace") if sanitizer.exists() else ""
         if killed is not None:
             return Death(killed[0], ddi, in_ddi, seconds=killed[1], output=output)
         exited = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else None
@@ -399,14 +444,16 @@ def run(job: Callable[[], bytes], limits: Limits) -> bytes | Death:
         if exited == JOB_RAISED and result.exists():
             return Death(DeathKind.RAISED, ddi, in_ddi, output=result.read_text(errors="replace"))
         if os.WIFSIGNALED(wait_status):
+            signum = os.WTERMSIG(wait_status)
             return Death(
-                DeathKind.SIGNAL, ddi, in_ddi, signal=os.WTERMSIG(wait_status), output=output
+                DeathKind.SIGNAL, ddi, in_ddi, signal=signum, output=output, sanitizer=report
             )
         code = os.waitstatus_to_exitcode(wait_status)
-        return Death(DeathKind.EXIT, ddi, in_ddi, exit_status=code, output=output)
+        return Death(DeathKind.EXIT, ddi, in_ddi, exit_status=code, output=output, sanitizer=report)
     finally:
-        for done_with in (result, crash):
-            done_with.unlink(missing_ok=True)
+        for done_with in (result, crash, sanitizer):
+            if done_with is not None:
+                done_with.unlink(missing_ok=True)
 
 
 @functools.cache

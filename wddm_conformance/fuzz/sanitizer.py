@@ -101,10 +101,17 @@ class SanitizerReport:
     @property
     def requirement(self) -> str:
         """The rule a memory error in this DDI breaks (as for a write past a guard zone)."""
-        return CURSOR_RULE_BY_ENTRY_POINT.get(self.entry_point or "", "ALL-NORAISE")
+        return self.rule_in("")
 
-    def headline(self) -> str:
-        where = f" in {self.entry_point}" if self.entry_point else ""
+    def rule_in(self, ddi: str) -> str:
+        """:attr:`requirement`, with ``ddi`` (the DDI the harness saw running, e.g.
+        ``DxgkDdiRender``) where the report names none."""
+        return CURSOR_RULE_BY_ENTRY_POINT.get(self.entry_point or ddi, "ALL-NORAISE")
+
+    def headline(self, ddi: str = "") -> str:
+        """One line: tool, error, access and the DDI (the report's, else ``ddi``)."""
+        entry = self.entry_point or ddi
+        where = f" in {entry}" if entry else ""
         access = f" ({self.access})" if self.access else ""
         return f"{self.tool}: {self.error}{access}{where}"
 

@@ -46,6 +46,8 @@ class Replay:
     dma: str
     #: Python's stack when the replay's process died (faulthandler), else "".
     stack: str = ""
+    #: The report of the sanitizer that stopped the replay's process, else "".
+    sanitizer: str = ""
 
     @property
     def reproduced(self) -> bool:
@@ -138,7 +140,12 @@ def replay_isolated(
     if isinstance(ended, isolation.Death):
         failure = ended.failure("the replay's process")
         scenario = f"{target_name}: the input killed the replay's process"
-        return Replay(classify(failure), scenario, "", "", ended.output.strip()), failure
+        return (
+            Replay(
+                classify(failure), scenario, "", "", ended.output.strip(), ended.sanitizer.strip()
+            ),
+            failure,
+        )
     status, requirement, message, scenario, calls, dma = marshal.loads(ended)
     return Replay(Outcome(Status(status), requirement, message), scenario, calls, dma), None
 
@@ -159,6 +166,8 @@ def render_replay(r: Replay, target: str, driver: str) -> str:
         lines += ["", "DDI calls (oldest first):", r.calls]
     if r.dma and r.dma not in o.message:
         lines += ["", "last DMA buffer the GPU ran:", r.dma]
+    if r.sanitizer:
+        lines += ["", "sanitizer report:", r.sanitizer]
     if r.stack:
         lines += ["", "Python stack when the process died:", r.stack]
     return "\n".join(lines)
