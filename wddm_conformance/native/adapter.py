@@ -41,10 +41,12 @@ RemoveDevice: ALC-ADAPTER) is a leak, named with tag and size (docs/INTERPRETING
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import mmap
 import platform
+import struct
 import sys
 import threading
 import types
@@ -183,30 +185,36 @@ def _changed_span(new: bytes, old: bytes | bytearray, lo: int, hi: int) -> tuple
 
 
 class _Mapped:
-    """One region's real-memory copy for the duration of a DDI call."""
+    """One region's real-memory copy for the duration of a DDI call.
 
-    __slots__ = ("base", "buf", "length", "region")
+    ``view`` covers the copy and its hidden margin (``length + MARGIN`` bytes). The copy is
+    a bytearray the C code gets a pointer into, so settling compares it with the region
+    in one ``memcmp`` (a bytearray on the left of ``==`` compares any buffer that way; a
+    memoryview on the left compares item by item, a hundred times slower).
+    """
+
+    __slots__ = ("base", "buf", "length", "region", "view")
 
     def __init__(self, region: Region) -> None:
-        f = ffi()
         self.region = region
-        self.length = len(region.data)
-        self.buf = _new("unsigned char[]", self.length + MARGIN)
-        f.memmove(self.buf, bytes(region.data), self.length)
-        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        data = region.data
+        self.length = len(data)
+        memory = data + _MARGIN_FILL
+        self.buf = ffi().from_buffer("unsigned char[]", memory)
+        self.view = memoryview(memory)
         self.base = _address(self.buf)
 
     def refresh(self) -> None:
         """Copy the region into the real memory again (after the harness changed it: TOCTOU)."""
-        ffi().memmove(self.buf, bytes(self.region.data), self.length)
+        self.view[: self.length] = self.region.data
 
     def settle(self) -> KernelAccessViolation | None:
         """Judge and keep what the driver wrote; a write past the guard zone is returned."""
         region = self.region
-        raw = ffi().buffer(self.buf, self.length + MARGIN)[:]
-        body = raw[: self.length]
+        view = self.view
         old = region.data
-        if body != old:
+        if old != view[: self.length]:
+            body = bytes(view[: self.length])
             windows: tuple[tuple[int, int], ...]
             if isinstance(region, KernelBuffer) and region.writable:
                 windows = ((0, region.write_lo), (region.write_hi, self.length))
@@ -219,9 +227,11 @@ class _Mapped:
                 if span is not None:
                     region.violations.append(MemoryViolation(kind, region.name, *span))
             old[:] = body
-        beyond = _changed_span(raw, raw[: self.length] + _MARGIN_FILL, self.length, len(raw))
-        if beyond is None:
+        if bytes(view[self.length :]) == _MARGIN_FILL:
             return None
+        raw = bytes(view)
+        beyond = _changed_span(raw, raw[: self.length] + _MARGIN_FILL, self.length, len(raw))
+        assert beyond is not None
         offset, length = beyond
         region.violations.append(
             MemoryViolation(ViolationKind.WRITE_OUTSIDE_WINDOW, region.name, offset, length)
@@ -254,8 +264,9 @@ class _GuardedMapped(_Mapped):
         size = pad + self.length + MARGIN
         self.memory = mmap.mmap(-1, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
         self.buf = f.from_buffer("unsigned char[]", self.memory)[pad:size]
-        f.memmove(self.buf, bytes(region.data), self.length)
-        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        self.view = memoryview(self.memory)[pad:size]
+        self.view[: self.length] = region.data
+        self.view[self.length :] = _MARGIN_FILL
         self.base = _address(self.buf)
         self.guard = (self.base + fault, len(self.memory) - pad - fault)
 
@@ -293,8 +304,9 @@ class _TracedMapped(_Mapped):
         self.memory = mmap.mmap(-1, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
         whole = f.from_buffer("unsigned char[]", self.memory)
         self.buf = whole[pad:size]
-        f.memmove(self.buf, bytes(region.data), self.length)
-        f.memmove(self.buf + self.length, _MARGIN_FILL, MARGIN)
+        self.view = memoryview(self.memory)[pad:size]
+        self.view[: self.length] = region.data
+        self.view[self.length :] = _MARGIN_FILL
         self.base = _address(self.buf)
         self.start = _address(whole)
         self.end = self.start + len(self.memory)
@@ -447,9 +459,14 @@ class _Call:
             return f.NULL
         return f.cast("void *", self.region(p.region).base + p.offset)
 
-    def back(self, value: Any, original: Ptr | None) -> Ptr | None:
-        """The Ptr a pointer the driver left in a field stands for."""
-        address = _address(value)
+    def address(self, p: Ptr | None) -> int:
+        """The address ``p`` stands for in this call's real memory (0 for None)."""
+        if p is None:
+            return 0
+        return (self.region(p.region).base + p.offset) & _MASK64
+
+    def back(self, address: int, original: Ptr | None) -> Ptr | None:
+        """The Ptr an address the driver left in a pointer field stands for."""
         if original is not None:
             base = self.region(original.region).base
             return Ptr(original.region, address - base, original.stride)
@@ -483,11 +500,12 @@ class _Call:
 
 
 @cache
-def _fields(ctype: str) -> tuple[tuple[str, str, int], ...]:
-    """``(name, how, mask)`` of a structure's fields.
+def _fields(ctype: str) -> tuple[tuple[str, str, int, int], ...]:
+    """``(name, how, mask, offset)`` of a structure's fields, offsets in bytes.
 
-    ``how`` is pointer, quad (PHYSICAL_ADDRESS), value (a flags union), int (an
-    integer or enum of ``mask`` bits), or nested (a member structure, marshalled by hand).
+    ``how`` is pointer, quad (PHYSICAL_ADDRESS), value (a flags union), int (an unsigned
+    integer or enum of ``mask`` bits), sint (a signed one), or nested (a member structure,
+    marshalled by hand).
     """
     f = ffi()
     out = []
@@ -499,54 +517,90 @@ def _fields(ctype: str) -> tuple[tuple[str, str, int], ...]:
         elif kind in ("struct", "union"):
             names = {n for n, _ in field.type.fields}
             how = "quad" if "QuadPart" in names else "value" if "Value" in names else "nested"
+        elif kind in ("primitive", "enum") and field.bitsize < 0:
+            how = "sint" if int(f.cast(field.type, -1)) < 0 else "int"
         else:
-            how = "int"
-        out.append((name, how, mask))
+            raise HarnessError(f"{ctype}.{name}: a {kind} member is not marshalled")
+        out.append((name, how, mask, field.offset))
     return tuple(out)
 
 
 _MASK64: Final = (1 << 64) - 1
+_CODES: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-def _put(cstruct: Any, ctype: str, obj: Any, call: _Call) -> None:
-    """Copy the fields of a Python argument block into its C structure."""
-    for name, how, mask in _fields(ctype):
+@dataclass(frozen=True)
+class _Layout:
+    """Where the fields a Python argument block shares with its C structure lie.
+
+    ``packer`` covers the whole structure (``sizeof``), the fields in ``fields`` order
+    and zero bytes elsewhere; ``fields`` are ``(name, how, mask)`` as :func:`_fields`
+    gives them, nested members left out.
+    """
+
+    ctype: str
+    packer: struct.Struct
+    fields: tuple[tuple[str, str, int], ...]
+
+
+_LAYOUTS: dict[tuple[str, type], _Layout] = {}
+
+
+def _layout(ctype: str, obj: Any) -> _Layout:
+    """The layout of ``ctype`` for ``obj``'s fields (cached per class for dataclasses)."""
+    key = (ctype, type(obj))
+    layout = _LAYOUTS.get(key)
+    if layout is not None:
+        return layout
+    fmt, at, chosen = ["<"], 0, []
+    for name, how, mask, offset in _fields(ctype):
         if how == "nested" or not hasattr(obj, name):
             continue
+        size = (mask.bit_length() + 7) // 8
+        if offset < at:
+            raise HarnessError(f"{ctype}.{name} overlaps a member marshalled before it")
+        code = _CODES[size]
+        fmt.append(f"{offset - at}x{code.lower() if how == 'sint' else code}")
+        at = offset + size
+        chosen.append((name, how, mask))
+    fmt.append(f"{ffi().sizeof(ctype) - at}x")
+    layout = _Layout(ctype, struct.Struct("".join(fmt)), tuple(chosen))
+    if dataclasses.is_dataclass(obj):
+        _LAYOUTS[key] = layout
+    return layout
+
+
+def _put(ctype: str, obj: Any, call: _Call) -> tuple[Any, bytearray]:
+    """A new C structure holding the fields of a Python argument block.
+
+    Returns ``(pointer, memory)``: a ``ctype *`` and the bytearray it points into. Fields
+    the block lacks and nested members are zero (set those through the pointer).
+    """
+    layout = _layout(ctype, obj)
+    values = []
+    for name, how, mask in layout.fields:
         value = getattr(obj, name)
         if how == "pointer":
-            setattr(
-                cstruct,
-                name,
-                _handle(value) if isinstance(value, int) else call.pointer(value),
-            )
-        elif how == "quad":
-            quad = int(value) & _MASK64
-            getattr(cstruct, name).QuadPart = quad - (1 << 64) if quad >> 63 else quad
-        elif how == "value":
-            getattr(cstruct, name).Value = int(value) & 0xFFFFFFFF
-        else:
-            setattr(cstruct, name, int(value) & mask)
+            values.append(value & _MASK64 if isinstance(value, int) else call.address(value))
+        elif how == "sint":
+            value = int(value) & mask
+            values.append(value - mask - 1 if value > mask >> 1 else value)
+        else:  # int, quad and value are unsigned
+            values.append(int(value) & mask)
+    memory = bytearray(layout.packer.pack(*values))
+    return ffi().from_buffer(f"{ctype} *", memory), memory
 
 
-def _get(cstruct: Any, ctype: str, obj: Any, call: _Call) -> None:
-    """Copy the fields the driver may have changed back into the Python argument block."""
-    for name, how, _ in _fields(ctype):
-        if how == "nested" or not hasattr(obj, name):
-            continue
+def _get(memory: bytearray, ctype: str, obj: Any, call: _Call) -> None:
+    """Copy the fields the driver changed back into the Python argument block (a pointer
+    field always becomes a new Ptr into its region)."""
+    layout = _layout(ctype, obj)
+    for (name, how, _), value in zip(layout.fields, layout.packer.unpack_from(memory), strict=True):
         original = getattr(obj, name)
         if how == "pointer":
-            value = getattr(cstruct, name)
-            if isinstance(original, int):
-                setattr(obj, name, _address(value))
-            else:
-                setattr(obj, name, call.back(value, original))
-        elif how == "quad":
-            setattr(obj, name, int(getattr(cstruct, name).QuadPart) & _MASK64)
-        elif how == "value":
-            setattr(obj, name, _typed(original, int(getattr(cstruct, name).Value)))
-        else:
-            setattr(obj, name, _typed(original, int(getattr(cstruct, name))))
+            setattr(obj, name, value if isinstance(original, int) else call.back(value, original))
+        elif value != original:
+            setattr(obj, name, value if how == "quad" else _typed(original, value))
 
 
 def _typed(original: Any, value: int) -> Any:
@@ -1292,12 +1346,11 @@ class NativeMiniport:
     def _flat(self, ctype: str, entry: Callable[..., int], first: Any, args: Any) -> int:
         """Call an entry point whose argument block is flat: marshal, call, read back."""
         call = _Call(self._lib if self.wdk else None)
-        c = _new(f"{ctype} *")
-        _put(c, ctype, args, call)
+        c, memory = _put(ctype, args, call)
         try:
             status = self._invoke(entry, first, c, call=call)
         finally:
-            _get(c, ctype, args, call)
+            _get(memory, ctype, args, call)
         return status
 
     @_harness_faults
@@ -1319,8 +1372,7 @@ class NativeMiniport:
     @_harness_faults
     def build_paging_buffer(self, args: DXGKARG_BUILDPAGINGBUFFER) -> int:
         call = _Call()
-        c = _new("DXGKARG_BUILDPAGINGBUFFER *")
-        _put(c, "DXGKARG_BUILDPAGINGBUFFER", args, call)
+        c, memory = _put("DXGKARG_BUILDPAGINGBUFFER", args, call)
         op = args.Operation
         if op in (OP.DXGK_OPERATION_TRANSFER, OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER):
             special = op == OP.DXGK_OPERATION_SPECIAL_LOCK_TRANSFER
@@ -1379,7 +1431,7 @@ class NativeMiniport:
         try:
             status = self._invoke(self._ddi.DxgkDdiBuildPagingBuffer, self._context, c, call=call)
         finally:
-            _get(c, "DXGKARG_BUILDPAGINGBUFFER", args, call)
+            _get(memory, "DXGKARG_BUILDPAGINGBUFFER", args, call)
         return status
 
     def _location(self, c: Any, location: DXGK_TRANSFER_LOCATION, call: _Call) -> None:
