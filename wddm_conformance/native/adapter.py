@@ -520,7 +520,14 @@ def _fields(ctype: str) -> tuple[tuple[str, str, int, int], ...]:
         elif kind in ("primitive", "enum") and field.bitsize < 0:
             how = "sint" if int(f.cast(field.type, -1)) < 0 else "int"
         else:
-            raise HarnessError(f"{ctype}.{name}: a {kind} member is not marshalled")
+            what = (
+                "a bit-field"
+                if field.bitsize >= 0
+                else f"an {kind}"
+                if kind == "array"
+                else f"a {kind} member"
+            )
+            raise HarnessError(f"{ctype}.{name}: {what} is not marshalled")
         out.append((name, how, mask, field.offset))
     return tuple(out)
 
