@@ -45,6 +45,7 @@ import dataclasses
 import functools
 import itertools
 import mmap
+import operator
 import platform
 import struct
 import sys
@@ -542,12 +543,15 @@ class _Layout:
 
     ``packer`` covers the whole structure (``sizeof``), the fields in ``fields`` order
     and zero bytes elsewhere; ``fields`` are ``(name, how, mask)`` as :func:`_fields`
-    gives them, nested members left out.
+    gives them, nested members left out; ``values`` reads them from the Python block
+    (a tuple); ``pointers`` are the indices of the pointer fields.
     """
 
     ctype: str
     packer: struct.Struct
     fields: tuple[tuple[str, str, int], ...]
+    values: Callable[[Any], tuple[Any, ...]]
+    pointers: tuple[int, ...]
 
 
 _LAYOUTS: dict[tuple[str, type], _Layout] = {}
@@ -571,42 +575,59 @@ def _layout(ctype: str, obj: Any) -> _Layout:
         at = offset + size
         chosen.append((name, how, mask))
     fmt.append(f"{ffi().sizeof(ctype) - at}x")
-    layout = _Layout(ctype, struct.Struct("".join(fmt)), tuple(chosen))
+    names = [name for name, _, _ in chosen]
+    values = operator.attrgetter(*names) if len(names) > 1 else _attributes(names)
+    pointers = tuple(i for i, (_, how, _) in enumerate(chosen) if how == "pointer")
+    layout = _Layout(ctype, struct.Struct("".join(fmt)), tuple(chosen), values, pointers)
     if dataclasses.is_dataclass(obj):
         _LAYOUTS[key] = layout
     return layout
+
+
+def _attributes(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """What ``operator.attrgetter(*names)`` gives for two names or more, for any number."""
+    return lambda obj: tuple(getattr(obj, name) for name in names)
 
 
 def _put(ctype: str, obj: Any, call: _Call) -> tuple[Any, bytearray]:
     """A new C structure holding the fields of a Python argument block.
 
     Returns ``(pointer, memory)``: a ``ctype *`` and the bytearray it points into. Fields
-    the block lacks and nested members are zero (set those through the pointer).
+    the block lacks and nested members are zero (set those through the pointer). An
+    integer the C member cannot hold is cut to the member's bits, as a C cast does.
     """
     layout = _layout(ctype, obj)
-    values = []
-    for name, how, mask in layout.fields:
-        value = getattr(obj, name)
-        if how == "pointer":
-            values.append(value & _MASK64 if isinstance(value, int) else call.address(value))
-        elif how == "sint":
-            value = int(value) & mask
-            values.append(value - mask - 1 if value > mask >> 1 else value)
-        else:  # int, quad and value are unsigned
-            values.append(int(value) & mask)
-    memory = bytearray(layout.packer.pack(*values))
+    values = list(layout.values(obj))
+    for i in layout.pointers:
+        value = values[i]
+        values[i] = value & _MASK64 if isinstance(value, int) else call.address(value)
+    try:
+        packed = layout.packer.pack(*values)
+    except struct.error:
+        packed = layout.packer.pack(*map(_cut, layout.fields, values))
+    memory = bytearray(packed)
     return ffi().from_buffer(f"{ctype} *", memory), memory
+
+
+def _cut(field: tuple[str, str, int], value: Any) -> int:
+    """``value`` as the member ``field`` holds it (its low bits; signed members signed)."""
+    _, how, mask = field
+    bits = int(value) & mask
+    return bits - mask - 1 if how == "sint" and bits > mask >> 1 else bits
 
 
 def _get(memory: bytearray, ctype: str, obj: Any, call: _Call) -> None:
     """Copy the fields the driver changed back into the Python argument block (a pointer
     field always becomes a new Ptr into its region)."""
     layout = _layout(ctype, obj)
-    for (name, how, _), value in zip(layout.fields, layout.packer.unpack_from(memory), strict=True):
-        original = getattr(obj, name)
+    for (name, how, _), value, original in zip(
+        layout.fields, layout.packer.unpack_from(memory), layout.values(obj), strict=True
+    ):
+        if value == original:  # never for a Ptr
+            continue
         if how == "pointer":
             setattr(obj, name, value if isinstance(original, int) else call.back(value, original))
-        elif value != original:
+        else:
             setattr(obj, name, value if how == "quad" else _typed(original, value))
 
 
