@@ -547,7 +547,6 @@ class _Layout:
     (a tuple); ``pointers`` are the indices of the pointer fields.
     """
 
-    ctype: str
     packer: struct.Struct
     fields: tuple[tuple[str, str, int], ...]
     values: Callable[[Any], tuple[Any, ...]]
@@ -578,7 +577,7 @@ def _layout(ctype: str, obj: Any) -> _Layout:
     names = [name for name, _, _ in chosen]
     values = operator.attrgetter(*names) if len(names) > 1 else _attributes(names)
     pointers = tuple(i for i, (_, how, _) in enumerate(chosen) if how == "pointer")
-    layout = _Layout(ctype, struct.Struct("".join(fmt)), tuple(chosen), values, pointers)
+    layout = _Layout(struct.Struct("".join(fmt)), tuple(chosen), values, pointers)
     if dataclasses.is_dataclass(obj):
         _LAYOUTS[key] = layout
     return layout
