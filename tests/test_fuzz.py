@@ -252,6 +252,24 @@ def test_a_killed_campaign_loses_no_finding(tmp_path: Path) -> None:
     assert "interrupted" in output
 
 
+def test_repro_of_a_findings_record_replays_the_input_beside_it(tmp_path: Path) -> None:
+    """``fuzz repro X.json`` (the record, where the input was meant): the input ``X`` on the
+    record's driver, not the JSON text as an input on the reference driver."""
+    seed = (CORPORA / "render" / "fault-toctou").read_bytes()
+    finding = tmp_path / "render-REN-COPYFIRST-0000"
+    finding.write_bytes(seed)
+    record = finding.with_name(finding.name + ".json")
+    record.write_text(json.dumps({"target": "render", "driver": "tests.mutants:DoubleFetch"}))
+    shown = _cli("fuzz", "repro", str(record), cwd=tmp_path)
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert "driver tests.mutants:DoubleFetch" in shown.stdout and "REN-COPYFIRST" in shown.stdout
+    finding.unlink()
+    alone = _cli("fuzz", "repro", str(record), cwd=tmp_path)
+    assert alone.returncode == 2
+    (line,) = alone.stderr.strip().splitlines()
+    assert "is a finding's record, not an input" in line and finding.name in line
+
+
 def test_repro_promote_and_minimize(tmp_path: Path) -> None:
     spec = load_driver("tests.mutants:DoubleFetch")
     seed = (CORPORA / "render" / "fault-toctou").read_bytes()

@@ -131,6 +131,25 @@ def test_a_driver_that_does_not_load_is_named_when_resuming_too(tmp_path: Path) 
     assert "has no attribute 'Nope'" in output
 
 
+def test_a_misspelled_driver_is_named_before_the_work_directory_is_looked_at(
+    tmp_path: Path,
+) -> None:
+    """``--driver=referense`` in a directory holding a campaign of ``reference``: the typo is
+    the error (with the name it was close to), not "holds a campaign of ...", and a fresh
+    ``--work`` is not made for a driver that can never run."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "campaign.json").write_text('{"target": "render", "driver": "reference"}')
+    typo = _campaign_cli(work, "render", "--driver=referense", "--time", "5")
+    output, _ = typo.communicate(timeout=STALL)
+    assert typo.returncode == 2, output
+    (line,) = output.strip().splitlines()
+    assert "invalid --driver 'referense'" in line and "did you mean 'reference'?" in line
+    fresh = tmp_path / "fresh"
+    _campaign_cli(fresh, "render", "--driver=referense", "--time", "5").wait(timeout=STALL)
+    assert not fresh.exists()
+
+
 def test_jobs_that_all_die_at_start_stop_the_campaign(tmp_path: Path, driver_dir: Path) -> None:
     # The first two processes to import it (the one that builds its seeds and libFuzzer's
     # -fork parent) load; every job then fails.

@@ -22,7 +22,7 @@ import pytest
 
 from wddm_conformance.cli import main
 from wddm_conformance.ddi import DXGKARG_RENDER
-from wddm_conformance.driver import AllocationRequest
+from wddm_conformance.driver import AllocationRequest, load_driver
 from wddm_conformance.errors import BugCheck, DriverLoadError, DriverViolation
 from wddm_conformance.kernel import Kernel
 from wddm_conformance.memory import Ptr, UserBuffer, ViolationKind
@@ -834,3 +834,11 @@ def test_the_report_header_says_where_direct_reads_are_traced(
     note = adapter.direct_reads_note()
     assert note.startswith("direct reads of user memory (WDK-style driver): ")
     assert ("not traced" not in note) == traced
+
+
+def test_the_name_a_wdk_driver_gives_itself_is_its_class_in_the_reports() -> None:
+    """WDDM_WDK_DRIVER_INFO("wdkdisp (WDK-style sample)", ...): the report header, JSON and
+    HTML name the driver's class, so the class carries that name beside the file's."""
+    library = build([HERE / "wdk_driver" / "wdkdisp.c"], name="wdkdisp", wdk=True)
+    spec = load_driver(f"native:{library}")
+    assert spec.cls.__qualname__ == "Native[wdkdisp (WDK-style sample): libwdkdisp.so]"

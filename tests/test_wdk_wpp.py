@@ -49,6 +49,7 @@ def test_trace_messages_go_to_the_captured_debug_output() -> None:
         "[WPP TRACE_DRIVER] WdkWppTrace: 3 allocation(s) of 4096 bytes, 0xC000000D",
         "[WPP TRACE_ALLOCATION ERROR] wdk_wpp.c text|   0a|z  |123456789|wide|unicode|TRUE|44",
         "[WPP TRACE_DRIVER] fixed flag 7%",
+        "[WPP TRACE_DRIVER] pointer 0x1234",
         "[WPP TRACE_DRIVER INFORMATION] %!IPADDR! (not supported: the rest is not formatted)",
     ]
 

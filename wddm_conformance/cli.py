@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import itertools
 import marshal
 import sys
@@ -72,6 +73,19 @@ def _in_mode_terms(text: str) -> str:
     return text
 
 
+#: Options as pytest, pytest-xdist or libFuzzer spell them, and ours that mean the same.
+OPTION_ALIASES = {
+    "--seconds": "--time",
+    "-max_total_time": "--time",
+    "-n": "--jobs",
+    "--numprocesses": "--jobs",
+    "-jobs": "--jobs",
+    "-workers": "--jobs",
+    "-runs": "--runs",
+    "-seed": "--seed",
+}
+
+
 class CommandParser(argparse.ArgumentParser):
     """The parser of a sub-command (``check``, ``fuzz run``, ``native build`` ...).
 
@@ -93,11 +107,26 @@ class CommandParser(argparse.ArgumentParser):
                 own = list(itertools.takewhile(lambda arg: arg.startswith("-"), own))
             unknown = [arg for arg in own if self._unknown_option(arg)]
             if unknown:
-                self.error(f"unrecognized arguments: {' '.join(unknown)}")
+                self.error(f"unrecognized arguments: {' '.join(unknown)}{self._hint(unknown[0])}")
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+    def _hint(self, arg: str) -> str:
+        """``(did you mean --time?)`` for an option spelled as another tool spells it
+        (:data:`OPTION_ALIASES`) or one letter or two away from one of ours; else ""."""
+        name = arg.partition("=")[0]
+        ours = [o for o in self._option_string_actions if o.startswith("--")]
+        alias = OPTION_ALIASES.get(name)
+        bare = {o.lstrip("-"): o for o in ours}
+        typo = difflib.get_close_matches(name.lstrip("-"), bare, n=1, cutoff=0.75)
+        close = [alias] if alias in ours else [bare[t] for t in typo]
+        if close:
+            return f" (did you mean {close[0]}?)"
+        if self.prog.endswith(("fuzz run", "fuzz minimize")) and not name.startswith("--"):
+            return f" (libFuzzer's own flags go after --: ... -- {arg})"
+        return ""
 
     def _unknown_option(self, arg: str) -> bool:
         """Whether ``arg`` is spelled as an option that this parser does not have."""

@@ -362,6 +362,14 @@ def driver_forms(spec: str = "") -> str:
     return f"{text}; did you mean {close[0]!r}?" if close else text
 
 
+def require_driver_form(spec: str) -> None:
+    """Raise DriverLoadError when ``spec`` is none of ``--driver``'s forms (a misspelled
+    registry name), before anything is imported or made on disk for it."""
+    module_name, sep, attr = REGISTRY.get(spec, spec).partition(":")
+    if not sep or not module_name or not attr:
+        raise DriverLoadError(f"invalid --driver {spec!r}: expected {driver_forms(spec)}")
+
+
 def _import_object(spec: str, what: str, where: str) -> Any:
     where = "" if where == "--driver" else f" from {where}"
     module_name, sep, attr = spec.partition(":")

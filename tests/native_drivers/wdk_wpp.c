@@ -29,6 +29,7 @@ NTSTATUS WdkWppTrace(PVOID Unused) {
     TraceEvents(TRACE_LEVEL_ERROR, TRACE_ALLOCATION, "%!FILE! %s|%5.2x|%-3c|%I64X|%ws|%wZ|%!bool!|%hhu",
                 "text", 10, 'z', 0x123456789ULL, wide, &unicode, TRUE, 300);
     TraceDriver("fixed flag %u%%", 7u);
+    TraceDriver("pointer %p", (PVOID)(ULONG_PTR)0x1234);
     TraceEvents(TRACE_LEVEL_INFORMATION, TRACE_DRIVER, "%!IPADDR! then %d", 1, 2);
     WPP_CLEANUP(NULL);
     DoTraceMessage(TRACE_DRIVER, "after WPP_CLEANUP: not traced");

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..defaults import TDR_DDI_DELAY
-from ..driver import load_driver
+from ..driver import load_driver, require_driver_form
 from ..errors import VIDEO_TDR_FAILURE, DriverLoadError, Tdr
 from ..native.abi import is_sanitized
 from . import CORPORA, REGRESSIONS, sanitizer, script, target_class
@@ -297,6 +297,7 @@ def run(c: Campaign, out: IO[str] = sys.stdout, tty: bool | None = None) -> Outc
     the summary.
     """
     target_class(c.target)  # an unknown target is a ValueError before anything starts
+    require_driver_form(c.driver)  # a misspelled one too, before a work directory is made
     check_runnable()
     for d in (c.corpus, c.artifacts, c.findings):
         d.mkdir(parents=True, exist_ok=True)

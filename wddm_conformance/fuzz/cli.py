@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -134,6 +135,29 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_package_arguments(p)
 
 
+def _take_input_of_record(args: argparse.Namespace) -> str:
+    """A finding's JSON record given where its input belongs: use the input beside it
+    (``X.json`` -> ``X``); the problem in one line when there is none, else ""."""
+    path: Path = args.file
+    if path.suffix != ".json" or not path.is_file():
+        return ""
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(record, dict) or "target" not in record:
+        return ""
+    beside = path.with_suffix("")
+    if not beside.is_file():
+        return (
+            f"{path} is a finding's record, not an input, and its input {beside.name} is not "
+            "beside it (a finding found while the target was set up has none: the record "
+            "says so in its message)"
+        )
+    args.file = beside
+    return ""
+
+
 def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     cmd = args.fuzz_command
     if cmd == "list":
@@ -162,6 +186,11 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             return 3
     if cmd == "package":
         return package_run(args)
+    if cmd in ("repro", "minimize", "promote"):
+        problem = _take_input_of_record(args)
+        if problem:
+            print(f"wddm-conformance: error: {problem}", file=sys.stderr)
+            return 2
     if cmd in ("repro", "minimize", "promote") and not args.file.is_file():
         what = "is a directory, not an input file" if args.file.is_dir() else "does not exist"
         print(f"wddm-conformance: error: {args.file} {what}", file=sys.stderr)

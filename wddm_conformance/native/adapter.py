@@ -1544,4 +1544,9 @@ def native_driver_class(library: NativeLibrary) -> type[NativeMiniport]:
     if library.gpu_model:
         attributes["GPU_MODEL"] = library.gpu_model
     attributes["__doc__"] = f"{library.name} ({library.path})"
-    return type(f"Native[{library.path.name}]", (NativeMiniport,), attributes)
+    # The name the library gives itself (WDDM_WDK_DRIVER_INFO, WDDM_NATIVE_DRIVER_INFO_DEFINE)
+    # is what the report header, the JSON and HTML reports show as the driver's class.
+    named = library.path.name
+    if library.name != named:
+        named = f"{library.name}: {named}"
+    return type(f"Native[{named}]", (NativeMiniport,), attributes)

@@ -1080,7 +1080,7 @@ static int Convert(TEXT *Out, const char **Format, va_list *Args) {
         return 1;
     }
     case 'p':
-        AppendF(Out, "0x%p", va_arg(*Args, void *));
+        AppendF(Out, "%p", va_arg(*Args, void *)); /* glibc writes the 0x */
         return 1;
     default:
         return 0;
